@@ -1,0 +1,34 @@
+# The two commands a user types: `make test` and `make reproduce`. Both set up .venv first
+# when it is missing or older than pyproject.toml (the one source of dependency versions).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= demo
+
+.PHONY: setup test reproduce lab bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --no-deps $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['tool']['dmtrack']['no-deps']))")
+	$(PY) -m ipykernel install --user --name dmtrack --display-name "dmtrack (.venv)" > /dev/null
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+reproduce: $(STAMP)
+	$(PY) -m dmtrack report --profile $(PROFILE)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) -m dmtrack bench all
+
+clean:
+	rm -rf $(VENV) runs reports/runs reports/index.html

