@@ -59,6 +59,11 @@ class Config:
     double_sample_mode: str = "random"  # random | first | second | mean : which sampling the loss uses
     filter_topk: float = 0.25  # feature filtering: fraction of mask positions kept as "highest responses"
     head_channels: int = 256  # first width of the Conv-BN-ReLU center head
+    sampler_eta: float = 0.0  # DDIM eta of the test-time sampler: 0 = deterministic DDIM, 1 = ancestral (DDPM-like)
+    double_sample_input: str = "renoise"  # 2nd sampling's input: renoise = q_sample(1st x0, random t) | direct = 1st x0 as x_t at random t
+    double_sample_detach: bool = True  # stop the gradient between the 1st sampling's output and the 2nd's input
+    use_filter: bool = True  # feature filtering module (Fig. 6); False = identity (not a Table 2 row)
+    struct_kernel: int = 0  # structure-loss neighbourhood in mask cells; 0 = auto (31 search-crop pixels, odd)
 
     # --- variant switches (Table 2) ---
     use_diffusion: bool = True
@@ -90,6 +95,9 @@ class Config:
     search_center_jitter: float = 3.0
     search_scale_jitter: float = 0.25
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints, 0 = only at epoch ends
+    flip_prob: float = 0.5  # joint horizontal flip of template+search; the sentence's left/right words are swapped (docs/training.md)
+    brightness_jitter: float = 0.2  # per-crop brightness factor in [1-b, 1+b] (OSTrack); no grayscale: it would contradict colour words
+    frame_cache_mb: int = 0  # decoded frames kept in memory per data worker (LRU); 0 = decode every time
 
     def replace(self, **overrides) -> "Config":
         return apply_overrides(self, overrides)

@@ -1,0 +1,179 @@
+"""The diffusion module of DMTrack (Sec. 3.2, Eqs. 3-5, Figs. 3-4).
+
+A target-position mask m in {0,1} (or [0,1] for soft box coverage) lives in diffusion space as
+x0 = 2m - 1 in [-1,1]. A discrete DDPM schedule noises it (Eqs. 3-4); a small conditional
+U-shaped network f_theta(x_t, t, F_s) predicts x0 as *logits* l, with
+
+    p = sigmoid(l)   (mask probability, what the structure loss and the head see)
+    x0_hat = 2 p - 1 = tanh(l / 2)   (the same prediction in diffusion space)
+
+so the loss and the sampler read the one output the same way. The reverse process (Eq. 5)
+is sampled with DDIM steps (eta = 0 deterministic; eta = 1 ancestral, DDPM-like).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------- schedule
+def make_betas(T: int, schedule: str = "cosine") -> torch.Tensor:
+    """beta_1..beta_T of Eq. 3 (float64). cosine: Nichol & Dhariwal 2021, s = 0.008, beta <= 0.999;
+    linear: Ho et al. 2020, 1e-4 .. 0.02 rescaled to T steps."""
+    if schedule == "cosine":
+        s = 0.008
+        steps = torch.arange(T + 1, dtype=torch.float64) / T
+        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        abar = f / f[0]
+        return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
+    if schedule == "linear":
+        scale = 1000 / T
+        return torch.linspace(scale * 1e-4, scale * 0.02, T, dtype=torch.float64)
+    raise ValueError(f"unknown beta_schedule {schedule!r} (cosine | linear)")
+
+
+class DiffusionSchedule(nn.Module):
+    """Precomputed alpha_t = 1 - beta_t and alpha_bar_t = prod_{i<=t} alpha_i (Eq. 4), as buffers.
+    Timesteps are 0-based: t = 0 .. T-1 stands for the paper's 1 .. T."""
+
+    def __init__(self, T: int = 1000, schedule: str = "cosine"):
+        super().__init__()
+        betas = make_betas(T, schedule)
+        alphas = 1 - betas
+        abar = torch.cumprod(alphas, 0)
+        self.T = T
+        self.register_buffer("betas", betas.float(), persistent=False)
+        self.register_buffer("alphas", alphas.float(), persistent=False)
+        self.register_buffer("alphas_cumprod", abar.float(), persistent=False)
+
+    def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod[t].view(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 4: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, eps ~ N(0, I); t is (B,) long."""
+        noise = torch.randn_like(x0) if noise is None else noise
+        a = self._abar(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def sample_timesteps(self, steps: int) -> list[tuple[int, int]]:
+        """(t, t_next) pairs of a `steps`-step chain from T-1 down to 'clean' (t_next = -1).
+        steps = 1 evaluates f_theta once at t = T-1 on pure noise, exactly like the first
+        sampling of double-sample training."""
+        ts = torch.linspace(self.T - 1, -1, steps + 1).round().long().tolist()
+        return list(zip(ts[:-1], ts[1:]))
+
+    def ddim_step(self, x_t, x0_hat, t: int, t_next: int, eta: float = 0.0):
+        """One step of the reverse process (Eq. 5) with the DDIM parameterisation (Song et al. 2021):
+            eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)
+            x_next = sqrt(abar_n) x0_hat + sqrt(1 - abar_n - s^2) eps_hat + s z,
+            s = eta sqrt((1 - abar_n)/(1 - abar_t)) sqrt(1 - abar_t/abar_n).
+        eta = 0 is deterministic; eta = 1 has the DDPM posterior variance. t_next < 0 returns x0_hat."""
+        if t_next < 0:
+            return x0_hat
+        a, an = self.alphas_cumprod[t], self.alphas_cumprod[t_next]
+        eps = (x_t - a.sqrt() * x0_hat) / (1 - a).sqrt()
+        sigma = eta * ((1 - an) / (1 - a) * (1 - a / an)).clamp(min=0).sqrt()
+        x = an.sqrt() * x0_hat + (1 - an - sigma ** 2).clamp(min=0).sqrt() * eps
+        return x + sigma * torch.randn_like(x) if eta > 0 else x
+
+
+def logits_to_x0(logits: torch.Tensor) -> torch.Tensor:
+    """Diffusion-space x0 of a logit prediction: 2 sigmoid(l) - 1 = tanh(l / 2)."""
+    return torch.tanh(logits / 2)
+
+
+# ----------------------------------------------------------------------------- denoiser
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps (B,) -> (B, dim), as in DDPM / transformers."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+def _groups(c: int) -> int:
+    return math.gcd(8, c)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-Conv3x3 twice, the timestep entering as a FiLM scale/shift, plus a skip."""
+
+    def __init__(self, cin: int, cout: int, temb: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(_groups(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2, self.conv2 = nn.GroupNorm(_groups(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.film = nn.Linear(temb, 2 * cout)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, temb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(temb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        return self.skip(x) + self.conv2(F.silu(h))
+
+
+class MaskDenoiser(nn.Module):
+    """f_theta(x_t, t, F_s): a two-level U-Net at the mask resolution M = G * mask_scale.
+
+    The condition F_s (B,D,G,G) is projected to C channels once per frame (`encode_cond`) and
+    reused by every step and every one of the k chains; the noisy mask enters through a
+    zero-initialised 3x3 conv added to it (CamoDiffusion's pattern, so training starts from a
+    condition-only predictor). Output: x0 logits (B,1,M,M)."""
+
+    def __init__(self, dim: int, channels: int = 64, mask_scale: int = 1):
+        super().__init__()
+        c, temb = channels, 4 * channels
+        self.mask_scale, self.channels = mask_scale, c
+        self.cond_proj = nn.Sequential(nn.Conv2d(dim, c, 1), nn.GroupNorm(_groups(c), c), nn.SiLU())
+        self.mask_in = nn.Conv2d(1, c, 3, padding=1)
+        nn.init.zeros_(self.mask_in.weight)
+        nn.init.zeros_(self.mask_in.bias)
+        self.time_mlp = nn.Sequential(nn.Linear(c, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.enc0 = ResBlock(c, c, temb)
+        self.down1, self.enc1 = nn.Conv2d(c, c, 3, stride=2, padding=1), ResBlock(c, 2 * c, temb)
+        self.down2, self.mid = nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), ResBlock(2 * c, 2 * c, temb)
+        self.dec1 = ResBlock(4 * c, 2 * c, temb)
+        self.dec0 = ResBlock(3 * c, c, temb)
+        self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, 1, 1))
+
+    def encode_cond(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B,D,G,G) multi-modal search features -> (B,C,M,M), computed once per frame."""
+        h = self.cond_proj(feats)
+        if self.mask_scale > 1:
+            h = F.interpolate(h, scale_factor=self.mask_scale, mode="bilinear", align_corners=False)
+        return h
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        temb = self.time_mlp(timestep_embedding(t, self.channels))
+        h0 = self.enc0(cond + self.mask_in(x_t), temb)
+        h1 = self.enc1(self.down1(h0), temb)
+        h = self.mid(self.down2(h1), temb)
+        h = self.dec1(torch.cat([F.interpolate(h, size=h1.shape[-2:], mode="nearest"), h1], 1), temb)
+        h = self.dec0(torch.cat([F.interpolate(h, size=h0.shape[-2:], mode="nearest"), h0], 1), temb)
+        return self.out(h)
+
+
+# ----------------------------------------------------------------------------- sampler
+def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, steps: int, eta: float = 0.0,
+                 return_chain: bool = False, noise: torch.Tensor | None = None):
+    """Run len(cond) chains x_T ~ N(0, I) -> x_0 in one batch (Eq. 5, DDIM steps).
+
+    cond: (N,C,M,M) from `denoiser.encode_cond` (already expanded to the N = B*k chains).
+    Returns (logits of the final x0 prediction (N,1,M,M), chain or None) where chain is the
+    list x_T, x_t1, ..., x_0 of (N,1,M,M) states mapped to [0,1] by (x + 1) / 2, clamped."""
+    n, _, m, _ = cond.shape
+    x = torch.randn(n, 1, m, m, device=cond.device, dtype=cond.dtype) if noise is None else noise
+    chain = [x] if return_chain else None
+    logits = None
+    for t, t_next in schedule.sample_timesteps(steps):
+        tt = torch.full((n,), t, device=cond.device, dtype=torch.long)
+        logits = denoiser(x, tt, cond)
+        x = schedule.ddim_step(x, logits_to_x0(logits).clamp(-1, 1), t, t_next, eta)
+        if return_chain:
+            chain.append(x)
+    if return_chain:
+        chain = [((c + 1) / 2).clamp(0, 1) for c in chain]
+    return logits, chain

