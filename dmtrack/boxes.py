@@ -8,15 +8,14 @@ Formats:
 """
 from __future__ import annotations
 
-import numpy as np
+import sys
 
-try:
-    import torch
-except ImportError:  # numpy-only use (e.g. scoring) does not need torch
-    torch = None
+import numpy as np
 
 
 def _stack(parts, like):
+    # torch is looked up, not imported: numpy-only users (scoring) never pay its import time
+    torch = sys.modules.get("torch")
     if torch is not None and isinstance(like, torch.Tensor):
         return torch.stack(parts, dim=-1)
     return np.stack(parts, axis=-1)
@@ -91,6 +90,7 @@ def clip_xywh(b: np.ndarray, width: int, height: int, margin: float = 0.0) -> np
 
 def giou_xyxy(a, b):
     """Element-wise (IoU, generalised IoU) of xyxy boxes (torch), for the GIoU loss."""
+    import torch
     area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
     area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
     lt = torch.maximum(a[..., :2], b[..., :2])

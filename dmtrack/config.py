@@ -54,7 +54,7 @@ class Config:
     beta_schedule: str = "cosine"  # cosine | linear
     sampling_steps: int = 5  # denoising steps of one sampling chain at test time
     mask_scale: int = 1  # mask resolution = search feature grid * mask_scale
-    denoiser_channels: int = 64  # base width of the U-shaped denoiser
+    denoiser_channels: int = 32  # base width of the U-shaped denoiser (light: it runs sampling_steps x k times per frame)
     test_samples: int = 1  # k: diffusion samplings averaged at test time (Table 2: 1 or 5)
     double_sample_mode: str = "random"  # random | first | second | mean : which sampling the loss uses
     filter_topk: float = 0.25  # feature filtering: fraction of mask positions kept as "highest responses"

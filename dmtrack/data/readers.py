@@ -8,7 +8,6 @@ shifted, dropped or padded silently. See docs/datasets.md for the layouts.
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 import warnings
@@ -17,8 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from .sequence import Sequence, dataset_root
-
-log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -35,7 +32,7 @@ BENCHMARKS = {
     "synthetic_lasot_ext": "synthetic stand-in for LaSOT_ext, unseen classes (<root>/lasot_ext)",
     "synthetic_tnl2k": "synthetic stand-in for TNL2K (<root>/tnl2k)",
     "synthetic_otb_lang": "synthetic stand-in for OTB-Lang (<root>/otb_lang)",
-}
+}  # plus synthetic_drift_<level> (e.g. synthetic_drift_0.50): the drift sweep, LaSOT layout at <root>/drift/<level>
 
 
 class DatasetError(ValueError):
@@ -48,7 +45,8 @@ class MissingFileError(DatasetError, FileNotFoundError):
 
 def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str | None = None,
                    allow_empty_text: bool = False, progress: bool | None = None) -> list[Sequence]:
-    """The sequences of benchmark `name` (a key of BENCHMARKS), sorted by name.
+    """The sequences of benchmark `name` (a key of BENCHMARKS): sorted by name for the video
+    benchmarks, in the refs file's order for refcocog.
 
     root: the dataset's folder; default `dataset_root(name)` ($DMTRACK_DATA/<folder>, or
         $DMTRACK_<NAME>_ROOT). For synthetic_* it is the folder holding train/, lasot/, ...
@@ -60,8 +58,9 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
     """
     from . import lasot, otb, refcoco, tnl2k
 
-    if name not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    drift_level = _drift_level(name)
+    if name not in BENCHMARKS and drift_level is None:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, synthetic_drift_<level>")
     root = Path(root) if root is not None else dataset_root(name)
     opts = dict(allow_empty_text=allow_empty_text, progress=progress)
     if name == "lasot":
@@ -80,6 +79,9 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
         seqs = lasot.load(root / "lasot", "test", tag="lasot", split_file=root / "lasot" / "testing_set.txt", **opts)
     elif name == "synthetic_lasot_ext":
         seqs = lasot.load(root / "lasot_ext", "test", tag="lasot_extension_subset", all_test=True, **opts)
+    elif drift_level is not None:  # the synthetic drift sweep: LaSOT layout at <root>/drift/<level>
+        folder = root / "drift" / drift_level
+        seqs = lasot.load(folder, "test", tag="lasot", split_file=folder / "testing_set.txt", **opts)
     elif name == "synthetic_tnl2k":
         seqs = tnl2k.load(root / "tnl2k", "test", **opts)
     else:  # synthetic_otb_lang: same layout, but none of real OTB's per-video start frames
@@ -87,6 +89,16 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
     for s in seqs:
         s.extra["benchmark"] = name
     return seqs
+
+
+def _drift_level(name: str) -> str | None:
+    """'0.50' for 'synthetic_drift_0.5' (the folder name the synthetic generator uses), else None."""
+    if not name.startswith("synthetic_drift_"):
+        return None
+    try:
+        return f"{float(name[len('synthetic_drift_'):]):.2f}"
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -130,7 +142,7 @@ def read_description(path: Path, allow_empty: bool = False, hint: str = "") -> s
 def _lines(path: Path, what: str) -> list[str]:
     # trailing blank lines are harmless; blank lines inside the file are reported by the checks
     lines = read_text(path, what).rstrip().splitlines()
-    if not lines or not lines[0].strip():
+    if not lines:
         raise DatasetError(f"{path}: empty {what}")
     return lines
 
@@ -190,8 +202,9 @@ def numbered_frames(folder: Path, first: int, n: int, gt: Path) -> tuple[list[Pa
     """Frames `first` .. `first+n-1` of a folder whose image names are the frame number
     (LaSOT 00000001.jpg, OTB 0001.jpg, Board 00001.jpg, KiteSurf .png).
 
-    Returns (paths, number of images after the last annotated frame). Errors: fewer images
-    than rows, a missing frame, or two files claiming one frame number.
+    Returns (paths, number of images after the last annotated frame). Errors: a missing
+    frame (MissingFileError naming the expected file; the message also says when the folder
+    holds fewer images than gt rows), or two files claiming one frame number.
     """
     by_number: dict[int, str] = {}
     for name in list_images(folder):
@@ -202,16 +215,18 @@ def numbered_frames(folder: Path, first: int, n: int, gt: Path) -> tuple[list[Pa
                 raise DatasetError(f"{folder}: {by_number[k]} and {name} are both frame {k}")
             by_number[k] = name
     last = first + n - 1
-    if sum(first <= k <= last for k in by_number) < n and len(by_number) < n:
-        raise DatasetError(f"{folder}: {len(by_number)} images for {n} ground-truth rows in {gt}"
-                           f" (fewer images than ground-truth rows)")
-    base = str(folder)
-    frames = []
-    for k in range(first, last + 1):
-        name = by_number.get(k)
-        if name is None:
-            raise MissingFileError(f"missing image for frame {k} (row {k - first + 1} of {gt}) in {folder}")
-        frames.append(Path(base + os.sep + name))
+    missing = next((k for k in range(first, last + 1) if k not in by_number), None)
+    if missing is not None:
+        # name the file the way its neighbours are named (padding and extension)
+        like = next(iter(by_number.values()), f"{0:08d}.jpg")
+        stem, ext = like.rsplit(".", 1)
+        msg = (f"missing image {folder / f'{missing:0{len(stem)}d}.{ext}'} for frame {missing} "
+               f"(row {missing - first + 1} of {gt})")
+        if len(by_number) < n:
+            msg += f"; {folder} holds {len(by_number)} images for {n} ground-truth rows (fewer images than ground-truth rows)"
+        raise MissingFileError(msg)
+    base = str(folder) + os.sep
+    frames = [Path(base + by_number[k]) for k in range(first, last + 1)]
     return frames, sum(k > last for k in by_number)
 
 

@@ -1,0 +1,11 @@
+"""DMTrack model: visual encoder, language encoder, fusion, diffusion, filtering, head, losses.
+
+    from dmtrack.model import build_model, decode_boxes, save_checkpoint, load_checkpoint, DMTrack
+"""
+from .dmtrack import DMTrack, box_mask, build_model
+from .head import decode_boxes
+
+from .weights import load_checkpoint, load_pretrained_backbone, save_checkpoint
+
+__all__ = ["DMTrack", "build_model", "decode_boxes", "box_mask", "save_checkpoint", "load_checkpoint",
+           "load_pretrained_backbone"]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 # ----------------------------------------------------------------------------- schedule
 def make_betas(T: int, schedule: str = "cosine") -> torch.Tensor:
     """beta_1..beta_T of Eq. 3 (float64). cosine: Nichol & Dhariwal 2021, s = 0.008, beta <= 0.999;
-    linear: Ho et al. 2020, 1e-4 .. 0.02 rescaled to T steps."""
+    linear: Ho et al. 2020, 1e-4 .. 0.02 rescaled to T steps (also <= 0.999)."""
     if schedule == "cosine":
         s = 0.008
         steps = torch.arange(T + 1, dtype=torch.float64) / T
@@ -31,7 +31,7 @@ def make_betas(T: int, schedule: str = "cosine") -> torch.Tensor:
         return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
     if schedule == "linear":
         scale = 1000 / T
-        return torch.linspace(scale * 1e-4, scale * 0.02, T, dtype=torch.float64)
+        return torch.linspace(scale * 1e-4, scale * 0.02, T, dtype=torch.float64).clamp(max=0.999)
     raise ValueError(f"unknown beta_schedule {schedule!r} (cosine | linear)")
 
 

@@ -27,6 +27,9 @@ class CenterHead(nn.Module):
         for p in self.parameters():  # OSTrack initialises the head Xavier-uniform
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
+        # CenterNet's focal-loss prior: start the score map near 0.1 rather than 0.5, so the
+        # first steps are not dominated by the G^2 - 1 negative cells (OSTrack leaves it at 0)
+        nn.init.constant_(self.score[-1].bias, -2.19)
 
     def forward(self, x: torch.Tensor):
         clamp = lambda v: v.sigmoid().clamp(1e-4, 1 - 1e-4)

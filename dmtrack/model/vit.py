@@ -90,6 +90,8 @@ class VisualEncoder(nn.Module):
         """template (B,3,Hz,Wz), search (B,3,Hx,Wx) normalised crops. keep_rate None = test time
         (each CE layer keeps cfg.ce_keep_ratio), 1.0 = no elimination, else that ratio (training)."""
         keep = self.ce_keep_ratio if keep_rate is None else keep_rate
+        if not 0.0 < keep <= 1.0:
+            raise ValueError(f"CE keep rate must be in (0, 1], got {keep}")
         z = self.patch_embed(template) + self.pos_embed_z
         x = self.patch_embed(search) + self.pos_embed_x
         B, Nz, D = z.shape

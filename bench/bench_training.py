@@ -1,0 +1,115 @@
+"""Training throughput (pairs per second) at the demo and paper sizes on this machine.
+
+Writes a small LaSOT-layout training set to a temp folder (frames of the size the profile
+trains on), then per profile: the data pipeline alone (PairDataset + DataLoader, pairs/s),
+and full optimiser steps (loading + forward + backward + AdamW, pairs/s), after warm-up
+steps. The paper profile runs at batch 1-2 (a ViT-B step takes seconds on a CPU); its
+language encoder is the local MiniLM, as bert-base-uncased is not on disk here.
+
+    .venv/bin/python bench/bench_training.py [--steps 5] [--paper-batch 2] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dmtrack.config import load_config
+from dmtrack.data import load_benchmark
+from dmtrack.model import build_model
+from dmtrack.train.loop import make_scheduler, train_step
+from dmtrack.train.sampler import PairDataset, PairSampler, collate
+
+
+def write_train_set(root: Path, width: int, height: int, n_seq: int = 4, n_frames: int = 40) -> Path:
+    """LaSOT layout under root/train: textured frames with one coloured moving box each."""
+    rng = np.random.default_rng(0)
+    for k in range(n_seq):
+        folder = root / "train" / "box" / f"box-{k + 1}"
+        (folder / "img").mkdir(parents=True)
+        rows = []
+        for i in range(n_frames):
+            img = rng.integers(60, 160, (height, width, 3), dtype=np.uint8)
+            w, h = width // 8, height // 8
+            x, y = (width // 4 + 3 * i) % (width - w), (height // 3 + k * 5) % (height - h)
+            img[y:y + h, x:x + w] = (40 * k, 200, 255 - 40 * k)
+            cv2.imwrite(str(folder / "img" / f"{i + 1:08d}.jpg"), img)
+            rows.append(f"{x},{y},{w},{h}")
+        (folder / "groundtruth.txt").write_text("\n".join(rows) + "\n")
+        for flags in ("full_occlusion.txt", "out_of_view.txt"):
+            (folder / flags).write_text(",".join("0" * n_frames) + "\n")
+        (folder / "nlp.txt").write_text(f"the coloured box number {k} moving right\n")
+    return root
+
+
+def measure(cfg, seqs, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    data = PairDataset(cfg, {"synthetic": seqs})
+    sampler = PairSampler(cfg.pairs_per_epoch)
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=collate, drop_last=True)
+    n = warmup + steps
+    batches = iter(loader)
+    t = time.perf_counter()
+    cached = [next(batches) for _ in range(n)]
+    data_pps = n * cfg.batch_size / (time.perf_counter() - t)
+
+    model = build_model(cfg)
+    model.train()
+    opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    make_scheduler(opt, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    times = []
+    for i, batch in enumerate(cached):
+        t = time.perf_counter()
+        train_step(model, model, opt, scaler, batch, float(cfg.ce_start_epoch + cfg.ce_warm_epochs), cfg.grad_clip, False)
+        times.append(time.perf_counter() - t)
+    step_s = float(np.median(times[warmup:]))
+    load_s = cfg.batch_size / data_pps
+    return {"profile": cfg.profile, "batch": cfg.batch_size, "steps": steps, "data_pairs_per_s": round(data_pps, 1),
+            "step_s_median": round(step_s, 3), "train_pairs_per_s": round(cfg.batch_size / (step_s + load_s), 2),
+            "model_params_M": round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 2),
+            "search_size": cfg.search_size, "embed_dim": cfg.embed_dim, "depth": cfg.depth}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per profile (after 1 warm-up step)")
+    ap.add_argument("--paper-batch", type=int, default=2, help="batch size at the paper size")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--profiles", default="demo,paper")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for profile in args.profiles.split(","):
+            over = {"batch_size": args.paper_batch, "num_workers": 0} if profile == "paper" else {}
+            cfg = load_config(profile, "full", train_datasets={"synthetic": 1.0}, **over)
+            # frames of the size the profile tracks in: the demo suites are 256x192, real videos ~640x360
+            size = (256, 192) if profile != "paper" else (640, 360)
+            root = write_train_set(Path(tmp) / profile, *size)
+            seqs = load_benchmark("synthetic_train", root=root, progress=False)
+            rows.append(measure(cfg, seqs, args.steps, warmup=1))
+            print(rows[-1], flush=True)
+    print(f"\n{'profile':8} {'batch':>5} {'data pairs/s':>13} {'s/step':>8} {'train pairs/s':>14} {'params M':>9}")
+    for r in rows:
+        print(f"{r['profile']:8} {r['batch']:>5} {r['data_pairs_per_s']:>13} {r['step_s_median']:>8} "
+              f"{r['train_pairs_per_s']:>14} {r['model_params_M']:>9}")
+    out = Path(__file__).resolve().parent / "results" / "bench_training.json"
+    out.parent.mkdir(exist_ok=True)
+    meta = {"threads": args.threads, "cpu_count": os.cpu_count(), "loadavg_1min_at_end": os.getloadavg()[0],
+            "torch": torch.__version__}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""RefCOCOg, Google split, as one-frame training sequences (formats_metrics.md §5).
+
+Files, as the `refer` API lays them out under <root>:
+    refcocog/refs(google).p      pickled list of refs (ref_id, ann_id, image_id, split, sentences, ...)
+    refcocog/instances.json      COCO images / annotations (bbox = [x, y, w, h]) / categories
+    images/mscoco/images/train2014/COCO_train2014_%012d.jpg
+
+One sequence per (referring expression, sentence): a ref with three sentences gives three
+sequences sharing the image and the box, so every annotated sentence is used (JointNLT
+keeps only the last one, MMTrack draws one at random per sample). The description is the
+sentence's 'sent' field (the tokenised, lowercased form every VL tracker trains on); 'raw'
+is kept in extra. Nothing is filtered: crowd flags and box sizes are in the sequence so
+the sampler can apply its own validity rule (w, h > 50 in JointNLT and MMTrack).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .readers import DatasetError, MissingFileError, progress_bar, read_text
+from .sequence import Sequence
+
+IMAGE_DIR = Path("images/mscoco/images/train2014")
+
+
+def _load_refs(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise MissingFileError(f"missing RefCOCOg refs file: {path}")
+    with open(path, "rb") as f:
+        try:
+            return pickle.load(f)
+        except UnicodeDecodeError:  # refs written by Python 2 with non-ASCII str
+            f.seek(0)
+            return pickle.load(f, encoding="latin1")
+
+
+def load(root: Path, split: str = "train", allow_empty_text: bool = False,
+         progress: bool | None = None) -> list[Sequence]:
+    if split not in ("train", "val"):
+        raise ValueError(f"RefCOCOg google split has 'train' and 'val' only (no test released), got {split!r}")
+    refs_path = root / "refcocog" / "refs(google).p"
+    refs = _load_refs(refs_path)
+    inst_path = root / "refcocog" / "instances.json"
+    try:
+        inst = json.loads(read_text(inst_path, "RefCOCOg instances file"))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{inst_path}, line {e.lineno}: invalid JSON ({e.msg})") from None
+    anns = {a["id"]: a for a in inst["annotations"]}
+    cats = {c["id"]: c["name"] for c in inst.get("categories", [])}
+    image_dir = root / IMAGE_DIR
+    try:
+        on_disk = set(os.listdir(image_dir))
+    except FileNotFoundError:
+        raise MissingFileError(f"missing COCO train2014 image folder: {image_dir}") from None
+    seqs = []
+    for ref in progress_bar([r for r in refs if r["split"] == split], f"refcocog/{split}", progress):
+        ann = anns.get(ref["ann_id"])
+        if ann is None:
+            raise DatasetError(f"{refs_path}: ref {ref['ref_id']} points to annotation {ref['ann_id']}, "
+                               f"which {inst_path} does not have")
+        file_name = f"COCO_train2014_{ref['image_id']:012d}.jpg"
+        if file_name not in on_disk:
+            raise MissingFileError(f"missing image {image_dir / file_name} (ref {ref['ref_id']} in {refs_path})")
+        for sent in ref["sentences"]:
+            text = sent["sent"].strip()
+            if not text and not allow_empty_text:
+                raise DatasetError(f"{refs_path}: ref {ref['ref_id']} sentence {sent['sent_id']} is empty")
+            seqs.append(Sequence(
+                name=f"{ref['ref_id']}_{sent['sent_id']}", frames=[image_dir / file_name],
+                boxes=np.asarray([ann["bbox"]], dtype=np.float64), description=text, dataset="refcocog",
+                extra={"ref_id": ref["ref_id"], "sent_id": sent["sent_id"], "ann_id": ref["ann_id"],
+                       "image_id": ref["image_id"], "category": cats.get(ref["category_id"]),
+                       "iscrowd": bool(ann.get("iscrowd", 0)), "raw": sent.get("raw", text)}))
+    return seqs

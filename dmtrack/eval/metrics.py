@@ -1,0 +1,239 @@
+"""The one metric implementation: success (AUC), precision, normalised precision, OP50 and
+OP75, per sequence and averaged over sequences, under two named protocols.
+
+    pytracking : `calc_seq_err_robust` of pytracking and the OSTrack-derived VL codebases
+                 (OSTrack, MMTrack, JointNLT, UVLTrack): what those papers publish.
+    official   : the LaSOT / TNL2K / OTB MATLAB toolkits (`calc_seq_err_robust.m`,
+                 `eval_tracker.m`, `plot_draw_save.m`).
+
+Every rule is listed in docs/protocol.md with the test that pins it. Per frame a protocol
+yields an IoU, a centre error e (pixels) and a normalised centre error ne; a frame counts
+for success at threshold t when IoU > t (strict), for precision at d when e <= d. The
+toolkits mark frames with sentinels instead of masks, and so do we, because the sentinel
+decides hit or miss: IoU = -1 is always a miss, e = +inf a miss, e = -1 a hit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dmtrack.boxes import center_xywh, iou_xywh
+
+# Thresholds are the nearest doubles to k/20, k and k/100. pytracking builds them with
+# torch.arange(0, 1.05, 0.05), which is 1 ulp above k/20 for 9 of the 21 values; that only
+# matters for an IoU within 1e-16 of a threshold.
+SUCCESS_THRESHOLDS = np.arange(21) / 20  # IoU 0, 0.05, ..., 1
+PRECISION_THRESHOLDS = np.arange(51, dtype=np.float64)  # centre error 0..50 px
+NORM_PRECISION_THRESHOLDS = np.arange(51) / 100  # normalised centre error 0..0.5
+PROTOCOLS = ("pytracking", "official")
+VALID_RULES = ("wh", "all4")
+DEFAULT_VALID_RULE = {"pytracking": "wh", "official": "all4"}
+METRICS = ("auc", "precision", "norm_precision", "op50", "op75")
+_I20, _I50, _I75 = 20, 10, 15  # index of 20 px / 0.20 in the error curves, of 0.5 / 0.75 in the success curve
+
+
+class InvalidResults(ValueError):
+    """Predictions a protocol refuses to score (NaN or negative size under pytracking, too few rows)."""
+
+
+def _fill_from_previous(boxes: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Replace every bad row by the nearest earlier good row; row 0 is never replaced.
+    This is the toolkits' loop `for i = 2..N: if bad(i): r(i) = r(i-1)` without the loop:
+    since r(i-1) was already repaired, it equals the last good row before i."""
+    keep = ~bad
+    keep[0] = True
+    src = np.maximum.accumulate(np.where(keep, np.arange(len(boxes)), 0))
+    return boxes[src]
+
+
+def _centre_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre error in pixels and normalised by the gt size (c = x + (w - 1) / 2)."""
+    d = center_xywh(pred) - center_xywh(gt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.hypot(d[:, 0], d[:, 1]), np.hypot(d[:, 0] / gt[:, 2], d[:, 1] / gt[:, 3])
+
+
+def _valid(gt: np.ndarray, rule: str) -> np.ndarray:
+    """'wh': w > 0 and h > 0 (OSTrack, MMTrack, JointNLT, UVLTrack, TNL2K python toolkit);
+    'all4': x, y, w, h all > 0 (MATLAB toolkits; pytracking since 2022-08). NaN is invalid."""
+    if rule not in VALID_RULES:
+        raise ValueError(f"valid_rule must be one of {VALID_RULES}, got {rule!r}")
+    cols = gt[:, 2:] if rule == "wh" else gt
+    return (cols > 0).all(axis=1)
+
+
+def frame_errors(pred, gt, visible=None, *, protocol: str = "pytracking", dataset: str = "",
+                 valid_rule: str | None = None, name: str = "sequence"):
+    """Per-frame (iou, e, ne) after the protocol's repairs and sentinels.
+
+    pred, gt: (N, 4) x, y, w, h; visible: (N,) bool or None; dataset: the tag the
+    pytracking protocol keys on (only the exact tag 'lasot' changes anything).
+    Raises InvalidResults for predictions the protocol refuses.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    rule = valid_rule or DEFAULT_VALID_RULE[protocol]
+    gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
+    pred = np.array(pred, dtype=np.float64).reshape(-1, 4)  # a copy: repairs never touch the caller's array
+    n = len(gt)
+    if n == 0:
+        raise ValueError(f"{name}: empty ground truth")
+    vis = None if visible is None else np.asarray(visible, dtype=bool).reshape(-1)
+    if vis is not None and len(vis) != n:
+        raise ValueError(f"{name}: {len(vis)} visibility flags for {n} ground-truth rows")
+
+    if protocol == "pytracking":
+        bad = np.isnan(pred).any(axis=1) | (pred[:, 2:] < 0).any(axis=1)
+        if bad.any():
+            raise InvalidResults(f"{name}: invalid results (NaN or negative w/h) in frame {int(np.argmax(bad)) + 1}")
+        if np.isnan(gt).any():
+            raise ValueError(f"{name}: NaN in the ground truth (frame {int(np.argmax(np.isnan(gt).any(1))) + 1})")
+        pred = pred[:n]  # longer results are cut (LaSOT monkey-17)
+        pred = _fill_from_previous(pred, (pred[:, 2:] == 0).any(axis=1))  # zero-size box -> previous box
+        if len(pred) < n:
+            if dataset == "lasot":
+                raise InvalidResults(f"{name}: {len(pred)} result rows for {n} ground-truth rows (tag 'lasot' refuses short results)")
+            pred = np.concatenate([pred, np.zeros((n - len(pred), 4))])  # other tags: zero boxes (misses)
+        pred[0] = gt[0]
+        valid = _valid(gt, rule) if vis is None else _valid(gt, rule) & vis
+        iou = iou_xywh(pred, gt)
+        e, ne = _centre_errors(pred, gt)
+        iou[~valid], e[~valid], ne[~valid] = -1.0, np.inf, -1.0  # ne = -1 is a HIT for norm precision
+        if dataset == "lasot" and vis is not None:
+            e[~vis], ne[~vis] = np.inf, np.inf  # only the exact tag 'lasot' makes invisible frames misses
+        return iou, e, ne, valid
+
+    # official MATLAB toolkits
+    if len(pred) < n:
+        raise InvalidResults(f"{name}: {len(pred)} result rows for {n} ground-truth rows (the MATLAB toolkits fail on short results)")
+    pred = pred[:n]
+    bad = np.isnan(pred).any(axis=1) | (pred[:, 2] <= 0) | (pred[:, 3] <= 0)
+    pred = _fill_from_previous(pred, bad & ~np.isnan(gt).any(axis=1))  # NaN / w<=0 / h<=0 -> previous box
+    pred[0] = gt[0]
+    if vis is None and dataset.startswith("tnl2k"):
+        # The TNL2K toolkit reads absent flags from its own annos/absent/<seq>.txt, which the
+        # dataset folder lacks; those flags mark exactly the zero-size gt rows (all but 12 of
+        # 516,038 frames), so without flags a zero-size gt row counts as absent.
+        vis = (gt[:, 2] > 0) & (gt[:, 3] > 0)
+    valid = _valid(gt, rule)
+    iou = iou_xywh(pred, gt)
+    e, ne = _centre_errors(pred, gt)
+    iou[~valid], e[~valid], ne[~valid] = -1.0, -1.0, -1.0  # e = ne = -1 are HITS for both precisions
+    if vis is not None:
+        # absent frames are deleted from the numerator while N stays the full length: a miss for every metric
+        iou[~vis], e[~vis], ne[~vis] = -1.0, np.inf, np.inf
+        valid = valid & vis
+    return iou, e, ne, valid
+
+
+def curves(iou, e, ne, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Success (21,), precision (51,) and normalised-precision (51,) curves as fractions of n_frames."""
+    if n_frames <= 0:
+        raise ValueError("sequence length for the curves must be > 0")
+    # counts by binary search in the sorted values (NaN sorts last: never <= d, and IoU has no NaN)
+    s = (len(iou) - np.searchsorted(np.sort(iou), SUCCESS_THRESHOLDS, side="right")) / n_frames  # IoU > t, strict
+    p = np.searchsorted(np.sort(e), PRECISION_THRESHOLDS, side="right") / n_frames  # e <= d
+    q = np.searchsorted(np.sort(ne), NORM_PRECISION_THRESHOLDS, side="right") / n_frames
+    return s, p, q
+
+
+def sequence_curves(pred, gt, visible=None, *, protocol="pytracking", dataset="", valid_rule=None,
+                    exclude_invalid_frames=False, name="sequence"):
+    """The three curves of one sequence. N_s = all gt rows, or the valid frames only with
+    pytracking's `exclude_invalid_frames` option (pytracking protocol only)."""
+    if exclude_invalid_frames and protocol != "pytracking":
+        raise ValueError("exclude_invalid_frames is an option of the pytracking protocol only")
+    iou, e, ne, valid = frame_errors(pred, gt, visible, protocol=protocol, dataset=dataset, valid_rule=valid_rule, name=name)
+    n = int(valid.sum()) if exclude_invalid_frames else len(iou)
+    if n == 0:
+        raise ValueError(f"{name}: no valid frame to score")
+    return curves(iou, e, ne, n)
+
+
+@dataclass
+class Scores:
+    """Curves of M sequences under one protocol; every number derived from them is in percent."""
+    names: list[str]
+    success: np.ndarray  # (M, 21) fractions
+    precision: np.ndarray  # (M, 51)
+    norm_precision: np.ndarray  # (M, 51)
+    protocol: str
+    valid_rule: str
+    dataset_tag: str
+    benchmark: str = ""
+    skipped: list[str] = field(default_factory=list)  # sequences without a result file (skip_missing)
+
+    def _kept(self, curve: np.ndarray) -> np.ndarray:
+        # MATLAB (plot_draw_save.m) averages only over sequences whose whole curve is non-zero,
+        # each curve type on its own; pytracking averages over all sequences.
+        if self.protocol == "official":
+            kept = curve[curve.sum(1) > np.finfo(float).eps]
+            return kept if len(kept) else np.zeros_like(curve[:1])  # nothing left: 0, not MATLAB's NaN
+        return curve
+
+    def mean_curves(self) -> dict[str, np.ndarray]:
+        """Curves averaged over sequences (percent), for plots; x values in `thresholds()`."""
+        return {k: 100 * self._kept(getattr(self, k)).mean(0) for k in ("success", "precision", "norm_precision")}
+
+    @staticmethod
+    def thresholds() -> dict[str, np.ndarray]:
+        return {"success": SUCCESS_THRESHOLDS, "precision": PRECISION_THRESHOLDS, "norm_precision": NORM_PRECISION_THRESHOLDS}
+
+    def overall(self) -> dict[str, float]:
+        c = self.mean_curves()
+        return {"auc": float(c["success"].mean()), "precision": float(c["precision"][_I20]),
+                "norm_precision": float(c["norm_precision"][_I20]),
+                "op50": float(c["success"][_I50]), "op75": float(c["success"][_I75])}
+
+    def per_sequence(self) -> pd.DataFrame:
+        """One row per sequence, columns METRICS, in percent."""
+        return pd.DataFrame({"auc": 100 * self.success.mean(1), "precision": 100 * self.precision[:, _I20],
+                             "norm_precision": 100 * self.norm_precision[:, _I20],
+                             "op50": 100 * self.success[:, _I50], "op75": 100 * self.success[:, _I75]},
+                            index=pd.Index(self.names, name="sequence"))
+
+    def header(self) -> str:
+        """The line every printed table starts with: which convention produced the numbers."""
+        skip = f", {len(self.skipped)} skipped (no result file)" if self.skipped else ""
+        return (f"[{self.benchmark or 'benchmark'}] protocol={self.protocol} valid_rule={self.valid_rule} "
+                f"dataset_tag={self.dataset_tag!r} sequences={len(self.names)}{skip}")
+
+    def table(self, per_sequence: bool = False) -> str:
+        df = self.per_sequence() if per_sequence else pd.DataFrame([self.overall()], index=["overall"])
+        return self.header() + "\n" + df.round(2).to_string()
+
+    def to_json(self) -> dict:
+        per = self.per_sequence()
+        return {"benchmark": self.benchmark, "protocol": self.protocol, "overall": self.overall(),
+                "per_sequence": {n: {k: float(v) for k, v in row.items()} for n, row in per.iterrows()},
+                "valid_rule": self.valid_rule, "dataset_tag": self.dataset_tag,
+                "n_sequences": len(self.names), "skipped": list(self.skipped),
+                "curves": {k: [round(float(x), 4) for x in v] for k, v in self.mean_curves().items()},
+                "thresholds": {k: v.tolist() for k, v in self.thresholds().items()}}
+
+
+def score_sequences(predictions, sequences, *, protocol: str = "pytracking", valid_rule: str | None = None,
+                    dataset_tag: str | None = None, exclude_invalid_frames: bool = False,
+                    benchmark: str = "", skipped=()) -> Scores:
+    """Score predictions {sequence name: (N, 4) boxes} against `Sequence`s (those without a
+    prediction must have been dropped by the caller, e.g. `results.load_results`).
+    dataset_tag overrides each sequence's own `dataset` tag (the pytracking protocol keys on it)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    rule = valid_rule or DEFAULT_VALID_RULE[protocol]
+    if rule not in VALID_RULES:
+        raise ValueError(f"valid_rule must be one of {VALID_RULES}, got {rule!r}")
+    sequences = list(sequences)
+    if not sequences:
+        raise ValueError("no sequences to score")
+    missing = [s.name for s in sequences if s.name not in predictions]
+    if missing:
+        raise KeyError(f"no predictions for {len(missing)} sequences: {', '.join(missing[:20])}")
+    out = [sequence_curves(predictions[s.name], s.boxes, s.visible, protocol=protocol,
+                           dataset=dataset_tag if dataset_tag is not None else s.dataset, valid_rule=rule,
+                           exclude_invalid_frames=exclude_invalid_frames, name=s.name) for s in sequences]
+    tags = dataset_tag if dataset_tag is not None else ",".join(sorted({s.dataset for s in sequences}))
+    s, p, q = (np.stack(x) for x in zip(*out))
+    return Scores([x.name for x in sequences], s, p, q, protocol, rule, tags, benchmark, list(skipped))

@@ -1,0 +1,180 @@
+"""Raw tracking results in pytracking's layout, and matching result files to sequences.
+
+    <results>/<tracker>/<param>[_<run_id:03d>]/<seq>.txt       one x, y, w, h row per frame, frame 1 included
+    <results>/<tracker>/<param>[_<run_id:03d>]/<seq>_time.txt  one float per frame (seconds)
+
+We write tab-separated boxes with 2 decimals (pytracking truncates to integers with
+astype(int); pass decimals=None for that). Reading accepts tab, comma or space separated
+rows, so other trackers' published raw results score with the same code: got10k's comma
+%.3f, UVLTrack's tab integers, MATLAB toolkit files. Result folders may hold the files
+directly or in one `<dataset>/` sub-folder (MMTrack's layout), and the multi-target OTB
+names are matched across codebases (Jogging-1 / Jogging_1 / Jogging.1, Human4 / Human4_2).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmtrack.data.names import canonical_name
+
+
+def name_key(name: str) -> str:
+    """Key under which a sequence name and its result-file aliases compare equal (the readers'
+    one alias rule): 'Jogging-1', 'Jogging_1', 'Jogging.1' -> 'Jogging-1'; 'Human4_2' -> 'Human4'."""
+    return canonical_name(name)
+
+
+def results_dir(root, tracker: str, param: str, run_id: int | None = None) -> Path:
+    """<root>/<tracker>/<param>[_<run_id:03d>] (pytracking's naming)."""
+    return Path(root) / tracker / (param if run_id is None else f"{param}_{run_id:03d}")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # a reader never sees a half-written file
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_results(directory, seq_name: str, boxes, times=None, decimals: int | None = 2) -> Path:
+    """Write <directory>/<seq_name>.txt (and <seq_name>_time.txt when times are given)
+    atomically. boxes: (N, 4) x, y, w, h, frame 1 included; times: N floats in seconds.
+    decimals=None writes pytracking's truncated integers."""
+    directory = Path(directory)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if decimals is None:
+        boxes, fmt = boxes.astype(int), "%d"
+    else:
+        fmt = f"%.{decimals}f"
+    buf = io.StringIO()
+    np.savetxt(buf, boxes, fmt=fmt, delimiter="\t")
+    path = directory / f"{seq_name}.txt"
+    _atomic_write_text(path, buf.getvalue())
+    if times is not None:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if len(times) != len(boxes):
+            raise ValueError(f"{seq_name}: {len(times)} times for {len(boxes)} boxes")
+        buf = io.StringIO()
+        np.savetxt(buf, times, fmt="%.6f")
+        _atomic_write_text(directory / f"{seq_name}_time.txt", buf.getvalue())
+    return path
+
+
+def _parse_slow(path: Path, lines: list[str], ncols: int | None) -> np.ndarray:
+    """Line-by-line parse that names the file and line of the first bad row."""
+    rows, last = [], max((i for i, l in enumerate(lines) if l.strip()), default=-1)
+    for i, line in enumerate(lines[: last + 1]):
+        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
+        if not fields:
+            raise ValueError(f"{path}, line {i + 1}: empty line inside the results (frames would shift)")
+        if ncols is not None and len(fields) != ncols:
+            raise ValueError(f"{path}, line {i + 1}: {len(fields)} fields, expected {ncols}: {line.strip()!r}")
+        try:
+            rows.append([float(f) for f in fields])
+        except ValueError:
+            raise ValueError(f"{path}, line {i + 1}: cannot parse {line.strip()!r} as numbers") from None
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return np.array(rows, dtype=np.float64)
+
+
+def _read_table(path, ncols: int | None) -> np.ndarray:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file") from None
+    body = text.strip()
+    # fast path: separators -> spaces, then pandas' C parser. Any doubt (a short row shows up as
+    # NaN, a long one as an error, a blank line would be skipped) -> the slow, explicit parser.
+    if body and "\n\n" not in body.replace("\r", ""):
+        try:
+            arr = pd.read_csv(io.StringIO(body.replace(",", " ").replace("\t", " ")), sep=r"\s+", header=None,
+                              dtype=np.float64).to_numpy()
+            if (ncols is None or arr.shape[1] == ncols) and not np.isnan(arr).any():
+                return arr
+        except (ValueError, pd.errors.ParserError):
+            pass
+    return _parse_slow(path, text.splitlines(), ncols)
+
+
+def read_results(path) -> np.ndarray:
+    """(N, 4) float64 boxes from a raw-result file, tab, comma or space separated.
+    NaN entries are kept (the protocol decides what they mean)."""
+    return _read_table(path, 4)
+
+
+def read_times(path) -> np.ndarray:
+    """(N,) seconds per frame from a <seq>_time.txt file."""
+    return _read_table(path, None).reshape(-1)
+
+
+def index_result_files(folder) -> dict[str, list[Path]]:
+    """name_key -> result files (<seq>.txt, not *_time.txt) in `folder` and its immediate sub-folders."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder {folder} does not exist")
+    files = [p for p in folder.glob("*.txt")] + [p for p in folder.glob("*/*.txt")]
+    index: dict[str, list[Path]] = {}
+    for p in sorted(files, key=lambda p: (len(p.relative_to(folder).parts), str(p))):
+        if not p.stem.endswith("_time"):
+            index.setdefault(name_key(p.stem), []).append(p)
+    return index
+
+
+def find_result_files(folder, names, skip_missing: bool = False) -> tuple[dict[str, Path], list[str]]:
+    """Match sequence names to result files. Returns ({name: path}, skipped names).
+    Preference: the exact name directly in `folder`, then the exact name in a sub-folder,
+    then an alias. A missing file is an error listing every missing name, unless skip_missing."""
+    folder = Path(folder)
+    index = index_result_files(folder)
+    found, missing = {}, []
+    for name in names:
+        cands = index.get(name_key(name), [])
+        exact = [p for p in cands if p.stem == name]
+        pick = exact or cands
+        if not pick:
+            missing.append(name)
+            continue
+        top = [p for p in pick if p.parent == folder]
+        if len(top) != 1 and len(pick) > 1:
+            raise ValueError(f"{folder}: several result files match sequence {name!r}: "
+                             + ", ".join(str(p.relative_to(folder)) for p in pick) + "; pass the sub-folder itself")
+        found[name] = (top or pick)[0]
+    if missing and not skip_missing:
+        shown = ", ".join(missing[:20]) + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
+        raise FileNotFoundError(f"{folder}: no result file for {len(missing)} of {len(names)} sequences: {shown} "
+                                "(use skip_missing / --skip-missing to score the others)")
+    return found, missing
+
+
+def load_results(folder, sequences, skip_missing: bool = False):
+    """Read the result file of every sequence: ({name: (N, 4) boxes}, kept sequences, skipped names)."""
+    sequences = list(sequences)
+    paths, skipped = find_result_files(folder, [s.name for s in sequences], skip_missing)
+    kept = [s for s in sequences if s.name in paths]
+    return {s.name: read_results(paths[s.name]) for s in kept}, kept, skipped
+
+
+def score_folder(folder, sequences, *, protocol: str = "pytracking", valid_rule: str | None = None,
+                 dataset_tag: str | None = None, skip_missing: bool = False,
+                 exclude_invalid_frames: bool = False, benchmark: str = ""):
+    """Read the raw results in `folder` (the one holding <seq>.txt) and score them."""
+    from .metrics import score_sequences
+
+    preds, kept, skipped = load_results(folder, sequences, skip_missing)
+    if not kept:
+        raise FileNotFoundError(f"{folder}: no result file for any of the {len(skipped)} sequences")
+    return score_sequences(preds, kept, protocol=protocol, valid_rule=valid_rule, dataset_tag=dataset_tag,
+                           exclude_invalid_frames=exclude_invalid_frames, benchmark=benchmark, skipped=skipped)

@@ -1,0 +1,216 @@
+"""The assembled DMTrack model (Fig. 2) and its Table 2 variants.
+
+    visual:  template, search -> H_x (B,N_x,D), removed (B,N_x)        ViT/16 + CE (Sec. 3.1)
+    text:    sentence -> T_q (B,L,D)                                   BERT-family (Sec. 3.1)
+    fusion:  F_s = CrossAttn(H_x; T_q) + H_x                           Eq. 2 (no_language: F_s = H_x)
+    diffusion: f_theta(x_t, t, F_s) -> mask logits at M x M            Eqs. 3-5, Figs. 3-5
+    filter:  top-k softmax re-weighting of the averaged mask           Fig. 6
+    head:    H_x + Conv1x1(unshuffle(filtered mask)) -> centre head    Sec. 3.3 (mask-driven)
+
+Variants: no_diffusion (head on F_s), not_mask_driven (head on the mask projection alone),
+no_language, no_gt_ce, single_sample_train, full. See docs/method.md for every reading.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import Config
+from .diffusion import DiffusionSchedule, MaskDenoiser, logits_to_x0, sample_masks
+from .filtering import FeatureFilter
+from .fusion import GatedCrossAttention
+from .head import CenterHead, decode_boxes
+from .losses import box_losses, focal_loss, gaussian_heatmap, struct_kernel_size, structure_loss
+from .vit import VisualEncoder, keep_rate_schedule
+
+_DOUBLE_MODES = ("first", "second", "mean")
+
+
+def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,4) cxcywh normalised -> (B,1,size,size) soft box mask: the fraction of each cell the box
+    covers (the pixel-resolution box mask average-pooled to the grid; 1 inside, 0 outside)."""
+    x1, y1 = (boxes[:, 0] - boxes[:, 2] / 2) * size, (boxes[:, 1] - boxes[:, 3] / 2) * size
+    x2, y2 = (boxes[:, 0] + boxes[:, 2] / 2) * size, (boxes[:, 1] + boxes[:, 3] / 2) * size
+    cells = torch.arange(size, device=boxes.device, dtype=boxes.dtype)
+    cover = lambda a, b: (torch.minimum(b[:, None], cells + 1) - torch.maximum(a[:, None], cells)).clamp(0, 1)
+    return (cover(y1, y2)[:, :, None] * cover(x1, x2)[:, None, :]).unsqueeze(1)
+
+
+class DMTrack(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        if cfg.double_sample_mode not in ("random",) + _DOUBLE_MODES:
+            raise ValueError(f"double_sample_mode must be random|first|second|mean, got {cfg.double_sample_mode!r}")
+        if cfg.double_sample_input not in ("renoise", "direct"):
+            raise ValueError(f"double_sample_input must be renoise|direct, got {cfg.double_sample_input!r}")
+        if cfg.mask_scale < 1 or cfg.sampling_steps < 1 or cfg.test_samples < 1:
+            raise ValueError("mask_scale, sampling_steps and test_samples must be >= 1")
+        self.cfg = cfg
+        D = cfg.embed_dim
+        self.visual = VisualEncoder(cfg)
+        self.grid = G = self.visual.grid
+        self.text = self.fusion = None
+        if cfg.use_language:
+            from .language import TextEncoder  # transformers is slow to import; only when needed
+            self.text = TextEncoder(cfg)
+            self.fusion = GatedCrossAttention(D, cfg.fusion_heads)
+        self.mask_size = None
+        if cfg.use_diffusion:
+            s = cfg.mask_scale
+            self.mask_size = G * s
+            self.schedule = DiffusionSchedule(cfg.diffusion_timesteps, cfg.beta_schedule)
+            self.denoiser = MaskDenoiser(D, cfg.denoiser_channels, s)
+            self.filter = FeatureFilter(cfg.filter_topk, enabled=cfg.use_filter)
+            # linear map of the filtered mask to the visual width: pixel-unshuffle keeps every one of
+            # the s x s mask cells under a token as its own channel, then a 1x1 conv (= Linear)
+            self.mask_proj = nn.Conv2d(s * s, D, 1)
+            self.struct_kernel = cfg.struct_kernel or struct_kernel_size(self.mask_size, cfg.search_size)
+        self.head = CenterHead(D, cfg.head_channels)
+
+    # ------------------------------------------------------------------ language
+    @property
+    def device(self) -> torch.device:
+        return self.head.score[0].weight.device
+
+    def tokenize(self, sentences: list[str]):
+        """dict(input_ids, attention_mask) (B, text_max_len) on CPU; None when the model has no language."""
+        return self.text.tokenize(sentences) if self.text is not None else None
+
+    def encode_text(self, tokens):
+        """(feats (B,L,D), mask (B,L) bool) or None; call once per sequence when tracking."""
+        if self.text is None or tokens is None:
+            return None
+        return self.text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
+
+    # ------------------------------------------------------------------ diffusion pieces
+    def mask_target(self, gt_boxes: torch.Tensor, removed: torch.Tensor | None) -> torch.Tensor:
+        """Diffusion target: the box mask at M x M; with GT-CE (Fig. 5) the search tokens that CE
+        removed are set to 0 (each token covers mask_scale^2 cells), so only cells inside the box change."""
+        m = box_mask(gt_boxes.float(), self.mask_size)
+        if removed is not None:
+            s, G = self.cfg.mask_scale, self.grid
+            keep = (~removed).float().view(-1, 1, G, G)
+            m = m * keep.repeat_interleave(s, 2).repeat_interleave(s, 3)
+        return m
+
+    def _double_sample(self, cond: torch.Tensor):
+        """Fig. 4. 1st sampling: pure noise at t = T-1, independent of the GT. 2nd sampling: its noisy
+        input is the 1st sampling's output x0_1, re-noised to a random t by Eq. 4 ('renoise') or fed
+        as it is at a random t ('direct'). Returns ([l1, l2], logits the loss and head use, choice)."""
+        cfg, sch = self.cfg, self.schedule
+        B, _, M, _ = cond.shape
+        x_T = torch.randn(B, 1, M, M, device=cond.device)
+        l1 = self.denoiser(x_T, torch.full((B,), sch.T - 1, device=cond.device, dtype=torch.long), cond)
+        x0_1 = logits_to_x0(l1)
+        if cfg.double_sample_detach:
+            x0_1 = x0_1.detach()  # like a sampler chain: the 2nd step sees the 1st estimate as data
+        t2 = torch.randint(0, sch.T, (B,), device=cond.device)
+        x_in = sch.q_sample(x0_1, t2) if cfg.double_sample_input == "renoise" else x0_1
+        l2 = self.denoiser(x_in, t2, cond)
+        mode = cfg.double_sample_mode
+        if mode == "random":
+            mode = _DOUBLE_MODES[int(torch.randint(0, 3, ()).item())]
+        used = {"first": l1, "second": l2}.get(mode)
+        if used is None:  # the average of the two sampled masks, back to logits for the structure loss
+            used = torch.logit((l1.sigmoid() + l2.sigmoid()) / 2, eps=1e-6)
+        return [l1, l2], used, mode
+
+    def _single_sample(self, cond: torch.Tensor, target: torch.Tensor):
+        """The usual recipe (ablation): x_t = q_sample(2 m - 1, t), t uniform, predict x0."""
+        t = torch.randint(0, self.schedule.T, (cond.shape[0],), device=cond.device)
+        logits = self.denoiser(self.schedule.q_sample(2 * target - 1, t), t, cond)
+        return [logits], logits, "single"
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, template, search, text=None, gt_boxes=None, epoch=None, samples=None, return_chain=False):
+        """See the module docstring. Training path when `self.training` and gt_boxes is given
+        (keep rate and GT-CE from `epoch`; epoch None = no CE, no GT-CE); otherwise k = samples
+        (default cfg.test_samples) chains run in one batch over features computed once."""
+        cfg, G = self.cfg, self.grid
+        train = self.training and gt_boxes is not None
+        keep_rate = (keep_rate_schedule(cfg, epoch) if epoch is not None else 1.0) if train else None
+        vis = self.visual(template, search, keep_rate)
+        h_x = vis.search
+        B, N, D = h_x.shape
+        if self.fusion is not None:
+            if text is None:
+                raise ValueError("this DMTrack variant uses language: pass text=model.encode_text(model.tokenize(...))")
+            feats, tmask = text
+            if feats.shape[0] != B:
+                feats, tmask = feats.expand(B, -1, -1), tmask.expand(B, -1)
+            f_s = self.fusion(h_x, feats, tmask)
+        else:
+            f_s = h_x
+        to_map = lambda t: t.transpose(1, 2).reshape(B, D, G, G)
+        out = {"removed": vis.removed, "mask": None}
+
+        if not cfg.use_diffusion:
+            head_in = to_map(f_s)  # plain OSTrack-style VL tracker
+        else:
+            cond = self.denoiser.encode_cond(to_map(f_s))  # once per frame
+            if train:
+                gt_ce = cfg.gt_ce and epoch is not None and epoch >= cfg.gt_ce_start_epoch and keep_rate < 1.0
+                target = self.mask_target(gt_boxes, vis.removed if gt_ce else None)
+                logits_all, used, choice = self._double_sample(cond) if cfg.double_sample else self._single_sample(cond, target)
+                p = used.sigmoid()
+                out.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask_target=target, gt_ce=gt_ce)
+            else:
+                k = samples or cfg.test_samples
+                logits, chain = sample_masks(self.denoiser, self.schedule, cond.repeat_interleave(k, 0),
+                                             cfg.sampling_steps, cfg.sampler_eta, return_chain)
+                M = self.mask_size
+                probs = logits.sigmoid().view(B, k, 1, M, M)
+                p = probs.mean(1)  # the k mask features averaged (Fig. 3, test)
+                out.update(samples_masks=probs, mask_logits=[torch.logit(p, eps=1e-6)])
+                if chain is not None:
+                    out["chain"] = [c.view(B, k, 1, M, M) for c in chain]
+                if gt_boxes is not None:
+                    out["mask_target"] = self.mask_target(gt_boxes, None)
+            filtered = self.filter(p)
+            out["mask"] = filtered
+            mask_feat = self.mask_proj(F.pixel_unshuffle(filtered, cfg.mask_scale))
+            head_in = to_map(h_x) + mask_feat if cfg.mask_driven else mask_feat
+
+        score, offset, size = self.head(head_in)
+        out.update(score_map=score, offset_map=offset, size_map=size, pred_boxes=decode_boxes(score, offset, size))
+        return out
+
+    # ------------------------------------------------------------------ loss and optimiser
+    def loss(self, out: dict, gt_boxes: torch.Tensor) -> dict:
+        """Eq. 6 with cfg.w_* weights; struct is 0 without a diffusion mask."""
+        cfg = self.cfg
+        focal = focal_loss(out["score_map"], gaussian_heatmap(gt_boxes, self.grid))
+        giou, l1, iou = box_losses(out["pred_boxes"], gt_boxes)
+        if cfg.use_diffusion and out.get("mask_target") is not None:
+            struct = torch.stack([structure_loss(l, out["mask_target"], self.struct_kernel) for l in out["mask_logits"]]).mean()
+        else:
+            struct = focal.new_zeros(())
+        total = cfg.w_focal * focal + cfg.w_giou * giou + cfg.w_l1 * l1 + cfg.w_struct * struct
+        return {"total": total, "focal": focal, "giou": giou, "l1": l1, "struct": struct, "iou": iou}
+
+    def param_groups(self) -> list[dict]:
+        """AdamW groups: backbone (backbone_lr), fine-tuned BERT (text_lr), the rest (lr); no weight
+        decay on norms, biases, position embeddings, gates and the filter temperature."""
+        cfg = self.cfg
+        buckets: dict[tuple[str, bool], list] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            part = "backbone" if name.startswith("visual.") else "text" if name.startswith("text.bert.") else "rest"
+            no_decay = p.ndim <= 1 or "pos_embed" in name or "gate" in name or "log_tau" in name
+            buckets.setdefault((part, no_decay), []).append(p)
+        lrs = {"backbone": cfg.backbone_lr, "text": cfg.text_lr, "rest": cfg.lr}
+        return [{"params": ps, "lr": lrs[part], "weight_decay": 0.0 if nd else cfg.weight_decay,
+                 "name": f"{part}{'_no_decay' if nd else ''}"} for (part, nd), ps in buckets.items()]
+
+
+def build_model(cfg: Config) -> DMTrack:
+    """DMTrack for `cfg`; cfg.pretrained (an OSTrack 'net' or MAE 'model' checkpoint) initialises
+    the visual encoder, and the missing / unexpected keys are kept in `model.pretrained_report`."""
+    model = DMTrack(cfg)
+    model.pretrained_report = None
+    if cfg.pretrained:
+        from .weights import load_pretrained_backbone
+        model.pretrained_report = load_pretrained_backbone(model.visual, cfg.pretrained)
+    return model

@@ -1,0 +1,144 @@
+"""Pretrained backbone loading (OSTrack / MAE ViT-B) and DMTrack checkpoints.
+
+The paper starts from a ViT pretrained with OSTrack (Sec. 4.1). Two layouts are read:
+- OSTrack (`OSTrack_ep0300.pth.tar`): {'net': state_dict}, backbone keys prefixed 'backbone.',
+  with pos_embed_z / pos_embed_x already at the template / search grids;
+- MAE ViT-B (`mae_pretrain_vit_base.pth`): {'model': state_dict}, timm names, one pos_embed
+  (1, 1 + 14*14, D) with a cls slot.
+Position embeddings are resampled bicubically (align_corners False, as OSTrack does) from the
+checkpoint grid to the template and search grids whenever the shapes differ.
+
+Every file is read with torch.load(weights_only=True): no pickled code is ever executed.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+FORMAT = "dmtrack-v1"
+_CONSUMED = ("cls_token", "pos_embed")  # known ViT keys that the encoder reads (pos_embed) or has no use for (no cls token)
+
+
+def _read(path: Path, map_location="cpu"):
+    """torch.load with weights_only=True; a missing, corrupt or truncated file raises naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip/pickle/unpickler errors all mean the same thing to the user
+        raise RuntimeError(f"cannot read checkpoint {path}: corrupt, truncated or not a weights-only "
+                           f"torch file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+
+
+def resample_pos_embed(pos: Tensor, grid: int) -> Tensor:
+    """(1, N, D) square-grid position embeddings (any leading cls/extra slots dropped) -> (1, grid*grid, D)."""
+    n = pos.shape[1]
+    side = math.isqrt(n)
+    pos = pos[:, n - side * side:]  # extra tokens (cls) come first in timm / MAE layouts
+    if side == grid:
+        return pos
+    D = pos.shape[2]
+    img = pos.reshape(1, side, side, D).permute(0, 3, 1, 2).float()
+    img = F.interpolate(img, size=(grid, grid), mode="bicubic", align_corners=False)
+    return img.permute(0, 2, 3, 1).reshape(1, grid * grid, D).to(pos.dtype)
+
+
+def backbone_state(state: dict, encoder) -> dict:
+    """Map an OSTrack/MAE/timm ViT state dict onto `encoder`'s names: strip 'backbone.'/'module.',
+    and build pos_embed_z / pos_embed_x (OSTrack's own when they fit, else resampled)."""
+    out = {}
+    for k, v in state.items():
+        for prefix in ("module.", "backbone."):
+            k = k[len(prefix):] if k.startswith(prefix) else k
+        out[k] = v
+    for name, grid in (("pos_embed_z", encoder.grid_z), ("pos_embed_x", encoder.grid)):
+        src = out.get(name, out.get("pos_embed"))
+        if src is not None and not (name in out and out[name].shape == getattr(encoder, name).shape):
+            out[name] = resample_pos_embed(src, grid)
+    return out
+
+
+def load_pretrained_backbone(encoder, path) -> dict:
+    """Load an OSTrack ('net', 'backbone.*') or MAE ('model', timm keys) checkpoint into a
+    VisualEncoder. Returns {'missing': [...], 'unexpected': [...]} (encoder keys the file lacks;
+    file keys the encoder does not use, cls_token / pos_embed excepted) and logs them."""
+    path = Path(path)
+    ckpt = _read(path)
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("net"), dict):  # OSTrack: keep the backbone only
+        state = {k: v for k, v in ckpt["net"].items() if k.startswith("backbone.")}
+        if not state:
+            raise ValueError(f"{path}: 'net' holds no 'backbone.*' keys; not an OSTrack checkpoint")
+    elif isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):  # MAE / timm training checkpoint
+        state = ckpt["model"]
+    elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, Tensor) for v in ckpt.values()):  # bare state dict
+        state = ckpt
+    else:
+        top = list(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: expected an OSTrack ('net') or MAE ('model') checkpoint, found {top}")
+    state = backbone_state(state, encoder)
+    own = encoder.state_dict()
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if bad:
+        raise ValueError(f"{path}: shape mismatch with the visual encoder (check embed_dim / patch_size / depth): " + "; ".join(bad[:8]))
+    load = {k: v for k, v in state.items() if k in own}
+    encoder.load_state_dict(load, strict=False)
+    report = {"missing": sorted(set(own) - set(load)),
+              "unexpected": sorted(k for k in state if k not in own and k not in _CONSUMED)}
+    log.info("loaded %d backbone tensors from %s; missing %s; unexpected %s", len(load), path, report["missing"], report["unexpected"])
+    if report["missing"]:
+        log.warning("%s lacks %d visual-encoder keys (left at their init): %s", path, len(report["missing"]), report["missing"][:10])
+    return report
+
+
+def _check_plain(obj, where: str) -> None:
+    """Refuse anything weights_only=True could not load back (e.g. numpy arrays, custom classes)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+    elif not (obj is None or isinstance(obj, (Tensor, int, float, bool, str, torch.Size))):
+        raise TypeError(f"checkpoint entry {where} is a {type(obj).__name__}; only tensors and plain "
+                        "python values can be saved (they must load with weights_only=True)")
+
+
+def save_checkpoint(path, model, cfg, **extra) -> Path:
+    """Atomically write {'model': state_dict, 'config': cfg.to_dict(), 'format': 'dmtrack-v1', **extra}."""
+    path = Path(path)
+    payload = {"model": model.state_dict(), "config": cfg.to_dict(), "format": FORMAT, **extra}
+    _check_plain(payload, "checkpoint")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Read a checkpoint written by save_checkpoint (weights_only=True); bad files raise naming the file."""
+    path = Path(path)
+    ckpt = _read(path, map_location)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a DMTrack checkpoint (top level is a {type(ckpt).__name__})")
+    missing = [k for k in ("model", "config", "format") if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a DMTrack checkpoint, missing key(s) {missing} (has {list(ckpt)[:10]})")
+    if ckpt["format"] != FORMAT:
+        raise ValueError(f"{path}: checkpoint format {ckpt['format']!r}, expected {FORMAT!r}")
+    return ckpt

@@ -1,0 +1,340 @@
+"""The training loop: the paper's recipe, exact resume, DDP through torchrun, logging.
+
+    train(cfg, "runs/demo/full")                 # fresh run
+    train(cfg, "runs/demo/full", resume=True)    # continue exactly where last.pth stopped
+
+Run folder: run.json (config, git commit, versions, hardware, sessions), losses.csv (every
+loss term per step), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
+every rank's RNG states, position in the epoch), model.pth (the final weights, what
+`dmtrack evaluate --checkpoint` loads). Under torchrun every rank trains on its own share
+of each epoch's pairs; cfg.batch_size is the global batch (each rank takes batch_size / W),
+so steps per epoch and the lr do not depend on the number of processes.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import Config, config_from_dict
+from .sampler import PairDataset, PairSampler, collate, load_train_sequences
+
+# Keys that may differ between an interrupted run and its resume without changing the result.
+RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every"}
+
+
+# ----------------------------------------------------------------------------- helpers
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
+    """(rank, world_size, device, initialised_here). Under torchrun (WORLD_SIZE > 1) join the
+    process group: nccl when training on cuda, gloo on cpu."""
+    cuda = torch.cuda.is_available() if cfg.device == "auto" else cfg.device.startswith("cuda")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}" if cuda else "cpu") if cfg.device in ("auto", "cuda") else torch.device(cfg.device)
+    if cuda:
+        torch.cuda.set_device(device)
+    here = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+        here = True
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, (dist.get_world_size() if dist.is_initialized() else 1), device, here
+
+
+def make_scheduler(optimizer, cfg: Config):
+    """lr / 10 from epoch round(lr_drop_frac * epochs) on (0-based; paper: epochs 80..99 of 100).
+    Stepped once per epoch."""
+    drop = int(round(cfg.lr_drop_frac * cfg.epochs))
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[drop], gamma=0.1)
+
+
+def rng_state() -> dict:
+    """python, numpy and torch RNG states as plain values/tensors (weights_only=True loadable)."""
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_info(cfg: Config, world: int, device: torch.device) -> dict:
+    """Config, git commit, package versions and hardware, for run.json."""
+    repo = Path(__file__).resolve().parents[2]
+
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    versions = {"python": platform.python_version()}
+    for mod in ("dmtrack", "torch", "torchvision", "timm", "transformers", "numpy", "cv2", "pandas"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
+            pass
+    hw = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+          "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
+          "world_size": world, "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+    return {"config": cfg.to_dict(), "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
+            "versions": versions, "hardware": hw, "argv": sys.argv, "sessions": []}
+
+
+def replica_check(model, first_batch, world: int) -> dict:
+    """Every rank's SHA-256 of its parameters and its first batch's pair keys, gathered: DDP must
+    leave identical replicas (buffers such as BN statistics are rank 0's at each forward, so
+    parameters are what is compared) while each rank trained on its own pairs."""
+    digest = hashlib.sha256()
+    for p in model.parameters():
+        digest.update(p.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    mine = {"params_sha256": digest.hexdigest(), "first_batch": first_batch}
+    every = [None] * world
+    dist.all_gather_object(every, mine)
+    same = all(r["params_sha256"] == every[0]["params_sha256"] for r in every)
+    if not same:
+        warnings.warn("DDP replicas ended with different parameters")
+    return {"world_size": world, "backend": dist.get_backend(), "replicas_identical": same, "ranks": every}
+
+
+class LossLog:
+    """losses.csv: one row per optimiser step (epoch, step, lr_<param group>, every loss term, seconds)."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path, self.fields, self.file = path, None, None
+        if path.exists():  # drop rows past the checkpoint we resume from (they will be redone)
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            keep = [r for r in rows if int(r["step"]) <= resume_step]
+            if rows:
+                self.fields = list(rows[0].keys())
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+                with os.fdopen(fd, "w", newline="") as f:
+                    w = csv.DictWriter(f, self.fields)
+                    w.writeheader()
+                    w.writerows(keep)
+                os.replace(tmp, path)
+
+    def write(self, row: dict) -> None:
+        if self.file is None:
+            new = self.fields is None
+            self.fields = self.fields or list(row)
+            self.file = open(self.path, "a", newline="")
+            self.writer = csv.DictWriter(self.file, self.fields)
+            if new:
+                self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
+
+
+# ----------------------------------------------------------------------------- train
+def train_step(model, net, optimizer, scaler, batch: dict, epoch: float, grad_clip: float, use_amp: bool) -> dict:
+    """One optimiser step on a collated batch; returns the loss dict. `net` is the model or its
+    DDP wrapper (the forward goes through it so DDP syncs the gradients)."""
+    device = model.device
+    template = batch["template"].to(device, non_blocking=True)
+    search = batch["search"].to(device, non_blocking=True)
+    gt = batch["box"].to(device, non_blocking=True)
+    tokens = model.tokenize(batch["text"])  # None without language
+    with torch.autocast(device.type, dtype=torch.float16) if use_amp else nullcontext():
+        text = model.encode_text(tokens)  # BERT once per distinct sentence of the batch
+        outputs = net(template, search, text, gt_boxes=gt, epoch=epoch)
+        losses = model.loss(outputs, gt)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses["total"]).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return losses
+
+
+def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None = None,
+          max_steps: int | None = None, progress: bool = True) -> Path | None:
+    """Train cfg's model into `out_dir`; returns the path of model.pth (None when `max_steps`
+    stopped the run early: last.pth then holds the state to resume from).
+
+    sequences: {train_datasets key: list[Sequence]} to train on instead of loading the
+    readers (tests). resume: continue from out_dir/last.pth if it exists (else start fresh);
+    without it an existing last.pth is an error rather than silently overwritten."""
+    from ..model import build_model, load_checkpoint, save_checkpoint
+
+    out = Path(out_dir)
+    rank, world, device, own_group = setup_distributed(cfg)
+    main = rank == 0
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    last = out / "last.pth"
+    if last.exists() and not resume:
+        raise FileExistsError(f"{last} exists: pass resume=True (--resume) to continue it, or use another folder")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    # model and recipe; same init on every rank (DDP also broadcasts rank 0's weights)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg)
+    use_amp = bool(cfg.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ss = np.random.SeedSequence([cfg.seed, 7919, rank])  # per-rank stream for the model's own noise
+    random.seed(int(ss.generate_state(1)[0]))
+    np.random.seed(int(ss.generate_state(2)[1]))
+    torch.manual_seed(int(ss.generate_state(3)[2]))
+
+    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"pairs_per_epoch {cfg.pairs_per_epoch} < batch_size {cfg.batch_size}: no step per epoch")
+    epoch, step, global_step = 0, 0, 0
+    if resume and last.exists():
+        state = load_checkpoint(last)
+        saved = config_from_dict(state["config"]).to_dict()
+        diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in RESUME_FREE_KEYS)
+        if diff:
+            raise ValueError(f"{last}: config differs from the run being resumed in {diff}; resume with the same settings")
+        if state["world_size"] != world:
+            raise ValueError(f"{last} was written by {state['world_size']} processes, resuming with {world} would not be exact")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"][rank])
+        epoch, step, global_step = state["epoch"], state["step"], state["global_step"]
+
+    ddp = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    per_rank_batch = cfg.batch_size // world
+    data = PairDataset(cfg, sequences if sequences is not None else load_train_sequences(cfg))
+    sampler = PairSampler(cfg.pairs_per_epoch, rank, world)
+    loader = DataLoader(data, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=collate, drop_last=True, persistent_workers=cfg.num_workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global torch RNG untouched
+                        pin_memory=device.type == "cuda")
+
+    def save_state():
+        states = [None] * world
+        if world > 1:
+            dist.all_gather_object(states, rng_state())
+        else:
+            states = [rng_state()]
+        if main:
+            save_checkpoint(last, model, cfg, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                            scaler=scaler.state_dict(), rng=states, epoch=epoch, step=step,
+                            global_step=global_step, world_size=world)
+
+    info = None
+    if main:
+        info = json.loads((out / "run.json").read_text()) if resume and (out / "run.json").exists() else run_info(cfg, world, device)
+        info["sessions"].append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from_step": global_step,
+                                 "amp": use_amp})
+        _atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+    log = LossLog(out / "losses.csv", global_step) if main else None
+    total_steps = cfg.epochs * steps_per_epoch
+    bar = tqdm(total=total_steps, initial=global_step, disable=not (main and progress), desc=f"train {cfg.variant}",
+               dynamic_ncols=True)
+    t0, start_step = time.time(), global_step
+    stopped, first_batch = False, None
+    try:
+        while epoch < cfg.epochs and not stopped:
+            sampler.set_epoch(epoch, start=step * per_rank_batch)
+            batches = iter(loader)
+            while step < steps_per_epoch:
+                batch = next(batches)
+                e = epoch + step / steps_per_epoch  # fractional epoch: CE keep rate and GT-CE start
+                losses = train_step(model, ddp, optimizer, scaler, batch, e, cfg.grad_clip, use_amp)
+                step += 1
+                global_step += 1
+
+                if first_batch is None:  # what this rank trained on first (run.json, DDP check)
+                    first_batch = {"keys": [list(k) for k in batch["key"]], "seq": batch["seq"],
+                                   "box": [[round(v, 5) for v in b] for b in batch["box"].tolist()]}
+                names = sorted(losses)
+                vals = torch.stack([losses[k].detach().float() for k in names]).cpu()
+                if world > 1:  # log the mean over ranks
+                    dist.all_reduce(vals)
+                    vals /= world
+                if main:
+                    row = {"epoch": epoch, "step": global_step}
+                    row.update({f"lr_{str(g.get('name', i)).removesuffix('_no_decay')}": g["lr"]
+                                for i, g in enumerate(optimizer.param_groups)})
+                    row.update({k: round(float(v), 6) for k, v in zip(names, vals)})
+                    row["seconds"] = round(time.time() - t0, 3)
+                    log.write(row)
+                    bar.set_postfix({k: f"{float(v):.3f}" for k, v in zip(names, vals) if k in ("total", "focal", "giou", "l1", "struct")},
+                                    refresh=False)
+                bar.update(1)
+                if step == steps_per_epoch:  # epoch end: next epoch's lr, then checkpoint
+                    scheduler.step()
+                    epoch, step = epoch + 1, 0
+                    save_state()
+                    break
+                if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
+                    save_state()
+                if max_steps is not None and global_step >= max_steps:
+                    save_state()
+                    stopped = True
+                    break
+            if max_steps is not None and global_step >= max_steps and not stopped and epoch < cfg.epochs:
+                stopped = True  # max_steps fell exactly on an epoch end (already checkpointed)
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    seconds = time.time() - t0
+    ddp_report = replica_check(model, first_batch, world) if world > 1 else None
+    result = None
+    if main:
+        if ddp_report:
+            info["sessions"][-1]["ddp"] = ddp_report
+        if not stopped:
+            result = save_checkpoint(out / "model.pth", model, cfg, epoch=epoch, global_step=global_step)
+        done = global_step - start_step
+        info["sessions"][-1].update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                     "to_step": global_step, "seconds": round(seconds, 2),
+                                     "pairs_per_second": round(done * cfg.batch_size / max(seconds, 1e-9), 2)})
+        _atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+    if world > 1:
+        dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
+    return result

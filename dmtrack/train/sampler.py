@@ -1,0 +1,230 @@
+"""Template/search pair sampling for training, as OSTrack's causal sampler and processing.
+
+One training sample (a "pair") is drawn as follows, every random choice coming from a
+numpy Generator seeded by (seed, epoch, index), so an epoch is the same whatever the
+number of workers, and a resumed run sees the very samples the interrupted one would have:
+
+1. a dataset by its ratio in `cfg.train_datasets`, then a sequence uniformly;
+2. a visible template frame t, then a visible search frame in (t, t + max_gap]; when the
+   chosen t has no visible frame in that window, the gap widens by 5 and t is redrawn
+   (OSTrack `causal` mode). One-frame sequences (RefCOCOg) use their frame twice;
+3. the template crop: factor `template_factor` around the box, to `template_size`, no jitter;
+   the search crop: factor `search_factor` around a jittered box (size * exp(N(0,1) * scale
+   jitter), centre + (U(0,1) - 0.5) * sqrt(w'h') * centre jitter), to `search_size`; zero
+   padding, and a draw is rejected when the padding covers the whole token grid;
+4. with probability `flip_prob` both crops are mirrored and the sentence's left/right words
+   swapped, so the picture and the sentence keep agreeing; brightness jitter per crop; no
+   grayscale (it would contradict colour words);
+5. the target box in search-crop coordinates, cxcywh normalised by the crop side (what the
+   model's losses and its token-grid box mask take).
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..data.crop import box_in_crop, crop_square, normalize
+from ..data.sequence import Sequence
+
+# cfg.train_datasets key -> (benchmark name for dmtrack.data.load_benchmark, split)
+TRAIN_SETS = {
+    "lasot": ("lasot", "train"),
+    "tnl2k": ("tnl2k", "train"),
+    "otb_lang": ("otb_lang", "train"),
+    "refcocog": ("refcocog", "train"),
+    "synthetic": ("synthetic_train", "train"),
+}
+
+# Words a horizontal flip turns into each other. "right" as in "correct" is rare in
+# tracking captions, so every "right" is read as a direction.
+_PAIRS = [("left", "right"), ("leftmost", "rightmost"), ("lefthand", "righthand"),
+          ("leftward", "rightward"), ("leftwards", "rightwards"), ("counterclockwise", "clockwise")]
+_MIRROR = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}, "counter clockwise": "clockwise", "anticlockwise": "clockwise"}
+_MIRROR_RE = re.compile(r"\b(" + "|".join(sorted(_MIRROR, key=len, reverse=True)) + r")\b")
+
+
+def mirror_sentence(text: str) -> str:
+    """The sentence for the horizontally flipped picture: left <-> right (and kin) swapped."""
+    return _MIRROR_RE.sub(lambda m: _MIRROR[m.group(1)], text)
+
+
+def load_train_sequences(cfg, roots: dict | None = None) -> dict[str, list[Sequence]]:
+    """The training sequences of every dataset with a positive ratio in cfg.train_datasets."""
+    from ..data import load_benchmark
+    roots = roots or {}
+    out = {}
+    for name, ratio in cfg.train_datasets.items():
+        if ratio <= 0:
+            continue
+        if name not in TRAIN_SETS:
+            raise KeyError(f"unknown training dataset {name!r} in train_datasets; known: {', '.join(TRAIN_SETS)}")
+        bench, split = TRAIN_SETS[name]
+        out[name] = load_benchmark(bench, root=roots.get(name), split=split)
+    return out
+
+
+def visible_frames(seq: Sequence) -> np.ndarray:
+    """(N,) bool: frames whose target is visible (dataset flag, if any) and has a real box."""
+    b = np.asarray(seq.boxes, dtype=np.float64)
+    ok = np.isfinite(b).all(1) & (b[:, 2] > 0) & (b[:, 3] > 0)
+    if seq.visible is not None:
+        ok &= np.asarray(seq.visible, dtype=bool)
+    return ok
+
+
+def sample_frame_ids(visible: np.ndarray, max_gap: int, rng: np.random.Generator) -> tuple[int, int]:
+    """(template, search) frame indices, OSTrack causal mode: a visible template frame t,
+    a visible search frame in (t, t + gap]; on failure gap += 5 and t is redrawn."""
+    if len(visible) == 1:
+        return 0, 0
+    ids = np.flatnonzero(visible)
+    if len(ids) < 2:
+        raise ValueError("a video sequence needs at least 2 visible frames")
+    gap = max_gap
+    while True:
+        t = int(rng.choice(ids[:-1]))  # the last visible frame has no visible successor
+        later = ids[(ids > t) & (ids <= t + gap)]
+        if len(later):
+            return t, int(rng.choice(later))
+        gap += 5
+
+
+def jitter_box(box_xywh, center_jitter: float, scale_jitter: float, rng: np.random.Generator) -> np.ndarray:
+    """OSTrack's `_get_jittered_box`: scale w, h by exp(N(0,1) s) each, move the centre by
+    (U(0,1) - 0.5) * sqrt(w'h') * c in x and y."""
+    x, y, w, h = [float(v) for v in box_xywh]
+    wj, hj = np.array([w, h]) * np.exp(rng.standard_normal(2) * scale_jitter)
+    cx, cy = np.array([x + w / 2, y + h / 2]) + (rng.random(2) - 0.5) * np.sqrt(wj * hj) * center_jitter
+    return np.array([cx - wj / 2, cy - hj / 2, wj, hj])
+
+
+class FrameCache:
+    """Decoded RGB frames by path, least recently used dropped beyond `max_mb` (0 = no cache)."""
+
+    def __init__(self, max_mb: int = 0):
+        self.max_bytes, self.bytes, self.frames = max_mb * 2**20, 0, OrderedDict()
+
+    def __call__(self, path) -> np.ndarray:
+        key = str(path)
+        if key in self.frames:
+            self.frames.move_to_end(key)
+            return self.frames[key]
+        img = cv2.imread(key, cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read frame {key}")
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if self.max_bytes > 0 and img.nbytes <= self.max_bytes:
+            self.frames[key] = img
+            self.bytes += img.nbytes
+            while self.bytes > self.max_bytes:
+                self.bytes -= self.frames.popitem(last=False)[1].nbytes
+        return img
+
+
+class PairDataset(Dataset):
+    """Training pairs; item (epoch, index) is deterministic in (seed, epoch, index).
+
+    Items are dicts: template (3, T, T) and search (3, S, S) float32 normalised crops,
+    template_pad / search_pad (bool padding masks), box (4,) float32 cxcywh normalised to the
+    search crop, text (the cleaned sentence, mirrored when flipped), flipped, dataset, seq, key."""
+
+    def __init__(self, cfg, sequences: dict[str, list[Sequence]], seed: int | None = None):
+        self.cfg = cfg
+        self.seed = cfg.seed if seed is None else seed
+        self.names, self.seqs, ratios = [], [], []
+        for name, ratio in cfg.train_datasets.items():
+            if ratio <= 0:
+                continue
+            if name not in sequences:
+                raise KeyError(f"training dataset {name!r} has a ratio but no sequences were loaded")
+            usable = [(s, v) for s in sequences[name] for v in [visible_frames(s)] if v.sum() >= min(2, len(s))]
+            if not usable:
+                raise ValueError(f"training dataset {name!r} has no sequence with enough visible frames")
+            self.names.append(name)
+            self.seqs.append(usable)
+            ratios.append(float(ratio))
+        self.p = np.array(ratios) / sum(ratios)
+        self.read = FrameCache(cfg.frame_cache_mb)
+
+    def __len__(self) -> int:
+        return self.cfg.pairs_per_epoch
+
+    def __getitem__(self, key) -> dict:
+        s = self.raw(*key) if isinstance(key, tuple) else self.raw(0, key)
+        return dict(template=torch.from_numpy(normalize(s["template"])), search=torch.from_numpy(normalize(s["search"])),
+                    template_pad=torch.from_numpy(s["template_pad"]), search_pad=torch.from_numpy(s["search_pad"]),
+                    box=torch.from_numpy(s["box"]), text=s["text"], flipped=s["flipped"],
+                    dataset=s["dataset"], seq=s["seq"], key=key if isinstance(key, tuple) else (0, key))
+
+    def raw(self, epoch: int, index: int) -> dict:
+        """The sample before normalisation: uint8 RGB crops, plus frame ids and image-space boxes."""
+        rng = np.random.default_rng([self.seed, epoch, index])
+        for _ in range(100):
+            d = int(rng.choice(len(self.names), p=self.p))
+            seq, vis = self.seqs[d][int(rng.integers(len(self.seqs[d])))]
+            t, s = sample_frame_ids(vis, self.cfg.max_gap, rng)
+            out = self._pair(seq, t, s, rng)
+            if out is not None:
+                out["dataset"] = self.names[d]
+                return out
+        raise RuntimeError(f"no valid training pair after 100 draws (epoch {epoch}, index {index})")
+
+    def _pair(self, seq: Sequence, t: int, s: int, rng: np.random.Generator) -> dict | None:
+        cfg = self.cfg
+        tbox, sbox = np.asarray(seq.boxes[t], float), np.asarray(seq.boxes[s], float)
+        tcrop, _, tpad = crop_square(self.read(seq.frames[t]), tbox, cfg.template_factor, cfg.template_size)
+        jbox = jitter_box(sbox, cfg.search_center_jitter, cfg.search_scale_jitter, rng)
+        scrop, rf, spad = crop_square(self.read(seq.frames[s]), jbox, cfg.search_factor, cfg.search_size)
+        grid = cfg.search_size // cfg.patch_size
+        if cv2.resize(spad.astype(np.uint8), (grid, grid), interpolation=cv2.INTER_NEAREST).all():
+            return None  # OSTrack: a search crop that is padding on every token is useless
+        box = box_in_crop(sbox, jbox, rf, cfg.search_size)  # xywh, crop pixels
+        if box[2] <= 0 or box[3] <= 0:
+            return None
+        text = seq.text
+        flipped = bool(rng.random() < cfg.flip_prob)
+        if flipped:  # mirror picture and sentence together
+            tcrop, tpad, scrop, spad = tcrop[:, ::-1], tpad[:, ::-1], scrop[:, ::-1], spad[:, ::-1]
+            box[0] = cfg.search_size - box[0] - box[2]
+            text = mirror_sentence(text)
+        b = cfg.brightness_jitter
+        if b > 0:  # per crop, as OSTrack's ToTensorAndJitter
+            tcrop = np.clip(tcrop * rng.uniform(max(0.0, 1 - b), 1 + b), 0, 255).astype(np.uint8)
+            scrop = np.clip(scrop * rng.uniform(max(0.0, 1 - b), 1 + b), 0, 255).astype(np.uint8)
+        cxcywh = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2, box[2], box[3]]) / cfg.search_size
+        return dict(template=np.ascontiguousarray(tcrop), search=np.ascontiguousarray(scrop),
+                    template_pad=np.ascontiguousarray(tpad), search_pad=np.ascontiguousarray(spad),
+                    box=cxcywh.astype(np.float32), text=text, flipped=flipped, seq=seq.name,
+                    frame_ids=(t, s), search_box_image=sbox, jittered_box=jbox)
+
+
+class PairSampler(Sampler):
+    """Yields (epoch, index) keys for one rank: the epoch's global indices rank, rank + W,
+    rank + 2W, ... (DistributedSampler-style sharding without shuffling: every index is
+    already a random draw), starting `start` samples into this rank's share (resume)."""
+
+    def __init__(self, pairs_per_epoch: int, rank: int = 0, world_size: int = 1):
+        self.per_rank = pairs_per_epoch // world_size
+        self.rank, self.world_size, self.epoch, self.start = rank, world_size, 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0):
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
+
+    def __iter__(self):
+        for k in range(self.start, self.per_rank):
+            yield self.epoch, self.rank + k * self.world_size
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack tensors; keep strings and flags as lists."""
+    out = {k: torch.stack([it[k] for it in items]) for k in ("template", "search", "template_pad", "search_pad", "box")}
+    out.update({k: [it[k] for it in items] for k in ("text", "flipped", "dataset", "seq", "key")})
+    return out

@@ -1,0 +1,536 @@
+"""Readers for the real benchmarks, on tiny fixtures written in the exact real layouts.
+
+One fixture writer per layout; one test per quirk of formats_metrics.md §1-5 asserting the
+real values; one test per error case asserting that the file (and line) is named.
+"""
+import json
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dmtrack.data import BENCHMARKS, DatasetError, MissingFileError, canonical_name, dataset_root, load_benchmark
+from dmtrack.data.names import split_target
+
+_, _JPG = cv2.imencode(".jpg", np.full((8, 8, 3), 127, np.uint8))
+_, _PNG = cv2.imencode(".png", np.full((8, 8, 3), 127, np.uint8))
+
+
+def write_images(folder: Path, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / n).write_bytes((_PNG if n.endswith(".png") else _JPG).tobytes())
+
+
+def write_rows(path: Path, rows, sep=","):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(sep.join(str(v) for v in r) + "\n" for r in rows))
+
+
+def boxes(n, x0=1):
+    return [[x0 + i, 2 * i + 1, 10 + i, 20] for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- LaSOT layout
+
+def write_lasot_seq(root, name, n=5, occ=None, oov=None, text="white airplane flying in the sky\n",
+                    n_imgs=None, drift=None):
+    """<root>/<class>/<class>-<k>/ with img/%08d.jpg, groundtruth.txt, the flag files, nlp.txt."""
+    folder = root / name.rsplit("-", 1)[0] / name
+    write_images(folder / "img", [f"{i:08d}.jpg" for i in range(1, (n_imgs or n) + 1)])
+    write_rows(folder / "groundtruth.txt", boxes(n))
+    for fname, flags in (("full_occlusion.txt", occ), ("out_of_view.txt", oov)):
+        (folder / fname).write_text(",".join(str(f) for f in (flags or [0] * n)) + "\n")
+    (folder / "nlp.txt").write_text(text)
+    if drift is not None:
+        (folder / "drift.txt").write_text("".join(f"{d}\n" for d in drift))
+    return folder
+
+
+@pytest.fixture
+def lasot(tmp_path):
+    root = tmp_path / "LaSOT"
+    write_lasot_seq(root, "airplane-1", occ=[0, 1, 0, 0, 0], oov=[0, 0, 0, 1, 1],
+                    text="White airplane flying in the sky.\nsecond line is ignored\n")
+    write_lasot_seq(root, "airplane-2")
+    write_lasot_seq(root, "bird-2", n=3, text="bird-like thing (small)")
+    write_lasot_seq(root, "bird-10", n=2)
+    (root / "testing_set.txt").write_text("airplane-1\nbird-2\n")
+    return root
+
+
+def test_lasot_test_split_layout_flags_and_text(lasot):
+    seqs = load_benchmark("lasot", lasot)
+    assert [s.name for s in seqs] == ["airplane-1", "bird-2"]
+    s = seqs[0]
+    assert s.frames == [lasot / "airplane" / "airplane-1" / "img" / f"{i:08d}.jpg" for i in range(1, 6)]
+    assert s.frames[0].name == "00000001.jpg" and all(f.is_file() for f in s.frames)
+    np.testing.assert_array_equal(s.boxes, [[1, 1, 10, 20], [2, 3, 11, 20], [3, 5, 12, 20], [4, 7, 13, 20],
+                                            [5, 9, 14, 20]])
+    assert s.boxes.dtype == np.float64
+    # visible = not fully occluded and not out of view (pytracking's rule)
+    np.testing.assert_array_equal(s.visible, [True, False, True, False, False])
+    assert s.description == "White airplane flying in the sky."
+    assert s.text == "white airplane flying in the sky"
+    assert s.dataset == "lasot" and s.extra["benchmark"] == "lasot" and s.extra["class"] == "airplane"
+    assert s.drift is None and s.attributes is None
+    assert seqs[1].text == "bird like thing small" and len(seqs[1]) == 3
+
+
+def test_lasot_train_split_is_everything_not_in_testing_set(lasot):
+    assert [s.name for s in load_benchmark("lasot", lasot, split="train")] == ["airplane-2", "bird-10"]
+
+
+def test_lasot_split_file_from_env(lasot, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "toolkit" / "testing_set.txt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("bird-10\n")
+    monkeypatch.setenv("DMTRACK_LASOT_SPLIT", str(elsewhere))
+    assert [s.name for s in load_benchmark("lasot", lasot)] == ["bird-10"]
+
+
+def test_lasot_missing_split_file_says_where_to_put_it(lasot):
+    (lasot / "testing_set.txt").unlink()
+    for split in ("test", "train"):
+        with pytest.raises(MissingFileError, match="testing_set.txt") as e:
+            load_benchmark("lasot", lasot, split=split)
+        assert "LaSOT_Evaluation_Toolkit" in str(e.value) and "DMTRACK_LASOT_SPLIT" in str(e.value)
+
+
+def test_lasot_split_file_naming_missing_sequence(lasot):
+    (lasot / "testing_set.txt").write_text("airplane-1 \ncat-3\n")  # trailing space tolerated
+    with pytest.raises(MissingFileError) as e:
+        load_benchmark("lasot", lasot)
+    msg = str(e.value)
+    assert str(lasot / "testing_set.txt") in msg and "line 2" in msg and str(lasot / "cat" / "cat-3") in msg
+
+
+def test_lasot_split_file_repeated_name(lasot):
+    (lasot / "testing_set.txt").write_text("airplane-1\n\nbird-2\nairplane-1\n")
+    with pytest.raises(DatasetError, match=r"testing_set.txt, line 4: airplane-1 already listed on line 1"):
+        load_benchmark("lasot", lasot)
+
+
+def test_dataset_root_from_env(lasot, tmp_path, monkeypatch):
+    monkeypatch.setenv("DMTRACK_DATA", str(tmp_path))
+    assert dataset_root("lasot") == tmp_path / "LaSOT"
+    assert len(load_benchmark("lasot")) == 2
+    monkeypatch.setenv("DMTRACK_LASOT_ROOT", str(tmp_path / "nowhere"))
+    with pytest.raises(MissingFileError, match="nowhere"):
+        load_benchmark("lasot")
+
+
+def test_lasot_ext_every_sequence_is_test(tmp_path):
+    root = tmp_path / "LaSOT_ext"
+    write_lasot_seq(root, "atv-1", n=2)
+    write_lasot_seq(root, "wingsuit-10", n=3)
+    seqs = load_benchmark("lasot_ext", root)
+    assert [s.name for s in seqs] == ["atv-1", "wingsuit-10"]
+    assert {s.dataset for s in seqs} == {"lasot_extension_subset"}  # not 'lasot': the metrics key on it
+    assert seqs[1].frames[-1] == root / "wingsuit" / "wingsuit-10" / "img" / "00000003.jpg"
+    with pytest.raises(ValueError, match="only a test split"):
+        load_benchmark("lasot_ext", root, split="train")
+
+
+# ----------------------------------------------------------------------------- TNL2K layout
+
+def write_tnl2k_seq(split_dir, name, img_names, rows, text="the man in white shirt running on the road ",
+                    attributes=None):
+    folder = split_dir / name
+    write_images(folder / "imgs", img_names)
+    write_rows(folder / "groundtruth.txt", rows)
+    if text is not None:
+        (folder / "language.txt").write_text(text)
+    if attributes is not None:
+        (folder / "attributes.txt").write_text(attributes)
+    return folder
+
+
+def test_tnl2k_one_level_png_sorted_by_number(tmp_path):
+    test = tmp_path / "TNL2K" / "test"
+    # unpadded names: plain lexicographic order would put 10.png and 11.png before 2.png
+    write_tnl2k_seq(test, "Assian_video_Z03_done", [f"{i}.png" for i in range(1, 12)],
+                    [[0, 0, 5, 6]] + boxes(10), attributes="0,1,0,0,1")
+    write_tnl2k_seq(test, "BF5_Blade_video_01-Done", [f"{i:08d}.png" for i in range(490, 493)], boxes(3),
+                    text="We want to track the blade")  # no final newline
+    seqs = load_benchmark("tnl2k", tmp_path / "TNL2K")
+    assert [s.name for s in seqs] == ["Assian_video_Z03_done", "BF5_Blade_video_01-Done"]
+    s = seqs[0]
+    assert [f.name for f in s.frames] == [f"{i}.png" for i in range(1, 12)]
+    assert s.frames[9] == test / "Assian_video_Z03_done" / "imgs" / "10.png"
+    np.testing.assert_array_equal(s.boxes[:2], [[0, 0, 5, 6], [1, 1, 10, 20]])  # 0-based origin kept as in file
+    assert s.description == "the man in white shirt running on the road"  # trailing space stripped
+    assert s.dataset == "tnl2k" and s.visible is None
+    np.testing.assert_array_equal(s.attributes["flags"], [0, 1, 0, 0, 1])
+    assert [f.name for f in seqs[1].frames] == ["00000490.png", "00000491.png", "00000492.png"]
+    assert seqs[1].description == "We want to track the blade"
+
+
+def test_tnl2k_part_folders_jpg_and_revised_annotations_skipped(tmp_path):
+    train = tmp_path / "TNL2K" / "train"
+    write_tnl2k_seq(train / "TNL2k_train_subset_p9", "INF_womanleft",
+                    ["img00009.jpg", "img00010.jpg", "img00011.jpg"], boxes(3))
+    write_tnl2k_seq(train / "TNL2k_train_subset_p1", "Arrow_Video_ZZ04_done", ["00001.jpg", "00002.jpg"], boxes(2))
+    write_tnl2k_seq(train, "monitor_manypeople", ["0001.jpg"], boxes(1))  # one-level next to part folders
+    (train / "revised_annotations" / "INF_womanleft").mkdir(parents=True)
+    (train / "revised_annotations" / "INF_womanleft" / "groundtruth.txt").write_text("1,2,3,4\n")
+    seqs = load_benchmark("tnl2k", tmp_path / "TNL2K", split="train")
+    assert [s.name for s in seqs] == ["Arrow_Video_ZZ04_done", "INF_womanleft", "monitor_manypeople"]
+    inf = seqs[1]
+    assert inf.frames == [train / "TNL2k_train_subset_p9" / "INF_womanleft" / "imgs" / f"img{i:05d}.jpg"
+                          for i in (9, 10, 11)]
+    np.testing.assert_array_equal(inf.boxes[2], [3, 5, 12, 20])
+
+
+def test_tnl2k_stray_folder_is_an_error(tmp_path):
+    test = tmp_path / "TNL2K" / "test"
+    write_tnl2k_seq(test, "a_video", ["1.jpg"], boxes(1))
+    (test / "notes" / "empty").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="empty"):
+        load_benchmark("tnl2k", tmp_path / "TNL2K")
+
+
+def test_tnl2k_empty_description_is_an_error_unless_allowed(tmp_path):
+    test = tmp_path / "TNL2K" / "test"
+    folder = write_tnl2k_seq(test, "Fight_video_6-Done", ["1.jpg", "2.jpg"], boxes(2), text="")
+    with pytest.raises(DatasetError) as e:
+        load_benchmark("tnl2k", tmp_path / "TNL2K")
+    assert str(folder / "language.txt") in str(e.value) and "updated_4_video_text_annotation.zip" in str(e.value)
+    with pytest.warns(UserWarning, match="Fight_video_6-Done"):
+        (s,) = load_benchmark("tnl2k", tmp_path / "TNL2K", allow_empty_text=True)
+    assert s.description == "" and s.text == "" and len(s) == 2
+
+
+def test_tnl2k_duplicate_frame_number_is_an_error(tmp_path):
+    test = tmp_path / "TNL2K" / "test"
+    folder = write_tnl2k_seq(test, "v", ["0001.jpg", "1.png"], boxes(2))
+    with pytest.raises(DatasetError, match="both carry frame number 1") as e:
+        load_benchmark("tnl2k", tmp_path / "TNL2K")
+    assert str(folder / "imgs") in str(e.value)
+
+
+# ----------------------------------------------------------------------------- OTB-Lang layout
+
+def write_otb_video(root, folder, gt, n_imgs, fmt="{:04d}.jpg", sep=",", img_dir="img"):
+    """OTB_videos/<folder>/img/%04d.jpg + gt files {file name: rows}."""
+    video = root / "OTB_videos" / folder
+    write_images(video / img_dir, [fmt.format(i) for i in range(1, n_imgs + 1)])
+    for fname, rows in gt.items():
+        write_rows(video / fname, rows, sep)
+    return video
+
+
+def write_query(root, split, name, text):
+    (root / f"OTB_query_{split}").mkdir(parents=True, exist_ok=True)
+    (root / f"OTB_query_{split}" / f"{name}.txt").write_text(text)
+
+
+@pytest.fixture
+def otb(tmp_path):
+    root = tmp_path / "OTB_lang"
+    # test split
+    write_otb_video(root, "BlurCar1", {"groundtruth_rect.txt": boxes(3)}, 249)  # frames 247-249
+    write_otb_video(root, "BlurCar3", {"groundtruth_rect.txt": boxes(2)}, 4)  # frames 3-4
+    write_otb_video(root, "BlurCar4", {"groundtruth_rect.txt": boxes(2)}, 19)  # frames 18-19
+    write_otb_video(root, "Board", {"groundtruth_rect.txt": boxes(3)}, 3, fmt="{:05d}.jpg")
+    write_otb_video(root, "Diving", {"groundtruth_rect.txt": boxes(3)}, 5, sep="\t")  # 2 images too many
+    write_otb_video(root, "Biker", {"groundtruth_rect.txt": boxes(2)}, 2, sep=" ")
+    write_otb_video(root, "KiteSurf", {"groundtruth_rect.txt": boxes(2)}, 2, fmt="{:04d}.png", img_dir="jpg")
+    write_otb_video(root, "Skating2-1", {"groundtruth_rect.1.txt": boxes(2)}, 2)
+    write_otb_video(root, "Skating2-2", {"groundtruth_rect.2.txt": boxes(2, x0=50)}, 2)
+    h4 = write_otb_video(root, "Human4", {"groundtruth_rect.2.txt": boxes(2, x0=7)}, 2)
+    (h4 / "groundtruth_rect.1.txt").write_text("")  # empty in OTB
+    for name in ("BlurCar1", "BlurCar3", "BlurCar4", "Board", "Diving", "Biker", "KiteSurf", "Skating2-1",
+                 "Skating2-2", "Human4"):
+        write_query(root, "test", name, f"{name} target query\n")
+    # train split
+    write_otb_video(root, "David", {"groundtruth_rect.txt": boxes(2)}, 302)  # img holds 302 frames, gt 300-301
+    write_otb_video(root, "Tiger1", {"groundtruth_rect.txt": boxes(8)}, 8)  # initOmit=5: frames 6-8
+    write_otb_video(root, "Jogging", {"groundtruth_rect.1.txt": boxes(3), "groundtruth_rect.2.txt": boxes(3, x0=40)}, 3)
+    for name in ("David", "Tiger1", "Jogging-1", "Jogging-2"):
+        write_query(root, "train", name, f"{name} query\n")
+    return root
+
+
+def test_otb_test_split_quirks(otb):
+    seqs = {s.name: s for s in load_benchmark("otb_lang", otb)}
+    assert sorted(seqs) == ["Biker", "BlurCar1", "BlurCar3", "BlurCar4", "Board", "Diving", "Human4", "KiteSurf",
+                            "Skating2-1", "Skating2-2"]
+    v = otb / "OTB_videos"
+    # sequences starting after frame 1
+    assert seqs["BlurCar1"].frames == [v / "BlurCar1" / "img" / f"{i:04d}.jpg" for i in (247, 248, 249)]
+    assert [f.name for f in seqs["BlurCar3"].frames] == ["0003.jpg", "0004.jpg"]
+    assert [f.name for f in seqs["BlurCar4"].frames] == ["0018.jpg", "0019.jpg"]
+    assert seqs["BlurCar1"].extra["first_frame"] == 247
+    np.testing.assert_array_equal(seqs["BlurCar1"].boxes[0], [1, 1, 10, 20])  # gt row 1 = frame 247
+    # Board's 5-digit names
+    assert [f.name for f in seqs["Board"].frames] == ["00001.jpg", "00002.jpg", "00003.jpg"]
+    # more images than gt rows: truncated to the gt, and counted
+    assert [f.name for f in seqs["Diving"].frames] == ["0001.jpg", "0002.jpg", "0003.jpg"]
+    assert seqs["Diving"].extra["unannotated_images"] == 2
+    # tab- and space-separated gt
+    np.testing.assert_array_equal(seqs["Diving"].boxes, boxes(3))
+    np.testing.assert_array_equal(seqs["Biker"].boxes, boxes(2))
+    # KiteSurf as pytracking's jpg/%04d.png
+    assert seqs["KiteSurf"].frames[1] == v / "KiteSurf" / "jpg" / "0002.png"
+    # multi-target videos under MMTrack names
+    assert seqs["Skating2-2"].frames[0] == v / "Skating2-2" / "img" / "0001.jpg"
+    np.testing.assert_array_equal(seqs["Skating2-2"].boxes[0], [50, 1, 10, 20])
+    assert seqs["Human4"].extra["gt_file"] == "groundtruth_rect.2.txt"
+    np.testing.assert_array_equal(seqs["Human4"].boxes[:, 0], [7, 8])
+    assert seqs["Human4"].description == "Human4 target query" and seqs["Human4"].dataset == "otb"
+    assert seqs["Human4"].visible is None
+
+
+def test_otb_train_split_david_tiger1_jogging(otb):
+    seqs = {s.name: s for s in load_benchmark("otb_lang", otb, split="train")}
+    assert sorted(seqs) == ["David", "Jogging-1", "Jogging-2", "Tiger1"]
+    v = otb / "OTB_videos"
+    assert [f.name for f in seqs["David"].frames] == ["0300.jpg", "0301.jpg"]
+    assert seqs["David"].extra["unannotated_images"] == 1
+    # Tiger1 initOmit=5: the first 5 gt rows and frames are dropped
+    assert [f.name for f in seqs["Tiger1"].frames] == ["0006.jpg", "0007.jpg", "0008.jpg"]
+    np.testing.assert_array_equal(seqs["Tiger1"].boxes, boxes(8)[5:])
+    assert seqs["Tiger1"].extra["omitted_rows"] == 5
+    # both Jogging targets read their own gt file from the shared Jogging/img
+    assert seqs["Jogging-1"].frames == seqs["Jogging-2"].frames == [v / "Jogging" / "img" / f"{i:04d}.jpg"
+                                                                    for i in (1, 2, 3)]
+    np.testing.assert_array_equal(seqs["Jogging-1"].boxes[:, 0], [1, 2, 3])
+    np.testing.assert_array_equal(seqs["Jogging-2"].boxes[:, 0], [40, 41, 42])
+
+
+def test_otb_query_names_in_other_spellings(tmp_path):
+    root = tmp_path / "OTB_lang"
+    write_otb_video(root, "Jogging", {"groundtruth_rect.1.txt": boxes(2), "groundtruth_rect.2.txt": boxes(2, x0=9)}, 2)
+    write_otb_video(root, "Human4", {"groundtruth_rect.2.txt": boxes(2)}, 2)
+    for name in ("Jogging_1", "Jogging.2", "Human4_2"):
+        write_query(root, "train", name, "q")
+    seqs = load_benchmark("otb_lang", root, split="train")
+    assert [s.name for s in seqs] == ["Human4", "Jogging-1", "Jogging-2"]
+    assert seqs[2].boxes[0, 0] == 9
+
+
+def test_canonical_names():
+    for alias in ("Jogging-1", "Jogging_1", "Jogging.1", "Jogging1", "jogging_1"):
+        assert canonical_name(alias) == "Jogging-1"
+    for alias in ("Skating2-2", "Skating2_2", "Skating2.2"):
+        assert canonical_name(alias) == "Skating2-2"
+    assert canonical_name("Human4_2") == canonical_name("Human4") == "Human4"
+    # nothing else changes: '-' and '_' are parts of real names elsewhere
+    for name in ("airplane-1", "BF5_Blade_video_01-Done", "Skating2", "Skating1", "David", "Jogging"):
+        assert canonical_name(name) == name
+    assert split_target("Jogging.2") == ("Jogging", 2) and split_target("Human4") == ("Human4", 2)
+
+
+def test_otb_bare_multi_target_name_is_an_error(tmp_path):
+    root = tmp_path / "OTB_lang"
+    write_otb_video(root, "Jogging", {"groundtruth_rect.1.txt": boxes(1)}, 1)
+    write_query(root, "train", "Jogging", "q")
+    with pytest.raises(DatasetError, match="several targets"):
+        load_benchmark("otb_lang", root, split="train")
+
+
+def test_otb_missing_video_folder_names_query(tmp_path):
+    root = tmp_path / "OTB_lang"
+    write_query(root, "test", "Biker", "q")
+    with pytest.raises(MissingFileError) as e:
+        load_benchmark("otb_lang", root)
+    assert "OTB_query_test" in str(e.value) and str(root / "OTB_videos" / "Biker" / "groundtruth_rect.txt") in str(e.value)
+
+
+# ----------------------------------------------------------------------------- RefCOCOg layout
+
+@pytest.fixture
+def refcocog(tmp_path):
+    root = tmp_path / "refcoco"
+    refs = [
+        {"ref_id": 5, "ann_id": 100, "image_id": 42, "category_id": 1, "split": "train",
+         "file_name": "COCO_train2014_000000000042_100.jpg", "sent_ids": [7, 8],
+         "sentences": [{"sent": "a man in a red shirt", "raw": "A man in a red shirt.", "sent_id": 7,
+                        "tokens": ["a", "man"]},
+                       {"sent": "the guy on the left", "raw": "The guy on the left", "sent_id": 8,
+                        "tokens": ["the", "guy"]}]},
+        {"ref_id": 6, "ann_id": 101, "image_id": 581929, "category_id": 18, "split": "val",
+         "file_name": "COCO_train2014_000000581929_101.jpg", "sent_ids": [9],
+         "sentences": [{"sent": "brown dog", "raw": "brown dog", "sent_id": 9, "tokens": ["brown", "dog"]}]},
+    ]
+    (root / "refcocog").mkdir(parents=True)
+    with open(root / "refcocog" / "refs(google).p", "wb") as f:
+        pickle.dump(refs, f, protocol=2)
+    inst = {"images": [{"id": 42, "file_name": "COCO_train2014_000000000042.jpg", "width": 8, "height": 8},
+                       {"id": 581929, "file_name": "COCO_train2014_000000581929.jpg", "width": 8, "height": 8}],
+            "annotations": [{"id": 100, "image_id": 42, "bbox": [1.5, 2.25, 60.0, 70.5], "category_id": 1,
+                             "iscrowd": 0},
+                            {"id": 101, "image_id": 581929, "bbox": [0, 0, 4, 4], "category_id": 18, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]}
+    (root / "refcocog" / "instances.json").write_text(json.dumps(inst))
+    write_images(root / "images" / "mscoco" / "images" / "train2014",
+                 ["COCO_train2014_000000000042.jpg", "COCO_train2014_000000581929.jpg"])
+    return root
+
+
+def test_refcocog_one_sequence_per_sentence(refcocog):
+    seqs = load_benchmark("refcocog", refcocog)  # default split: train
+    assert [s.name for s in seqs] == ["5_7", "5_8"]
+    img = refcocog / "images" / "mscoco" / "images" / "train2014" / "COCO_train2014_000000000042.jpg"
+    for s in seqs:
+        assert s.frames == [img] and len(s) == 1
+        np.testing.assert_array_equal(s.boxes, [[1.5, 2.25, 60.0, 70.5]])
+        assert s.dataset == "refcocog" and s.extra["category"] == "person" and s.extra["image_id"] == 42
+    assert seqs[0].description == "a man in a red shirt" and seqs[0].extra["raw"] == "A man in a red shirt."
+    assert seqs[1].description == "the guy on the left"
+    (val,) = load_benchmark("refcocog", refcocog, split="val")
+    assert val.name == "6_9" and val.frames[0].name == "COCO_train2014_000000581929.jpg"
+    with pytest.raises(ValueError, match="no test"):
+        load_benchmark("refcocog", refcocog, split="test")
+
+
+def test_refcocog_missing_image(refcocog):
+    img = refcocog / "images" / "mscoco" / "images" / "train2014" / "COCO_train2014_000000000042.jpg"
+    img.unlink()
+    with pytest.raises(MissingFileError, match="COCO_train2014_000000000042.jpg"):
+        load_benchmark("refcocog", refcocog)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_missing_image_names_the_frame(lasot):
+    (lasot / "airplane" / "airplane-1" / "img" / "00000003.jpg").unlink()
+    write_images(lasot / "airplane" / "airplane-1" / "img", ["00000006.jpg"])  # same count, one frame missing
+    with pytest.raises(MissingFileError) as e:
+        load_benchmark("lasot", lasot)
+    gt = lasot / "airplane" / "airplane-1" / "groundtruth.txt"
+    assert f"missing image {lasot / 'airplane' / 'airplane-1' / 'img' / '00000003.jpg'} for frame 3 (row 3 of {gt})" \
+        in str(e.value)
+    assert "fewer" not in str(e.value)
+
+
+def test_fewer_images_than_gt_rows(lasot):
+    img = lasot / "airplane" / "airplane-1" / "img"
+    (img / "00000005.jpg").unlink()
+    with pytest.raises(MissingFileError, match="fewer images than ground-truth rows") as e:
+        load_benchmark("lasot", lasot)
+    assert f"missing image {img / '00000005.jpg'} for frame 5" in str(e.value)
+    assert f"{img} holds 4 images for 5 ground-truth rows" in str(e.value)
+
+
+def test_missing_image_otb_names_the_file(otb):
+    img = otb / "OTB_videos" / "Board" / "img"
+    (img / "00002.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=str(img / "00002.jpg")):
+        load_benchmark("otb_lang", otb)
+
+
+def test_fewer_images_than_gt_rows_tnl2k(tmp_path):
+    folder = write_tnl2k_seq(tmp_path / "TNL2K" / "test", "v", ["1.jpg", "2.jpg"], boxes(3))
+    with pytest.raises(DatasetError, match="2 images for 3 ground-truth rows") as e:
+        load_benchmark("tnl2k", tmp_path / "TNL2K")
+    assert str(folder / "imgs") in str(e.value)
+
+
+@pytest.mark.parametrize("content, line, what", [
+    ("1,2,3,4\n5,6,7,8\n9,10,11\n12,13,14,15\n", 3, "got 3"),
+    ("1,2,3,4\n5,6,7,8,9\n", 2, "got 5"),
+    ("1,2,3,4\n5,6,x,8\n", 2, "unparsable"),
+    ("1,2,3,4\n\n5,6,7,8\n", 2, "got 1"),  # a blank line inside would shift every later row
+])
+def test_bad_gt_row_names_file_and_line(tmp_path, content, line, what):
+    folder = write_tnl2k_seq(tmp_path / "TNL2K" / "test", "v", ["1.jpg", "2.jpg", "3.jpg", "4.jpg"], boxes(1))
+    (folder / "groundtruth.txt").write_text(content)
+    with pytest.raises(DatasetError) as e:
+        load_benchmark("tnl2k", tmp_path / "TNL2K")
+    assert f"{folder / 'groundtruth.txt'}, line {line}:" in str(e.value) and what in str(e.value)
+
+
+def test_bad_gt_row_otb_whitespace(otb):
+    (otb / "OTB_videos" / "Biker" / "groundtruth_rect.txt").write_text("1 2 3 4\n5 6 7\n")
+    with pytest.raises(DatasetError, match=r"Biker/groundtruth_rect.txt, line 2: expected 4 whitespace"):
+        load_benchmark("otb_lang", otb)
+
+
+def test_missing_description_file(lasot):
+    path = lasot / "bird" / "bird-2" / "nlp.txt"
+    path.unlink()
+    with pytest.raises(MissingFileError, match="missing description file") as e:
+        load_benchmark("lasot", lasot)
+    assert str(path) in str(e.value)
+
+
+def test_missing_description_file_tnl2k(tmp_path):
+    folder = write_tnl2k_seq(tmp_path / "TNL2K" / "test", "v", ["1.jpg"], boxes(1), text=None)
+    with pytest.raises(MissingFileError, match=str(folder / "language.txt")):
+        load_benchmark("tnl2k", tmp_path / "TNL2K")
+
+
+def test_undecodable_text(lasot):
+    path = lasot / "airplane" / "airplane-1" / "nlp.txt"
+    path.write_bytes("white airplane\nflying caf\xe9".encode("latin-1"))
+    with pytest.raises(DatasetError) as e:
+        load_benchmark("lasot", lasot)
+    assert f"{path}, line 2: not UTF-8" in str(e.value)
+
+
+def test_bad_flag_files(lasot):
+    occ = lasot / "airplane" / "airplane-1" / "full_occlusion.txt"
+    occ.write_text("0,1,0,0\n")
+    with pytest.raises(DatasetError, match="4 full-occlusion flags for 5 ground-truth rows") as e:
+        load_benchmark("lasot", lasot)
+    assert str(occ) in str(e.value)
+    occ.write_text("0,1,0,2,0\n")
+    with pytest.raises(DatasetError, match=r"full_occlusion.txt, line 1: .* got '2'"):
+        load_benchmark("lasot", lasot)
+    occ.unlink()
+    with pytest.raises(MissingFileError, match="full_occlusion.txt"):
+        load_benchmark("lasot", lasot)
+
+
+def test_unknown_benchmark():
+    with pytest.raises(KeyError, match="lasot"):
+        load_benchmark("lasot2")
+
+
+# ----------------------------------------------------------------------------- synthetic suites
+
+def test_synthetic_suites_read_in_their_real_layouts(tmp_path, monkeypatch):
+    root = tmp_path / "synthetic"
+    write_lasot_seq(root / "train", "ball-1", n=3, drift=[0, 0, 1])
+    write_lasot_seq(root / "train", "cube-1", n=2)
+    write_lasot_seq(root / "lasot", "ball-2", n=4, occ=[0, 0, 1, 0], drift=[0, 1, 1, 1])
+    write_lasot_seq(root / "lasot", "ball-3", n=2)
+    (root / "lasot" / "testing_set.txt").write_text("ball-2\nball-3\n")
+    write_lasot_seq(root / "lasot_ext", "star-1", n=2, drift=[0, 0])
+    t = write_tnl2k_seq(root / "tnl2k" / "test", "syn_0001", [f"{i:05d}.jpg" for i in range(3)], boxes(3))
+    (t / "drift.txt").write_text("0\n1\n1\n")
+    o = write_otb_video(root / "otb_lang", "syn_0002", {"groundtruth_rect.txt": boxes(2)}, 2)
+    (o / "drift.txt").write_text("1\n1\n")
+    write_query(root / "otb_lang", "test", "syn_0002", "the red ball on the left")
+    monkeypatch.setenv("DMTRACK_DATA", str(tmp_path))
+    monkeypatch.setenv("DMTRACK_LASOT_SPLIT", str(tmp_path / "ignored.txt"))  # the real LaSOT's, not ours
+
+    expect = {"synthetic_train": (["ball-1", "cube-1"], "lasot", [False, False, True]),
+              "synthetic_lasot": (["ball-2", "ball-3"], "lasot", [False, True, True, True]),
+              "synthetic_lasot_ext": (["star-1"], "lasot_extension_subset", [False, False]),
+              "synthetic_tnl2k": (["syn_0001"], "tnl2k", [False, True, True]),
+              "synthetic_otb_lang": (["syn_0002"], "otb", [True, True])}
+    assert set(expect) == {b for b in BENCHMARKS if b.startswith("synthetic")}
+    for name, (names, tag, drift) in expect.items():
+        seqs = load_benchmark(name)  # default root: $DMTRACK_DATA/synthetic
+        assert [s.name for s in seqs] == names, name
+        assert {s.dataset for s in seqs} == {tag} and {s.extra["benchmark"] for s in seqs} == {name}
+        assert seqs[0].drift.dtype == bool
+        np.testing.assert_array_equal(seqs[0].drift, drift)
+    assert load_benchmark("synthetic_train")[1].drift is None
+    (s,) = [s for s in load_benchmark("synthetic_lasot") if s.name == "ball-2"]
+    np.testing.assert_array_equal(s.visible, [True, True, False, True])
+    assert load_benchmark("synthetic_otb_lang")[0].text == "the red ball on the left"
+    # the drift sweep: LaSOT layout at <root>/drift/<level> with its testing_set.txt
+    write_lasot_seq(root / "drift" / "0.50", "ring-1", n=4, drift=[0, 0, 1, 1])
+    (root / "drift" / "0.50" / "testing_set.txt").write_text("ring-1\n")
+    (s,) = load_benchmark("synthetic_drift_0.5")
+    assert s.name == "ring-1" and s.dataset == "lasot" and s.extra["benchmark"] == "synthetic_drift_0.5"
+    np.testing.assert_array_equal(s.drift, [False, False, True, True])
+    (t / "drift.txt").write_text("0\n1\n")
+    with pytest.raises(DatasetError, match="2 drift flags for 3 ground-truth rows"):
+        load_benchmark("synthetic_tnl2k")

@@ -1,0 +1,247 @@
+"""The benchmark runner (`dmtrack evaluate`) and the got10k adapter, on the smoke synthetic benchmark
+with an untrained smoke-size model saved as a real checkpoint."""
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dmtrack.track.runner as runner
+from dmtrack.boxes import iou_xywh
+from dmtrack.cli import main as cli_main
+from dmtrack.config import load_config
+from dmtrack.data import load_benchmark
+from dmtrack.data.readers import DatasetError
+from dmtrack.data.sequence import Sequence
+from dmtrack.data.synthetic import generate
+from dmtrack.eval.results import read_results, read_times, score_folder
+from dmtrack.model import build_model, save_checkpoint
+from dmtrack.track import FrameError, Tracker, evaluate, load_masks, load_model, track_sequence
+
+torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    generate(out, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "full")
+    path = tmp_path_factory.mktemp("ckpt") / "smoke_full.pth"
+    save_checkpoint(path, build_model(cfg), cfg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded(ckpt):
+    return load_model(ckpt)  # (model, config), as the workers load it
+
+
+@pytest.fixture(scope="module")
+def tracker(loaded):
+    return Tracker(*loaded, samples=2)
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.is_file()}
+
+
+def test_evaluate_writes_pytracking_layout_and_scores_both_protocols(root, loaded, tmp_path):
+    out = tmp_path / "eval"
+    model, cfg = loaded
+    scores = evaluate(model, "synthetic_lasot", out, samples=2, data_root=root, config=cfg, progress=False)
+    seqs = load_benchmark("synthetic_lasot", root=root)
+    names = [s.name for s in seqs]
+    assert _files(out) == {f"{n}{suffix}" for n in names for suffix in (".txt", "_time.txt")} | {
+        "evaluate.json", "scores_pytracking.json", "scores_official.json"}
+    for s in seqs:
+        text = (out / f"{s.name}.txt").read_text().splitlines()
+        assert len(text) == len(s) and all(len(line.split("\t")) == 4 for line in text)
+        boxes, times = read_results(out / f"{s.name}.txt"), read_times(out / f"{s.name}_time.txt")
+        np.testing.assert_allclose(boxes[0], s.boxes[0], atol=0.005)  # frame 1 = the initial box
+        assert boxes.shape == (len(s), 4) and (boxes[1:, 2:] >= 10).all() and (times > 0).all()
+        assert times.shape == (len(s),)
+    for protocol in ("pytracking", "official"):
+        saved = json.loads((out / f"scores_{protocol}.json").read_text())
+        assert saved["protocol"] == protocol and saved["n_sequences"] == 2
+        assert set(saved["per_sequence"]) == set(names)
+        assert saved["overall"]["auc"] == pytest.approx(scores[protocol].overall()["auc"])
+    # pytracking AUC of one sequence by hand: mean over t = 0, 0.05, .., 1 of the fraction of frames with IoU > t
+    # (frame 1 counts as the gt box; sequences with invisible frames are scored differently, so take a visible one)
+    for s in seqs:
+        if s.visible.all() and (s.boxes[:, 2:] > 0).all():
+            pred = read_results(out / f"{s.name}.txt")
+            pred[0] = s.boxes[0]
+            iou = iou_xywh(pred, s.boxes)
+            auc = 100 * np.mean([(iou > t).mean() for t in np.arange(21) / 20])
+            assert json.loads((out / "scores_pytracking.json").read_text())["per_sequence"][s.name]["auc"] == pytest.approx(auc)
+
+
+def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, loaded, tmp_path, monkeypatch):
+    out = tmp_path / "eval"
+    model, cfg = loaded
+    real = runner.run_sequence
+    calls = []
+
+    def stop_after_first(tracker, seq, *a, **k):
+        if calls:
+            raise KeyboardInterrupt  # the run is stopped while the second sequence is being tracked
+        calls.append(seq.name)
+        return real(tracker, seq, *a, **k)
+
+    monkeypatch.setattr(runner, "run_sequence", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(model, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, config=cfg, progress=False)
+    first = calls[0]
+    assert _files(out) == {"evaluate.json", f"{first}.txt", f"{first}_time.txt"}  # no partial or temp file
+    stamp = {n: (out / n).stat().st_mtime_ns for n in (f"{first}.txt", f"{first}_time.txt")}
+    (out / ".other.txt.x8k2.tmp").write_text("1\t2\t")  # a temp file a killed writer left behind
+
+    ran = []
+    monkeypatch.setattr(runner, "run_sequence", lambda tracker, seq, *a, **k: ran.append(seq.name) or real(tracker, seq, *a, **k))
+    time.sleep(0.01)
+    evaluate(model, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, config=cfg, progress=False)
+    names = [s.name for s in load_benchmark("synthetic_tnl2k", root=root)]
+    assert ran == [n for n in names if n != first]  # the finished sequence was not tracked again
+    assert {n: (out / n).stat().st_mtime_ns for n in stamp} == stamp
+    assert _files(out) == {f"{n}{x}" for n in names for x in (".txt", "_time.txt")} | {
+        "evaluate.json", "scores_pytracking.json", "scores_official.json"}
+
+    ran.clear()  # a third run has nothing to do, but still scores
+    evaluate(model, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, config=cfg, progress=False)
+    assert ran == []
+    with pytest.raises(ValueError, match="other settings.*samples=1"):  # never mix results of two settings
+        evaluate(model, "synthetic_tnl2k", out, samples=3, data_root=root, max_frames=12, config=cfg, progress=False)
+
+
+def test_subsets_max_frames_and_sequences(root, loaded, tmp_path):
+    out = tmp_path / "eval"
+    model, cfg = loaded
+    seqs = load_benchmark("synthetic_lasot_ext", root=root)
+    pick = seqs[1].name
+    scores = evaluate(model, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=5, sequences=pick,
+                      config=cfg, progress=False)
+    assert _files(out) == {f"{pick}.txt", f"{pick}_time.txt", "evaluate.json", "scores_pytracking.json",
+                           "scores_official.json"}
+    assert read_results(out / f"{pick}.txt").shape == (5, 4) and read_times(out / f"{pick}_time.txt").shape == (5,)
+    # scored against the first 5 ground-truth rows (the official protocol refuses short results otherwise)
+    assert scores["official"].names == [pick] and scores["official"].success.shape == (1, 21)
+    short = Sequence(pick, seqs[1].frames[:5], seqs[1].boxes[:5], seqs[1].description, seqs[1].dataset, seqs[1].visible[:5])
+    expect = score_folder(out, [short], protocol="official").overall()
+    assert scores["official"].overall() == pytest.approx(expect)
+    # a longer --max-frames later: the short result no longer counts as finished and is redone
+    evaluate(model, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=8, sequences=[pick], config=cfg,
+             progress=False)
+    assert read_results(out / f"{pick}.txt").shape == (8, 4)
+    with pytest.raises(KeyError, match="nope"):
+        evaluate(model, "synthetic_lasot_ext", out, samples=1, data_root=root, sequences="nope", config=cfg, progress=False)
+
+
+def test_bad_frames_raise_naming_the_file(root, loaded, tmp_path):
+    model, cfg = loaded
+    data = tmp_path / "syn"
+    shutil.copytree(root / "otb_lang", data / "otb_lang")
+    seq = load_benchmark("synthetic_otb_lang", root=data)[0]
+    bad = seq.frames[3]
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(FrameError, match=re.escape(f"cannot decode frame image: {bad}")):
+        evaluate(model, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, config=cfg, progress=False)
+    assert not list((tmp_path / "out").glob(f"{seq.name}*"))  # nothing written for the broken sequence
+    bad.unlink()
+    with pytest.raises(FrameError, match=re.escape(f"missing frame image: {bad}")):  # a frame gone after the benchmark was read
+        track_sequence(Tracker(model, cfg), seq)
+    with pytest.raises(DatasetError, match=re.escape(str(bad.parent))):  # the reader already notices the gap
+        evaluate(model, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, config=cfg, progress=False)
+
+
+def test_track_sequence_returns_masks_of_chosen_frames(root, tracker):
+    seq = load_benchmark("synthetic_otb_lang", root=root)[0]
+    h, w = cv2.imread(str(seq.frames[0])).shape[:2]
+    res = track_sequence(tracker, seq, frames=6, keep_masks=[2, 5], record_crop_masks=True)
+    assert res["boxes"].shape == (6, 4) and res["times"].shape == (6,) and res["scores"].shape == (6,)
+    np.testing.assert_array_equal(res["boxes"][0], seq.boxes[0])
+    assert np.isnan(res["scores"][0]) and np.isfinite(res["scores"][1:]).all()
+    assert sorted(res["masks"]) == [2, 5] and res["masks"][5].shape == (h, w)
+    m = tracker.model.mask_size
+    assert res["crop_masks"].shape == (5, m, m) and res["crop_masks"].dtype == np.float16 and res["windows"].shape == (5, 3)
+    from dmtrack.track import mask_to_image
+    pasted = mask_to_image(res["crop_masks"][4].astype(np.float32), res["windows"][4], (h, w))
+    np.testing.assert_allclose(pasted, res["masks"][5], atol=2e-3)  # float16 storage
+    again = track_sequence(tracker, seq, frames=6)  # the tracker re-seeds at initialize: same boxes
+    np.testing.assert_array_equal(again["boxes"], res["boxes"])
+
+
+def test_cli_parallel_workers_with_saved_masks(root, ckpt, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = cli_main(["evaluate", "--checkpoint", str(ckpt), "--benchmark", "synthetic_otb_lang", "--data-root", str(root),
+                   "--samples", "2", "--out", str(out), "--workers", "2", "--max-frames", "8", "--save-masks",
+                   "--no-progress"])
+    assert rc == 0
+    assert "protocol=pytracking" in capsys.readouterr().out
+    seqs = load_benchmark("synthetic_otb_lang", root=root)
+    for s in seqs:
+        assert read_results(out / f"{s.name}.txt").shape == (8, 4)
+        assert read_times(out / f"{s.name}_time.txt").shape == (8,)
+        h, w = cv2.imread(str(s.frames[0])).shape[:2]
+        mask = load_masks(out / "masks" / f"{s.name}.npz", 7)
+        assert mask.shape == (h, w) and 0 <= mask.min() and mask.max() <= 1 and mask.max() > 0
+    assert not list(out.rglob(".*.tmp"))
+    assert json.loads((out / "evaluate.json").read_text())["samples"] == 2
+
+
+# ----------------------------------------------------------------------------- got10k toolkit
+OTB2013 = ["Basketball", "Bolt", "Boy", "Car4", "CarDark", "CarScale", "Coke", "Couple", "Crossing", "David", "David2",
+           "David3", "Deer", "Dog1", "Doll", "Dudek", "FaceOcc1", "FaceOcc2", "Fish", "FleetFace", "Football",
+           "Football1", "Freeman1", "Freeman3", "Freeman4", "Girl", "Ironman", "Jogging", "Jumping", "Lemming",
+           "Liquor", "Matrix", "Mhyang", "MotorRolling", "MountainBike", "Shaking", "Singer1", "Singer2", "Skating1",
+           "Skiing", "Soccer", "Subway", "Suv", "Sylvester", "Tiger1", "Tiger2", "Trellis", "Walking", "Walking2", "Woman"]
+
+
+def test_got10k_experiment_otb_drives_the_tracker(root, tracker, tmp_path):
+    from got10k.experiments import ExperimentOTB
+
+    from dmtrack.track.interop import Got10kTracker
+
+    # OTB layout as got10k reads it: <root>/<Seq>/img/0001.jpg + groundtruth_rect.txt; every OTB2013 folder
+    # must exist or the toolkit tries to download; two of them hold sequences (the synthetic OTB-Lang ones)
+    otb = tmp_path / "OTB"
+    for name in OTB2013:
+        (otb / name).mkdir(parents=True)
+    seqs = load_benchmark("synthetic_otb_lang", root=root)
+    mapping = {}
+    for name, s in zip(["Basketball", "Bolt"], seqs):
+        shutil.copytree(s.frames[0].parent, otb / name / "img")
+        shutil.copy(s.frames[0].parent.parent / "groundtruth_rect.txt", otb / name / "groundtruth_rect.txt")
+        mapping[name] = s.description
+    adapter = Got10kTracker(tracker, sentences=mapping)
+    exp = ExperimentOTB(str(otb), version=2013, result_dir=str(tmp_path / "results"), report_dir=str(tmp_path / "reports"))
+    exp.run(adapter)
+    perf = exp.report([adapter.name])[adapter.name]
+
+    ours = []
+    for name, s in zip(["Basketball", "Bolt"], seqs):
+        got = np.loadtxt(tmp_path / "results" / "OTB2013" / "DMTrack" / f"{name}.txt", delimiter=",")
+        assert got.shape == (len(s), 4)
+        # the same tracker on the same (PIL-decoded) pixels gives the same boxes
+        frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted((otb / name / "img").glob("*.jpg"))]
+        tracker.initialize(frames[0], s.boxes[0], s.description)
+        mine = np.array([s.boxes[0]] + [tracker.track(f, return_mask=False)["box"] for f in frames[1:]])
+        np.testing.assert_allclose(got, mine, atol=5e-4)  # got10k records %.3f
+        ours.append(Sequence(name, s.frames, s.boxes, s.description, "otb"))
+    # got10k's success score (mean of the 21-bin success curve) = our pytracking AUC on its own records
+    ref = score_folder(tmp_path / "results" / "OTB2013" / "DMTrack", ours, protocol="pytracking").overall()
+    assert 100 * perf["overall"]["success_score"] == pytest.approx(ref["auc"], abs=1e-9)
+    assert 100 * perf["overall"]["precision_score"] == pytest.approx(ref["precision"], abs=1e-9)
+    with pytest.raises(KeyError, match="no sentence"):
+        adapter.sentence_for([str(otb / "Boy" / "img" / "0001.jpg")])

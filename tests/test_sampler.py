@@ -1,0 +1,192 @@
+"""Pair sampling: gap rule, visible frames, crop-box correctness, flips vs left/right, determinism, sharding."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from dmtrack.config import load_config
+from dmtrack.data.sequence import Sequence
+from dmtrack.train.sampler import (PairDataset, PairSampler, collate, jitter_box, mirror_sentence,
+                                   sample_frame_ids, visible_frames)
+
+RED, BLUE, GREY = (255, 0, 0), (0, 0, 255), (100, 100, 100)
+
+
+def write_video(folder, boxes, second=None, size=(200, 160)):
+    """Frames with a red target at `boxes` (xywh ints) and optionally a blue box; PNG, RGB drawn."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (x, y, w, h) in enumerate(boxes):
+        img = np.full((size[1], size[0], 3), GREY, np.uint8)
+        if second is not None:
+            bx, by, bw, bh = second[i]
+            img[by:by + bh, bx:bx + bw] = BLUE
+        img[y:y + h, x:x + w] = RED
+        p = folder / f"{i + 1:08d}.png"
+        cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    return paths
+
+
+def colour_bbox(img, colour):
+    """xyxy (exclusive) of the pixels closest to `colour` in a uint8 RGB crop."""
+    ys, xs = np.nonzero((np.abs(img.astype(int) - colour).max(-1) < 100))
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
+
+
+def smoke_cfg(**kw):
+    base = dict(brightness_jitter=0.0, flip_prob=0.0, train_datasets={"synthetic": 1.0}, pairs_per_epoch=16)
+    return load_config("smoke", "full", **{**base, **kw})
+
+
+@pytest.fixture
+def video(tmp_path):
+    n = 30
+    boxes = np.array([[20 + 3 * i, 40 + i, 24, 18] for i in range(n)])
+    visible = np.ones(n, bool)
+    visible[[0, 5, 6, 20, 29]] = False
+    return Sequence("vid", write_video(tmp_path / "vid", boxes), boxes.astype(float), "The red box", "synthetic",
+                    visible=visible)
+
+
+def test_frame_ids_follow_the_gap_rule_and_visibility():
+    rng = np.random.default_rng(0)
+    vis = np.ones(100, bool)
+    vis[::3] = False
+    for _ in range(500):
+        t, s = sample_frame_ids(vis, 4, rng)
+        assert vis[t] and vis[s] and t < s <= t + 4
+    # hand-computed widening: only frames 2 and 40 visible; gap 10 fails until 10 + 5 * 6 = 40 >= 38
+    vis = np.zeros(50, bool)
+    vis[[2, 40]] = True
+    assert sample_frame_ids(vis, 10, np.random.default_rng(1)) == (2, 40)
+    assert sample_frame_ids(np.ones(1, bool), 10, rng) == (0, 0)  # image dataset: the frame is reused
+    with pytest.raises(ValueError):
+        sample_frame_ids(np.array([True, False, False]), 10, rng)
+
+
+def test_visible_frames_combines_flags_and_empty_boxes():
+    seq = Sequence("s", ["a", "b", "c", "d"], np.array([[0, 0, 5, 5], [0, 0, 0, 5], [1, 1, 2, 2], [np.nan, 0, 1, 1]]),
+                   "x", "t", visible=np.array([True, True, False, True]))
+    assert visible_frames(seq).tolist() == [True, False, False, False]
+
+
+def test_pairs_from_dataset_use_visible_frames_within_gap(video):
+    ds = PairDataset(smoke_cfg(max_gap=3), {"synthetic": [video]})
+    for i in range(40):
+        s = ds.raw(0, i)
+        t, f = s["frame_ids"]
+        # no run of 3 hidden frames here, so the gap never needs widening
+        assert video.visible[t] and video.visible[f] and t < f <= t + 3
+
+
+def test_jitter_box_matches_ostrack_formula():
+    rng, r2 = np.random.default_rng(3), np.random.default_rng(3)  # r2 replays the draws by hand
+    n = r2.standard_normal(2)
+    u = r2.random(2)
+    w, h = 20 * np.exp(n[0] * 0.25), 10 * np.exp(n[1] * 0.25)
+    c = np.array([10 + 10, 30 + 5]) + (u - 0.5) * np.sqrt(w * h) * 3
+    np.testing.assert_allclose(jitter_box([10, 30, 20, 10], 3.0, 0.25, rng), [c[0] - w / 2, c[1] - h / 2, w, h])
+    np.testing.assert_allclose(jitter_box([10, 30, 20, 10], 0.0, 0.0, rng), [10, 30, 20, 10])
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_crop_box_lands_on_the_drawn_target(video, flip):
+    cfg = smoke_cfg(flip_prob=flip)
+    ds = PairDataset(cfg, {"synthetic": [video]})
+    S = cfg.search_size
+    for i in range(12):
+        s = ds.raw(0, i)
+        assert s["flipped"] == bool(flip)
+        cx, cy, w, h = s["box"] * S
+        found = colour_bbox(s["search"], RED)
+        np.testing.assert_allclose(found, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], atol=1.5)
+        # the template crop is centred on the template box, side ceil(2 sqrt(wh)) -> template_size
+        t = s["frame_ids"][0]
+        side = np.ceil(2 * np.sqrt(24 * 18))
+        tw, th = 24 * cfg.template_size / side, 18 * cfg.template_size / side
+        T = cfg.template_size
+        np.testing.assert_allclose(colour_bbox(s["template"], RED), [T / 2 - tw / 2, T / 2 - th / 2, T / 2 + tw / 2, T / 2 + th / 2],
+                                   atol=1.5)
+        assert not s["search_pad"].all()
+
+
+def test_flip_swaps_left_and_right_in_the_sentence(tmp_path):
+    n = 10
+    red = np.array([[40 + i, 60, 20, 20] for i in range(n)])
+    blue = red + [25, 0, 0, 0]  # blue is right of red: "the red box left of the blue box" is true
+    seq = Sequence("lr", write_video(tmp_path / "lr", red, second=blue), red.astype(float),
+                   "The red box, left of the blue box", "synthetic")
+    assert seq.text == "the red box left of the blue box"
+    for flip, sentence in ((0.0, "the red box left of the blue box"), (1.0, "the red box right of the blue box")):
+        ds = PairDataset(smoke_cfg(flip_prob=flip, search_factor=5.0, search_center_jitter=0.5), {"synthetic": [seq]})
+        for i in range(6):
+            s = ds.raw(0, i)
+            r, b = colour_bbox(s["search"], RED), colour_bbox(s["search"], BLUE)
+            assert s["text"] == sentence
+            # the sentence stays true of the picture: red left of blue unless mirrored
+            assert (r[0] < b[0]) == (flip == 0.0)
+            assert abs(s["box"][0] * 64 - (r[0] + r[2]) / 2) < 1.5
+    assert mirror_sentence("left hand of the rightmost man turning counter clockwise") == \
+        "right hand of the leftmost man turning clockwise"
+    assert mirror_sentence("bright leftover alright") == "bright leftover alright"  # whole words only
+
+
+def test_image_dataset_reuses_its_frame(tmp_path):
+    img = Sequence("ref1", write_video(tmp_path / "ref", [[50, 50, 30, 40]]), np.array([[50.0, 50, 30, 40]]),
+                   "a man on the left", "refcocog")
+    ds = PairDataset(smoke_cfg(train_datasets={"refcocog": 1.0}), {"refcocog": [img]})
+    s = ds.raw(0, 0)
+    assert s["frame_ids"] == (0, 0) and s["dataset"] == "refcocog"
+
+
+def test_whole_padding_crops_are_rejected(tmp_path):
+    # big centre jitter at factor 2: many raw draws leave the image entirely; none may come out
+    boxes = np.array([[2, 2, 10, 10]] * 5)
+    seq = Sequence("corner", write_video(tmp_path / "c", boxes, size=(40, 40)), boxes.astype(float), "x", "synthetic")
+    ds = PairDataset(smoke_cfg(search_center_jitter=12.0, search_factor=2.0), {"synthetic": [seq]})
+    grid = 64 // 16
+    for i in range(30):
+        pad = ds.raw(0, i)["search_pad"]
+        small = cv2.resize(pad.astype(np.uint8), (grid, grid), interpolation=cv2.INTER_NEAREST)
+        assert not small.all()
+
+
+def test_mixture_ratios(video, tmp_path):
+    img = Sequence("ref1", write_video(tmp_path / "ref", [[50, 50, 30, 40]]), np.array([[50.0, 50, 30, 40]]), "a cup", "refcocog")
+    ds = PairDataset(smoke_cfg(train_datasets={"synthetic": 3.0, "refcocog": 1.0, "lasot": 0.0}),
+                     {"synthetic": [video], "refcocog": [img]})
+    names = [ds.raw(0, i)["dataset"] for i in range(400)]
+    assert 0.68 < names.count("synthetic") / 400 < 0.82
+    with pytest.raises(KeyError, match="lasot"):
+        PairDataset(smoke_cfg(train_datasets={"lasot": 1.0}), {"synthetic": [video]})
+
+
+def test_determinism_and_workers(video):
+    cfg = smoke_cfg(brightness_jitter=0.2, flip_prob=0.5)
+    a, b = PairDataset(cfg, {"synthetic": [video]}), PairDataset(cfg, {"synthetic": [video]})
+    for i in range(5):
+        x, y = a[(1, i)], b[(1, i)]
+        assert torch.equal(x["search"], y["search"]) and torch.equal(x["box"], y["box"]) and x["text"] == y["text"]
+    assert not torch.equal(a[(1, 0)]["search"], a[(2, 0)]["search"])  # a new epoch draws new pairs
+    assert not torch.equal(PairDataset(cfg.replace(seed=1), {"synthetic": [video]})[(1, 0)]["search"], a[(1, 0)]["search"])
+    sampler = PairSampler(16)
+    sampler.set_epoch(3)
+    serial = next(iter(DataLoader(a, batch_size=8, sampler=sampler, collate_fn=collate)))
+    parallel = next(iter(DataLoader(a, batch_size=8, sampler=sampler, collate_fn=collate, num_workers=2)))
+    assert serial["search"].shape == (8, 3, 64, 64) and serial["template"].shape == (8, 3, 32, 32)
+    assert serial["box"].dtype == torch.float32 and len(serial["text"]) == 8
+    assert torch.equal(serial["search"], parallel["search"]) and serial["text"] == parallel["text"]
+
+
+def test_ranks_get_disjoint_shares_and_resume_offsets(video):
+    r0, r1 = PairSampler(10, 0, 2), PairSampler(10, 1, 2)
+    for s in (r0, r1):
+        s.set_epoch(4)
+    assert list(r0) == [(4, 0), (4, 2), (4, 4), (4, 6), (4, 8)]
+    assert list(r1) == [(4, 1), (4, 3), (4, 5), (4, 7), (4, 9)]
+    r1.set_epoch(5, start=3)
+    assert list(r1) == [(5, 7), (5, 9)] and len(r1) == 2
+    ds = PairDataset(smoke_cfg(), {"synthetic": [video]})
+    assert not torch.equal(ds[(4, 0)]["search"], ds[(4, 1)]["search"])

@@ -1,0 +1,149 @@
+"""Training loop at smoke size: run folder, lr drop, exact resume, DDP with 2 processes, CLI errors."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dmtrack.cli import main as cli_main
+from dmtrack.config import config_from_dict, load_config
+from dmtrack.model import build_model, load_checkpoint
+from dmtrack.train import make_scheduler, train
+
+SENTENCES = ["the red square on the left", "a small green box moving right", "blue block"]
+
+
+def write_lasot_train(root, n_seq=3, n_frames=12):
+    """A tiny synthetic_train set in the real LaSOT layout: <root>/train/<class>/<class>-<k>/..."""
+    rng = np.random.default_rng(0)
+    for k in range(n_seq):
+        cls = ["square", "box", "block"][k]
+        folder = root / "train" / cls / f"{cls}-{k + 1}"
+        (folder / "img").mkdir(parents=True)
+        boxes, occ = [], []
+        colour = [(0, 0, 255), (0, 255, 0), (255, 0, 0)][k]  # BGR
+        for i in range(n_frames):
+            img = np.full((96, 128, 3), 90, np.uint8)
+            img[:] += rng.integers(0, 40, img.shape, dtype=np.uint8)
+            x, y, w, h = 10 + 5 * i, 20 + 2 * k + i, 18 + k, 14
+            img[y:y + h, x:x + w] = colour
+            cv2.imwrite(str(folder / "img" / f"{i + 1:08d}.jpg"), img)
+            boxes.append(f"{x},{y},{w},{h}")
+            occ.append("1" if i == 5 else "0")
+        (folder / "groundtruth.txt").write_text("\n".join(boxes) + "\n")
+        (folder / "full_occlusion.txt").write_text(",".join(occ) + "\n")
+        (folder / "out_of_view.txt").write_text(",".join("0" * n_frames) + "\n")
+        (folder / "nlp.txt").write_text(SENTENCES[k] + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_lasot_train(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture
+def env(data_root, monkeypatch):
+    monkeypatch.setenv("DMTRACK_SYNTHETIC_ROOT", str(data_root))
+    torch.set_num_threads(2)
+
+
+def smoke(**kw):
+    return load_config("smoke", "full", **{**dict(pairs_per_epoch=8, batch_size=4, epochs=2), **kw})
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_losses_lr_drop_and_model(env, tmp_path):
+    cfg = smoke(epochs=3, lr_drop_frac=0.67, lr=1e-3, backbone_lr=2e-4, amp=True)  # drop from epoch round(2.01) = 2
+    path = train(cfg, tmp_path / "run", progress=False)
+    assert path == tmp_path / "run" / "model.pth"
+    rows = read_rows(tmp_path / "run" / "losses.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["epoch"]) for r in rows] == [0, 0, 1, 1, 2, 2]
+    assert {"focal", "giou", "l1", "struct", "iou", "total", "lr_backbone", "lr_rest", "seconds"} <= set(rows[0])
+    assert [float(r["lr_rest"]) for r in rows] == pytest.approx([1e-3] * 4 + [1e-4] * 2)
+    assert [float(r["lr_backbone"]) for r in rows] == pytest.approx([2e-4] * 4 + [2e-5] * 2)
+    for r in rows:  # Eq. 6 with the smoke weights 1, 2, 5, 5
+        parts = float(r["focal"]) + 2 * float(r["giou"]) + 5 * float(r["l1"]) + 5 * float(r["struct"])
+        assert float(r["total"]) == pytest.approx(parts, abs=1e-4) and np.isfinite(float(r["total"]))
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["config"] == json.loads(cfg.to_json())
+    assert len(info["git_commit"]) == 40 and info["versions"]["torch"] == torch.__version__
+    assert info["hardware"]["cpu_count"] == os.cpu_count() and info["hardware"]["world_size"] == 1
+    session = info["sessions"][0]
+    assert session["from_step"] == 0 and session["to_step"] == 6 and session["pairs_per_second"] > 0
+    assert session["amp"] is False  # cfg.amp asks for it, but mixed precision only runs on cuda
+    ckpt = load_checkpoint(path)  # weights_only=True
+    assert ckpt["config"] == cfg.to_dict() and ckpt["global_step"] == 6
+    build_model(config_from_dict(ckpt["config"])).load_state_dict(ckpt["model"])
+    state = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert state["epoch"] == 3 and state["step"] == 0 and len(state["rng"]) == 1
+    with pytest.raises(FileExistsError, match="last.pth"):
+        train(cfg, tmp_path / "run", progress=False)
+
+
+def test_paper_schedule_drops_after_epoch_80():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    sched = make_scheduler(opt, load_config("paper", "full"))
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:80] == pytest.approx([2e-4] * 80) and lrs[80:] == pytest.approx([2e-5] * 20)
+
+
+def test_resume_reproduces_the_uninterrupted_run(env, tmp_path):
+    cfg = smoke(pairs_per_epoch=12, flip_prob=0.5)  # 3 steps per epoch, 6 in all
+    train(cfg, tmp_path / "full", progress=False)
+    # stopped mid-epoch 0, then mid-epoch 1, then to the end
+    assert train(cfg, tmp_path / "cut", max_steps=2, progress=False) is None
+    assert not (tmp_path / "cut" / "model.pth").exists()
+    assert train(cfg, tmp_path / "cut", resume=True, max_steps=4, progress=False) is None
+    with pytest.raises(ValueError, match="lr"):
+        train(cfg.replace(lr=0.5), tmp_path / "cut", resume=True, progress=False)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "model.pth")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "model.pth")["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = read_rows(tmp_path / "full" / "losses.csv"), read_rows(tmp_path / "cut" / "losses.csv")
+    assert [int(r["step"]) for r in rb] == [1, 2, 3, 4, 5, 6]
+    assert [r["total"] for r in ra] == [r["total"] for r in rb]
+    sessions = json.loads((tmp_path / "cut" / "run.json").read_text())["sessions"]
+    assert [(s["from_step"], s["to_step"]) for s in sessions] == [(0, 2), (2, 4), (4, 6)]
+
+
+def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path):
+    env = {**os.environ, "DMTRACK_SYNTHETIC_ROOT": str(data_root), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "dmtrack", "train", "--profile", "smoke", "--out", str(tmp_path / "ddp"), "--no-progress",
+           "pairs_per_epoch=16", "batch_size=4", "epochs=1"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    ddp = info["sessions"][0]["ddp"]
+    assert ddp["world_size"] == 2 and ddp["backend"] == "gloo"
+    assert ddp["replicas_identical"] is True
+    r0, r1 = (r["first_batch"] for r in ddp["ranks"])
+    # global batch 4 = 2 pairs per rank: rank 0 takes indices 0, 2; rank 1 takes 1, 3
+    assert r0["keys"] == [[0, 0], [0, 2]] and r1["keys"] == [[0, 1], [0, 3]]
+    assert r0["box"] != r1["box"]
+    rows = read_rows(tmp_path / "ddp" / "losses.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert load_checkpoint(tmp_path / "ddp" / "model.pth")["global_step"] == 4
+
+
+def test_cli_rejects_unknown_override(tmp_path):
+    with pytest.raises(KeyError, match="no_such_key"):
+        cli_main(["train", "--profile", "smoke", "--out", str(tmp_path / "x"), "no_such_key=3"])
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,167 @@
+"""Pretrained backbone loading (OSTrack / MAE layouts) and DMTrack checkpoints, at tiny widths."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dmtrack.config import config_from_dict, load_config
+from dmtrack.model.vit import VisualEncoder
+from dmtrack.model.weights import load_checkpoint, load_pretrained_backbone, save_checkpoint
+
+torch.set_num_threads(2)
+D = 32  # tiny width; the paper grids (8x8 template, 16x16 search, 14x14 MAE) and depth 12 are kept
+
+
+def paper_tiny(**kw):
+    return load_config("paper", embed_dim=D, num_heads=2, **kw)
+
+
+def bicubic(grid_tokens, side, out):  # (1, side*side, D) -> (1, out*out, D), the documented resampling
+    img = grid_tokens.reshape(1, side, side, D).permute(0, 3, 1, 2)
+    return F.interpolate(img, size=(out, out), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, out * out, D)
+
+
+def ostrack_file(path, src, with_pos=True):
+    """An OSTrack training checkpoint: {'net': ...} with backbone.* and box_head.* keys, plus extras."""
+    net = {"backbone." + k: v.clone() for k, v in src.state_dict().items()}
+    if not with_pos:
+        del net["backbone.pos_embed_z"], net["backbone.pos_embed_x"]
+    net["backbone.cls_token"] = torch.randn(1, 1, D)
+    net["backbone.pos_embed"] = torch.randn(1, 1 + 14 * 14, D)
+    net["box_head.conv1_ctr.0.weight"] = torch.randn(8, D, 3, 3)
+    torch.save({"net": net, "epoch": 300, "settings": {"lr": 4e-4}}, path)
+    return net
+
+
+def test_ostrack_layout_loads_one_to_one(tmp_path):
+    torch.manual_seed(0)
+    cfg = paper_tiny()
+    src, dst = VisualEncoder(cfg), VisualEncoder(cfg)
+    ostrack_file(tmp_path / "OSTrack_ep0300.pth.tar", src)
+    report = load_pretrained_backbone(dst, tmp_path / "OSTrack_ep0300.pth.tar")
+    assert report == {"missing": [], "unexpected": []}
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), k  # pos_embed_z / pos_embed_x taken as they are, not from pos_embed
+
+
+def test_ostrack_without_grid_pos_embeds_and_other_grid(tmp_path):
+    torch.manual_seed(1)
+    cfg = paper_tiny()
+    net = ostrack_file(tmp_path / "a.pth", VisualEncoder(cfg), with_pos=False)
+    dst = VisualEncoder(cfg)
+    load_pretrained_backbone(dst, tmp_path / "a.pth")
+    grid14 = net["backbone.pos_embed"][:, 1:]  # cls slot dropped
+    torch.testing.assert_close(dst.pos_embed_z.data, bicubic(grid14, 14, 8))
+    torch.testing.assert_close(dst.pos_embed_x.data, bicubic(grid14, 14, 16))
+    # an OSTrack-256 checkpoint into a 384 search crop: its own 16x16 pos_embed_x is resampled to 24x24
+    net = ostrack_file(tmp_path / "b.pth", VisualEncoder(cfg))
+    big = VisualEncoder(paper_tiny(search_size=384))
+    assert load_pretrained_backbone(big, tmp_path / "b.pth")["missing"] == []
+    torch.testing.assert_close(big.pos_embed_x.data, bicubic(net["backbone.pos_embed_x"], 16, 24))
+    assert torch.equal(big.pos_embed_z.data, net["backbone.pos_embed_z"])
+
+
+def test_mae_layout_interpolates_and_reports(tmp_path):
+    torch.manual_seed(2)
+    cfg = load_config("smoke")  # D 48, template grid 2x2, search grid 4x4
+    src = VisualEncoder(cfg)
+    model = {k: v.clone() for k, v in src.state_dict().items() if not k.startswith("pos_embed_")}
+    pos = torch.randn(1, 1 + 4 * 4, 48)
+    pos[:, 0] = 1e3  # the cls row must never leak into the grid
+    model.update(cls_token=torch.zeros(1, 1, 48), pos_embed=pos, mask_token=torch.zeros(1, 1, 48),
+                 **{"decoder_embed.weight": torch.randn(16, 48)})
+    for k in [k for k in model if k.startswith("blocks.1.mlp.")]:
+        del model[k]
+    torch.save({"model": model, "epoch": 799}, tmp_path / "mae_pretrain_vit_base.pth")
+    dst = VisualEncoder(cfg)
+    report = load_pretrained_backbone(dst, tmp_path / "mae_pretrain_vit_base.pth")
+    assert report == {"missing": ["blocks.1.mlp.fc1.bias", "blocks.1.mlp.fc1.weight", "blocks.1.mlp.fc2.bias", "blocks.1.mlp.fc2.weight"],
+                      "unexpected": ["decoder_embed.weight", "mask_token"]}
+    assert torch.equal(dst.pos_embed_x.data, pos[:, 1:])  # 4x4 grid = search grid: copied
+    img = pos[:, 1:].reshape(1, 4, 4, 48).permute(0, 3, 1, 2)
+    expect = F.interpolate(img, size=(2, 2), mode="bicubic", align_corners=False).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(dst.pos_embed_z.data, expect)
+    assert dst.pos_embed_z.abs().max() < 100
+    assert torch.equal(dst.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+    assert torch.equal(dst.patch_embed.proj.weight, src.patch_embed.proj.weight)
+
+
+def test_mae_pos_embed_14x14_to_paper_grids(tmp_path):
+    torch.manual_seed(3)
+    cfg = paper_tiny()
+    model = {k: v for k, v in VisualEncoder(cfg).state_dict().items() if not k.startswith("pos_embed_")}
+    pos = torch.randn(1, 197, D)
+    torch.save({"model": dict(model, pos_embed=pos, cls_token=torch.zeros(1, 1, D))}, tmp_path / "mae.pth")
+    dst = VisualEncoder(cfg)
+    assert load_pretrained_backbone(dst, tmp_path / "mae.pth") == {"missing": [], "unexpected": []}
+    torch.testing.assert_close(dst.pos_embed_z.data, bicubic(pos[:, 1:], 14, 8))
+    torch.testing.assert_close(dst.pos_embed_x.data, bicubic(pos[:, 1:], 14, 16))
+
+
+def test_backbone_shape_mismatch_names_file(tmp_path):
+    ostrack_file(tmp_path / "wide.pth", VisualEncoder(paper_tiny()))
+    narrow = VisualEncoder(load_config("paper", embed_dim=16, num_heads=2))
+    with pytest.raises(ValueError, match=r"wide\.pth: shape mismatch.*blocks\.0\.attn\.qkv\.weight"):
+        load_pretrained_backbone(narrow, tmp_path / "wide.pth")
+
+
+def test_unknown_layout_names_file(tmp_path):
+    torch.save({"state": 3}, tmp_path / "odd.pth")
+    with pytest.raises(ValueError, match=r"odd\.pth.*'net'.*'model'"):
+        load_pretrained_backbone(VisualEncoder(load_config("smoke")), tmp_path / "odd.pth")
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "pickled_object"])
+def test_corrupt_files_raise_naming_file(tmp_path, damage):
+    cfg = load_config("smoke")
+    enc = VisualEncoder(cfg)
+    path = tmp_path / f"{damage}.pth"
+    if damage == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif damage == "truncated":
+        save_checkpoint(path, enc, cfg)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # a pickle that would run code: refused by weights_only=True
+        torch.save({"model": enc.state_dict(), "config": cfg, "format": "dmtrack-v1"}, path)
+    for load in (load_checkpoint, lambda p: load_pretrained_backbone(enc, p)):
+        with pytest.raises(RuntimeError, match=f"cannot read checkpoint .*{damage}\\.pth"):
+            load(path)
+    with pytest.raises(FileNotFoundError, match="nothing.pth"):
+        load_checkpoint(tmp_path / "nothing.pth")
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(4)
+    cfg = load_config("smoke", variant="no_gt_ce")
+    model = VisualEncoder(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64)).search.sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "run" / "last.pth", model, cfg, epoch=3, step=12, optimizer=opt.state_dict())
+    assert sorted(os.listdir(tmp_path / "run")) == ["last.pth"]  # no temp file left behind
+    ck = load_checkpoint(path)
+    assert ck["format"] == "dmtrack-v1" and ck["epoch"] == 3 and ck["step"] == 12
+    assert config_from_dict(ck["config"]) == cfg and ck["config"]["ce_layers"] == (1,)
+    fresh = VisualEncoder(config_from_dict(ck["config"]))
+    fresh.load_state_dict(ck["model"])
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), k
+    opt2 = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+    opt2.load_state_dict(ck["optimizer"])
+    assert opt2.state_dict()["state"][0]["step"] == 1
+    # overwrite is atomic and replaces the content
+    save_checkpoint(path, model, cfg, epoch=4)
+    assert load_checkpoint(path)["epoch"] == 4
+
+
+def test_checkpoint_refuses_unloadable_values_and_foreign_files(tmp_path):
+    cfg = load_config("smoke")
+    enc = VisualEncoder(cfg)
+    with pytest.raises(TypeError, match=r"checkpoint\['stats'\]\['arr'\] is a ndarray"):
+        save_checkpoint(tmp_path / "x.pth", enc, cfg, stats={"arr": np.zeros(3)})
+    assert not any(tmp_path.iterdir())
+    torch.save({"model": enc.state_dict()}, tmp_path / "bare.pth")
+    with pytest.raises(ValueError, match=r"bare\.pth: not a DMTrack checkpoint, missing key\(s\) \['config', 'format'\]"):
+        load_checkpoint(tmp_path / "bare.pth")
