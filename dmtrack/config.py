@@ -98,6 +98,7 @@ class Config:
     flip_prob: float = 0.5  # joint horizontal flip of template+search; the sentence's left/right words are swapped (docs/training.md)
     brightness_jitter: float = 0.2  # per-crop brightness factor in [1-b, 1+b] (OSTrack); no grayscale: it would contradict colour words
     frame_cache_mb: int = 0  # decoded frames kept in memory per data worker (LRU); 0 = decode every time
+    text_cache: int = 0  # training: frozen-BERT outputs memoised for this many sentences (exact, see docs/training.md); 0 = off
 
     def replace(self, **overrides) -> "Config":
         return apply_overrides(self, overrides)
@@ -119,7 +120,7 @@ _PROFILES: dict[str, dict] = {
         fusion_heads=3, sampling_steps=3, denoiser_channels=32, head_channels=64,
         gt_ce_start_epoch=4, epochs=10, pairs_per_epoch=3200, batch_size=32,
         lr=4e-4, backbone_lr=1e-4, grad_clip=1.0, num_workers=0,
-        train_datasets={"synthetic": 1.0}, max_gap=50,
+        train_datasets={"synthetic": 1.0}, max_gap=50, text_cache=4096,
     ),
     "smoke": dict(
         template_size=32, search_size=64, embed_dim=48, depth=2, num_heads=2,
@@ -127,7 +128,7 @@ _PROFILES: dict[str, dict] = {
         fusion_heads=2, sampling_steps=2, denoiser_channels=8, head_channels=16,
         gt_ce_start_epoch=1, epochs=2, pairs_per_epoch=16, batch_size=4,
         lr=1e-3, backbone_lr=1e-3, grad_clip=1.0, num_workers=0,
-        train_datasets={"synthetic": 1.0}, max_gap=20,
+        train_datasets={"synthetic": 1.0}, max_gap=20, text_cache=4096,
     ),
 }
 

@@ -14,6 +14,7 @@ from dmtrack.cli import main as cli_main
 from dmtrack.config import config_from_dict, load_config
 from dmtrack.model import build_model, load_checkpoint
 from dmtrack.train import make_scheduler, train
+from dmtrack.train.loop import cache_frozen_text
 
 SENTENCES = ["the red square on the left", "a small green box moving right", "blue block"]
 
@@ -50,7 +51,7 @@ def data_root(tmp_path_factory):
 @pytest.fixture
 def env(data_root, monkeypatch):
     monkeypatch.setenv("DMTRACK_SYNTHETIC_ROOT", str(data_root))
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny smoke ops: one thread is as fast, and far faster on a loaded CPU
 
 
 def smoke(**kw):
@@ -141,6 +142,23 @@ def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path
     rows = read_rows(tmp_path / "ddp" / "losses.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert load_checkpoint(tmp_path / "ddp" / "model.pth")["global_step"] == 4
+
+
+def test_frozen_text_cache_matches_the_model_and_counts_hits():
+    cfg = load_config("smoke", "full")
+    model = build_model(cfg).eval()
+    tokens = model.tokenize(SENTENCES + SENTENCES[:1])
+    plain = model.encode_text(tokens)[0]
+    single = torch.cat([model.encode_text(model.tokenize([s]))[0] for s in SENTENCES + SENTENCES[:1]])
+    cache = cache_frozen_text(model, 2)
+    cached = model.encode_text(tokens)[0]  # 3 distinct sentences: all misses, computed one by one
+    assert torch.equal(cached, single)  # exactly what the tracker computes (batch 1)
+    torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)
+    assert (cache.hits, cache.misses, len(cache.cache)) == (0, 3, 2)  # LRU keeps 2
+    assert torch.equal(model.encode_text(model.tokenize(SENTENCES[2:]))[0], single[2:3])
+    assert cache.hits == 1
+    assert cache_frozen_text(build_model(cfg.replace(text_finetune=True)), 10) is None
+    assert "text.bert.embeddings.word_embeddings.weight" in model.state_dict()  # keys untouched
 
 
 def test_cli_rejects_unknown_override(tmp_path):

@@ -242,7 +242,7 @@ class ChainSettings:
 CHAINS = {
     "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), max_frames=12, jobs=2),
     "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), jobs=2),
-    "paper": ChainSettings(synthetic=False, preset=None, seeds=1, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
+    "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
                            fig7_sequences=3),
 }
 
@@ -331,7 +331,9 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
     steps.append(Step("40_report", "40_report.ipynb",
                       dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep),
                            drift_levels=levels, drift_variants=list(s.drift_variants), drift_k=s.drift_k,
-                           others=others or {}, max_frames=s.max_frames),
+                           others=others or {}, max_frames=s.max_frames,
+                           data_notebook=str(paths.runs / "00_data.ipynb"),
+                           visualize_notebook=str(paths.runs / "30_visualize.ipynb")),
                       deps=[st.name for st in steps]))
     return steps
 

@@ -128,17 +128,19 @@ def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=Non
     under both protocols; returns the overall scores (one row per benchmark, seed and protocol)."""
     import pandas as pd
 
-    from dmtrack.track.runner import evaluate
+    from dmtrack.track.runner import evaluate, load_model
 
+    benchmarks = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
     rows = []
-    for bench in [benchmarks] if isinstance(benchmarks, str) else benchmarks:
-        for seed in seeds:
-            model = train_dir(work, variant, seed) / "model.pth"
-            if not model.exists():
-                raise FileNotFoundError(f"{model}: variant {variant} seed {seed} has not been trained (run 10_train)")
+    for seed in seeds:
+        path = train_dir(work, variant, seed) / "model.pth"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: variant {variant} seed {seed} has not been trained (run 10_train)")
+        model, cfg = load_model(path)  # once per seed, shared by the benchmarks (the drift sweep has several)
+        for bench in benchmarks:
             out = results_dir(work, bench, variant, k, seed)
-            scores = evaluate(model, bench, out, samples=k, data_root=data_dir if bench.startswith("synthetic") else None,
-                              workers=workers, max_frames=max_frames, seed=seed, progress=False)
+            scores = evaluate(model, bench, out, samples=k, config=cfg, workers=workers, max_frames=max_frames, seed=seed,
+                              data_root=data_dir if bench.startswith("synthetic") else None, progress=False)
             for protocol, sc in scores.items():
                 rows.append(dict(benchmark=bench, variant=variant, k=k, seed=seed, protocol=protocol, **sc.overall()))
     return pd.DataFrame(rows)
@@ -230,3 +232,23 @@ def score_others(others: dict, results_root, synthetic: bool, data_dir=None) -> 
                 _write_json(out / f"scores_{protocol}.json", sc.to_json())
             done.append(f"{name} on {bench}")
     return done
+
+
+def notebook_figures(path) -> list[tuple[str, bytes]]:
+    """(heading, PNG bytes) of every figure in an executed notebook, in order; heading = the last
+    markdown heading above it. The report shows 30_visualize's figures this way instead of redrawing them."""
+    import base64
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    heading, out = "", []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            lines = [ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")]
+            heading = lines[-1] if lines else heading
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            png = o.get("data", {}).get("image/png")
+            if png:
+                out.append((heading, base64.b64decode(png)))
+    return out

@@ -9,6 +9,7 @@ finding:
     the two rows' 95% CIs overlap                  -> inconclusive
     A's CI lies above B's                          -> holds
     A's CI lies below B's                          -> does not hold (the reverse is true)
+    fewer than MIN_SEEDS seeds or MIN_SEQUENCES    -> inconclusive (too little evidence)
 
 A "similar" claim (GT-CE at k=1) holds when the CI of the paired difference lies inside
 +-SIMILAR_MARGIN, does not hold when the two CIs are disjoint, and is inconclusive otherwise.
@@ -23,6 +24,8 @@ import pandas as pd
 from dmtrack.eval.stats import CI
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+MIN_SEEDS = 2  # one training seed cannot tell a variant's effect from training noise
+MIN_SEQUENCES = 5  # fewer sequences give a bootstrap CI that means little
 SIMILAR_MARGIN = 1.0  # points of AUC; the paper calls 0.2 "similar" and 1.2 its smallest "decrease"
 N_BOOT = 2000
 LEVEL = 0.95
@@ -126,4 +129,7 @@ def judge(claim, better_values, worse_values, metric: str = "auc", n: int = N_BO
     ca, cb = seed_sequence_ci(a, n, seed), seed_sequence_ci(b, n, seed + 1)
     cd = paired_seed_sequence_ci(a, b, n, seed + 2)
     verdict, reason = decide(ca, cb, cd, claim.kind)
+    if min(a.shape[0], b.shape[0]) < MIN_SEEDS or a.shape[1] < MIN_SEQUENCES:
+        verdict, reason = INCONCLUSIVE, (f"too little evidence ({min(a.shape[0], b.shape[0])} seed(s), {a.shape[1]} "
+                                         f"sequences; a verdict needs >= {MIN_SEEDS} seeds and >= {MIN_SEQUENCES} sequences)")
     return Verdict(claim.key, verdict, reason, ca, cb, cd, (a.shape[0], b.shape[0]), a.shape[1])

@@ -147,12 +147,12 @@ def run_sequence(tracker, seq, out: Path, max_frames: int | None = None, save_ma
 
 
 # ----------------------------------------------------------------------------- model loading
-def load_model(checkpoint, device=None):
-    """(model in eval mode, Config) from a `save_checkpoint` file."""
+def load_model(checkpoint, device=None, ckpt: dict | None = None):
+    """(model in eval mode, Config) from a `save_checkpoint` file (or its already-read dict `ckpt`)."""
     from ..config import config_from_dict
     from ..model import build_model, load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = ckpt if ckpt is not None else load_checkpoint(checkpoint)
     cfg = config_from_dict(ckpt["config"])
     # The trained weights replace any pretrained start point; do not require that file to exist.
     model = build_model(cfg.replace(pretrained=""))
@@ -253,11 +253,16 @@ def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = Non
 
     from ..data import load_benchmark
 
+    from ..config import config_from_dict
+    from ..model import load_checkpoint
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(checkpoint_or_model, (str, os.PathLike)):
-        model, cfg = load_model(checkpoint_or_model, device)
-        source, ckpt_name = str(Path(checkpoint_or_model).resolve()), str(Path(checkpoint_or_model).resolve())
+        # the network is built only if this process tracks (workers build their own)
+        ckpt = load_checkpoint(checkpoint_or_model)
+        model, cfg = None, config_from_dict(ckpt["config"])
+        source = ckpt_name = str(Path(checkpoint_or_model).resolve())
     else:
         if config is None:
             raise ValueError("pass config= together with an in-memory model")
@@ -295,11 +300,13 @@ def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = Non
     workers = max(1, min(int(workers), len(todo) or 1))
     with tqdm(total=total, desc=desc, unit="frame", disable=(None if progress is None else not progress)) as bar:
         bar.set_postfix(done=len(seqs) - len(todo), of=len(seqs))
-        if workers == 1:
+        if workers == 1 and todo:
+            if model is None:
+                model, cfg = load_model(source, device, ckpt)
             tracker = make_tracker(model, cfg, k, device, seed)
             for s in todo:
                 run_sequence(tracker, s, out, max_frames, has_masks, on_frame=lambda: bar.update(1))
-        else:
+        elif todo:
             _run_pool(model, cfg, source, k, device, seed, todo, out, max_frames, has_masks, workers, bar)
 
     protocols = PROTOCOLS if protocol == "both" else () if protocol == "none" else (protocol,)

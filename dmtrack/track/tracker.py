@@ -109,10 +109,12 @@ class Tracker:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
-        return image[..., ::-1] if self.bgr else image
+        return image
 
     def _load(self, crop: np.ndarray, out: torch.Tensor) -> torch.Tensor:
         """uint8 HxWx3 crop -> `out` (1,3,S,S) normalised as crop.normalize, filled in place."""
+        if self.bgr:  # swap channels on the small crop, not on the whole frame
+            crop = np.ascontiguousarray(crop[..., ::-1])
         out[0].copy_(torch.from_numpy(crop).permute(2, 0, 1), non_blocking=True)
         return out[0].sub_(self._mean).div_(self._std).unsqueeze(0)
 
