@@ -24,8 +24,9 @@ test: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m dmtrack report --profile $(PROFILE)
 
+# JupyterLab rooted at the repo (notebooks/ and the executed ones under reports/runs/), opened on notebooks/.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks
 
 bench: $(STAMP)
 	$(PY) -m dmtrack bench all

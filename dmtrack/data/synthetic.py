@@ -31,7 +31,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -362,13 +362,15 @@ def _sentence(rng, colour, cls, pos, direction):
     return tpl.format(colour=colour, cls=cls, pos=POS_PHRASES[pos][rng.integers(2)], dir=DIR_PHRASES[direction][rng.integers(3)])
 
 
-def make_scene(rng: np.random.Generator, preset: Preset, spec: SuiteSpec, length: int, drift: float | None) -> Scene:
+def make_scene(rng: np.random.Generator, preset: Preset, spec: SuiteSpec, length: int, drift: float | None,
+               index: int = 0) -> Scene:
     """Draw one sequence's scene. Every random draw happens whatever `drift` is, so the same
-    seed gives the same scene at every drift level (the drift sweep is paired)."""
+    seed gives the same scene at every drift level (the drift sweep is paired). Classes go
+    round-robin over `index`, so every suite covers its classes evenly (as LaSOT does)."""
     W, H = preset.width, preset.height
     classes = EXT_CLASSES if spec.ext_classes else TRAIN_CLASSES
     names = list(COLOURS)
-    cls, colour = classes[rng.integers(len(classes))], names[rng.integers(len(names))]
+    cls, colour = classes[index % len(classes)], names[rng.integers(len(names))]
     pos = ("left", "right", "top", "bottom")[rng.integers(4)]
     axis = 1 if pos in ("left", "right") else 0  # motion axis is orthogonal to the position axis
     direction = (("up", "down") if axis == 1 else ("left", "right"))[rng.integers(2)]
@@ -570,7 +572,7 @@ def scene_for(job: Job) -> Scene:
     spec = p.sweep if job.suite == "sweep" else p.suites[job.suite]
     rng = np.random.default_rng(np.random.SeedSequence([job.seed, _SUITE_IDS[job.suite], job.index]))
     length = int(rng.integers(spec.length[0], spec.length[1] + 1))
-    return make_scene(rng, p, spec, length, job.drift)
+    return make_scene(rng, p, spec, length, job.drift, job.index)
 
 
 def _run_job(job: Job) -> dict:
@@ -634,12 +636,13 @@ def plan(out: Path, preset: str, seed: int, drift: float | None, sweep: bool) ->
 
 
 def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = None, sweep: bool = True,
-             workers: int = 2, force: bool = False, progress: bool = True) -> dict:
+             workers: int | None = None, force: bool = False, progress: bool = True) -> dict:
     """Generate the synthetic benchmark at `out`; returns the manifest.
 
     A rerun with the same arguments returns at once; one with other arguments raises unless
     `force` (which deletes the suites written before). An interrupted run resumes: finished
-    sequence folders are kept. `drift` applies to the four test suites (training stays clean)."""
+    sequence folders are kept. `drift` applies to the four test suites (training stays clean).
+    workers: rendering processes (None: 1 for smoke, where starting processes costs more, else 2)."""
     if preset not in PRESETS:
         raise KeyError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     if drift is not None and not 0.0 <= drift <= 1.0:
@@ -665,6 +668,7 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
     manifest = dict(note=f"{STAND_IN}: procedurally rendered sequences in the real layouts, not the real benchmarks",
                     params=params, complete=False)
     _atomic_text(mpath, json.dumps(manifest, indent=1))
+    workers = workers or (1 if preset == "smoke" else 2)
     t0 = time.time()
     jobs, names = plan(out, preset, seed, drift, sweep)
     results = _run(jobs, workers, progress)

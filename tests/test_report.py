@@ -1,0 +1,291 @@
+"""The report's facts and logic: the paper's numbers, the verdict rule, tables from scored runs,
+the pipeline's keys, skip-if-done, failure naming, the HTML rendering (fast: tiny notebooks)."""
+import json
+import re
+
+import nbformat
+import numpy as np
+import pytest
+
+from dmtrack.config import VARIANTS
+from dmtrack.eval.stats import CI
+from dmtrack.report import paper, pipeline, tables, verdicts
+from dmtrack.report.pipeline import Step, StepFailed, run_chain, step_key
+
+
+# --- the paper's facts -------------------------------------------------------------------------------
+def test_table2_rows_cover_the_six_variants_and_nine_evaluations():
+    assert [r.no for r in paper.TABLE2] == list(range(1, 10))
+    assert {r.variant for r in paper.TABLE2} == set(VARIANTS)
+    assert len({(r.variant, r.k) for r in paper.TABLE2}) == 9
+    assert paper.table2_row(9).scores == paper.Scores(70.5, 92.6, 86.0)  # the best row
+    best = max(paper.TABLE2, key=lambda r: r.scores.auc)
+    assert best.no == 9 and best.variant == "full" and best.k == 5
+
+
+def test_stated_differences_are_what_the_rows_give():
+    consistent = [c for c in paper.CLAIMS if c.stated is not None and c.key != "language"]
+    assert len(consistent) == 6
+    for c in consistent:
+        assert paper.claim_rows_match(c), c.key
+        # the stated difference identifies exactly this pair of rows among all 72 ordered pairs
+        assert paper.rows_matching(c.stated) == [(c.better, c.worse)], c.key
+    # hand-computed examples: row 8 - row 1 and row 9 - row 2
+    assert paper.CLAIMS[0].row_difference() == (2.1, 2.9, 2.0)
+    assert next(c for c in paper.CLAIMS if c.key == "mask_driven").row_difference() == (3.6, 4.2, 3.5)
+
+
+def test_the_language_claim_matches_no_pair_of_rows():
+    lang = next(c for c in paper.CLAIMS if c.key == "language")
+    assert lang.stated == (1.6, 1.1, 1.0)
+    assert paper.rows_matching(lang.stated) == []
+    assert not paper.claim_rows_match(lang)
+    assert lang.row_difference() == (1.8, 2.8, 2.5)  # 70.5-68.7, 92.6-89.8, 86.0-83.5
+    assert "match no pair" in lang.note
+
+
+def test_gt_ce_similarity_and_table1_vs_table2_discrepancy():
+    sim = next(c for c in paper.CLAIMS if c.key == "gt_ce_k1")
+    assert sim.kind == "similar" and sim.row_difference() == (0.2, 0.8, 0.5)
+    t1, r8 = paper.TABLE1_DMTRACK["otb_lang"], paper.table2_row(8).scores
+    assert (t1.auc, t1.precision) == (68.5, 89.7) and (r8.auc, r8.precision) == (69.3, 90.9)
+    assert any("68.5" in d and "69.3" in d for d in paper.DISCREPANCIES)
+
+
+def test_published_numbers_are_cited_and_in_range():
+    assert set(paper.TABLE1_DMTRACK) == set(paper.BENCHMARKS)
+    for p in paper.PUBLISHED:
+        assert p.source and set(p.scores) <= set(paper.BENCHMARKS)
+        for s in p.scores.values():
+            for m in paper.METRICS:
+                v = s.get(m)
+                assert v is None or 30 < v < 100
+    mm = next(p for p in paper.PUBLISHED if p.tracker == "MMTrack")
+    assert mm.scores["tnl2k"] == paper.Scores(58.6, 59.4, 75.2)
+
+
+# --- the verdict rule ----------------------------------------------------------------------------------
+def test_decide_overlapping_cis_are_inconclusive():
+    a, b = CI(60, 58, 62, 10), CI(59, 57, 61, 10)
+    assert verdicts.decide(a, b, CI(1, -0.5, 2.5, 10))[0] == verdicts.INCONCLUSIVE
+    # touching CIs still overlap
+    assert verdicts.decide(CI(60, 58, 62, 10), CI(56, 54, 58, 10), CI(4, 3, 5, 10))[0] == verdicts.INCONCLUSIVE
+    assert verdicts.decide(CI(60, 58.1, 62, 10), CI(56, 54, 58, 10), CI(4, 3, 5, 10))[0] == verdicts.HOLDS
+    assert verdicts.decide(CI(50, 48, 52, 10), CI(56, 54, 58, 10), CI(-6, -7, -5, 10))[0] == verdicts.FAILS
+
+
+def test_decide_similarity_claims():
+    same = CI(60, 58, 62, 10)
+    assert verdicts.decide(same, same, CI(0.1, -0.8, 0.9, 10), "similar")[0] == verdicts.HOLDS
+    assert verdicts.decide(same, same, CI(0.1, -1.5, 1.7, 10), "similar")[0] == verdicts.INCONCLUSIVE
+    assert verdicts.decide(same, CI(50, 49, 51, 10), CI(10, 9, 11, 10), "similar")[0] == verdicts.FAILS
+
+
+def test_seed_sequence_ci_values():
+    # two seeds, constant within each seed: the mean is 15, every bootstrap mean lies in [10, 20]
+    ci = verdicts.seed_sequence_ci([[10.0] * 6, [20.0] * 6], n=500)
+    assert ci.estimate == 15.0 and 10.0 <= ci.low < 15.0 < ci.high <= 20.0 and ci.n == 6
+    # identical seeds and sequences: a zero-width interval
+    assert verdicts.seed_sequence_ci(np.full((3, 5), 42.0)) == CI(42.0, 42.0, 42.0, 5)
+    d = verdicts.paired_seed_sequence_ci(np.full((2, 5), 60.0), np.full((2, 5), 55.0))
+    assert (d.estimate, d.low, d.high) == (5.0, 5.0, 5.0)
+
+
+def test_judge_needs_several_seeds_and_sequences():
+    claim = paper.CLAIMS[0]
+    rng = np.random.default_rng(0)
+    base = rng.uniform(40, 80, size=8)  # per-sequence difficulty, shared by both rows
+    better = np.stack([base + 10 + rng.normal(0, 0.5, 8) for _ in range(3)])
+    worse = np.stack([base + rng.normal(0, 0.5, 8) for _ in range(3)])
+    # separate CIs overlap (sequence difficulty spreads both), so: inconclusive, never "confirmed"
+    v = verdicts.judge(claim, better, worse)
+    assert v.verdict == verdicts.INCONCLUSIVE and v.reason == "the two CIs overlap"
+    assert 9 < v.diff.estimate < 11 and v.diff.low > 0
+    # clearly separated rows: holds; reversed: does not hold
+    assert verdicts.judge(claim, np.full((3, 8), 70.0) + rng.normal(0, 1, (3, 8)), np.full((3, 8), 50.0)).verdict == verdicts.HOLDS
+    assert verdicts.judge(claim, np.full((3, 8), 50.0), np.full((3, 8), 70.0)).verdict == verdicts.FAILS
+    # one seed, or too few sequences: inconclusive whatever the numbers
+    one = verdicts.judge(claim, np.full((1, 8), 70.0), np.full((1, 8), 50.0))
+    assert one.verdict == verdicts.INCONCLUSIVE and "1 seed" in one.reason
+    assert verdicts.judge(claim, np.full((3, 3), 70.0), np.full((3, 3), 50.0)).verdict == verdicts.INCONCLUSIVE
+
+
+# --- tables from scored runs -----------------------------------------------------------------------
+def _write_run(root, bench, tracker, param, variant, k, seed, per_seq: dict):
+    folder = root / bench / tracker / param
+    folder.mkdir(parents=True)
+    (folder / "evaluate.json").write_text(json.dumps(dict(benchmark=bench, variant=variant, samples=k, seed=seed)))
+    for protocol in ("pytracking", "official"):
+        overall = {m: float(np.mean([v[m] for v in per_seq.values()])) for m in ("auc", "precision", "norm_precision", "op50", "op75")}
+        (folder / f"scores_{protocol}.json").write_text(json.dumps(dict(
+            protocol=protocol, n_sequences=len(per_seq), overall=overall, per_sequence=per_seq)))
+    for name in per_seq:  # 3 frames: init + 2 tracked frames at 0.05 s -> 20 fps
+        (folder / f"{name}_time.txt").write_text("0.5\n0.05\n0.05\n")
+
+
+def _seq(auc, pre=50.0, pn=40.0):
+    return dict(auc=auc, precision=pre, norm_precision=pn, op50=auc, op75=auc / 2)
+
+
+def test_tables_from_scored_runs(tmp_path):
+    root = tmp_path / "results"
+    for seed, shift in ((0, 0.0), (1, 2.0)):
+        _write_run(root, "synthetic_otb_lang", "dmtrack-full", f"k1_seed{seed}", "full", 1, seed,
+                   {"A1": _seq(60 + shift), "B2": _seq(40 + shift)})
+        _write_run(root, "synthetic_otb_lang", "dmtrack-full", f"k5_seed{seed}", "full", 5, seed,
+                   {"A1": _seq(64 + shift), "B2": _seq(44 + shift)})
+    _write_run(root, "synthetic_otb_lang", "static", "seed0", "static", None, 0, {"A1": _seq(20), "B2": _seq(10)})
+    runs, per = tables.load_runs(root)
+    assert len(runs) == 10 and len(per) == 20
+    assert runs[runs.tracker == "dmtrack-full"].fps.round(6).eq(20.0).all()
+    res = tables.Results(runs, per, synthetic=True)
+    s = res.summary("dmtrack-full", "synthetic_otb_lang", 1, "pytracking")
+    assert s["auc"] == 51.0 and s["seeds"] == 2 and s["precision"] == 50.0  # mean of 50 and 52
+    assert 40.0 <= s["auc_ci"].low < 51.0 < s["auc_ci"].high <= 62.0  # bootstrap means lie within the values
+    t1 = tables.table1(res, "pytracking")
+    assert t1.loc["DMTrack full, k=1 (ours)", ("OTB-Lang", "AUC")].startswith("51.0 [")
+    assert t1.loc["static (first box held still)", ("OTB-Lang", "AUC")].startswith("15.0")
+    assert t1.loc["DMTrack full, k=1 (ours)", ("LaSOT", "AUC")] == "not run"
+    t2 = tables.table2(res, "pytracking")
+    assert t2.loc[9, ("ours", "AUC")].startswith("55.0 [") and t2.loc[8, ("ours", "AUC")].startswith("51.0 [")
+    assert t2.loc[8, ("AUC minus row 9", "ours")] == "-4.0" and t2.loc[8, ("AUC minus row 9", "paper")] == "-1.2"
+    assert t2.loc[1, ("ours", "AUC")] == "not run"
+    assert ("ours minus paper", "AUC") not in t2.columns  # synthetic: absolute differences to the paper are not shown
+    v = tables.verdicts(res)
+    assert v.loc["Diffusion helps (k=1)", "verdict"] == "not run"  # no_diffusion was not evaluated
+    ks = tables.k_sweep(res, [1, 5, 10])
+    assert list(ks.k) == [1, 5] and list(ks.auc) == [51.0, 55.0]
+    assert "SYNTHETIC STAND-IN" in tables.caption("x", "official", True) and "protocol: official" in tables.caption("x", "official", True)
+
+
+def test_published_table_labels_sources():
+    df = tables.published_table(real=False)
+    assert df.loc["DMTrack (paper, Table 1 text, k=1)", ("TNL2K", "AUC")] == "57.7"
+    assert df.loc["DMTrack (paper, Table 1 text, k=1)", ("TNL2K", "P_norm")] == "–"
+    assert "RGBL" in df.loc["MMTrack (TCSVT'24)", ("", "source")]
+
+
+# --- pipeline machinery (tiny notebooks) ---------------------------------------------------------
+def _notebook(path, code):
+    params = nbformat.v4.new_code_cell("x = 1\nout = ''")
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def nbdir(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "write.ipynb", "import sys\nfrom pathlib import Path\nPath(out).write_text(f'{x} {sys.executable}')")
+    _notebook(d / "bad.ipynb", "y = x + 1\nraise ValueError(f'bad input x={x}')")
+    return d
+
+
+def test_step_key_depends_on_params_and_inputs():
+    a = Step("a", "n.ipynb", {"x": 1})
+    b = Step("b", "n.ipynb", {"x": 1}, deps=["a"])
+    k1 = step_key(b, {"a": step_key(a, {})})
+    assert k1 == step_key(b, {"a": step_key(a, {})})
+    assert k1 != step_key(b, {"a": step_key(Step("a", "n.ipynb", {"x": 2}), {})})  # input changed
+    assert step_key(a, {}) != step_key(Step("a", "n.ipynb", {"x": 1, "y": 0}), {})
+
+
+def test_skip_if_done_and_rerun_on_change(tmp_path, nbdir):
+    out = tmp_path / "o.txt"
+    runs = tmp_path / "runs"
+    logs = []
+    step = lambda x: Step("grp/write", "write.ipynb", {"x": x, "out": str(out)}, outputs=[str(out)])
+    first = run_chain([step(3)], runs, notebooks=nbdir, log=logs.append)
+    assert first[0]["status"] == "ran" and out.read_text().startswith("3 ")
+    assert out.read_text().split()[1].endswith("python") or "python" in out.read_text()
+    stamp = json.loads((runs / "grp" / "write.json").read_text())
+    assert stamp["params"]["x"] == 3 and (runs / "grp" / "write.ipynb").exists()
+    assert run_chain([step(3)], runs, notebooks=nbdir, log=logs.append)[0]["status"] == "skipped"
+    assert run_chain([step(4)], runs, notebooks=nbdir, log=logs.append)[0]["status"] == "ran"  # new parameters
+    assert out.read_text().startswith("4 ")
+    out.unlink()  # output gone: the step runs again
+    assert run_chain([step(4)], runs, notebooks=nbdir, log=logs.append)[0]["status"] == "ran"
+    assert run_chain([step(4)], runs, notebooks=nbdir, force=True, log=logs.append)[0]["status"] == "ran"
+    assert any(line.startswith("[skip] grp/write") for line in logs)
+
+
+def test_failing_notebook_names_notebook_cell_and_error(tmp_path, nbdir):
+    out = tmp_path / "o.txt"
+    steps = [Step("first", "write.ipynb", {"x": 1, "out": str(out)}, outputs=[str(out)]),
+             Step("second", "bad.ipynb", {"x": 7}, deps=["first"]),
+             Step("third", "write.ipynb", {"x": 2, "out": str(tmp_path / "never.txt")}, deps=["second"])]
+    with pytest.raises(StepFailed) as e:
+        run_chain(steps, tmp_path / "runs", notebooks=nbdir, log=lambda s: None)
+    msg = str(e.value)
+    assert "notebook bad.ipynb" in msg and "step second" in msg
+    assert "ValueError: bad input x=7" in msg
+    assert re.search(r"cell In\[\d+\] `y = x \+ 1`", msg)
+    assert str(tmp_path / "runs" / "second.ipynb") in msg and (tmp_path / "runs" / "second.ipynb").exists()
+    assert e.value.ename == "ValueError" and not (tmp_path / "never.txt").exists()  # the chain stopped
+    assert not (tmp_path / "runs" / "second.json").exists()  # no stamp for a failed step
+
+
+def test_parallel_jobs_respect_dependencies(tmp_path, nbdir):
+    outs = [tmp_path / f"o{i}.txt" for i in range(3)]
+    steps = [Step(f"s{i}", "write.ipynb", {"x": i, "out": str(o)}, outputs=[str(o)]) for i, o in enumerate(outs[:2])]
+    steps.append(Step("s2", "write.ipynb", {"x": 2, "out": str(outs[2])}, outputs=[str(outs[2])], deps=["s0", "s1"]))
+    stamps = run_chain(steps, tmp_path / "runs", notebooks=nbdir, jobs=2, log=lambda s: None)
+    assert [s["step"] for s in stamps] == ["s0", "s1", "s2"] and all(o.exists() for o in outs)
+    with pytest.raises(ValueError, match="depends on"):
+        run_chain([Step("z", "write.ipynb", {}, deps=["later"])], tmp_path / "runs", notebooks=nbdir)
+
+
+def test_render_html_is_self_contained(tmp_path):
+    import base64
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import io
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    cell = nbformat.v4.new_code_cell("print('secret source code')")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(buf.getvalue()).decode(),
+                                                                  "text/plain": "<Figure>"}),
+                    nbformat.v4.new_output("display_data", data={"text/html": "<table><tr><td>1</td></tr></table>"})]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title $x$"), cell])
+    nbformat.write(nb, tmp_path / "r.ipynb")
+    html = pipeline.render_html(tmp_path / "r.ipynb", tmp_path / "index.html", "## Run durations\n\n| a | b |\n|---|---|\n| 1 | 2 |").read_text()
+    assert "secret source code" not in html  # code hidden
+    assert "<script" not in html.lower()
+    assert not re.search(r'(src|href)="https?://', html)  # nothing loaded from the network
+    assert html.count('src="data:image/png;base64,') == 1 and "<table>" in html and "Run durations" in html
+
+
+def test_plan_of_the_demo_profile(tmp_path):
+    paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
+    steps = pipeline.plan("demo", paths)
+    names = [s.name for s in steps]
+    assert names[0] == "00_data" and names[-2:] == ["30_visualize", "40_report"]
+    assert sum(n.startswith("10_train/") for n in names) == 6 * 3
+    evals = [s for s in steps if s.name.startswith("20_evaluate/")]
+    otb = {(s.params["variant"], s.params["k"]) for s in evals if s.params["benchmarks"] == ["synthetic_otb_lang"]}
+    assert {(r.variant, r.k) for r in paper.TABLE2} <= otb
+    assert {("full", k) for k in range(1, 11)} <= otb  # the k sweep
+    for b in paper.BENCHMARKS:  # Table 1: the full model at k=1 on the four suites
+        assert any(s.params["benchmarks"] == [f"synthetic_{b}"] and s.params["k"] == 1 and s.params["variant"] == "full" for s in evals)
+    drift = [s for s in evals if len(s.params["benchmarks"]) > 1]
+    assert {s.params["variant"] for s in drift} == {"full", "no_language", "not_mask_driven"}
+    assert all(s.params["seeds"] == [0, 1, 2] for s in evals)
+    assert all(set(s.deps) == {f"10_train/{s.params['variant']}_seed{i}" for i in range(3)} for s in evals)
+    assert len(steps[-1].deps) == len(steps) - 1
+
+
+def test_report_cli_help(capsys):
+    from dmtrack.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--profile" in out and "--seeds" in out and "--force" in out
