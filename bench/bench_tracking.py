@@ -98,6 +98,31 @@ def profile_frames(tracker, images, box, text, n: int) -> dict:
     return {k: round(v, 3) for k, v in sorted(ms.items())}
 
 
+def denoiser_ops(model, k: int, reps: int = 3) -> dict:
+    """Where the sampler's time goes at batch k: self CPU ms per call of the top aten ops over
+    one frame's `sampling_steps` denoiser calls (the denoiser alone, on a random condition)."""
+    from dmtrack.model.diffusion import sample_masks
+
+    cfg, G = model.cfg, model.grid
+    cond = model.denoiser.encode_cond(torch.randn(1, cfg.embed_dim, G, G)).repeat_interleave(k, 0)
+    run = lambda: sample_masks(model.denoiser, model.schedule, cond, cfg.sampling_steps)
+    with torch.inference_mode():
+        run()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            run()
+        wall = (time.perf_counter() - t0) * 1000 / reps
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(reps):
+                run()
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    in_ops = sum(e.self_cpu_time_total for e in ops) / 1000 / reps
+    top = {e.key: round(e.self_cpu_time_total / 1000 / reps, 3) for e in ops[:8]}
+    return {"k": k, "steps": cfg.sampling_steps, "ms_per_frame": round(wall, 3),
+            "ms_in_aten_ops_profiled": round(in_ops, 3), "top_ops_ms": top,
+            "ops_per_frame": sum(e.count for e in ops) // reps}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=10, help="timed frames per tracker per round")
@@ -133,6 +158,8 @@ def main():
                     times[name].append(time.perf_counter() - t0)
     med = {name: statistics.median(t) * 1000 for name, t in times.items()}
 
+    den = {f"{p}_k{k}": denoiser_ops(models[p, "full"][0], k) for p in ("paper", "demo") if (p, "full") in models
+           for k in (1, 5)}
     for model, _ in models.values():
         label_modules(model)
     prof_ms = {name: profile_frames(trackers[name], *data[p], text, min(args.frames, 5)) for name, p, *_ in runs}
@@ -152,6 +179,7 @@ def main():
         "goals_met": {**{k: ratios[k] <= goals[k] for k in ratios}, "demo_full_k1_fps": fps["demo_full_k1"] >= 100,
                       "demo_full_k5_fps": fps["demo_full_k5"] >= 100},
         "profile_ms_per_frame": prof_ms,
+        "denoiser_ops": den,
         "sampling_steps": {p: load_config(p).sampling_steps for p in ("paper", "demo")},
     }
     out = Path(args.out)
@@ -168,6 +196,9 @@ def main():
     print("profile, ms per frame: " + " ".join(f"{c:>9s}" for c in cols))
     for name, p in prof_ms.items():
         print(f"{name:22s} " + " ".join(f"{p.get(c, 0):9.2f}" for c in cols))
+    for name, d in den.items():
+        print(f"denoiser {name}: {d['ms_per_frame']:.1f} ms/frame, {d['ops_per_frame']} op calls; top (ms): "
+              + ", ".join(f"{op} {ms:.1f}" for op, ms in list(d["top_ops_ms"].items())[:4]))
     print(f"wrote {out}")
 
 

@@ -64,6 +64,7 @@ class Config:
     double_sample_detach: bool = True  # stop the gradient between the 1st sampling's output and the 2nd's input
     use_filter: bool = True  # feature filtering module (Fig. 6); False = identity (not a Table 2 row)
     struct_kernel: int = 0  # structure-loss neighbourhood in mask cells; 0 = auto (31 search-crop pixels, odd)
+    head_features: str = "visual"  # mask-driven head adds the filtered mask to: visual = H_x (ViT search features) | fused = F_s (after Eq. 2)
 
     # --- variant switches (Table 2) ---
     use_diffusion: bool = True

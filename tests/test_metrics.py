@@ -335,3 +335,41 @@ def test_paired_difference_ci():
     assert noisy.low < 0 < noisy.high  # no real difference -> the interval holds 0
     with pytest.raises(ValueError, match="sequences"):
         paired_difference_ci(a, a[:-1])
+
+
+def test_centre_convention_and_merge_runs():
+    from dmtrack.boxes import center_xywh
+    from dmtrack.eval import merge_runs
+
+    np.testing.assert_array_equal(center_xywh(np.array([10.0, 20.0, 10.0, 5.0])), [14.5, 22.0])  # x + (w - 1) / 2
+    # pytracking merge_results: per-sequence curves averaged over runs, then over sequences.
+    # run 1 on "a" = COMMON_PRED (AUC 37/84, P 3/4); run 2 on "a" exact (AUC 20/21, P 1); "b" exact in both runs
+    a, b = seq("a", [G] * 4), seq("b", [G] * 2)
+    r1 = score_sequences({"a": COMMON_PRED, "b": [G, G]}, [a, b], benchmark="toy")
+    r2 = score_sequences({"b": [G, G], "a": [G] * 4}, [b, a], benchmark="toy")  # other order: aligned by name
+    m = merge_runs([r1, r2])
+    assert m.runs == 2 and m.names == ["a", "b"] and "runs=2 (merged)" in m.header()
+    auc_a = (100 * 37 / 84 + 100 * 20 / 21) / 2
+    approx(m.overall(), auc=(auc_a + 100 * 20 / 21) / 2, precision=(87.5 + 100) / 2)
+    assert m.per_sequence().loc["a", "precision"] == pytest.approx(87.5)
+    assert m.to_json()["runs"] == 2
+    with pytest.raises(ValueError, match="different sequences"):
+        merge_runs([r1, score_sequences({"a": COMMON_PRED}, [a])])
+    with pytest.raises(ValueError, match="different protocols"):
+        merge_runs([r1, score_sequences({"a": COMMON_PRED, "b": [G, G]}, [a, b], protocol="official")])
+
+
+def test_header_calls_synthetic_suites_stand_ins():
+    s = seq("a", [G] * 2)
+    assert "synthetic stand-in" in score_sequences({"a": [G, G]}, [s], benchmark="synthetic_tnl2k").header()
+    assert "stand-in" not in score_sequences({"a": [G, G]}, [s], benchmark="tnl2k").header()
+
+
+def test_official_wh_rule_nan_gt_coordinate_is_invalid():
+    # official + 'wh' (python TNL2K toolkit rule): a gt row (nan, 10, 10, 10) has w, h > 0 but is no box;
+    # it must be invalid (IoU -1, e = ne = -1), never a NaN IoU that sorts as a success hit
+    iou, e, ne, valid = frame_errors([G, G], [G, [np.nan, 10, 10, 10]], protocol="official", valid_rule="wh")
+    np.testing.assert_array_equal(valid, [True, False])
+    np.testing.assert_array_equal(iou, [1, -1])
+    r = overall({"a": [G, G]}, [seq("a", [G, [np.nan, 10, 10, 10]])], protocol="official", valid_rule="wh")
+    approx(r, auc=100 * 20 / 42, precision=100, norm_precision=100)

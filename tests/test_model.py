@@ -242,3 +242,78 @@ def test_paper_size_forward_backward_batch_1():
     assert math.isfinite(losses["total"].item()) and model.struct_kernel == 3
     assert model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
     assert model.denoiser.mask_in.weight.grad.abs().sum() > 0
+
+
+def test_load_config_variants_and_unknown_keys():
+    import dmtrack
+    switches = {"full": {}, "no_diffusion": {"use_diffusion": False}, "not_mask_driven": {"mask_driven": False},
+                "no_language": {"use_language": False}, "no_gt_ce": {"gt_ce": False},
+                "single_sample_train": {"double_sample": False}}
+    base = dmtrack.load_config("demo", "full")
+    keys = ("use_diffusion", "mask_driven", "use_language", "gt_ce", "double_sample")
+    for variant, flips in switches.items():
+        cfg = dmtrack.load_config("demo", variant)
+        assert {k: getattr(cfg, k) for k in keys} == {k: flips.get(k, getattr(base, k)) for k in keys}, variant
+    paper = dmtrack.load_config("paper")
+    assert (paper.w_focal, paper.w_giou, paper.w_l1, paper.w_struct, paper.text_max_len) == (1.0, 2.0, 5.0, 5.0, 36)
+    with pytest.raises(KeyError, match="unknown config key.*bogus_b, zz_a"):
+        dmtrack.load_config("demo", "full", zz_a=1, bogus_b=2)
+    with pytest.raises(KeyError, match="nope"):
+        dmtrack.load_config("demo", "nope")
+
+
+@pytest.mark.parametrize("variant,head_features", [("full", "visual"), ("full", "fused"), ("not_mask_driven", "visual"),
+                                                   ("no_diffusion", "visual")])
+def test_head_input_is_the_documented_linear_combination(demo_models, variant, head_features):
+    """mask-driven: H_x (or F_s) + Conv1x1(filtered mask); not_mask_driven: the mask term alone; no_diffusion: F_s."""
+    model = demo_models[variant].eval()
+    cfg = model.cfg = model.cfg.replace(head_features=head_features)  # read by forward; same modules
+    z, x = inputs(cfg, 2)
+    text = model.encode_text(model.tokenize(SENTENCES[:2]))
+    seen = {}
+    hooks = [model.visual.register_forward_hook(lambda mod, args, out: seen.__setitem__("h_x", out.search)),
+             model.fusion.register_forward_hook(lambda mod, args, out: seen.__setitem__("f_s", out)),
+             model.head.register_forward_hook(lambda mod, args, out: seen.__setitem__("head_in", args[0]))]
+    with torch.inference_mode():
+        out = model(z, x, text, samples=1)
+        mask_feat = model.mask_proj(out["mask"]) if out["mask"] is not None else 0  # mask_scale 1: unshuffle = identity
+    for h in hooks:
+        h.remove()
+    model.cfg = cfg.replace(head_features="visual")
+    to_map = lambda t: t.transpose(1, 2).reshape(2, cfg.embed_dim, model.grid, model.grid)
+    want = {("full", "visual"): to_map(seen["h_x"]) + mask_feat, ("full", "fused"): to_map(seen["f_s"]) + mask_feat,
+            ("not_mask_driven", "visual"): mask_feat, ("no_diffusion", "visual"): to_map(seen["f_s"])}[variant, head_features]
+    torch.testing.assert_close(seen["head_in"], want)
+    assert not torch.allclose(seen["f_s"], seen["h_x"])  # the language did change the search features
+
+
+def test_head_features_and_text_batch_errors():
+    with pytest.raises(ValueError, match="head_features"):
+        build_model(load_config("smoke", "no_language", head_features="both"))
+    cfg = load_config("smoke", "no_diffusion")
+    model = build_model(cfg).eval()
+    text = model.encode_text(model.tokenize(SENTENCES[:2]))
+    with pytest.raises(ValueError, match="text features for 2 sentences but 3 search crops"):
+        model(*inputs(cfg, 3), text)
+
+
+def test_mixed_precision_forward_and_losses_stay_finite():
+    cfg = load_config("smoke", "full", double_sample_mode="mean")
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    z, x = inputs(cfg, 2)
+    text = model.encode_text(model.tokenize(SENTENCES[:2]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(z, x, text, gt_boxes=GT[:2], epoch=5)
+        losses = model.loss(out, GT[:2])
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    # saturated float16 predictions: float32 inside the losses keeps them finite
+    from dmtrack.model.losses import focal_loss, structure_loss
+    score = torch.full((1, 1, 4, 4), 1 - 1e-4, dtype=torch.float16)
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1, 1] = 1
+    assert torch.isfinite(focal_loss(score, target))
+    logits = torch.full((1, 1, 64, 64), 30.0, dtype=torch.float16)
+    mask = torch.ones(1, 1, 64, 64)
+    assert math.isclose(structure_loss(logits, mask, 9).item(), structure_loss(logits.float(), mask, 9).item(), rel_tol=1e-6)

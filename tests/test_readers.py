@@ -534,3 +534,115 @@ def test_synthetic_suites_read_in_their_real_layouts(tmp_path, monkeypatch):
     (t / "drift.txt").write_text("0\n1\n")
     with pytest.raises(DatasetError, match="2 drift flags for 3 ground-truth rows"):
         load_benchmark("synthetic_tnl2k")
+
+
+# ----------------------------------------------------------------------------- more quirks (review)
+
+def test_clean_text_is_mmtracks_clean_string():
+    from dmtrack.data import clean_text
+
+    # lowercase; delete . , ' ! ? " ( ) * # : ; ; '-' and '/' become spaces; whitespace collapsed
+    assert clean_text('  The "Red" (small) car\'s #1: left-most/top; fast! *really*? yes.\n') == \
+        "the red small cars 1 left most top fast really yes"
+    assert clean_text("a\tb  c") == "a b c"
+
+
+def test_description_first_line_bom_and_case_kept(lasot):
+    path = lasot / "bird" / "bird-2" / "nlp.txt"
+    path.write_bytes("\ufeffBlack Bird, on the tree.\r\nsecond\r\n".encode("utf-8"))
+    (s,) = [s for s in load_benchmark("lasot", lasot) if s.name == "bird-2"]
+    assert s.description == "Black Bird, on the tree." and s.text == "black bird on the tree"
+
+
+def test_lasot_images_after_last_gt_row_warn_and_are_not_frames(lasot):
+    img = lasot / "bird" / "bird-2" / "img"
+    write_images(img, ["00000004.jpg", "00000005.jpg"])  # gt has 3 rows
+    with pytest.warns(UserWarning, match="2 images after the last ground-truth row") as w:
+        (s,) = [s for s in load_benchmark("lasot", lasot) if s.name == "bird-2"]
+    assert str(img) in str(w[0].message)
+    assert [f.name for f in s.frames] == ["00000001.jpg", "00000002.jpg", "00000003.jpg"]
+    assert s.extra["unannotated_images"] == 2
+
+
+def test_two_files_for_one_frame_number_is_an_error(lasot):
+    img = lasot / "bird" / "bird-2" / "img"
+    write_images(img, ["0000002.jpg"])  # frame 2 under a second name
+    with pytest.raises(DatasetError, match="are both frame 2") as e:
+        load_benchmark("lasot", lasot)
+    assert str(img) in str(e.value)
+
+
+def test_tnl2k_negative_and_zero_boxes_kept_as_in_file(tmp_path):
+    # TNL2K: 6 videos have negative coordinates, absent frames carry zero-size rows; none is dropped
+    test = tmp_path / "TNL2K" / "test"
+    write_tnl2k_seq(test, "IceBall_video_02-Done", ["1.jpg", "2.jpg", "3.jpg"],
+                    [[-3, 5, 20, 30], [0, 0, 0, 0], [4.5, -1.25, 10, 10]])
+    (s,) = load_benchmark("tnl2k", tmp_path / "TNL2K")
+    np.testing.assert_array_equal(s.boxes, [[-3, 5, 20, 30], [0, 0, 0, 0], [4.5, -1.25, 10, 10]])
+    assert len(s.frames) == 3
+
+
+def test_tnl2k_gap_in_image_numbers_warns(tmp_path):
+    # names are sorted by number; a jump in the numbering is taken in order but never silently
+    folder = write_tnl2k_seq(tmp_path / "TNL2K" / "test", "v", ["1.jpg", "2.jpg", "4.jpg"], boxes(3))
+    with pytest.warns(UserWarning, match="frame numbers jump to 4") as w:
+        (s,) = load_benchmark("tnl2k", tmp_path / "TNL2K")
+    assert str(folder / "imgs") in str(w[0].message)
+    assert [f.name for f in s.frames] == ["1.jpg", "2.jpg", "4.jpg"]
+
+
+def test_otb_invalid_gt_rows_are_kept_not_dropped(tmp_path):
+    # OTB-100: Biker has rows with negative y, Board / Twinnings an all-zero row, Crowds x = 0;
+    # the reader keeps every row (the metrics decide what an invalid row means)
+    root = tmp_path / "OTB_lang"
+    rows = [[1, 2, 30, 40], [5, -3, 30, 40], [0, 0, 0, 0], [0, 7, 30, 40]]
+    write_otb_video(root, "Biker", {"groundtruth_rect.txt": rows}, 4)
+    write_query(root, "test", "Biker", "a man riding a bike")
+    (s,) = load_benchmark("otb_lang", root)
+    np.testing.assert_array_equal(s.boxes, rows)
+    assert [f.name for f in s.frames] == ["0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg"]
+
+
+def test_otb_skating2_in_the_shared_folder_and_empty_query(tmp_path):
+    # OTB's original layout: Skating2/groundtruth_rect.1.txt and .2.txt next to one img/
+    root = tmp_path / "OTB_lang"
+    write_otb_video(root, "Skating2", {"groundtruth_rect.1.txt": boxes(2), "groundtruth_rect.2.txt": boxes(2, x0=30)}, 2)
+    write_query(root, "test", "Skating2_2", "the man skating\n")
+    (s,) = load_benchmark("otb_lang", root)
+    assert s.name == "Skating2-2" and s.frames[0] == root / "OTB_videos" / "Skating2" / "img" / "0001.jpg"
+    assert s.extra["gt_file"] == "groundtruth_rect.2.txt" and s.boxes[0, 0] == 30
+    q = root / "OTB_query_test" / "Skating2_2.txt"
+    q.write_text("\n  \n")
+    with pytest.raises(DatasetError, match="empty description") as e:
+        load_benchmark("otb_lang", root)
+    assert str(q) in str(e.value)
+
+
+def test_refcocog_crowd_flag_kept_and_bad_files(refcocog):
+    (s, _) = load_benchmark("refcocog", refcocog)
+    assert s.extra["iscrowd"] is False and s.extra["ann_id"] == 100 and s.extra["ref_id"] == 5
+    inst_path = refcocog / "refcocog" / "instances.json"
+    inst = json.loads(inst_path.read_text())
+    # a ref whose annotation is not in instances.json
+    inst["annotations"] = inst["annotations"][1:]
+    inst_path.write_text(json.dumps(inst))
+    with pytest.raises(DatasetError, match="ref 5 points to annotation 100") as e:
+        load_benchmark("refcocog", refcocog)
+    assert "refs(google).p" in str(e.value) and str(inst_path) in str(e.value)
+    # broken JSON: file and line named
+    inst_path.write_text('{"images": [],\n "annotations": [,]}\n')
+    with pytest.raises(DatasetError, match=r"instances.json, line 2: invalid JSON"):
+        load_benchmark("refcocog", refcocog)
+    # an empty sentence
+    inst_path.write_text(json.dumps({"images": [], "annotations": [{"id": 100, "image_id": 42, "bbox": [1, 2, 3, 4],
+                                                                    "category_id": 1, "iscrowd": 1}]}))
+    refs_path = refcocog / "refcocog" / "refs(google).p"
+    refs = [{"ref_id": 1, "ann_id": 100, "image_id": 42, "category_id": 1, "split": "train",
+             "sentences": [{"sent": "  ", "sent_id": 3}]}]
+    refs_path.write_bytes(pickle.dumps(refs))
+    with pytest.raises(DatasetError, match="ref 1 sentence 3 is empty") as e:
+        load_benchmark("refcocog", refcocog)
+    assert str(refs_path) in str(e.value)
+    refs_path.unlink()
+    with pytest.raises(MissingFileError, match=r"refs\(google\).p"):
+        load_benchmark("refcocog", refcocog)

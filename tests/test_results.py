@@ -272,7 +272,8 @@ def test_cli_baselines_all(tmp_path, toy_benchmark, monkeypatch, capsys):
     static = [r for r in rows if r["tracker"] == "static" and r["protocol"] == "pytracking"][0]
     assert static["auc"] == pytest.approx((100 * 27 / 84 + 100 * 40 / 63) / 2)
     assert (tmp_path / "runs" / "baselines" / "static" / "synthetic_lasot" / "mv.txt").exists()
-    assert "oracle-jitter" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "oracle-jitter" in printed and "synthetic stand-in suites" in printed
 
 
 def test_cli_help(capsys):
@@ -333,3 +334,54 @@ def test_score_baselines_on_the_synthetic_suites(tmp_path):
     assert (wide["static"] < wide["oracle-jitter"]).all()
     assert ((df[["auc", "precision", "norm_precision"]] >= 0) & (df[["auc", "precision", "norm_precision"]] <= 100)).all().all()
     assert (tmp_path / "runs" / "oracle-jitter" / "synthetic_tnl2k").is_dir()
+
+
+# --- other codebases' raw-result layouts (formats_metrics.md section 7) ---------------------------
+
+def test_got10k_layout_with_times_subfolder(tmp_path):
+    # got10k: <result_dir>/<tracker>/<seq>.txt as comma %.3f, times in times/<seq>_time.txt (ignored)
+    d = tmp_path / "OTB2015" / "SiamFC"
+    (d / "times").mkdir(parents=True)
+    (d / "Jogging.1.txt").write_text("10.000,10.000,10.000,10.000\n15.000,10.000,10.000,10.000\n")
+    (d / "times" / "Jogging.1_time.txt").write_text("0.010\n0.020\n")
+    found, _ = find_result_files(d, ["Jogging-1"])
+    assert found == {"Jogging-1": d / "Jogging.1.txt"}
+    # frame 1 IoU 1 (> t for 20 of the 21 thresholds); frame 2 shifted by 5: IoU 1/3 (> t for t = 0..0.30, 7),
+    # e 5, ne 0.5 -> AUC (20 + 7) / 42, P 100, Pnorm 50
+    sc = score_folder(d, [seq("Jogging-1", [G, G])])
+    assert sc.overall()["auc"] == pytest.approx(100 * 27 / 42) and sc.overall()["norm_precision"] == 50
+
+
+def test_matlab_and_uvltrack_layouts(tmp_path):
+    # MATLAB toolkits: tracking_results/<tracker>_tracking_result/<seq>.txt, any dlmread separator;
+    # UVLTrack: <results_dir>/<dataset>_<MODE>_<EPOCH:03d>/<seq>.txt, tab integers
+    m = tmp_path / "tracking_results" / "MyT_tracking_result"
+    m.mkdir(parents=True)
+    (m / "cat-1.txt").write_text("10 10 10 10\n20 10 10 10\n")
+    u = tmp_path / "uvl" / "lasot_TEST_300"
+    u.mkdir(parents=True)
+    (u / "cat-1.txt").write_text("10\t10\t10\t10\n20\t10\t10\t10\n")
+    s = seq("cat-1", [G, G], tag="lasot")
+    # frame 1 exact (IoU 1: 20 thresholds); frame 2 shifted by 10: IoU 0, e 10, ne 1 -> AUC 20/42, P 100, Pnorm 50
+    for folder in (m, tmp_path / "uvl"):  # UVLTrack's run folder is found as a sub-folder
+        r = score_folder(folder, [s], protocol="official").overall()
+        assert r["auc"] == pytest.approx(100 * 20 / 42) and r["precision"] == 100 and r["norm_precision"] == 50
+
+
+def test_cli_merges_several_runs(tmp_path, toy_benchmark, capsys):
+    # run 000: st exact; run 001: st frame 2 at (20,10,10,10): IoU 0, e 10 (hit), ne 1 (miss) -> AUC st 20/63, Pnorm 2/3
+    # (frame 3 has no gt box: IoU -1, e inf, ne -1 in both runs). mv exact in both runs.
+    r0, r1 = results_dir(tmp_path, "t", "p", 0), results_dir(tmp_path, "t", "p", 1)
+    for r in (r0, r1):
+        write_results(r, "mv", TOY[0].boxes)
+    write_results(r0, "st", [G, G, G])
+    write_results(r1, "st", [G, [20, 10, 10, 10], G])
+    out = tmp_path / "m.json"
+    assert main(["score", "--benchmark", "toy", "--results", str(r0), str(r1), "--json", str(out)]) == 0
+    assert "runs=2 (merged)" in capsys.readouterr().out
+    j = json.loads(out.read_text())
+    assert j["runs"] == 2
+    st = j["per_sequence"]["st"]
+    assert st["auc"] == pytest.approx((100 * 40 / 63 + 100 * 20 / 63) / 2)
+    assert st["norm_precision"] == pytest.approx((100 + 100 * 2 / 3) / 2) and st["precision"] == pytest.approx(200 / 3)
+    assert j["per_sequence"]["mv"]["auc"] == pytest.approx(100 * 20 / 21)

@@ -214,3 +214,57 @@ def test_cli_synth_and_list(tmp_path, capsys):
         syn.generate(tmp_path / "x", "smoke", drift=1.5)
     assert syn.suite_location("synthetic_drift_0.5") == ("drift/0.50", "lasot")
     assert math.isclose(float(syn.level_tag(0.25)), 0.25)
+
+
+def test_lasot_suite_flags_zero_boxes_and_scale_change(tmp_path):
+    """LaSOT-layout stand-in: out-of-view frames get a 0,0,0,0 row and out_of_view=1, fully
+    occluded frames keep their box and get full_occlusion=1, visible = neither; the target's
+    size changes over a sequence. Checked on the smoke lasot suite's first 6 scenes (index 4
+    wraps through the margin, so it leaves the view)."""
+    oov_seen = occ_seen = 0
+    ratios = []
+    for i in range(6):
+        scene = syn.scene_for(syn.Job("lasot", i, "", "", "", 0, None, "smoke"))
+        dest = tmp_path / "lasot" / scene.cls / f"{scene.cls}-{i}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        syn.write_sequence(scene, "lasot", dest, 90)
+        rows = (dest / "groundtruth.txt").read_text().split()
+        oov = (dest / "out_of_view.txt").read_text().strip().split(",")
+        occ = (dest / "full_occlusion.txt").read_text().strip().split(",")
+        assert len(rows) == len(oov) == len(occ) == scene.length
+        for r, o, c in zip(rows, oov, occ):
+            assert (r == "0,0,0,0") == (o == "1")  # zero row exactly where out of view
+            if c == "1":
+                assert r != "0,0,0,0"  # occluded: the box stays, as in LaSOT
+        oov_seen += oov.count("1")
+        occ_seen += occ.count("1")
+        (tmp_path / "lasot" / "testing_set.txt").write_text(dest.name + "\n")
+        (s,) = load_benchmark("synthetic_lasot", tmp_path)
+        np.testing.assert_array_equal(s.visible, [(o, c) == ("0", "0") for o, c in zip(oov, occ)])
+        area = s.boxes[s.boxes[:, 2] > 0, 2] * s.boxes[s.boxes[:, 2] > 0, 3]
+        ratios.append(area.max() / area.min())
+        shutil.rmtree(tmp_path / "lasot")
+    assert oov_seen > 0 and occ_seen > 0
+    assert max(ratios) > 1.3  # scale change
+
+
+def test_suites_differ_as_the_issue_asks():
+    """LaSOT stand-in longer than OTB-Lang; TNL2K stand-in with more distractors and twins than the
+    others; LaSOT_ext with unseen classes only; the training split never drifts (both presets)."""
+    for p in syn.PRESETS.values():
+        s = p.suites
+        assert s["lasot"].length[0] > s["otb_lang"].length[1]
+        assert s["tnl2k"].distractors[0] >= max(v.distractors[0] for v in s.values())
+        assert s["tnl2k"].twins[1] == max(v.twins[1] for v in s.values()) and s["tnl2k"].twins[0] >= 1
+        assert s["lasot_ext"].ext_classes and not any(v.ext_classes for k, v in s.items() if k != "lasot_ext")
+    tn = _scenes(12, "tnl2k")
+    lo = _scenes(12, "otb_lang")
+    assert np.mean([len(x.objects) for x in tn]) > np.mean([len(x.objects) for x in lo])
+
+
+@pytest.mark.parametrize("argv, expect", [(["data", "--help"], "synth"), (["data", "synth", "--help"], "--preset"),
+                                          (["data", "list", "--help"], "--benchmark")])
+def test_cli_data_help(argv, expect, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0 and expect in capsys.readouterr().out

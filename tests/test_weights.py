@@ -165,3 +165,22 @@ def test_checkpoint_refuses_unloadable_values_and_foreign_files(tmp_path):
     torch.save({"model": enc.state_dict()}, tmp_path / "bare.pth")
     with pytest.raises(ValueError, match=r"bare\.pth: not a DMTrack checkpoint, missing key\(s\) \['config', 'format'\]"):
         load_checkpoint(tmp_path / "bare.pth")
+
+
+def test_build_model_with_ostrack_pretrained_and_mismatched_checkpoint(tmp_path):
+    from dmtrack import build_model
+    torch.manual_seed(5)
+    cfg = load_config("paper", "no_language", embed_dim=D, num_heads=2, fusion_heads=2, head_channels=16, denoiser_channels=8)
+    src = VisualEncoder(cfg)
+    ostrack_file(tmp_path / "OSTrack_ep0300.pth.tar", src)
+    model = build_model(cfg.replace(pretrained=str(tmp_path / "OSTrack_ep0300.pth.tar")))
+    assert model.pretrained_report == {"missing": [], "unexpected": []}
+    assert torch.equal(model.visual.blocks[11].mlp.fc2.weight, src.blocks[11].mlp.fc2.weight)
+    # a DMTrack checkpoint loaded into a model of another variant: the error names file and keys
+    path = save_checkpoint(tmp_path / "full.pth", model, cfg)
+    other = build_model(cfg.replace(use_diffusion=False))
+    with pytest.raises(ValueError, match=r"full\.pth: does not match the model .*variant 'no_language'.*unexpected denoiser\."):
+        load_checkpoint(path, model=other)
+    again = build_model(cfg)
+    load_checkpoint(path, model=again)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

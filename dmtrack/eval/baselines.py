@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .metrics import _fill_from_previous
 from .results import write_results
 
 BASELINES = ("static", "oracle-jitter")
@@ -47,10 +48,8 @@ def baseline_boxes(name: str, seq, seed: int = 0) -> np.ndarray:
     has_box = np.isfinite(gt).all(1) & (wh > 0).all(1)
     if seq.visible is not None:
         has_box &= np.asarray(seq.visible, dtype=bool)
-    has_box[0] = True
     out[0] = gt[0]
-    src = np.maximum.accumulate(np.where(has_box, np.arange(n), 0))  # no gt box -> keep the previous output
-    return out[src]
+    return _fill_from_previous(out, ~has_box)  # no gt box -> keep the previous output
 
 
 def run_baseline(name: str, sequences, out_dir, seed: int = 0) -> Path:

@@ -1,21 +1,20 @@
 """`dmtrack score`: score raw results (pytracking layout) under a named protocol.
 
     dmtrack score --benchmark lasot --results runs/dmtrack/demo --protocol pytracking --json out.json
+    dmtrack score --benchmark lasot --results runs/t/p_000 runs/t/p_001   # several runs, merged (pytracking merge_results)
     dmtrack score --benchmark synthetic_lasot --baseline static            # generate + score a trivial tracker
     dmtrack score --baselines-all --data-root data/synthetic              # both trivial trackers, 4 suites, 2 protocols
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from .baselines import BASELINES, run_baseline
-from .metrics import METRICS, PROTOCOLS, VALID_RULES
-from .results import score_folder
+from .metrics import METRICS, PROTOCOLS, VALID_RULES, merge_runs
+from .results import _atomic_write_text, score_folder
 
 SYNTHETIC_SUITES = ("synthetic_lasot", "synthetic_lasot_ext", "synthetic_tnl2k", "synthetic_otb_lang")
 
@@ -48,7 +47,10 @@ def score_baselines(benchmarks=SYNTHETIC_SUITES, data_root=None, protocol=PROTOC
 
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--results", help="folder holding the <seq>.txt raw results (pytracking layout; a <dataset>/ sub-folder is found too)")
+    src.add_argument("--results", nargs="+", metavar="DIR",
+                     help="folder holding the <seq>.txt raw results (pytracking layout; a <dataset>/ sub-folder is found too); "
+                          "several folders = several runs of one tracker (<param>_000 <param>_001 ...), merged as "
+                          "pytracking's merge_results (per-sequence curves averaged over runs)")
     src.add_argument("--baseline", choices=BASELINES, help="generate this trivial tracker's results (into --out) and score them")
     src.add_argument("--baselines-all", action="store_true",
                      help="both trivial trackers on the 4 synthetic suites (or --benchmark), under both protocols")
@@ -71,19 +73,16 @@ def add_arguments(p) -> None:
 
 
 def _write_json(path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    _atomic_write_text(Path(path), json.dumps(obj, indent=1))
 
 
 def run(args) -> int:
     if args.baselines_all:
         benches = [args.benchmark] if args.benchmark else list(SYNTHETIC_SUITES)
         df = score_baselines(benches, args.data_root, seed=args.seed, split=args.split)
-        print("trivial trackers (static = first box held still; oracle-jitter = gt + seeded noise), percent")
+        stand_in = " on the synthetic stand-in suites (not the real benchmarks)" if all(
+            b.startswith("synthetic") for b in benches) else ""
+        print(f"trivial trackers (static = first box held still; oracle-jitter = gt + seeded noise){stand_in}, percent")
         print(df.round(2).to_string(index=False))
         if args.json:
             _write_json(args.json, df.to_dict(orient="records"))
@@ -91,13 +90,14 @@ def run(args) -> int:
     if not args.benchmark:
         raise SystemExit("dmtrack score: --benchmark is required with --results / --baseline")
     seqs = load_sequences(args.benchmark, args.data_root, args.split)
-    folder = args.results
+    folders = [args.results] if isinstance(args.results, str) else args.results
     if args.baseline:
-        folder = run_baseline(args.baseline, seqs, args.out or Path("runs/baselines") / args.baseline / args.benchmark, args.seed)
-        print(f"{args.baseline}: raw results in {folder}")
-    sc = score_folder(folder, seqs, protocol=args.protocol, valid_rule=args.valid_rule, dataset_tag=args.dataset_tag,
-                      skip_missing=args.skip_missing, exclude_invalid_frames=args.exclude_invalid_frames,
-                      benchmark=args.benchmark)
+        folders = [run_baseline(args.baseline, seqs, args.out or Path("runs/baselines") / args.baseline / args.benchmark, args.seed)]
+        print(f"{args.baseline}: raw results in {folders[0]}")
+    runs = [score_folder(f, seqs, protocol=args.protocol, valid_rule=args.valid_rule, dataset_tag=args.dataset_tag,
+                         skip_missing=args.skip_missing, exclude_invalid_frames=args.exclude_invalid_frames,
+                         benchmark=args.benchmark) for f in folders]
+    sc = runs[0] if len(runs) == 1 else merge_runs(runs)
     if sc.skipped:
         print(f"skipped {len(sc.skipped)} of {len(seqs)} sequences without a result file: {', '.join(sc.skipped[:10])}"
               + (" ..." if len(sc.skipped) > 10 else ""))

@@ -61,7 +61,7 @@ def _valid(gt: np.ndarray, rule: str) -> np.ndarray:
     if rule not in VALID_RULES:
         raise ValueError(f"valid_rule must be one of {VALID_RULES}, got {rule!r}")
     cols = gt[:, 2:] if rule == "wh" else gt
-    return (cols > 0).all(axis=1)
+    return (cols > 0).all(axis=1) & ~np.isnan(gt).any(axis=1)  # a NaN x or y must not slip through 'wh'
 
 
 def frame_errors(pred, gt, visible=None, *, protocol: str = "pytracking", dataset: str = "",
@@ -164,6 +164,7 @@ class Scores:
     dataset_tag: str
     benchmark: str = ""
     skipped: list[str] = field(default_factory=list)  # sequences without a result file (skip_missing)
+    runs: int = 1  # > 1: per-sequence curves averaged over several runs (merge_runs)
 
     def _kept(self, curve: np.ndarray) -> np.ndarray:
         # MATLAB (plot_draw_save.m) averages only over sequences whose whole curve is non-zero,
@@ -197,8 +198,11 @@ class Scores:
     def header(self) -> str:
         """The line every printed table starts with: which convention produced the numbers."""
         skip = f", {len(self.skipped)} skipped (no result file)" if self.skipped else ""
+        runs = f" runs={self.runs} (merged)" if self.runs > 1 else ""
+        # the synthetic suites must never be read as the real benchmarks
+        stand_in = " (synthetic stand-in, not the real benchmark)" if self.benchmark.startswith("synthetic") else ""
         return (f"[{self.benchmark or 'benchmark'}] protocol={self.protocol} valid_rule={self.valid_rule} "
-                f"dataset_tag={self.dataset_tag!r} sequences={len(self.names)}{skip}")
+                f"dataset_tag={self.dataset_tag!r} sequences={len(self.names)}{skip}{runs}{stand_in}")
 
     def table(self, per_sequence: bool = False) -> str:
         df = self.per_sequence() if per_sequence else pd.DataFrame([self.overall()], index=["overall"])
@@ -209,7 +213,7 @@ class Scores:
         return {"benchmark": self.benchmark, "protocol": self.protocol, "overall": self.overall(),
                 "per_sequence": {n: {k: float(v) for k, v in row.items()} for n, row in per.iterrows()},
                 "valid_rule": self.valid_rule, "dataset_tag": self.dataset_tag,
-                "n_sequences": len(self.names), "skipped": list(self.skipped),
+                "n_sequences": len(self.names), "skipped": list(self.skipped), "runs": self.runs,
                 "curves": {k: [round(float(x), 4) for x in v] for k, v in self.mean_curves().items()},
                 "thresholds": {k: v.tolist() for k, v in self.thresholds().items()}}
 
@@ -237,3 +241,25 @@ def score_sequences(predictions, sequences, *, protocol: str = "pytracking", val
     tags = dataset_tag if dataset_tag is not None else ",".join(sorted({s.dataset for s in sequences}))
     s, p, q = (np.stack(x) for x in zip(*out))
     return Scores([x.name for x in sequences], s, p, q, protocol, rule, tags, benchmark, list(skipped))
+
+
+def merge_runs(runs) -> Scores:
+    """pytracking's `merge_results=True` (what MMTrack publishes with): several runs of one tracker
+    (<param>_000, <param>_001, ...) scored on the same sequences; each sequence's curves are
+    averaged over the runs, then the usual average over sequences applies."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("merge_runs: no runs")
+    first = runs[0]
+    for r in runs[1:]:
+        if sorted(r.names) != sorted(first.names):
+            raise ValueError("merge_runs: the runs were scored on different sequences")
+        if (r.protocol, r.valid_rule, r.dataset_tag) != (first.protocol, first.valid_rule, first.dataset_tag):
+            raise ValueError("merge_runs: the runs were scored under different protocols, valid rules or tags")
+    order = [{n: i for i, n in enumerate(r.names)} for r in runs]
+    idx = [[o[n] for n in first.names] for o in order]  # align every run to the first one's order
+    mean = {k: np.mean([getattr(r, k)[i] for r, i in zip(runs, idx)], axis=0)
+            for k in ("success", "precision", "norm_precision")}
+    return Scores(list(first.names), mean["success"], mean["precision"], mean["norm_precision"], first.protocol,
+                  first.valid_rule, first.dataset_tag, first.benchmark, list(first.skipped),
+                  runs=sum(r.runs for r in runs))

@@ -5,7 +5,8 @@
     fusion:  F_s = CrossAttn(H_x; T_q) + H_x                           Eq. 2 (no_language: F_s = H_x)
     diffusion: f_theta(x_t, t, F_s) -> mask logits at M x M            Eqs. 3-5, Figs. 3-5
     filter:  top-k softmax re-weighting of the averaged mask           Fig. 6
-    head:    H_x + Conv1x1(unshuffle(filtered mask)) -> centre head    Sec. 3.3 (mask-driven)
+    head:    H_x + Conv1x1(unshuffle(filtered mask)) -> centre head    Sec. 3.3 (mask-driven;
+             head_features='fused' adds the mask to F_s instead of H_x)
 
 Variants: no_diffusion (head on F_s), not_mask_driven (head on the mask projection alone),
 no_language, no_gt_ce, single_sample_train, full. See docs/method.md for every reading.
@@ -37,6 +38,11 @@ def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
     return (cover(y1, y2)[:, :, None] * cover(x1, x2)[:, None, :]).unsqueeze(1)
 
 
+def _mean_logit(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """Logit of the mean probability along `dim`, in float32 (in float16 1 - 1e-6 rounds to 1: logit = inf)."""
+    return torch.logit(logits.float().sigmoid().mean(dim), eps=1e-6)
+
+
 class DMTrack(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
@@ -44,6 +50,8 @@ class DMTrack(nn.Module):
             raise ValueError(f"double_sample_mode must be random|first|second|mean, got {cfg.double_sample_mode!r}")
         if cfg.double_sample_input not in ("renoise", "direct"):
             raise ValueError(f"double_sample_input must be renoise|direct, got {cfg.double_sample_input!r}")
+        if cfg.head_features not in ("visual", "fused"):
+            raise ValueError(f"head_features must be visual|fused, got {cfg.head_features!r}")
         if cfg.mask_scale < 1 or cfg.sampling_steps < 1 or cfg.test_samples < 1:
             raise ValueError("mask_scale, sampling_steps and test_samples must be >= 1")
         self.cfg = cfg
@@ -113,7 +121,7 @@ class DMTrack(nn.Module):
             mode = _DOUBLE_MODES[int(torch.randint(0, 3, ()).item())]
         used = {"first": l1, "second": l2}.get(mode)
         if used is None:  # the average of the two sampled masks, back to logits for the structure loss
-            used = torch.logit((l1.sigmoid() + l2.sigmoid()) / 2, eps=1e-6)
+            used = _mean_logit(torch.stack([l1, l2], 1), 1)
         return [l1, l2], used, mode
 
     def _single_sample(self, cond: torch.Tensor, target: torch.Tensor):
@@ -137,7 +145,9 @@ class DMTrack(nn.Module):
             if text is None:
                 raise ValueError("this DMTrack variant uses language: pass text=model.encode_text(model.tokenize(...))")
             feats, tmask = text
-            if feats.shape[0] != B:
+            if feats.shape[0] != B:  # one sentence for the whole batch (tracking): broadcast it
+                if feats.shape[0] != 1:
+                    raise ValueError(f"text features for {feats.shape[0]} sentences but {B} search crops; pass 1 or {B}")
                 feats, tmask = feats.expand(B, -1, -1), tmask.expand(B, -1)
             f_s = self.fusion(h_x, feats, tmask)
         else:
@@ -162,7 +172,7 @@ class DMTrack(nn.Module):
                 M = self.mask_size
                 probs = logits.sigmoid().view(B, k, 1, M, M)
                 p = probs.mean(1)  # the k mask features averaged (Fig. 3, test)
-                out.update(samples_masks=probs, mask_logits=[torch.logit(p, eps=1e-6)])
+                out.update(samples_masks=probs, mask_logits=[_mean_logit(logits.view(B, k, 1, M, M), 1)])
                 if chain is not None:
                     out["chain"] = [c.view(B, k, 1, M, M) for c in chain]
                 if gt_boxes is not None:
@@ -170,7 +180,8 @@ class DMTrack(nn.Module):
             filtered = self.filter(p)
             out["mask"] = filtered
             mask_feat = self.mask_proj(F.pixel_unshuffle(filtered, cfg.mask_scale))
-            head_in = to_map(h_x) + mask_feat if cfg.mask_driven else mask_feat
+            base = to_map(h_x if cfg.head_features == "visual" else f_s)
+            head_in = base + mask_feat if cfg.mask_driven else mask_feat
 
         score, offset, size = self.head(head_in)
         out.update(score_map=score, offset_map=offset, size_map=size, pred_boxes=decode_boxes(score, offset, size))

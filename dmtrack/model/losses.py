@@ -4,6 +4,9 @@ L_cls: weighted focal loss (CenterNet, alpha 2, beta 4) against a Gaussian heat-
 radius, min_overlap 0.7); L_iou = 1 - GIoU and L_1 on xyxy boxes normalised to the search crop
 (as OSTrack); L_struct: weighted BCE + weighted IoU on the diffusion mask logits (F3Net /
 CamoDiffusion), with the per-pixel weights applied to the BCE as intended (reduction='none').
+Every loss casts its inputs to float32 first: under mixed precision the head and the denoiser
+may hand over float16, where 1 - 1e-6 rounds to 1 (log(0) in the focal loss) and the weighted
+sums of a large mask overflow.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ def gaussian_heatmap(boxes: torch.Tensor, grid: int, min_overlap: float = 0.7) -
 
 def focal_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CenterNet focal loss (alpha 2, beta 4), summed and divided by the number of peaks."""
-    pred = pred.clamp(1e-6, 1 - 1e-6)
+    pred, target = pred.float().clamp(1e-6, 1 - 1e-6), target.float()
     pos = target.eq(1).float()
     pos_loss = (torch.log(pred) * (1 - pred) ** 2 * pos).sum()
     neg_loss = (torch.log(1 - pred) * pred ** 2 * (1 - target) ** 4 * (1 - pos)).sum()
@@ -64,6 +67,7 @@ def struct_kernel_size(mask_size: int, search_size: int, pixels: int = 31) -> in
 def structure_loss(logits: torch.Tensor, target: torch.Tensor, kernel: int = 31) -> torch.Tensor:
     """Weighted BCE + weighted IoU with weights w = 1 + 5 |AvgPool_k(G) - G| (F3Net / CamoDiffusion),
     the BCE weighted per pixel (reduction='none'), both normalised per image, mean over the batch."""
+    logits, target = logits.float(), target.float()
     w = 1 + 5 * (F.avg_pool2d(target, kernel, stride=1, padding=kernel // 2) - target).abs()
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     wbce = (w * bce).sum((2, 3)) / w.sum((2, 3))
@@ -76,7 +80,7 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, kernel: int = 31)
 
 def box_losses(pred_cxcywh: torch.Tensor, gt_cxcywh: torch.Tensor):
     """(1 - GIoU mean, L1 mean, IoU mean) on xyxy boxes; the GT is clamped to [0, 1] as in OSTrack."""
-    pred = cxcywh_to_xyxy(pred_cxcywh)
-    gt = cxcywh_to_xyxy(gt_cxcywh).clamp(0, 1)
+    pred = cxcywh_to_xyxy(pred_cxcywh.float())
+    gt = cxcywh_to_xyxy(gt_cxcywh.float()).clamp(0, 1)
     iou, giou = giou_xyxy(pred, gt)
     return (1 - giou).mean(), F.l1_loss(pred, gt), iou.detach().mean()

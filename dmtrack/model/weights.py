@@ -130,8 +130,10 @@ def save_checkpoint(path, model, cfg, **extra) -> Path:
     return path
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Read a checkpoint written by save_checkpoint (weights_only=True); bad files raise naming the file."""
+def load_checkpoint(path, map_location="cpu", model=None) -> dict:
+    """Read a checkpoint written by save_checkpoint (weights_only=True); bad files raise naming the file.
+    With `model`, its weights are also loaded (strict); a checkpoint of another variant or size is a
+    ValueError naming the file and the missing / unexpected / mismatched keys."""
     path = Path(path)
     ckpt = _read(path, map_location)
     if not isinstance(ckpt, dict):
@@ -141,4 +143,15 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path}: not a DMTrack checkpoint, missing key(s) {missing} (has {list(ckpt)[:10]})")
     if ckpt["format"] != FORMAT:
         raise ValueError(f"{path}: checkpoint format {ckpt['format']!r}, expected {FORMAT!r}")
+    if model is not None:
+        own, state = model.state_dict(), ckpt["model"]
+        problems = ([f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
+                    + [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+                       if k in own and v.shape != own[k].shape])
+        if problems:
+            saved = ckpt["config"]
+            raise ValueError(f"{path}: does not match the model (checkpoint of profile {saved.get('profile')!r}, "
+                             f"variant {saved.get('variant')!r}): {'; '.join(problems[:8])}"
+                             + (f" and {len(problems) - 8} more" if len(problems) > 8 else ""))
+        model.load_state_dict(state)
     return ckpt

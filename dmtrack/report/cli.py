@@ -2,7 +2,8 @@
 
     dmtrack report                          # demo: synthetic stand-ins, 6 variants x 3 seeds, ~1 h on 2 cores
     dmtrack report --profile smoke          # the whole chain at toy sizes (minutes)
-    dmtrack report --profile paper --other MMTrack=/results/mmtrack   # GPU run on the real datasets
+    dmtrack report --profile paper --set pretrained=/w/OSTrack_ep0300.pth.tar --set text_encoder=/w/bert-base-uncased \
+        --other MMTrack=/results/mmtrack  # the GPU run on the real datasets
 
 Executed notebooks are kept under <reports>/runs/<profile>/ with a JSON stamp each; a rerun skips
 the steps done for the same parameters. A failing notebook stops the chain and is named.
@@ -22,12 +23,16 @@ def add_arguments(p) -> None:
     p.add_argument("--work", default=None, help="checkpoints and raw results (default: runs/<profile>)")
     p.add_argument("--data", default=None, help="synthetic benchmark root (default: $DMTRACK_DATA/synthetic[_<preset>])")
     p.add_argument("--jobs", type=int, default=None, help="notebooks run at the same time (default: the profile's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="config override for every training run, e.g. pretrained=/w/OSTrack_ep0300.pth.tar "
+                        "text_encoder=/w/bert-base-uncased (see dmtrack/config.py). Repeatable.")
     p.add_argument("--other", action="append", default=[], metavar="NAME=DIR",
                    help="another tracker's raw results: DIR/<benchmark>/<seq>.txt (benchmark = lasot, lasot_ext, tnl2k, "
                         "otb_lang); re-scored under both protocols and drawn in the Fig. 7 panels. Repeatable.")
 
 
 def run(args) -> int:
+    from ..config import parse_overrides
     from .pipeline import StepFailed, reproduce
 
     others = {}
@@ -38,7 +43,7 @@ def run(args) -> int:
         others[name] = folder
     try:
         reproduce(args.profile, seeds=args.seeds, force=args.force, reports=args.reports, work=args.work,
-                  data=args.data, others=others, jobs=args.jobs)
+                  data=args.data, others=others, jobs=args.jobs, train_overrides=parse_overrides(args.overrides))
     except StepFailed as e:
         print(f"dmtrack report: FAILED {e}", file=sys.stderr)
         return 1

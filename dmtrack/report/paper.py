@@ -147,8 +147,14 @@ def rows_matching(diff: tuple, tol: float = 0.05) -> list[tuple[int, int]]:
 
 
 # --- Other trackers' published numbers (Table 1 context; never re-typed as our results) ---
-RGBL = ("Zhangyong-Tang/RGBL-Tracking-Results-Datasets-and-Methods, README.md, Results tables "
-        "(github.com/Zhangyong-Tang/RGBL-Tracking-Results-Datasets-and-Methods)")
+SOURCES = {  # short tag -> the citation the report prints under the table
+    "RGBL": "Zhangyong-Tang/RGBL-Tracking-Results-Datasets-and-Methods (GitHub), README.md, Results tables (PR / NPR / SR)",
+    "MMTrack": "Azong-HQU/MMTrack (GitHub), README.md",
+    "UVLTrack": "OpenSpaceAI/UVLTrack (GitHub), README.md",
+    "All-in-One": "983632847/All-in-One (GitHub), README.md",
+    "OSTrack": "botaoye/OSTrack (GitHub), README.md",
+}
+RGBL = "RGBL"
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ class Published:
     tracker: str
     venue: str
     scores: dict  # benchmark -> Scores
-    source: str
+    source: str  # keys of SOURCES, "+"-joined
     note: str = ""
 
 
@@ -164,20 +170,20 @@ PUBLISHED = (
     Published("MMTrack", "TCSVT'24", {
         "tnl2k": Scores(58.6, 59.4, 75.2), "lasot": Scores(70.0, 75.7, 82.3),
         "lasot_ext": Scores(49.4, 55.3, 59.9), "otb_lang": Scores(70.5, 91.8)}, RGBL,
-        "AUCs also in Azong-HQU/MMTrack README.md"),
+        "AUCs also in [MMTrack]"),
     Published("UVLTrack", "AAAI'24", {
         "tnl2k": Scores(64.9, 69.3), "lasot": Scores(71.4, 78.7), "otb_lang": Scores(71.1, 92.0)}, RGBL,
-        "the TNL2K row is UVLTrack-L with NL+BBOX (OpenSpaceAI/UVLTrack README.md); UVLTrack-B: 63.1 / 66.7"),
+        "the TNL2K row is UVLTrack-L with NL+BBOX [UVLTrack]; UVLTrack-B: 63.1 / 66.7"),
     Published("JointNLT", "CVPR'23", {
         "tnl2k": Scores(56.9, 58.1), "lasot": Scores(60.4, 63.6), "otb_lang": Scores(65.3, 85.6)}, RGBL),
     Published("VLT_TT", "NeurIPS'22", {
         "tnl2k": Scores(53.1, 53.3), "lasot": Scores(67.3, 72.1), "lasot_ext": Scores(48.4, 55.9),
         "otb_lang": Scores(76.4, 93.1)}, RGBL,
-        "Azong-HQU/MMTrack README.md gives TNL2K 54.7 and OTB 74.0 AUC instead"),
+        "[MMTrack] gives TNL2K 54.7 and OTB-Lang 74.0 AUC instead"),
     Published("All-in-One", "ICCV'23", {
         "tnl2k": Scores(55.3, 57.2), "lasot": Scores(71.7, 78.5, 82.4), "lasot_ext": Scores(54.5, 66.0),
         "otb_lang": Scores(71.0, 93.0)}, RGBL,
-        "the re-released model in 983632847/All-in-One README.md scores higher (LaSOT 72.8 AUC)"),
+        "the re-released model in [All-in-One] scores higher (LaSOT 72.8 AUC)"),
     Published("CiteTracker", "ICCV'23", {
         "tnl2k": Scores(57.7, 59.6), "lasot": Scores(69.7, 75.7, 78.6), "otb_lang": Scores(69.6, 92.2, 85.1)}, RGBL),
     Published("DecoupleTNL", "ICCV'23", {
@@ -186,6 +192,6 @@ PUBLISHED = (
     Published("SNLT", "CVPR'21", {
         "lasot": Scores(54.0, 57.4, 63.6), "otb_lang": Scores(66.6, 84.8, 80.4)}, RGBL),
     Published("OSTrack-256 (vision only)", "ECCV'22", {
-        "lasot": Scores(69.1, None), "tnl2k": Scores(54.3, None)},
-        "botaoye/OSTrack README.md (LaSOT AUC); OpenSpaceAI/UVLTrack README.md (TNL2K AUC)"),
+        "lasot": Scores(69.1, None), "tnl2k": Scores(54.3, None)}, "OSTrack+UVLTrack",
+        "LaSOT AUC from [OSTrack], TNL2K AUC from [UVLTrack]"),
 )

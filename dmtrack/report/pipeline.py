@@ -232,6 +232,7 @@ class ChainSettings:
     drift: bool = True  # run the language-drift sweep (synthetic suites)
     drift_variants: tuple = ("full", "no_language", "not_mask_driven")
     drift_k: int = 1
+    sweep_seeds: int | None = None  # seeds evaluated in the k and drift sweeps beyond Tables 1 and 2 (None = all)
     max_frames: int | None = None  # track only the first N frames of each sequence (smoke)
     train: dict = field(default_factory=dict)  # config overrides for every training run of the chain
     workers: int = 1  # tracking processes inside one evaluation
@@ -241,7 +242,7 @@ class ChainSettings:
 
 CHAINS = {
     "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), max_frames=12, jobs=2),
-    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), jobs=2),
+    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2),
     "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
                            fig7_sequences=3),
 }
@@ -308,20 +309,22 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
             trained.setdefault(v, []).append(name)
     # (variant, benchmarks, k): Table 2's nine rows, Table 1 (full, k=1), the k sweep, the drift sweep
     t2 = benchmark_name(TABLE2_BENCHMARK, s.synthetic)
-    evals = {(r.variant, (t2,), r.k): None for r in TABLE2}
-    evals.update({("full", (benchmark_name(b, s.synthetic),), 1): None for b in BENCHMARKS})
-    evals.update({("full", (t2,), k): None for k in s.k_sweep})
+    sweep = seed_list[: s.sweep_seeds] if s.sweep_seeds else seed_list
+    evals = {(r.variant, (t2,), r.k): seed_list for r in TABLE2}
+    evals.update({("full", (benchmark_name(b, s.synthetic),), 1): seed_list for b in BENCHMARKS})
+    for k in s.k_sweep:
+        evals.setdefault(("full", (t2,), k), sweep)
     if levels:
-        evals.update({(v, tuple(drift_benchmarks(levels)), s.drift_k): None for v in s.drift_variants})
+        evals.update({(v, tuple(drift_benchmarks(levels)), s.drift_k): sweep for v in s.drift_variants})
     evaluated = []
-    for variant, benches, k in evals:
+    for (variant, benches, k), eval_seeds in evals.items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
         name = f"20_evaluate/{variant}_{tag}_k{k}"
-        outs = [str(results_dir(paths.work, b, variant, k, seed) / "scores_pytracking.json") for b in benches for seed in seed_list]
+        outs = [str(results_dir(paths.work, b, variant, k, seed) / "scores_pytracking.json") for b in benches for seed in eval_seeds]
         steps.append(Step(name, "20_evaluate.ipynb", dict(common, variant=variant, benchmarks=list(benches), k=k,
-                                                          seeds=seed_list, max_frames=s.max_frames, workers=s.workers,
+                                                          seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers,
                                                           threads=threads),
-                          outputs=outs, deps=trained[variant]))
+                          outputs=outs, deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds]))
         evaluated.append(name)
     all_train = [n for v in VARIANTS for n in trained[v]]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
@@ -329,7 +332,7 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                            k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}, threads=threads),
                       deps=all_train + evaluated))
     steps.append(Step("40_report", "40_report.ipynb",
-                      dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep),
+                      dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
                            drift_levels=levels, drift_variants=list(s.drift_variants), drift_k=s.drift_k,
                            others=others or {}, max_frames=s.max_frames,
                            data_notebook=str(paths.runs / "00_data.ipynb"),
@@ -372,13 +375,22 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
 
 
 def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = False, reports=None, work=None, data=None,
-              others: dict | None = None, jobs: int | None = None, log=print) -> Path:
-    """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook)."""
+              others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
+              log=print) -> Path:
+    """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook).
+
+    train_overrides: config overrides for every training run (e.g. pretrained=<OSTrack checkpoint>,
+    text_encoder=<bert-base-uncased folder> for the paper profile); they are part of the steps' keys."""
     from dataclasses import replace
+
+    from dmtrack.config import load_config
 
     if profile not in CHAINS:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
     settings = CHAINS[profile] if jobs is None else replace(CHAINS[profile], jobs=jobs)
+    if train_overrides:
+        load_config(profile, "full", **{**settings.train, **train_overrides})  # unknown keys fail here, not in a notebook
+        settings = replace(settings, train={**settings.train, **train_overrides})
     paths = default_paths(profile, reports, work, data)
     seed_list = list(range(seeds if seeds is not None else settings.seeds))
     steps = plan(profile, paths, len(seed_list), others, settings)

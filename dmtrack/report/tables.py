@@ -70,25 +70,27 @@ class Results:
         """Loader name of the paper's benchmark `b` in this chain (synthetic_<b> on synthetic data)."""
         return f"synthetic_{b}" if self.synthetic and not b.startswith("synthetic") else b
 
-    def _sel(self, df, tracker, benchmark, k, protocol):
+    def _sel(self, df, tracker, benchmark, k, protocol, seeds=None):
         m = (df.tracker == tracker) & (df.benchmark == benchmark) & (df.protocol == protocol)
         if k is not None:
             m &= df.k == k
+        if seeds is not None:
+            m &= df.seed.isin(list(seeds))
         return df[m]
 
-    def matrix(self, tracker: str, benchmark: str, k, protocol: str, metric: str = "auc") -> pd.DataFrame:
+    def matrix(self, tracker: str, benchmark: str, k, protocol: str, metric: str = "auc", seeds=None) -> pd.DataFrame:
         """Per-sequence `metric`: rows = seeds, columns = sequences (empty if never run)."""
-        d = self._sel(self.per_sequence, tracker, benchmark, k, protocol)
+        d = self._sel(self.per_sequence, tracker, benchmark, k, protocol, seeds)
         return d.pivot_table(index="seed", columns="sequence", values=metric) if len(d) else pd.DataFrame()
 
-    def summary(self, tracker: str, benchmark: str, k, protocol: str) -> dict | None:
+    def summary(self, tracker: str, benchmark: str, k, protocol: str, seeds=None) -> dict | None:
         """Mean over seeds of each overall metric, the AUC CI, fps and the number of seeds; None if not run."""
-        r = self._sel(self.runs, tracker, benchmark, k, protocol)
+        r = self._sel(self.runs, tracker, benchmark, k, protocol, seeds)
         if r.empty:
             return None
         out = {m: float(r[m].mean()) for m in METRICS}
         out.update(fps=float(r.fps.mean()), seeds=int(r.seed.nunique()),
-                   auc_ci=seed_sequence_ci(self.matrix(tracker, benchmark, k, protocol).dropna(axis=1)))
+                   auc_ci=seed_sequence_ci(self.matrix(tracker, benchmark, k, protocol, seeds=seeds).dropna(axis=1)))
         return out
 
 
@@ -138,12 +140,18 @@ def table1(res: Results, protocol: str) -> pd.DataFrame:
 
 def published_table(real: bool) -> pd.DataFrame:
     """The paper's DMTrack row and other trackers' published numbers, with their sources."""
-    rows = {"DMTrack (paper, Table 1 text, k=1)": {**_pub_cells(paper.TABLE1_DMTRACK), ("", "source"): paper.PAPER}}
+    rows = {"DMTrack (paper, Table 1 text, k=1)": {**_pub_cells(paper.TABLE1_DMTRACK), ("", "source"): "the paper, Sec. 4.2"}}
     for p in paper.PUBLISHED:
-        rows[f"{p.tracker} ({p.venue})"] = {**_pub_cells(p.scores), ("", "source"): p.source + (f"; {p.note}" if p.note else "")}
+        cite = ", ".join(f"[{k}]" for k in p.source.split("+"))
+        rows[f"{p.tracker} ({p.venue})"] = {**_pub_cells(p.scores), ("", "source"): cite + (f"; {p.note}" if p.note else "")}
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.columns = pd.MultiIndex.from_tuples(df.columns)
     return df
+
+
+def sources_markdown() -> str:
+    """The full citations behind the [tags] of published_table."""
+    return "Sources: " + "; ".join(f"[{k}] {v}" for k, v in paper.SOURCES.items()) + f"; the paper: {paper.PAPER}."
 
 
 def _pub_cells(scores: dict) -> dict:
@@ -208,12 +216,12 @@ def verdicts(res: Results, protocol: str = "pytracking", metric: str = "auc") ->
 
 
 # --- sweeps ----------------------------------------------------------------------------------------
-def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full") -> pd.DataFrame:
-    """Accuracy and speed of `variant` on the Table 2 benchmark as k grows."""
+def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full", seeds=None) -> pd.DataFrame:
+    """Accuracy and speed of `variant` on the Table 2 benchmark as k grows (the same seeds at every k)."""
     bench = res.bench(paper.TABLE2_BENCHMARK)
     rows = []
     for k in ks:
-        s = res.summary(tracker_name(variant), bench, k, protocol)
+        s = res.summary(tracker_name(variant), bench, k, protocol, seeds)
         if s is None:
             continue
         ci = s["auc_ci"]
@@ -222,14 +230,15 @@ def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full
     return pd.DataFrame(rows, columns=["k", "auc", "auc_low", "auc_high", "precision", "norm_precision", "fps", "seeds"])
 
 
-def drift_sweep(res: Results, levels, variants, k: int, protocol: str = "pytracking") -> pd.DataFrame:
+def drift_sweep(res: Results, levels, variants, k: int, protocol: str = "pytracking", seeds=None) -> pd.DataFrame:
     """AUC against the language-drift level of the synthetic sweep, per variant (and the static tracker)."""
     from dmtrack.report.steps import drift_benchmarks
 
     rows = []
     for level, bench in zip(levels, drift_benchmarks(levels)):
         for v in list(variants) + ["static"]:
-            s = res.summary(v if v == "static" else tracker_name(v), bench, None if v == "static" else k, protocol)
+            s = (res.summary("static", bench, None, protocol) if v == "static"
+                 else res.summary(tracker_name(v), bench, k, protocol, seeds))
             if s is None:
                 continue
             ci = s["auc_ci"]
