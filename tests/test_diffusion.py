@@ -11,7 +11,7 @@ from dmtrack.model.head import CenterHead, decode_boxes
 from dmtrack.model.losses import (focal_loss, gaussian_heatmap, gaussian_radius, struct_kernel_size,
                                   structure_loss)
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # shared CPU: with 2 threads tiny ops spin-wait on each other (up to 200x slower)
 
 
 def test_betas_hand_values():

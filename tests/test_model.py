@@ -9,7 +9,7 @@ from dmtrack.config import VARIANTS
 from dmtrack.model import DMTrack, box_mask, decode_boxes
 from dmtrack.model.diffusion import logits_to_x0
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # shared CPU: with 2 threads tiny ops spin-wait on each other (up to 200x slower)
 SENTENCES = ["a red car on the road", "a dog running on grass", "a red car on the road", "the man in black"]
 # boxes that overlap but neither contain nor sit inside the untrained predictions, so the centre
 # offsets get a gradient (a box fully inside another has an IoU/L1 independent of its centre)

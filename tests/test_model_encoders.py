@@ -13,7 +13,7 @@ from dmtrack.model.fusion import GatedCrossAttention
 from dmtrack.model.language import TextEncoder, minilm_path, resolve_text_encoder
 from dmtrack.model.vit import VisualEncoder, ce_keep_count, keep_rate_schedule
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # shared CPU: with 2 threads tiny ops spin-wait on each other (up to 200x slower)
 
 
 def crops(cfg, b=2, seed=0):

@@ -301,3 +301,17 @@ def test_unknown_training_override_fails_before_any_step(tmp_path):
         pipeline.reproduce("smoke", reports=tmp_path / "r", work=tmp_path / "w", data=tmp_path / "d",
                            train_overrides={"nope": 1}, log=lambda s: None)
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+def test_notebooks_declare_every_parameter_the_chain_passes(tmp_path):
+    import papermill as pm
+
+    declared = {nb.name: set(pm.inspect_notebook(str(nb))) for nb in pipeline.NOTEBOOKS.glob("*.ipynb")}
+    assert set(declared) == {"00_data.ipynb", "10_train.ipynb", "20_evaluate.ipynb", "30_visualize.ipynb", "40_report.ipynb"}
+    for nb in pipeline.NOTEBOOKS.glob("*.ipynb"):  # one cell tagged `parameters`, the first code cell
+        code = [c for c in nbformat.read(nb, 4).cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []) and sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    for profile in ("smoke", "demo", "paper"):
+        paths = pipeline.default_paths(profile, tmp_path / "r", tmp_path / "w", tmp_path / "d")
+        for step in pipeline.plan(profile, paths):
+            assert set(step.params) <= declared[step.notebook], (profile, step.name, set(step.params) - declared[step.notebook])

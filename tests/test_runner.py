@@ -223,7 +223,7 @@ def test_got10k_experiment_otb_drives_the_tracker(root, tracker, tmp_path):
     for name, s in zip(["Basketball", "Bolt"], seqs):
         shutil.copytree(s.frames[0].parent, otb / name / "img")
         shutil.copy(s.frames[0].parent.parent / "groundtruth_rect.txt", otb / name / "groundtruth_rect.txt")
-        mapping[name] = s.description
+        mapping[name] = s.description  # raw; the tracker cleans it as training does
     adapter = Got10kTracker(tracker, sentences=mapping)
     exp = ExperimentOTB(str(otb), version=2013, result_dir=str(tmp_path / "results"), report_dir=str(tmp_path / "reports"))
     exp.run(adapter)
@@ -235,7 +235,7 @@ def test_got10k_experiment_otb_drives_the_tracker(root, tracker, tmp_path):
         assert got.shape == (len(s), 4)
         # the same tracker on the same (PIL-decoded) pixels gives the same boxes
         frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted((otb / name / "img").glob("*.jpg"))]
-        tracker.initialize(frames[0], s.boxes[0], s.description)
+        tracker.initialize(frames[0], s.boxes[0], s.text)
         mine = np.array([s.boxes[0]] + [tracker.track(f, return_mask=False)["box"] for f in frames[1:]])
         np.testing.assert_allclose(got, mine, atol=5e-4)  # got10k records %.3f
         ours.append(Sequence(name, s.frames, s.boxes, s.description, "otb"))

@@ -74,6 +74,7 @@ class Scripted(nn.Module):
         self.calls = []
 
     def tokenize(self, sentences):
+        self.sentences = sentences
         return {"n": len(sentences)}
 
     def encode_text(self, tokens):
@@ -99,7 +100,8 @@ def test_track_applies_hann_decodes_maps_back_and_clips():
     net = Scripted()
     tr = Tracker(net, cfg, samples=3)
     img = _image()
-    tr.initialize(img, [100, 50, 20, 20], "the box")
+    tr.initialize(img, [100, 50, 20, 20], "The Box (left-most)!")
+    assert net.sentences == ["the box left most"]  # cleaned as the training sentences are
     out = tr.track(img)
     # windowed peak at (row 1, col 2): cx = 2.5/4, cy = 1.5/4, w = 0.25, h = 0.5 of the 64-px crop
     # crop px (40, 24, 16, 32) / 0.8 + crop corner (70, 20) -> centre (120, 50), size (20, 40)
@@ -126,8 +128,9 @@ def test_bgr_flag_and_input_checks():
     b.initialize(np.ascontiguousarray(img[..., ::-1]), [60, 40, 30, 20], "x")
     a.track(img), b.track(np.ascontiguousarray(img[..., ::-1]))
     torch.testing.assert_close(a.model.calls[0][4], b.model.calls[0][4])
-    with pytest.raises(ValueError, match="empty sentence"):
-        a.initialize(img, [60, 40, 30, 20], "   ")
+    for empty in ("   ", "?!."):  # nothing left after the caption cleaning
+        with pytest.raises(ValueError, match="empty sentence"):
+            a.initialize(img, [60, 40, 30, 20], empty)
     with pytest.raises(ValueError, match="positive width"):
         a.initialize(img, [60, 40, 0, 20], "x")
     with pytest.raises(ValueError, match="HxWx3 uint8"):

@@ -10,7 +10,7 @@ from dmtrack.config import config_from_dict, load_config
 from dmtrack.model.vit import VisualEncoder
 from dmtrack.model.weights import load_checkpoint, load_pretrained_backbone, save_checkpoint
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # shared CPU: with 2 threads tiny ops spin-wait on each other (up to 200x slower)
 D = 32  # tiny width; the paper grids (8x8 template, 16x16 search, 14x14 MAE) and depth 12 are kept
 
 

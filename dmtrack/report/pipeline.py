@@ -8,8 +8,10 @@ whose outputs all exist; a failing cell stops the chain with `StepFailed`, whose
 names the notebook, the cell and the error. The last notebook (40_report) is rendered to
 a self-contained HTML page (code hidden, images embedded, no scripts).
 
-    steps = plan("smoke", paths)
-    manifest = run_chain(steps, paths)
+    html = reproduce("smoke")                      # = python -m dmtrack report --profile smoke
+    # or, piece by piece:
+    paths = default_paths("smoke")
+    stamps = run_chain(plan("smoke", paths), paths.runs, jobs=2)
     render_html(paths.runs / "40_report.ipynb", paths.reports / "index.html")
 """
 from __future__ import annotations
@@ -102,7 +104,8 @@ def run_step(step: Step, runs: Path, key: str, force: bool = False, notebooks: P
     if missing:
         raise StepFailed(step, out, None, "MissingOutput", f"the notebook ran but did not write {missing[0]}")
     stamp = dict(step=step.name, notebook=step.notebook, key=key, params=step.params, outputs=step.outputs,
-                 seconds=round(time.time() - t0, 2), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+                 seconds=round(time.time() - t0, 2), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+                 loadavg=round(os.getloadavg()[0], 1))  # durations on a shared machine need this context
     _atomic_write(stamp_path, json.dumps(stamp, indent=1, default=str))
     log(f"[done] {step.name} in {stamp['seconds']:.1f} s")
     return {**stamp, "status": "ran"}
@@ -242,7 +245,9 @@ class ChainSettings:
 
 CHAINS = {
     "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), max_frames=12, jobs=2),
-    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2),
+    # demo: 18 trainings of 240 steps (batch 32) at one thread each, two at a time, fit the 60-minute budget
+    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2,
+                          train=dict(epochs=8, pairs_per_epoch=960)),
     "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
                            fig7_sequences=3),
 }
@@ -352,10 +357,11 @@ def durations_markdown(stamps: list[dict], wall: float) -> str:
     lines = ["## Run durations", "",
              f"Wall time of this `dmtrack report` invocation: **{wall / 60:.1f} min**. Steps marked *cached* were "
              "skipped because their outputs existed for the same parameters; their time is that of the run that made them.",
-             "", "| step | status | seconds |", "|---|---|---|"]
+             "", "| step | status | seconds | 1-min load average at its end |", "|---|---|---|---|"]
     for st in stamps:
         by_kind[_kind(st["step"])] = by_kind.get(_kind(st["step"]), 0.0) + st["seconds"]
-        lines.append(f"| {st['step']} | {'ran' if st['status'] == 'ran' else 'cached'} | {st['seconds']:.1f} |")
+        lines.append(f"| {st['step']} | {'ran' if st['status'] == 'ran' else 'cached'} | {st['seconds']:.1f} | "
+                     f"{st.get('loadavg', '')} |")
     lines += ["", "| stage | total seconds (sum over its steps) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in by_kind.items()]
     return "\n".join(lines)
@@ -368,7 +374,8 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
                     data=(f"synthetic stand-ins (preset {settings.preset}) at {paths.data}" if settings.synthetic
                           else "the real benchmarks (roots from DMTRACK_DATA)"),
                     settings=asdict(settings), seeds=seeds, work=str(paths.work), others=others or {},
-                    steps=[dict(step=s["step"], status=s["status"], seconds=s["seconds"]) for s in stamps], **env)
+                    steps=[dict(step=s["step"], status=s["status"], seconds=s["seconds"], loadavg=s.get("loadavg"))
+                           for s in stamps], **env)
     path = paths.runs / "manifest.json"
     _atomic_write(path, json.dumps(manifest, indent=1, default=str))
     return path

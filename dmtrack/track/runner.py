@@ -47,7 +47,7 @@ def read_frame(path) -> np.ndarray:
 # ----------------------------------------------------------------------------- one sequence
 def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), record_crop_masks: bool = False,
                    on_frame=None) -> dict:
-    """Track `seq` (a dmtrack Sequence) from its first ground-truth box with its sentence.
+    """Track `seq` (a dmtrack Sequence) from its first ground-truth box with its sentence (`seq.text`).
 
     frames: track only the first `frames` frames (None = all); keep_masks: frame indices
     (0-based) whose mask is returned in image coordinates (True = every frame);
@@ -66,7 +66,7 @@ def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), recor
         image = read_frame(seq.frames[i])
         t0 = time.perf_counter()
         if i == 0:
-            tracker.initialize(image, seq.boxes[0], seq.description)
+            tracker.initialize(image, seq.boxes[0], seq.text)  # the cleaned sentence, as in training
             boxes[0] = seq.boxes[0]
         else:
             out = tracker.track(image, return_mask=i in keep)
@@ -283,7 +283,7 @@ def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = Non
         raise ValueError(f"{benchmark}: no sequences to evaluate")
     # Sentences are checked up front: one empty description must not stop a long run midway.
     if cfg.use_language:
-        empty = [s.name for s in seqs if not s.description.strip()]
+        empty = [s.name for s in seqs if not s.text.strip()]
         if empty:
             raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
     has_masks = save_masks and cfg.use_diffusion

@@ -23,6 +23,7 @@ import torch
 from torch.profiler import record_function
 
 from ..boxes import clip_xywh, cxcywh_to_xywh
+from ..data.sequence import clean_text
 from ..data.crop import IMAGENET_MEAN, IMAGENET_STD, box_from_crop, crop_square
 from ..model import decode_boxes
 
@@ -122,7 +123,8 @@ class Tracker:
     @torch.inference_mode()
     def initialize(self, image, box_xywh, text: str | None) -> None:
         """Start a sequence: crop the template around `box_xywh` (x, y, w, h in image pixels) and
-        encode `text` once. An empty sentence is an error unless the model ignores language."""
+        encode `text` once (after `clean_text`, as in training). An empty sentence is an error
+        unless the model ignores language."""
         image = self._rgb(image)
         box = np.asarray(box_xywh, dtype=np.float64).reshape(4)
         if not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
@@ -130,7 +132,8 @@ class Tracker:
         if self.seed is not None:
             torch.manual_seed(self.seed)
         uses_language = getattr(self.cfg, "use_language", True)
-        if uses_language and not (text or "").strip():
+        text = clean_text(text or "")  # the caption cleaning training applies (idempotent)
+        if uses_language and not text:
             raise ValueError("empty sentence: this model variant needs a description of the target "
                              "(only the no_language variant tracks without one)")
         tokens = self.model.tokenize([text]) if uses_language else None
