@@ -1,14 +1,18 @@
 """Online tracking: the `Tracker`, the benchmark runner (`evaluate`, `track_sequence`) and the
-got10k adapter (`Got10kTracker`, imported on first use: it needs the got10k package)."""
-from .runner import FrameError, evaluate, load_model, load_masks, read_frame, score_results, track_sequence
-from .tracker import Tracker, hann1d, hann2d, mask_to_image
+got10k adapter (`Got10kTracker`, needs the got10k package). Names load on first use, so
+`dmtrack evaluate --help` does not import torch."""
+import importlib
 
-__all__ = ["Tracker", "hann1d", "hann2d", "mask_to_image", "evaluate", "track_sequence", "read_frame",
-           "load_model", "load_masks", "score_results", "FrameError", "Got10kTracker"]
+_WHERE = {
+    "Tracker": "tracker", "hann1d": "tracker", "hann2d": "tracker", "mask_to_image": "tracker",
+    "evaluate": "runner", "track_sequence": "runner", "read_frame": "runner", "load_model": "runner",
+    "load_masks": "runner", "score_results": "runner", "FrameError": "runner",
+    "Got10kTracker": "interop",
+}
+__all__ = list(_WHERE)
 
 
 def __getattr__(name):
-    if name == "Got10kTracker":
-        from .interop import Got10kTracker
-        return Got10kTracker
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

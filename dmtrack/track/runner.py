@@ -157,8 +157,12 @@ def load_model(checkpoint, device=None, ckpt: dict | None = None):
     # The trained weights replace any pretrained start point; do not require that file to exist.
     model = build_model(cfg.replace(pretrained=""))
     model.load_state_dict(ckpt["model"])
-    dev = device or (("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    return model.to(dev).eval(), cfg
+    return model.to(resolve_device(cfg, device)).eval(), cfg
+
+
+def resolve_device(cfg, device=None) -> str:
+    """`device` if given, else the config's ("auto" = cuda when available, else cpu)."""
+    return device or (("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
 
 
 def make_tracker(model, cfg, samples=None, device=None, seed=None):
@@ -181,6 +185,7 @@ def _worker_init(source, samples, device, seed, threads):
         cfg = config_from_dict(source["config"])
         model = build_model(cfg.replace(pretrained=""))
         model.load_state_dict(source["model"])
+        model = model.to(resolve_device(cfg, device)).eval()
     else:
         model, cfg = load_model(source, device)
     _WORKER["tracker"] = make_tracker(model, cfg, samples, device, seed)
@@ -251,11 +256,12 @@ def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = Non
     seed: torch seed set at each sequence start (default: the config's seed)."""
     from tqdm.auto import tqdm
 
-    from ..data import load_benchmark
-
     from ..config import config_from_dict
+    from ..data import load_benchmark
     from ..model import load_checkpoint
 
+    if protocol not in ("both", "none") + PROTOCOLS:
+        raise ValueError(f"protocol must be both, none, {' or '.join(PROTOCOLS)}; got {protocol!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(checkpoint_or_model, (str, os.PathLike)):
@@ -310,8 +316,6 @@ def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = Non
             _run_pool(model, cfg, source, k, device, seed, todo, out, max_frames, has_masks, workers, bar)
 
     protocols = PROTOCOLS if protocol == "both" else () if protocol == "none" else (protocol,)
-    if protocol not in ("both", "none") and protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be both, none, {' or '.join(PROTOCOLS)}; got {protocol!r}")
     return score_results(out, [_truncate(s, max_frames) for s in seqs], protocols, benchmark)
 
 
