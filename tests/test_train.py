@@ -54,8 +54,8 @@ def env(data_root, monkeypatch):
     torch.set_num_threads(1)  # tiny smoke ops: one thread is as fast, and far faster on a loaded CPU
 
 
-def smoke(**kw):
-    return load_config("smoke", "full", **{**dict(pairs_per_epoch=8, batch_size=4, epochs=2), **kw})
+def smoke(variant="full", **kw):
+    return load_config("smoke", variant, **{**dict(pairs_per_epoch=8, batch_size=4, epochs=2), **kw})
 
 
 def read_rows(path):
@@ -90,6 +90,16 @@ def test_run_folder_losses_lr_drop_and_model(env, tmp_path):
     assert state["epoch"] == 3 and state["step"] == 0 and len(state["rng"]) == 1
     with pytest.raises(FileExistsError, match="last.pth"):
         train(cfg, tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("variant", ["no_language", "no_diffusion"])
+def test_variants_without_text_or_diffusion_train(env, tmp_path, variant):
+    path = train(smoke(variant, epochs=1, pairs_per_epoch=4), tmp_path / variant, progress=False)
+    rows = read_rows(tmp_path / variant / "losses.csv")
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["total"]))
+    if variant == "no_diffusion":
+        assert float(rows[0]["struct"]) == 0.0  # no mask, no structure loss
+    assert load_checkpoint(path)["config"]["variant"] == variant
 
 
 def test_paper_schedule_drops_after_epoch_80():

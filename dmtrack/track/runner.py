@@ -94,6 +94,7 @@ def write_masks(path: Path, result: dict, image_hw) -> None:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, masks=result["crop_masks"], windows=result["windows"],
                                 frames=np.arange(1, len(result["windows"]) + 1), image_size=np.asarray(image_hw))
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -211,6 +212,7 @@ def _write_json(path: Path, obj) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
     os.replace(tmp, path)
 
 
