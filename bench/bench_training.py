@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from dmtrack.config import load_config
 from dmtrack.data import load_benchmark
 from dmtrack.model import build_model
-from dmtrack.train.loop import make_scheduler, train_step
+from dmtrack.train.loop import cache_frozen_text, make_scheduler, train_step
 from dmtrack.train.sampler import PairDataset, PairSampler, collate
 
 
@@ -64,6 +64,7 @@ def measure(cfg, seqs, steps: int, warmup: int) -> dict:
 
     model = build_model(cfg)
     model.train()
+    cache_frozen_text(model, cfg.text_cache)  # as the training loop does (demo: on; paper: off)
     opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     make_scheduler(opt, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
@@ -88,7 +89,7 @@ def main():
     ap.add_argument("--profiles", default="demo,paper")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    load0, rows = os.getloadavg()[0], []
     with tempfile.TemporaryDirectory() as tmp:
         for profile in args.profiles.split(","):
             over = {"batch_size": args.paper_batch, "num_workers": 0} if profile == "paper" else {}
@@ -105,7 +106,7 @@ def main():
               f"{r['train_pairs_per_s']:>14} {r['model_params_M']:>9}")
     out = Path(__file__).resolve().parent / "results" / "bench_training.json"
     out.parent.mkdir(exist_ok=True)
-    meta = {"threads": args.threads, "cpu_count": os.cpu_count(), "loadavg_1min_at_end": os.getloadavg()[0],
+    meta = {"threads": args.threads, "cpu_count": os.cpu_count(), "loadavg_1min_at_start": load0, "loadavg_1min_at_end": os.getloadavg()[0],
             "torch": torch.__version__}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"written {out}")

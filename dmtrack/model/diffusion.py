@@ -79,6 +79,22 @@ class DiffusionSchedule(nn.Module):
         x = an.sqrt() * x0_hat + (1 - an - sigma ** 2).clamp(min=0).sqrt() * eps
         return x + sigma * torch.randn_like(x) if eta > 0 else x
 
+    def ddim_plan(self, steps: int) -> list[tuple[int, int, float, float]]:
+        """(t, t_next, c_x, c_x0) per step of `sample_timesteps(steps)`: for eta = 0, `ddim_step` is
+        x_next = c_x x_t + c_x0 x0_hat with c_x = sqrt((1 - abar_n) / (1 - abar_t)) and
+        c_x0 = sqrt(abar_n) - c_x sqrt(abar_t). Python floats, computed once per `steps` (the
+        schedule is fixed), so the sampler's loop creates no tensors and never syncs a device."""
+        plans = self.__dict__.setdefault("_plans", {})
+        if steps not in plans:
+            abar = self.alphas_cumprod.double().cpu().tolist()
+            plan = []
+            for t, tn in self.sample_timesteps(steps):
+                a, an = abar[t], (abar[tn] if tn >= 0 else 1.0)
+                c_x = math.sqrt((1 - an) / (1 - a))
+                plan.append((t, tn, c_x, math.sqrt(an) - c_x * math.sqrt(a)))
+            plans[steps] = plan
+        return plans[steps]
+
 
 def logits_to_x0(logits: torch.Tensor) -> torch.Tensor:
     """Diffusion-space x0 of a logit prediction: 2 sigmoid(l) - 1 = tanh(l / 2)."""
@@ -114,6 +130,21 @@ class ResBlock(nn.Module):
         h = self.norm2(h) * (1 + scale) + shift
         return self.skip(x) + self.conv2(F.silu(h))
 
+    def folded_affine(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """norm2's affine with the FiLM of one timestep embedding (1, temb) folded in:
+        (x_hat w + b)(1 + scale) + shift = x_hat w' + b'. Every chain of a sampling step has the
+        same t, so at inference the FiLM costs nothing per step (see MaskDenoiser.forward_folded)."""
+        scale, shift = self.film(temb)[0].chunk(2)
+        return self.norm2.weight * (1 + scale), self.norm2.bias * (1 + scale) + shift
+
+    def forward_folded(self, x, w2, b2, conv=None):
+        """`forward` with the FiLM folded into norm2 (w2, b2 from `folded_affine`); conv(module, x)
+        runs a conv layer (MaskDenoiser passes one with channels-last weights)."""
+        conv = conv or (lambda m, v: m(v))
+        h = conv(self.conv1, F.silu(self.norm1(x), inplace=True))
+        h = F.silu(F.group_norm(h, self.norm2.num_groups, w2, b2, self.norm2.eps), inplace=True)
+        return (x if isinstance(self.skip, nn.Identity) else conv(self.skip, x)) + conv(self.conv2, h)
+
 
 class MaskDenoiser(nn.Module):
     """f_theta(x_t, t, F_s): a two-level U-Net at the mask resolution M = G * mask_scale.
@@ -146,7 +177,11 @@ class MaskDenoiser(nn.Module):
             h = F.interpolate(h, scale_factor=self.mask_scale, mode="bilinear", align_corners=False)
         return h
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, folded=None) -> torch.Tensor:
+        """x0 logits. folded: (consts, weights) of `step_constants` for a t shared by the batch (the
+        sampler's inference fast path, same function; see `forward_folded`)."""
+        if folded is not None:
+            return self.forward_folded(x_t, cond, *folded)
         temb = self.time_mlp(timestep_embedding(t, self.channels))
         h0 = self.enc0(cond + self.mask_in(x_t), temb)
         h1 = self.enc1(self.down1(h0), temb)
@@ -154,6 +189,41 @@ class MaskDenoiser(nn.Module):
         h = self.dec1(torch.cat([F.interpolate(h, size=h1.shape[-2:], mode="nearest"), h1], 1), temb)
         h = self.dec0(torch.cat([F.interpolate(h, size=h0.shape[-2:], mode="nearest"), h0], 1), temb)
         return self.out(h)
+
+    # Inference fast path: the same function as `forward`, for a timestep shared by the whole batch.
+    def step_constants(self, ts: tuple[int, ...]):
+        """(for each timestep in `ts`, every ResBlock's folded (w2, b2); channels-last copies of the
+        conv weights). Cached on the module (not in the state_dict) until a weight changes: an
+        optimiser step or load_state_dict bumps a parameter's version, .to(device) moves its storage,
+        so a tracker computes them once per run. Channels-last weights and activations make batch-1
+        convs take oneDNN instead of the much slower `_slow_conv2d_forward` (2-3x per conv here)."""
+        key = (ts, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cache = self.__dict__.get("_step_cache")
+        if cache is None or cache[0] != key:
+            dev = self.time_mlp[0].weight.device
+            consts = []
+            for t in ts:
+                temb = self.time_mlp(timestep_embedding(torch.tensor([t], device=dev), self.channels))
+                consts.append([blk.folded_affine(temb) for blk in self._blocks()])
+            weights = {id(m): m.weight.contiguous(memory_format=torch.channels_last)
+                       for m in self.modules() if isinstance(m, nn.Conv2d)}
+            self.__dict__["_step_cache"] = cache = (key, (consts, weights))
+        return cache[1]
+
+    def _blocks(self):
+        return (self.enc0, self.enc1, self.mid, self.dec1, self.dec0)
+
+    def forward_folded(self, x_t: torch.Tensor, cond: torch.Tensor, consts, weights) -> torch.Tensor:
+        """`forward(x_t, t, cond)` for one t shared by all N chains, from step_constants(ts) =
+        (per-step consts, weights): consts = that step's folded affines. cond is best channels-last."""
+        conv = lambda m, v: F.conv2d(v, weights[id(m)], m.bias, m.stride, m.padding)
+        (a0, b0), (a1, b1), (am, bm), (ad1, bd1), (ad0, bd0) = consts
+        h0 = self.enc0.forward_folded(cond + conv(self.mask_in, x_t), a0, b0, conv)
+        h1 = self.enc1.forward_folded(conv(self.down1, h0), a1, b1, conv)
+        h = self.mid.forward_folded(conv(self.down2, h1), am, bm, conv)
+        h = self.dec1.forward_folded(torch.cat([F.interpolate(h, size=h1.shape[-2:], mode="nearest"), h1], 1), ad1, bd1, conv)
+        h = self.dec0.forward_folded(torch.cat([F.interpolate(h, size=h0.shape[-2:], mode="nearest"), h0], 1), ad0, bd0, conv)
+        return conv(self.out[2], F.silu(self.out[0](h), inplace=True))
 
 
 # ----------------------------------------------------------------------------- sampler
@@ -163,15 +233,30 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
 
     cond: (N,C,M,M) from `denoiser.encode_cond` (already expanded to the N = B*k chains).
     Returns (logits of the final x0 prediction (N,1,M,M), chain or None) where chain is the
-    list x_T, x_t1, ..., x_0 of (N,1,M,M) states mapped to [0,1] by (x + 1) / 2, clamped."""
+    list x_T, x_t1, ..., x_0 of (N,1,M,M) states mapped to [0,1] by (x + 1) / 2, clamped.
+
+    Without autograd a MaskDenoiser takes its folded path (per-step FiLM constants cached, see
+    `MaskDenoiser.step_constants`) and eta = 0 steps use `DiffusionSchedule.ddim_plan`'s floats:
+    the same function, far fewer ops per step (tests/test_diffusion.py checks both agree)."""
     n, _, m, _ = cond.shape
     x = torch.randn(n, 1, m, m, device=cond.device, dtype=cond.dtype) if noise is None else noise
     chain = [x] if return_chain else None
     logits = None
-    for t, t_next in schedule.sample_timesteps(steps):
+    plan = schedule.ddim_plan(steps)
+    folded = isinstance(denoiser, MaskDenoiser) and not torch.is_grad_enabled()
+    if folded:
+        consts, weights = denoiser.step_constants(tuple(p[0] for p in plan))
+        cond = cond.contiguous(memory_format=torch.channels_last)
+    for i, (t, t_next, c_x, c_x0) in enumerate(plan):
         tt = torch.full((n,), t, device=cond.device, dtype=torch.long)
-        logits = denoiser(x, tt, cond)
-        x = schedule.ddim_step(x, logits_to_x0(logits).clamp(-1, 1), t, t_next, eta)
+        logits = denoiser(x, tt, cond, folded=(consts[i], weights)) if folded else denoiser(x, tt, cond)
+        if t_next < 0 and not return_chain:
+            break  # the last state is x0_hat itself, and only the logits are returned
+        x0_hat = logits_to_x0(logits).clamp(-1, 1)
+        if eta > 0 or t_next < 0:
+            x = schedule.ddim_step(x, x0_hat, t, t_next, eta)
+        else:
+            x = (x0_hat * c_x0).add_(x, alpha=c_x)  # = ddim_step(x, x0_hat, t, t_next, 0)
         if return_chain:
             chain.append(x)
     if return_chain:
