@@ -38,6 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from tqdm import tqdm
+from dmtrack.io import atomic_write_text
 
 GENERATOR_VERSION = 1
 STAND_IN = "synthetic stand-ins"  # how reports must always call these suites
@@ -498,12 +499,6 @@ def annotate(alpha: np.ndarray, vis: float, expected_area: float):
     return box, 0, int(vis < 0.1)
 
 
-def _atomic_text(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_sequence(scene: Scene, layout: str, dest: Path, quality: int) -> dict:
     """Render `scene` and write it at `dest` in `layout` (lasot | tnl2k | otb_lang).
 
@@ -667,7 +662,7 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
     out.mkdir(parents=True, exist_ok=True)
     manifest = dict(note=f"{STAND_IN}: procedurally rendered sequences in the real layouts, not the real benchmarks",
                     params=params, complete=False)
-    _atomic_text(mpath, json.dumps(manifest, indent=1))
+    atomic_write_text(mpath, json.dumps(manifest, indent=1))
     workers = workers or (1 if preset == "smoke" else 2)
     t0 = time.time()
     jobs, names = plan(out, preset, seed, drift, sweep)
@@ -676,11 +671,11 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
     # split / query files, as the real benchmarks ship them
     p = PRESETS[preset]
     for key in ("lasot", "lasot_ext") + tuple(k for k in names if k.startswith("drift/")):
-        _atomic_text(out / key / "testing_set.txt", "\n".join(names[key]) + "\n")
+        atomic_write_text(out / key / "testing_set.txt", "\n".join(names[key]) + "\n")
     qdir = out / "otb_lang" / "OTB_query_test"
     qdir.mkdir(parents=True, exist_ok=True)
     for n in names["otb_lang"]:
-        _atomic_text(qdir / f"{n}.txt", meta[("otb_lang", n)]["sentence"] + "\n")
+        atomic_write_text(qdir / f"{n}.txt", meta[("otb_lang", n)]["sentence"] + "\n")
     suites = {}
     for key, seqs in names.items():
         bench = f"synthetic_drift_{key.split('/')[1]}" if key.startswith("drift/") else f"synthetic_{key}"
@@ -694,7 +689,7 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
     manifest = dict(note=manifest["note"], params=params, complete=True,
                     image_size=[p.width, p.height], train_classes=list(TRAIN_CLASSES), ext_classes=list(EXT_CLASSES),
                     suites=suites)
-    _atomic_text(mpath, json.dumps(manifest, indent=1))
+    atomic_write_text(mpath, json.dumps(manifest, indent=1))
     if progress:
         print(f"synthetic ({STAND_IN}) preset={preset} seed={seed}: {len(jobs)} sequences in {time.time() - t0:.1f} s -> {out}")
     return manifest
@@ -709,6 +704,6 @@ def make_drift_sweep(root, levels=(0.0, 0.25, 0.5, 0.75, 1.0), preset: str = "de
     for level in levels:
         jobs, names = _sweep_jobs(root, preset, seed, level)
         _run(jobs, workers, progress, desc=f"drift {level_tag(level)}")
-        _atomic_text(root / "drift" / level_tag(level) / "testing_set.txt", "\n".join(names) + "\n")
+        atomic_write_text(root / "drift" / level_tag(level) / "testing_set.txt", "\n".join(names) + "\n")
         out_names.append(f"synthetic_drift_{level_tag(level)}")
     return out_names

@@ -7,14 +7,14 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from .baselines import BASELINES, run_baseline
 from .metrics import METRICS, PROTOCOLS, VALID_RULES, merge_runs
-from .results import _atomic_write_text, score_folder
+from .results import score_folder
+from dmtrack.io import atomic_write_json
 
 SYNTHETIC_SUITES = ("synthetic_lasot", "synthetic_lasot_ext", "synthetic_tnl2k", "synthetic_otb_lang")
 
@@ -72,10 +72,6 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the oracle-jitter noise")
 
 
-def _write_json(path, obj) -> None:
-    _atomic_write_text(Path(path), json.dumps(obj, indent=1))
-
-
 def run(args) -> int:
     if args.baselines_all:
         benches = [args.benchmark] if args.benchmark else list(SYNTHETIC_SUITES)
@@ -85,7 +81,7 @@ def run(args) -> int:
         print(f"trivial trackers (static = first box held still; oracle-jitter = gt + seeded noise){stand_in}, percent")
         print(df.round(2).to_string(index=False))
         if args.json:
-            _write_json(args.json, df.to_dict(orient="records"))
+            atomic_write_json(args.json, df.to_dict(orient="records"))
         return 0
     if not args.benchmark:
         raise SystemExit("dmtrack score: --benchmark is required with --results / --baseline")
@@ -105,7 +101,7 @@ def run(args) -> int:
     if args.per_sequence:
         print(sc.table(per_sequence=True))
     if args.json:
-        _write_json(args.json, sc.to_json())
+        atomic_write_json(args.json, sc.to_json())
         print(f"wrote {args.json}")
     return 0
 

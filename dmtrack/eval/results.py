@@ -13,15 +13,14 @@ names are matched across codebases (Jogging-1 / Jogging_1 / Jogging.1, Human4 / 
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dmtrack.data.names import canonical_name
+from dmtrack.io import atomic_write_text
 
 
 def name_key(name: str) -> str:
@@ -33,18 +32,6 @@ def name_key(name: str) -> str:
 def results_dir(root, tracker: str, param: str, run_id: int | None = None) -> Path:
     """<root>/<tracker>/<param>[_<run_id:03d>] (pytracking's naming)."""
     return Path(root) / tracker / (param if run_id is None else f"{param}_{run_id:03d}")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)  # a reader never sees a half-written file
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def write_results(directory, seq_name: str, boxes, times=None, decimals: int | None = 2) -> Path:
@@ -60,14 +47,14 @@ def write_results(directory, seq_name: str, boxes, times=None, decimals: int | N
     buf = io.StringIO()
     np.savetxt(buf, boxes, fmt=fmt, delimiter="\t")
     path = directory / f"{seq_name}.txt"
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
     if times is not None:
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         if len(times) != len(boxes):
             raise ValueError(f"{seq_name}: {len(times)} times for {len(boxes)} boxes")
         buf = io.StringIO()
         np.savetxt(buf, times, fmt="%.6f")
-        _atomic_write_text(directory / f"{seq_name}_time.txt", buf.getvalue())
+        atomic_write_text(directory / f"{seq_name}_time.txt", buf.getvalue())
     return path
 
 

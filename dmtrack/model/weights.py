@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from dmtrack.io import atomic_open
 
 log = logging.getLogger(__name__)
 FORMAT = "dmtrack-v1"
@@ -116,17 +115,8 @@ def save_checkpoint(path, model, cfg, **extra) -> Path:
     path = Path(path)
     payload = {"model": model.state_dict(), "config": cfg.to_dict(), "format": FORMAT, **extra}
     _check_plain(payload, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:  # readers see the old file or the new one, never half of one
+        torch.save(payload, f)
     return path
 
 

@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from dmtrack.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -68,13 +69,6 @@ def _first_line(text: str | None) -> str:
     return lines[0].strip() if lines else ""
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_step(step: Step, runs: Path, key: str, force: bool = False, notebooks: Path = NOTEBOOKS,
              log=print) -> dict:
     """Run one step unless its stamp says it is done for `key`; return its stamp (+ "status")."""
@@ -106,7 +100,7 @@ def run_step(step: Step, runs: Path, key: str, force: bool = False, notebooks: P
     stamp = dict(step=step.name, notebook=step.notebook, key=key, params=step.params, outputs=step.outputs,
                  seconds=round(time.time() - t0, 2), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
                  loadavg=round(os.getloadavg()[0], 1))  # durations on a shared machine need this context
-    _atomic_write(stamp_path, json.dumps(stamp, indent=1, default=str))
+    atomic_write_text(stamp_path, json.dumps(stamp, indent=1, default=str))
     log(f"[done] {step.name} in {stamp['seconds']:.1f} s")
     return {**stamp, "status": "ran"}
 
@@ -220,7 +214,7 @@ def render_html(executed: Path, html: Path, appendix_md: str = "") -> Path:
                             exclude_output_prompt=True, embed_images=True)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": "DMTrack reproduction report"}})
     body = _SCRIPT.sub("", body)
-    _atomic_write(Path(html), body)
+    atomic_write_text(Path(html), body)
     return Path(html)
 
 
@@ -377,7 +371,7 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
                     steps=[dict(step=s["step"], status=s["status"], seconds=s["seconds"], loadavg=s.get("loadavg"))
                            for s in stamps], **env)
     path = paths.runs / "manifest.json"
-    _atomic_write(path, json.dumps(manifest, indent=1, default=str))
+    atomic_write_text(path, json.dumps(manifest, indent=1, default=str))
     return path
 
 

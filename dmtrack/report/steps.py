@@ -10,12 +10,10 @@ Layout of one profile's work folder (default runs/<profile>/):
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from dmtrack.report.paper import BENCHMARKS
+from dmtrack.io import atomic_write_json
 
 PROTOCOLS = ("pytracking", "official")
 BASELINES = ("static", "oracle-jitter")
@@ -30,14 +28,6 @@ def drift_benchmarks(levels) -> list[str]:
     from dmtrack.data.synthetic import level_tag
 
     return [f"synthetic_drift_{level_tag(x)}" for x in levels]
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, path)
 
 
 def set_threads(threads: int) -> None:
@@ -89,7 +79,7 @@ def score_baselines(benchmarks, results_root, data_dir=None, seed: int = 0, max_
         for name in BASELINES:
             out = Path(results_root) / bench / name / f"seed{seed}"
             run_baseline(name, seqs, out, seed)
-            _write_json(out / "evaluate.json", dict(benchmark=bench, variant=name, samples=None, seed=seed,
+            atomic_write_json(out / "evaluate.json", dict(benchmark=bench, variant=name, samples=None, seed=seed,
                                                     max_frames=max_frames))
             for protocol, sc in score_results(out, seqs, PROTOCOLS, bench).items():
                 rows.append(dict(benchmark=bench, tracker=name, protocol=protocol, **sc.overall()))
@@ -226,10 +216,10 @@ def score_others(others: dict, results_root, synthetic: bool, data_dir=None) -> 
             bench = benchmark_name(b, synthetic)
             seqs = load_sequences(bench, data_dir)
             out = Path(results_root) / bench / name / "raw"
-            _write_json(out / "evaluate.json", dict(benchmark=bench, variant=name, samples=None, seed=0, source=str(src)))
+            atomic_write_json(out / "evaluate.json", dict(benchmark=bench, variant=name, samples=None, seed=0, source=str(src)))
             for protocol in PROTOCOLS:
                 sc = score_folder(src, seqs, protocol=protocol, benchmark=bench, skip_missing=True)
-                _write_json(out / f"scores_{protocol}.json", sc.to_json())
+                atomic_write_json(out / f"scores_{protocol}.json", sc.to_json())
             done.append(f"{name} on {bench}")
     return done
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data.readers import DatasetError
+from dmtrack.io import atomic_open, atomic_write_json
 
 PROTOCOLS = ("pytracking", "official")
 
@@ -89,16 +89,9 @@ def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), recor
 def write_masks(path: Path, result: dict, image_hw) -> None:
     """Atomically write the crop-space masks of one sequence (npz: masks, windows, frames, image_size)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, masks=result["crop_masks"], windows=result["windows"],
-                                frames=np.arange(1, len(result["windows"]) + 1), image_size=np.asarray(image_hw))
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, masks=result["crop_masks"], windows=result["windows"],
+                            frames=np.arange(1, len(result["windows"]) + 1), image_size=np.asarray(image_hw))
 
 
 def load_masks(path, frame: int) -> np.ndarray:
@@ -208,14 +201,6 @@ def _truncate(seq, n: int | None):
                                drift=cut(seq.drift))
 
 
-def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-    os.replace(tmp, path)
-
-
 def _check_manifest(out: Path, manifest: dict) -> None:
     """Refuse to resume into a folder whose results came from other settings."""
     path = out / "evaluate.json"
@@ -227,7 +212,7 @@ def _check_manifest(out: Path, manifest: dict) -> None:
             raise ValueError(f"{path}: the results in {out} come from other settings "
                              + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
                              + "; use another --out or delete that folder")
-    _write_json(path, manifest)
+    atomic_write_json(path, manifest)
 
 
 def score_results(out, sequences, protocols=PROTOCOLS, benchmark: str = "") -> dict:
@@ -238,7 +223,7 @@ def score_results(out, sequences, protocols=PROTOCOLS, benchmark: str = "") -> d
     scores = {}
     for protocol in protocols:
         s = score_folder(out, sequences, protocol=protocol, benchmark=benchmark)
-        _write_json(out / f"scores_{protocol}.json", s.to_json())
+        atomic_write_json(out / f"scores_{protocol}.json", s.to_json())
         scores[protocol] = s
     return scores
 

@@ -15,7 +15,6 @@ with the crop's resize factor and clipped to the image with a 10-pixel margin.
 from __future__ import annotations
 
 import math
-import time
 
 import cv2
 import numpy as np

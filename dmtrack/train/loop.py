@@ -20,7 +20,6 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections import OrderedDict
@@ -38,19 +37,13 @@ from tqdm import tqdm
 
 from ..config import Config, config_from_dict
 from .sampler import PairDataset, PairSampler, collate, load_train_sequences
+from dmtrack.io import atomic_open, atomic_write_text
 
 # Keys that may differ between an interrupted run and its resume without changing the result.
 RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every"}
 
 
 # ----------------------------------------------------------------------------- helpers
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
     """(rank, world_size, device, initialised_here). Under torchrun (WORLD_SIZE > 1) join the
     process group: nccl when training on cuda, gloo on cpu."""
@@ -145,12 +138,10 @@ class LossLog:
             keep = [r for r in rows if int(r["step"]) <= resume_step]
             if rows:
                 self.fields = list(rows[0].keys())
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-                with os.fdopen(fd, "w", newline="") as f:
+                with atomic_open(path, "w", newline="") as f:
                     w = csv.DictWriter(f, self.fields)
                     w.writeheader()
                     w.writerows(keep)
-                os.replace(tmp, path)
 
     def write(self, row: dict) -> None:
         if self.file is None:
@@ -270,7 +261,7 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
         info = json.loads((out / "run.json").read_text()) if resume and (out / "run.json").exists() else run_info(cfg, world, device)
         info["sessions"].append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from_step": global_step,
                                  "amp": use_amp})
-        _atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+        atomic_write_text(out / "run.json", json.dumps(info, indent=2))
     log = LossLog(out / "losses.csv", global_step) if main else None
     total_steps = cfg.epochs * steps_per_epoch
     bar = tqdm(total=total_steps, initial=global_step, disable=not (main and progress), desc=f"train {cfg.variant}",
@@ -337,7 +328,7 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
         info["sessions"][-1].update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                      "to_step": global_step, "seconds": round(seconds, 2),
                                      "pairs_per_second": round(done * cfg.batch_size / max(seconds, 1e-9), 2)})
-        _atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+        atomic_write_text(out / "run.json", json.dumps(info, indent=2))
     if world > 1:
         dist.barrier()
         if own_group:
