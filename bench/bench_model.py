@@ -9,8 +9,6 @@ sequence (as the tracker does), so it is outside the per-frame time.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import torch
 
 from dmtrack import build_model, load_config
+from dmtrack.io import atomic_write_json
 
 
 def count(model):
@@ -79,9 +78,7 @@ def main():
               + "  ".join(f"{n} {c / 1e6:.2f}M" for n, c in p["parts"].items()))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    atomic_write_json(out, result)
     print(f"wrote {out}")
 
 

@@ -10,7 +10,6 @@ runs. Prints a table and writes bench/results/bench_readers.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dmtrack.data import load_benchmark  # noqa: E402
+from dmtrack.io import atomic_write_json
 
 
 def write_fake_lasot(root: Path, n_seq: int, n_frames: int) -> None:
@@ -70,9 +70,7 @@ def main() -> None:
         print(f"{k:<28}{res[k]:>12}")
     out = Path(__file__).resolve().parent / "results" / "bench_readers.json"
     out.parent.mkdir(exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(res, indent=1) + "\n")
-    os.replace(tmp_out, out)
+    atomic_write_json(out, res)
     print(f"-> {out}")
 
 

@@ -13,7 +13,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"  # one core, as the target says
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -24,6 +23,7 @@ import pandas as pd  # noqa: E402
 
 from dmtrack.data.sequence import Sequence  # noqa: E402
 from dmtrack.eval import score_folder, score_sequences, write_results  # noqa: E402
+from dmtrack.io import atomic_write_json
 
 
 def make_benchmark(n_seq: int, n_frames: int, seed: int = 0):
@@ -86,9 +86,7 @@ def main():
     result = {"benchmark": "bench_scoring", "sequences": args.sequences, "frames": args.frames,
               "repeats": args.repeats, "threads": 1, "load_average_1min": round(os.getloadavg()[0], 2), "machine": platform.processor() or platform.machine(),
               "python": platform.python_version(), "numpy": np.__version__, "results": rows}
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1))
-    os.replace(tmp_out, out)
+    atomic_write_json(out, result)
     print(f"wrote {out}")
 
 

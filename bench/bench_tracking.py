@@ -15,7 +15,6 @@ decode + map-back, and the rest. Weights are random: latency does not depend on 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -27,6 +26,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from dmtrack import build_model, load_config
 from dmtrack.track import Tracker
+from dmtrack.io import atomic_write_json
 
 RUNS = [  # name, profile, variant, k
     ("paper_no_diffusion", "paper", "no_diffusion", 1),
@@ -191,7 +191,7 @@ def main():
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    atomic_write_json(out, result)
 
     print(f"threads={args.threads} load average={os.getloadavg()[0]:.1f}")
     print(f"{'tracker':22s} {'ms/frame':>9s} {'fps':>7s} {'cpu ms':>9s}")

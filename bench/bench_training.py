@@ -11,7 +11,6 @@ language encoder is the local MiniLM, as bert-base-uncased is not on disk here.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -27,6 +26,7 @@ from dmtrack.data import load_benchmark
 from dmtrack.model import build_model
 from dmtrack.train.loop import cache_frozen_text, make_scheduler, train_step
 from dmtrack.train.sampler import PairDataset, PairSampler, collate
+from dmtrack.io import atomic_write_json
 
 
 def write_train_set(root: Path, width: int, height: int, n_seq: int = 4, n_frames: int = 40) -> Path:
@@ -108,7 +108,7 @@ def main():
     out.parent.mkdir(exist_ok=True)
     meta = {"threads": args.threads, "cpu_count": os.cpu_count(), "loadavg_1min_at_start": load0, "loadavg_1min_at_end": os.getloadavg()[0],
             "torch": torch.__version__}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    atomic_write_json(out, {"meta": meta, "rows": rows})
     print(f"written {out}")
 
 
