@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from dmtrack.config import load_config
 from dmtrack.data import load_benchmark
 from dmtrack.model import build_model
-from dmtrack.train.loop import cache_frozen_text, make_scheduler, train_step
+from dmtrack.train.loop import make_scheduler, train_step
 from dmtrack.train.sampler import PairDataset, PairSampler, collate
 from dmtrack.io import atomic_write_json
 
@@ -64,7 +64,7 @@ def measure(cfg, seqs, steps: int, warmup: int) -> dict:
 
     model = build_model(cfg)
     model.train()
-    cache_frozen_text(model, cfg.text_cache)  # as the training loop does (demo: on; paper: off)
+    model.text.cache_outputs(cfg.text_cache)  # as the training loop does (demo: on; paper: off)
     opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     make_scheduler(opt, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=False)

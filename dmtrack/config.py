@@ -116,11 +116,12 @@ class Config:
 _PROFILES: dict[str, dict] = {
     "paper": dict(),
     "demo": dict(
-        template_size=64, search_size=128, embed_dim=192, depth=4, num_heads=3,
+        template_size=64, search_size=128, embed_dim=128, depth=4, num_heads=2,
         drop_path_rate=0.0, ce_layers=(1, 2), ce_keep_ratio=0.7, ce_start_epoch=3, ce_warm_epochs=5,
-        fusion_heads=3, sampling_steps=3, denoiser_channels=32, head_channels=64,
+        fusion_heads=2, sampling_steps=3, denoiser_channels=32, head_channels=64,
         # training from scratch on 2 cores (docs/training.md): 480 steps of 32 pairs; higher lrs
-        # than the paper's (no pretrained backbone); CE from step 120, GT-CE from step 240
+        # than the paper's (no pretrained backbone); CE from step 120, GT-CE from step 240.
+        # Width 128 (not 192): 1.5x cheaper per step and more accurate after 480 steps
         gt_ce_start_epoch=6, epochs=12, pairs_per_epoch=1280, batch_size=32,
         lr=1e-3, backbone_lr=5e-4, grad_clip=1.0, num_workers=0,
         train_datasets={"synthetic": 1.0}, max_gap=50, text_cache=4096,

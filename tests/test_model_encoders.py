@@ -33,7 +33,7 @@ def mlp_token_counts(enc, z, x, keep_rate=None):
     return counts, out
 
 
-@pytest.mark.parametrize("profile,nz,nx,d", [("smoke", 4, 16, 48), ("demo", 16, 64, 192)])
+@pytest.mark.parametrize("profile,nz,nx,d", [("smoke", 4, 16, 48), ("demo", 16, 64, 128)])
 def test_visual_shapes(profile, nz, nx, d):
     cfg = load_config(profile)
     enc = VisualEncoder(cfg).eval()
@@ -173,7 +173,7 @@ def test_bert_runs_once_per_distinct_sentence(text_encoder):
         alone, _ = text_encoder(**text_encoder.tokenize(["a small white dog"]))
     hook.remove()
     assert calls == [2, 1]  # one BERT call on the 2 distinct rows, then the single sentence
-    assert feats.shape == (4, 36, 192) and mask.dtype == torch.bool and mask.sum(1).tolist() == [5, 6, 5, 5]
+    assert feats.shape == (4, 36, text_encoder.proj.out_features) and mask.dtype == torch.bool and mask.sum(1).tolist() == [5, 6, 5, 5]
     assert torch.equal(feats[0], feats[2]) and torch.equal(feats[0], feats[3])
     torch.testing.assert_close(feats[1, :6], alone[0, :6], atol=1e-5, rtol=1e-4)
     assert (feats[0, :5] - feats[1, :5]).abs().max() > 1e-2

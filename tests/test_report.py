@@ -192,6 +192,7 @@ def test_step_key_depends_on_params_and_inputs():
     assert k1 == step_key(b, {"a": step_key(a, {})})
     assert k1 != step_key(b, {"a": step_key(Step("a", "n.ipynb", {"x": 2}), {})})  # input changed
     assert step_key(a, {}) != step_key(Step("a", "n.ipynb", {"x": 1, "y": 0}), {})
+    assert step_key(a, {}) != step_key(Step("a", "n.ipynb", {"x": 1}, fingerprint={"config": {"depth": 3}}), {})
 
 
 def test_skip_if_done_and_rerun_on_change(tmp_path, nbdir):
@@ -284,6 +285,27 @@ def test_plan_of_the_demo_profile(tmp_path):
         assert s.params["seeds"] == ([0, 1, 2] if in_tables else [0]), s.name
         assert set(s.deps) == {f"10_train/{s.params['variant']}_seed{i}" for i in s.params["seeds"]}
     assert len(steps[-1].deps) == len(steps) - 1
+    # a training step is keyed by its resolved config: a changed profile definition retrains
+    from dmtrack.config import load_config
+    train = next(s for s in steps if s.name == "10_train/no_language_seed2")
+    assert train.fingerprint["config"] == load_config("demo", "no_language", seed=2).to_dict()
+
+
+def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
+    from dmtrack.data.synthetic import generate
+    from dmtrack.report.steps import train_dir, train_variant
+
+    data = tmp_path / "data"
+    generate(data, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
+    over = dict(epochs=1, pairs_per_epoch=8)
+    first = train_variant("smoke", "full", 0, tmp_path, data, over)
+    stamp = first.stat().st_mtime_ns
+    assert train_variant("smoke", "full", 0, tmp_path, data, over).stat().st_mtime_ns == stamp  # done: kept
+    again = train_variant("smoke", "full", 0, tmp_path, data, dict(over, lr=5e-4))  # the profile changed
+    aside = train_dir(tmp_path, "full", 0).with_name("seed0.replaced")
+    assert (aside / "model.pth").stat().st_mtime_ns == stamp and again.exists()
+    from dmtrack.model import load_checkpoint
+    assert load_checkpoint(again)["config"]["lr"] == 5e-4
 
 
 def test_report_cli_help(capsys):

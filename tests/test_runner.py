@@ -125,6 +125,30 @@ def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, load
         evaluate(model, "synthetic_tnl2k", out, samples=3, data_root=root, max_frames=12, config=cfg, progress=False)
 
 
+def test_results_of_other_weights_are_never_resumed(root, ckpt, tmp_path):
+    out, kw = tmp_path / "eval", dict(samples=1, data_root=root, max_frames=6, sequences=None, progress=False)
+    names = [s.name for s in load_benchmark("synthetic_otb_lang", root=root)][:2]
+    kw["sequences"] = names
+    evaluate(str(ckpt), "synthetic_otb_lang", out, **kw)
+    assert json.loads((out / "evaluate.json").read_text())["weights_sha256"] == runner.file_sha256(ckpt)
+    torch.manual_seed(1)  # "retrain": other weights under the same path
+    cfg = load_config("smoke", "full")
+    save_checkpoint(ckpt.parent / "retrained.pth", build_model(cfg), cfg)
+    retrained = ckpt.parent / "retrained.pth"
+    evaluate(str(retrained), "synthetic_otb_lang", tmp_path / "b", **kw)  # the same weights' results, elsewhere
+    old_ckpt = ckpt.read_bytes()
+    try:
+        ckpt.write_bytes(retrained.read_bytes())
+        with pytest.raises(ValueError, match="other settings.*weights_sha256"):
+            evaluate(str(ckpt), "synthetic_otb_lang", out, **kw)
+        model, c = load_model(ckpt)  # the pipeline's way: an in-memory model named by its file's hash
+        evaluate(model, "synthetic_otb_lang", out, config=c, weights_id=runner.file_sha256(ckpt), replace_stale=True, **kw)
+    finally:
+        ckpt.write_bytes(old_ckpt)
+    for n in names:  # the stale results were replaced by the retrained model's
+        assert (out / f"{n}.txt").read_text() == (tmp_path / "b" / f"{n}.txt").read_text()
+
+
 def test_subsets_max_frames_and_sequences(root, loaded, tmp_path):
     out = tmp_path / "eval"
     model, cfg = loaded

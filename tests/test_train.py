@@ -14,7 +14,6 @@ from dmtrack.cli import main as cli_main
 from dmtrack.config import config_from_dict, load_config
 from dmtrack.model import build_model, load_checkpoint
 from dmtrack.train import make_scheduler, train
-from dmtrack.train.loop import cache_frozen_text
 
 SENTENCES = ["the red square on the left", "a small green box moving right", "blue block"]
 
@@ -160,14 +159,15 @@ def test_frozen_text_cache_matches_the_model_and_counts_hits():
     tokens = model.tokenize(SENTENCES + SENTENCES[:1])
     plain = model.encode_text(tokens)[0]
     single = torch.cat([model.encode_text(model.tokenize([s]))[0] for s in SENTENCES + SENTENCES[:1]])
-    cache = cache_frozen_text(model, 2)
+    assert model.text.cache_outputs(2)
     cached = model.encode_text(tokens)[0]  # 3 distinct sentences: all misses, computed one by one
     assert torch.equal(cached, single)  # exactly what the tracker computes (batch 1)
     torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)
-    assert (cache.hits, cache.misses, len(cache.cache)) == (0, 3, 2)  # LRU keeps 2
+    assert (model.text.cache_hits, model.text.cache_misses, len(model.text._cache)) == (0, 3, 2)  # LRU keeps 2
     assert torch.equal(model.encode_text(model.tokenize(SENTENCES[2:]))[0], single[2:3])
-    assert cache.hits == 1
-    assert cache_frozen_text(build_model(cfg.replace(text_finetune=True)), 10) is None
+    assert model.text.cache_hits == 1
+    assert not build_model(cfg.replace(text_finetune=True)).text.cache_outputs(10)  # fine-tuned: never cached
+    assert not model.text.cache_outputs(0) and model.text._cache is None
     assert "text.bert.embeddings.word_embeddings.weight" in model.state_dict()  # keys untouched
 
 

@@ -9,6 +9,7 @@ config.json. Nothing is ever downloaded.
 from __future__ import annotations
 
 import importlib.util
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -81,6 +82,37 @@ class TextEncoder(nn.Module):
         self.bert.requires_grad_(self.finetune)
         if not self.finetune:
             self.bert.eval()
+        self._cache: OrderedDict | None = None  # frozen BERT outputs by token row (see cache_outputs)
+        self.cache_hits = self.cache_misses = 0
+
+    def cache_outputs(self, max_entries: int) -> bool:
+        """Memoise the frozen BERT's output per token row, the least recently used dropped beyond
+        `max_entries` (0 = off). Training draws the same few thousand sentences again and again;
+        a frozen BERT in eval mode (no dropout) maps each to the same features, so this is exact.
+        A missing row is computed alone (batch 1, padded to text_max_len, as the tracker does),
+        so a feature never depends on which sentences shared its batch, and a resumed run, whose
+        cache starts empty, gets bit-identical features. No effect when BERT is fine-tuned;
+        returns whether the cache is on."""
+        self._cache = OrderedDict() if max_entries > 0 and not self.finetune else None
+        self._cache_max = max_entries
+        return self._cache is not None
+
+    def _bert_features(self, ids: Tensor, mask: Tensor) -> Tensor:
+        if self._cache is None:
+            return self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows = []
+        for row_ids, row_mask in zip(ids, mask):
+            key = torch.cat([row_ids, row_mask]).cpu().numpy().tobytes()
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+            else:
+                self.cache_misses += 1
+                self._cache[key] = self.bert(input_ids=row_ids[None], attention_mask=row_mask[None]).last_hidden_state[0]
+                if len(self._cache) > self._cache_max:
+                    self._cache.popitem(last=False)
+            rows.append(self._cache[key])
+        return torch.stack(rows)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -103,5 +135,5 @@ class TextEncoder(nn.Module):
         rows, inverse = torch.unique(torch.cat([input_ids, attention_mask], dim=1), dim=0, return_inverse=True)
         ids, mask = rows.split(input_ids.shape[1], dim=1)
         with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
-            feats = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            feats = self._bert_features(ids, mask)
         return self.proj(feats)[inverse], attention_mask.bool()

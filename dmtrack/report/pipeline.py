@@ -44,11 +44,12 @@ class Step:
     params: dict  # papermill parameters (JSON-serialisable)
     outputs: list = field(default_factory=list)  # paths that must exist for the step to count as done
     deps: list = field(default_factory=list)  # names of earlier steps whose results this step reads
+    fingerprint: dict = field(default_factory=dict)  # what else fixes the result (e.g. the resolved config), not a parameter
 
 
 def step_key(step: Step, dep_keys: dict) -> str:
-    """Hash of what determines a step's result: notebook, parameters and the keys of its inputs."""
-    blob = json.dumps({"notebook": step.notebook, "params": step.params,
+    """Hash of what determines a step's result: notebook, parameters, fingerprint and the keys of its inputs."""
+    blob = json.dumps({"notebook": step.notebook, "params": step.params, "fingerprint": step.fingerprint,
                        "deps": {d: dep_keys[d] for d in step.deps}}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -286,7 +287,7 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
          settings: ChainSettings | None = None) -> list[Step]:
     """The steps of `profile`'s chain: data, 6 variants x seeds trainings, the evaluations of Tables 1
     and 2 and of the k and drift sweeps, Fig. 7, the report."""
-    from dmtrack.config import VARIANTS
+    from dmtrack.config import VARIANTS, load_config
     from dmtrack.report.paper import BENCHMARKS, TABLE2, TABLE2_BENCHMARK
     from dmtrack.report.steps import benchmark_name, drift_benchmarks, results_dir, train_dir
 
@@ -303,8 +304,11 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
     for v in VARIANTS:
         for seed in seed_list:
             name = f"10_train/{v}_seed{seed}"
+            # keyed by the resolved config too: a changed profile definition retrains, it is not skipped
+            resolved = load_config(profile, v, seed=seed, **s.train).to_dict()
             steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train, threads=threads),
-                              outputs=[str(train_dir(paths.work, v, seed) / "model.pth")], deps=["00_data"]))
+                              outputs=[str(train_dir(paths.work, v, seed) / "model.pth")], deps=["00_data"],
+                              fingerprint={"config": resolved}))
             trained.setdefault(v, []).append(name)
     # (variant, benchmarks, k): Table 2's nine rows, Table 1 (full, k=1), the k sweep, the drift sweep
     t2 = benchmark_name(TABLE2_BENCHMARK, s.synthetic)

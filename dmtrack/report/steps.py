@@ -97,11 +97,26 @@ def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, ov
     from dmtrack.config import load_config
     from dmtrack.train import load_train_sequences, train
 
+    import shutil
+
+    from dmtrack.config import config_from_dict
+    from dmtrack.model.weights import load_checkpoint
+    from dmtrack.train.loop import RESUME_FREE_KEYS
+
     cfg = load_config(profile, variant, seed=seed, **(overrides or {}))
     out = train_dir(work, variant, seed)
     model = out / "model.pth"
-    if model.exists():  # finished before (the pipeline's stamp was lost): nothing to redo
-        return model
+    done = model if model.exists() else out / "last.pth" if (out / "last.pth").exists() else None
+    if done is not None:
+        saved = config_from_dict(load_checkpoint(done)["config"]).to_dict()
+        diff = sorted(k for k, v in cfg.to_dict().items() if k not in RESUME_FREE_KEYS and saved.get(k) != v)
+        if not diff and model.exists():  # finished before (the pipeline's stamp was lost): nothing to redo
+            return model
+        if diff:  # a run of another config (e.g. the profile changed): keep it aside, train afresh
+            aside = out.with_name(out.name + ".replaced")
+            shutil.rmtree(aside, ignore_errors=True)
+            out.rename(aside)
+            print(f"{out} was trained with other settings ({', '.join(diff[:6])}); moved to {aside}, training afresh")
     roots = {"synthetic": str(data_dir)} if data_dir else None
     sequences = load_train_sequences(cfg, roots=roots)
     return train(cfg, out, resume=True, sequences=sequences, progress=progress)
@@ -118,7 +133,7 @@ def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=Non
     under both protocols; returns the overall scores (one row per benchmark, seed and protocol)."""
     import pandas as pd
 
-    from dmtrack.track.runner import evaluate, load_model
+    from dmtrack.track.runner import evaluate, file_sha256, load_model
 
     benchmarks = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
     rows = []
@@ -127,10 +142,12 @@ def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=Non
         if not path.exists():
             raise FileNotFoundError(f"{path}: variant {variant} seed {seed} has not been trained (run 10_train)")
         model, cfg = load_model(path)  # once per seed, shared by the benchmarks (the drift sweep has several)
+        weights = file_sha256(path)  # results of an earlier model.pth (retrained since) are redone, not resumed
         for bench in benchmarks:
             out = results_dir(work, bench, variant, k, seed)
             scores = evaluate(model, bench, out, samples=k, config=cfg, workers=workers, max_frames=max_frames, seed=seed,
-                              data_root=data_dir if bench.startswith("synthetic") else None, progress=False)
+                              data_root=data_dir if bench.startswith("synthetic") else None, progress=False,
+                              weights_id=weights, replace_stale=True)
             for protocol, sc in scores.items():
                 rows.append(dict(benchmark=bench, variant=variant, k=k, seed=seed, protocol=protocol, **sc.overall()))
     return pd.DataFrame(rows)

@@ -14,8 +14,10 @@ resumed run with other settings (checkpoint, k, seed) is refused rather than mix
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -201,14 +203,23 @@ def _truncate(seq, n: int | None):
                                drift=cut(seq.drift))
 
 
-def _check_manifest(out: Path, manifest: dict) -> None:
-    """Refuse to resume into a folder whose results came from other settings."""
+def file_sha256(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _check_manifest(out: Path, manifest: dict, replace_stale: bool = False) -> None:
+    """Refuse to resume into a folder whose results came from other settings (or, with
+    replace_stale, delete those results: the pipeline re-evaluates a retrained model)."""
     path = out / "evaluate.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        diff = {k: (old.get(k), v) for k, v in manifest.items() if k in ("checkpoint", "benchmark", "samples", "seed", "variant")
-                and old.get(k) != v}
-        if diff:
+        diff = {k: (old.get(k), v) for k, v in manifest.items()
+                if k in ("checkpoint", "weights_sha256", "benchmark", "samples", "seed", "variant") and old.get(k) != v}
+        if diff and replace_stale:
+            shutil.rmtree(out)
+            out.mkdir(parents=True)
+        elif diff:
             raise ValueError(f"{path}: the results in {out} come from other settings "
                              + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
                              + "; use another --out or delete that folder")
@@ -231,7 +242,8 @@ def score_results(out, sequences, protocols=PROTOCOLS, benchmark: str = "") -> d
 def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = None, *, data_root=None,
              split: str | None = None, workers: int = 1, max_frames: int | None = None, sequences=None,
              protocol: str = "both", save_masks: bool = False, device=None, seed: int | None = None,
-             progress: bool | None = None, config=None) -> dict:
+             progress: bool | None = None, config=None, weights_id: str | None = None,
+             replace_stale: bool = False) -> dict:
     """Track every sequence of `benchmark` and score it; returns {protocol: Scores}.
 
     checkpoint_or_model: a checkpoint path, or a model (then `config` is its Config);
@@ -240,7 +252,11 @@ def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = Non
     max_frames: track only the first N frames of each sequence (scored against the same N);
     sequences: names to run (list or "a,b"); protocol: both | pytracking | official | none;
     save_masks: also write <out>/masks/<seq>.npz (crop-space masks + windows, see load_masks);
-    seed: torch seed set at each sequence start (default: the config's seed)."""
+    seed: torch seed set at each sequence start (default: the config's seed);
+    weights_id: identifies an in-memory model's weights (e.g. file_sha256 of its checkpoint; a
+    checkpoint path is hashed here): finished sequences are resumed only from the same weights,
+    so a retrained model.pth never reuses old results; replace_stale: delete results that came
+    from other settings or weights instead of raising (the pipeline's re-evaluation)."""
     from tqdm.auto import tqdm
 
     from ..config import config_from_dict
@@ -281,9 +297,11 @@ def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = Non
             raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
     has_masks = save_masks and cfg.use_diffusion
 
-    _check_manifest(out, {"checkpoint": ckpt_name, "benchmark": benchmark, "samples": k, "seed": seed,
+    # the checkpoint's content, not only its path: a retrained model.pth must not reuse old results
+    digest = file_sha256(checkpoint_or_model) if source is not None else weights_id
+    _check_manifest(out, {"checkpoint": ckpt_name, "weights_sha256": digest, "benchmark": benchmark, "samples": k, "seed": seed,
                           "variant": cfg.variant, "profile": cfg.profile, "max_frames": max_frames,
-                          "data_root": str(data_root) if data_root else None})
+                          "data_root": str(data_root) if data_root else None}, replace_stale)
     remove_stale_temps(out)
     n_of = {s.name: len(s) if max_frames is None else min(len(s), int(max_frames)) for s in seqs}
     todo = [s for s in seqs if not is_finished(out, s.name, n_of[s.name], has_masks)]

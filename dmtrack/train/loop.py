@@ -22,11 +22,9 @@ import subprocess
 import sys
 import time
 import warnings
-from collections import OrderedDict
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -207,7 +205,8 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
     model.train()
-    text_cache = cache_frozen_text(model, cfg.text_cache)
+    text = getattr(model, "text", None)  # None in the no_language variant
+    text_cached = text is not None and text.cache_outputs(cfg.text_cache)
     optimizer = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
     use_amp = bool(cfg.amp and device.type == "cuda")
@@ -323,8 +322,8 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
         if not stopped:
             result = save_checkpoint(out / "model.pth", model, cfg, epoch=epoch, global_step=global_step)
         done = global_step - start_step
-        if text_cache is not None:
-            info["sessions"][-1]["text_cache"] = {"hits": text_cache.hits, "misses": text_cache.misses}
+        if text_cached:
+            info["sessions"][-1]["text_cache"] = {"hits": text.cache_hits, "misses": text.cache_misses}
         info["sessions"][-1].update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                      "to_step": global_step, "seconds": round(seconds, 2),
                                      "pairs_per_second": round(done * cfg.batch_size / max(seconds, 1e-9), 2)})
@@ -334,41 +333,3 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
         if own_group:
             dist.destroy_process_group()
     return result
-
-
-class FrozenTextCache:
-    """Memoises a frozen BERT's last_hidden_state per token row (least recently used dropped
-    beyond `max_entries`). Installed on the BERT instance's `forward`, so the weights and the
-    state_dict keys are untouched. A missing sentence is computed alone, as the tracker does
-    (batch 1, padded to text_max_len), so the features never depend on which other sentences
-    shared the batch: a resumed run, whose cache starts empty, gets bit-identical features.
-    Only valid while BERT is frozen and in eval mode (no dropout): cfg.text_finetune disables it."""
-
-    def __init__(self, bert, max_entries: int):
-        self.compute, self.max, self.cache = bert.forward, max_entries, OrderedDict()
-        self.hits = self.misses = 0
-        bert.forward = self  # instance attribute: nn.Module.__call__ now lands here
-
-    def __call__(self, input_ids, attention_mask, **kw):
-        rows = []
-        for ids, mask in zip(input_ids, attention_mask):
-            key = torch.cat([ids, mask]).cpu().numpy().tobytes()
-            if key in self.cache:
-                self.cache.move_to_end(key)
-                self.hits += 1
-            else:
-                self.misses += 1
-                with torch.no_grad():
-                    self.cache[key] = self.compute(input_ids=ids[None], attention_mask=mask[None], **kw).last_hidden_state[0]
-                if len(self.cache) > self.max:
-                    self.cache.popitem(last=False)
-            rows.append(self.cache[key])
-        return SimpleNamespace(last_hidden_state=torch.stack(rows))
-
-
-def cache_frozen_text(model, max_entries: int) -> FrozenTextCache | None:
-    """Install FrozenTextCache on model's BERT when it has a frozen one and max_entries > 0."""
-    text = getattr(model, "text", None)
-    if text is None or max_entries <= 0 or getattr(text, "finetune", True):
-        return None
-    return FrozenTextCache(text.bert, max_entries)
