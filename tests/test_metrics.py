@@ -331,6 +331,7 @@ def test_paired_difference_ci():
     names = [f"s{i}" for i in range(50)]
     sa, sb = pd.Series(a, index=names), pd.Series(a - 2.0, index=names).iloc[::-1]
     assert paired_difference_ci(sa, sb).estimate == pytest.approx(2.0)
+    assert paired_difference_ci(list(a), list(a - 2.0)).estimate == pytest.approx(2.0)  # plain lists pair in order
     noisy = paired_difference_ci(a, a + rng.normal(0, 1, 50))
     assert noisy.low < 0 < noisy.high  # no real difference -> the interval holds 0
     with pytest.raises(ValueError, match="sequences"):

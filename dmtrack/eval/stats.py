@@ -48,7 +48,7 @@ def bootstrap_ci(per_sequence_values, n: int = 1000, seed: int = 0, level: float
 def paired_difference_ci(a, b, n: int = 1000, seed: int = 0, level: float = 0.95) -> CI:
     """CI of mean(a - b) for two trackers' per-sequence values on the same sequences, in the
     same order (pass pandas Series to have them aligned by sequence name first)."""
-    if hasattr(a, "index") and hasattr(b, "index"):
+    if hasattr(a, "loc") and hasattr(b, "loc"):  # pandas (lists have an .index method too)
         if set(a.index) != set(b.index):
             raise ValueError("paired_difference_ci: the two trackers were scored on different sequences")
         b = b.loc[a.index]
