@@ -289,6 +289,8 @@ def test_plan_of_the_demo_profile(tmp_path):
     from dmtrack.config import load_config
     train = next(s for s in steps if s.name == "10_train/no_language_seed2")
     assert train.fingerprint["config"] == load_config("demo", "no_language", seed=2).to_dict()
+    from dmtrack.data.synthetic import preset_fingerprint
+    assert steps[0].fingerprint["preset"] == preset_fingerprint("demo")  # an edited preset regenerates the data
 
 
 def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):

@@ -1,5 +1,6 @@
 """The synthetic benchmark: determinism, real layouts read back by load_benchmark, box
 origins, drift flags, sentence / twin properties, unseen classes, static-tracker floor."""
+import dataclasses
 import json
 import math
 import shutil
@@ -52,6 +53,16 @@ def test_manifest_rerun_skips_and_other_args_raise(smoke):
     assert (smoke / "manifest.json").stat().st_mtime_ns == before
     with pytest.raises(FileExistsError, match="manifest.json"):
         syn.generate(smoke, "smoke", seed=5, progress=False)
+
+
+
+def test_an_edited_preset_is_not_taken_for_the_data_on_disk(smoke, monkeypatch):
+    assert json.loads((smoke / "manifest.json").read_text())["params"]["preset_sha"] == syn.preset_fingerprint("smoke")
+    edited = dataclasses.replace(syn.PRESETS["smoke"], quality=70)
+    monkeypatch.setitem(syn.PRESETS, "smoke", edited)
+    assert syn.preset_fingerprint("smoke") != json.loads((smoke / "manifest.json").read_text())["params"]["preset_sha"]
+    with pytest.raises(FileExistsError, match="--force"):
+        syn.generate(smoke, "smoke", seed=0, progress=False)
 
 
 def test_interrupted_run_resumes_to_the_same_bytes(smoke, tmp_path):

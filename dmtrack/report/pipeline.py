@@ -298,8 +298,12 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
     data = str(paths.data) if paths.data else ""
     common = dict(profile=profile, work=str(paths.work), data_dir=data, synthetic=s.synthetic)
     levels = drift_levels(s)
+    data_fp = {}
+    if s.synthetic:  # an edited preset regenerates the data (and so retrains and re-evaluates)
+        from dmtrack.data.synthetic import GENERATOR_VERSION, preset_fingerprint
+        data_fp = {"generator": GENERATOR_VERSION, "preset": preset_fingerprint(s.preset)}
     steps = [Step("00_data", "00_data.ipynb", dict(common, preset=s.preset, max_frames=s.max_frames, drift_levels=levels),
-                  outputs=[str(paths.data / "manifest.json")] if s.synthetic else [])]
+                  outputs=[str(paths.data / "manifest.json")] if s.synthetic else [], fingerprint=data_fp)]
     trained = {}
     for v in VARIANTS:
         for seed in seed_list:

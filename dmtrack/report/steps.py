@@ -61,7 +61,11 @@ def prepare_data(synthetic: bool, data_dir, preset: str | None = None, seed: int
     if synthetic:
         from dmtrack.data.synthetic import generate
 
-        manifest = generate(data_dir, preset=preset, seed=seed, sweep=True, progress=False)
+        try:
+            manifest = generate(data_dir, preset=preset, seed=seed, sweep=True, progress=False)
+        except FileExistsError as e:  # made with other settings (e.g. an edited preset): the chain's data, regenerate
+            print(f"{e}\nregenerating it")
+            manifest = generate(data_dir, preset=preset, seed=seed, sweep=True, progress=False, force=True)
         return {name: s["sequences"] for name, s in manifest["suites"].items()}
     return {b: len(load_sequences(b)) for b in BENCHMARKS}
 
