@@ -240,8 +240,8 @@ class ChainSettings:
 
 CHAINS = {
     "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), max_frames=12, jobs=2),
-    # demo: 18 trainings at the demo profile's recipe (480 steps of 32 pairs), one thread each, two at a time.
-    # A 240-step override fitted the 60-minute budget but trained models weaker than the static baseline.
+    # demo: 18 trainings at the demo profile's recipe (480 steps of 32 pairs, width 128), one thread each,
+    # two at a time: the whole chain took 41 min on 2 idle cores (README).
     "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2),
     "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
                            fig7_sequences=3),
