@@ -103,17 +103,15 @@ def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, ov
 
     import shutil
 
-    from dmtrack.config import config_from_dict
     from dmtrack.model.weights import load_checkpoint
-    from dmtrack.train.loop import RESUME_FREE_KEYS
+    from dmtrack.train.loop import config_diff
 
     cfg = load_config(profile, variant, seed=seed, **(overrides or {}))
     out = train_dir(work, variant, seed)
     model = out / "model.pth"
     done = model if model.exists() else out / "last.pth" if (out / "last.pth").exists() else None
     if done is not None:
-        saved = config_from_dict(load_checkpoint(done)["config"]).to_dict()
-        diff = sorted(k for k, v in cfg.to_dict().items() if k not in RESUME_FREE_KEYS and saved.get(k) != v)
+        diff = config_diff(cfg, load_checkpoint(done)["config"])
         if not diff and model.exists():  # finished before (the pipeline's stamp was lost): nothing to redo
             return model
         if diff:  # a run of another config (e.g. the profile changed): keep it aside, train afresh

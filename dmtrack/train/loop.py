@@ -41,6 +41,12 @@ from dmtrack.io import atomic_open, atomic_write_text
 RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every"}
 
 
+def config_diff(cfg: Config, saved: dict) -> list[str]:
+    """Keys where `cfg` differs from a checkpoint's saved config in a way that changes the result."""
+    saved = config_from_dict(saved).to_dict()
+    return sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in RESUME_FREE_KEYS)
+
+
 # ----------------------------------------------------------------------------- helpers
 def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
     """(rank, world_size, device, initialised_here). Under torchrun (WORLD_SIZE > 1) join the
@@ -222,8 +228,7 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
     epoch, step, global_step = 0, 0, 0
     if resume and last.exists():
         state = load_checkpoint(last)
-        saved = config_from_dict(state["config"]).to_dict()
-        diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in RESUME_FREE_KEYS)
+        diff = config_diff(cfg, state["config"])
         if diff:
             raise ValueError(f"{last}: config differs from the run being resumed in {diff}; resume with the same settings")
         if state["world_size"] != world:
