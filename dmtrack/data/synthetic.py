@@ -26,12 +26,12 @@ Same seed -> byte-identical files (the manifest holds no times or paths).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
 import time
-import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -115,6 +115,7 @@ PRESETS = {
         sweep_levels=(0.0, 0.25, 0.5, 0.75, 1.0), sweep=SuiteSpec(10, (150, 150), (1, 2), (1, 1), (0, 1)),
     ),
 }
+
 
 def preset_fingerprint(preset: str) -> str:
     """Short hash of a preset's definition: data made from an edited preset is never taken for current."""

@@ -98,12 +98,11 @@ def train_dir(work, variant: str, seed: int) -> Path:
 def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, overrides: dict | None = None,
                   progress: bool = False) -> Path:
     """Train one Table 2 variant (resumes a stopped run); returns model.pth."""
-    from dmtrack.config import load_config
-    from dmtrack.train import load_train_sequences, train
-
     import shutil
 
+    from dmtrack.config import load_config
     from dmtrack.model.weights import load_checkpoint
+    from dmtrack.train import load_train_sequences, train
     from dmtrack.train.loop import config_diff
 
     cfg = load_config(profile, variant, seed=seed, **(overrides or {}))
