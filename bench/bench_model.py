@@ -77,7 +77,6 @@ def main():
         print(f"params {v:<13} total {p['total'] / 1e6:7.2f} M  trainable {p['trainable'] / 1e6:7.2f} M  "
               + "  ".join(f"{n} {c / 1e6:.2f}M" for n, c in p["parts"].items()))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)
     print(f"wrote {out}")
 

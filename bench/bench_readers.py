@@ -69,7 +69,6 @@ def main() -> None:
               "warm_us_per_frame"):
         print(f"{k:<28}{res[k]:>12}")
     out = Path(__file__).resolve().parent / "results" / "bench_readers.json"
-    out.parent.mkdir(exist_ok=True)
     atomic_write_json(out, res)
     print(f"-> {out}")
 

@@ -82,7 +82,6 @@ def main():
           f"(load average {os.getloadavg()[0]:.1f})")
     print(df.to_string(index=False))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "bench_scoring", "sequences": args.sequences, "frames": args.frames,
               "repeats": args.repeats, "threads": 1, "load_average_1min": round(os.getloadavg()[0], 2), "machine": platform.processor() or platform.machine(),
               "python": platform.python_version(), "numpy": np.__version__, "results": rows}

@@ -190,7 +190,6 @@ def main():
         "sampling_steps": {p: load_config(p).sampling_steps for p in ("paper", "demo")},
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)
 
     print(f"threads={args.threads} load average={os.getloadavg()[0]:.1f}")

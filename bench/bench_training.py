@@ -105,7 +105,6 @@ def main():
         print(f"{r['profile']:8} {r['batch']:>5} {r['data_pairs_per_s']:>13} {r['step_s_median']:>8} "
               f"{r['train_pairs_per_s']:>14} {r['model_params_M']:>9}")
     out = Path(__file__).resolve().parent / "results" / "bench_training.json"
-    out.parent.mkdir(exist_ok=True)
     meta = {"threads": args.threads, "cpu_count": os.cpu_count(), "loadavg_1min_at_start": load0, "loadavg_1min_at_end": os.getloadavg()[0],
             "torch": torch.__version__}
     atomic_write_json(out, {"meta": meta, "rows": rows})

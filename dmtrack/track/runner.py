@@ -90,7 +90,6 @@ def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), recor
 
 def write_masks(path: Path, result: dict, image_hw) -> None:
     """Atomically write the crop-space masks of one sequence (npz: masks, windows, frames, image_size)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
         np.savez_compressed(f, masks=result["crop_masks"], windows=result["windows"],
                             frames=np.arange(1, len(result["windows"]) + 1), image_size=np.asarray(image_hw))

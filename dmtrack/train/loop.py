@@ -41,13 +41,13 @@ from dmtrack.io import atomic_open, atomic_write_text
 RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every"}
 
 
+# ----------------------------------------------------------------------------- helpers
 def config_diff(cfg: Config, saved: dict) -> list[str]:
     """Keys where `cfg` differs from a checkpoint's saved config in a way that changes the result."""
     saved = config_from_dict(saved).to_dict()
     return sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in RESUME_FREE_KEYS)
 
 
-# ----------------------------------------------------------------------------- helpers
 def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
     """(rank, world_size, device, initialised_here). Under torchrun (WORLD_SIZE > 1) join the
     process group: nccl when training on cuda, gloo on cpu."""
