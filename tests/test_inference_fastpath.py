@@ -1,5 +1,6 @@
-"""The inference fast paths (folded denoiser steps, fused head) compute the same function as the
-plain modules, refresh their caches when weights change, and leave the state_dict untouched."""
+"""The inference form (`DMTrack.fuse_for_inference`: folded denoiser steps, fused head) computes the same
+function as the plain modules, is explicit (never switched on by autograd being off), is dropped by
+train() and load_state_dict, and leaves the state_dict untouched."""
 import torch
 
 from dmtrack import build_model, load_config
@@ -27,6 +28,11 @@ def plain(net):
     return lambda x, t, c: net(x, t, c)
 
 
+def fused(net, sch, steps):
+    net.fuse([t for t, *_ in sch.ddim_plan(steps)])
+    return net
+
+
 def test_folded_sampler_equals_plain_sampler():
     for scale in (1, 2):
         net = MaskDenoiser(dim=24, channels=8, mask_scale=scale)
@@ -40,9 +46,10 @@ def test_folded_sampler_equals_plain_sampler():
                     torch.manual_seed(5)
                     want, want_chain = sample_masks(plain(net), sch, cond, steps, eta, True, noise.clone())
                     torch.manual_seed(5)
-                    got, got_chain = sample_masks(net, sch, cond, steps, eta, True, noise.clone())
+                    got, got_chain = sample_masks(fused(net, sch, steps), sch, cond, steps, eta, True, noise.clone())
                     torch.manual_seed(5)
                     got_nochain, _ = sample_masks(net, sch, cond, steps, eta, False, noise.clone())
+                    net.unfuse()
                 assert want.abs().max() > 0.1  # the weights are not trivial
                 assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
                 assert torch.allclose(got_nochain, got, atol=1e-6)
@@ -50,22 +57,28 @@ def test_folded_sampler_equals_plain_sampler():
                 assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got_chain, want_chain))
 
 
-def test_folded_step_cache_follows_weight_updates():
+def test_fusing_is_explicit_and_refusing_follows_weight_updates():
     net = MaskDenoiser(dim=16, channels=8)
     randomise(net, 1)
     sch = DiffusionSchedule(1000, "cosine")
     cond = net.encode_cond(torch.randn(1, 16, 4, 4)).detach()
     noise = torch.randn(1, 1, 4, 4)
     with torch.inference_mode():
-        before, _ = sample_masks(net, sch, cond, 3, noise=noise)
+        assert net.fused is None  # inference mode alone does not switch the folded path on
+        before, _ = sample_masks(fused(net, sch, 3), sch, cond, 3, noise=noise)
+        other_steps, _ = sample_masks(net, sch, cond, 2, noise=noise)  # steps it was not fused for: the plain path
+        assert torch.allclose(other_steps, sample_masks(plain(net), sch, cond, 2, noise=noise)[0], atol=1e-5)
     with torch.no_grad():  # an optimiser-like in-place update of a FiLM and a conv weight
         net.enc0.film.weight.add_(0.5)
         net.dec0.conv2.weight.mul_(-1.0)
     with torch.inference_mode():
-        after, _ = sample_masks(net, sch, cond, 3, noise=noise)
+        stale, _ = sample_masks(net, sch, cond, 3, noise=noise)  # fused before the update: documented, not guessed
+        after, _ = sample_masks(fused(net, sch, 3), sch, cond, 3, noise=noise)
         want, _ = sample_masks(plain(net), sch, cond, 3, noise=noise)
-    assert (after - before).abs().max() > 1e-3
+    assert torch.allclose(stale, before) and (after - before).abs().max() > 1e-3
     assert torch.allclose(after, want, atol=1e-5, rtol=1e-5)
+    net.train()
+    assert net.fused is None  # training drops the inference form
 
 
 def test_fused_head_equals_the_three_branches():
@@ -74,13 +87,15 @@ def test_fused_head_equals_the_three_branches():
     x = torch.randn(2, 24, 6, 6)
     head.eval()
     want = (head.score(x).sigmoid().clamp(1e-4, 1 - 1e-4), head.offset(x), head.size(x).sigmoid().clamp(1e-4, 1 - 1e-4))
+    head.fuse()
     with torch.inference_mode():
         got = head(x)
     for a, b in zip(got, want):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=1e-5)
-    with torch.no_grad():  # BN statistics change (e.g. another training epoch): the cache refreshes
+    with torch.no_grad():  # BN statistics change (e.g. another training epoch): fuse again
         head.offset[1].running_mean.add_(1.0)
         want_offset = head.offset(x)
+        head.fuse()
         assert torch.allclose(head(x)[1], want_offset, atol=1e-5, rtol=1e-5)
 
 
@@ -94,10 +109,14 @@ def test_model_outputs_and_state_dict_unchanged_by_fast_paths():
     tmpl, search = torch.randn(1, 3, cfg.template_size, cfg.template_size), torch.randn(1, 3, cfg.search_size, cfg.search_size)
     text = model.encode_text(model.tokenize(["a red car"]))
     torch.manual_seed(7)
-    want = model(tmpl, search, text)  # grad enabled: the plain modules
+    with torch.inference_mode():
+        want = model(tmpl, search, text)  # not fused: the plain modules
+    model.fuse_for_inference()
     torch.manual_seed(7)
     with torch.inference_mode():
         got = model(tmpl, search, text)
     for name in ("score_map", "offset_map", "size_map", "pred_boxes", "mask", "samples_masks"):
-        assert torch.allclose(got[name], want[name].detach(), atol=1e-5, rtol=1e-5), name
+        assert torch.allclose(getattr(got, name), getattr(want, name), atol=1e-5, rtol=1e-5), name
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == keys
+    model.load_state_dict(model.state_dict())  # new weights: the fused constants are dropped, not kept stale
+    assert model.head.fused is None and model.denoiser.fused is None

@@ -48,18 +48,18 @@ def test_every_variant_trains_a_step_and_predicts_a_box_at_demo_size(demo_models
         model.eval()
         with torch.inference_mode():
             out = model(z, x, text, samples=2, return_chain=True)
-        assert out["score_map"].shape == (2, 1, G, G) and out["offset_map"].shape == (2, 2, G, G)
-        assert out["size_map"].shape == (2, 2, G, G) and out["removed"].shape == (2, G * G)
-        box = out["pred_boxes"]
+        assert out.score_map.shape == (2, 1, G, G) and out.offset_map.shape == (2, 2, G, G)
+        assert out.size_map.shape == (2, 2, G, G) and out.removed.shape == (2, G * G)
+        box = out.pred_boxes
         assert box.shape == (2, 4) and torch.isfinite(box).all() and (box[:, 2:] > 0).all() and (box[:, 2:] < 1).all()
-        assert torch.equal(box, decode_boxes(out["score_map"], out["offset_map"], out["size_map"]))
+        assert torch.equal(box, decode_boxes(out.score_map, out.offset_map, out.size_map))
         if variant == "no_diffusion":
-            assert out["mask"] is None and "samples_masks" not in out
+            assert out.mask is None and out.samples_masks is None
         else:
-            assert out["mask"].shape == (2, 1, M, M) and out["samples_masks"].shape == (2, 2, 1, M, M)
-            assert len(out["chain"]) == cfg.sampling_steps + 1 and out["chain"][0].shape == (2, 2, 1, M, M)
-            assert torch.allclose(out["mask"], model.filter(out["samples_masks"].mean(1)))
-            assert out["mask"].min() >= 0 and out["mask"].max() <= 1
+            assert out.mask.shape == (2, 1, M, M) and out.samples_masks.shape == (2, 2, 1, M, M)
+            assert len(out.chain) == cfg.sampling_steps + 1 and out.chain[0].shape == (2, 2, 1, M, M)
+            assert torch.allclose(out.mask, model.filter(out.samples_masks.mean(1)))
+            assert out.mask.min() >= 0 and out.mask.max() <= 1
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -73,9 +73,9 @@ def test_gradients_reach_every_trainable_parameter(variant):
     z, x = inputs(cfg, 4)
     text = model.encode_text(model.tokenize(SENTENCES))
     out = model(z, x, text, gt_boxes=GT, epoch=cfg.gt_ce_start_epoch + 5)
-    assert out["removed"].any()  # CE ran (keep rate < 1)
+    assert out.removed.any()  # CE ran (keep rate < 1)
     if variant in ("full", "no_language", "not_mask_driven", "single_sample_train"):
-        assert out["gt_ce"]
+        assert out.gt_ce
     model.loss(out, GT)["total"].backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     missing = [n for n, p in trainable if p.grad is None or not p.grad.abs().sum() > 0]
@@ -104,7 +104,7 @@ def test_double_sample_first_input_is_pure_noise_independent_of_gt():
         torch.manual_seed(7)
         calls.clear()
         out = model(z, x, text, gt_boxes=gt, epoch=10)
-        assert len(calls) == 2 and out["mask_select"] == "first"
+        assert len(calls) == 2 and out.mask_select == "first"
         assert (calls[0]["t"] == model.schedule.T - 1).all()  # abar_{T} = 0: pure noise
         firsts.append(calls[0]["x"])
     h.remove()
@@ -131,7 +131,7 @@ def test_double_sample_second_input_is_the_first_output():
         else:
             (x0_arg, t_arg), = renoised
             assert torch.equal(x0_arg, first_x0) and torch.equal(t_arg, calls[1]["t"])
-        assert torch.equal(out["mask_logits"][0].detach(), calls[1]["out"])  # the loss is on the 2nd sampling
+        assert torch.equal(out.mask_logits[0].detach(), calls[1]["out"])  # the loss is on the 2nd sampling
 
 
 def test_double_sample_loss_choice():
@@ -162,7 +162,7 @@ def test_single_sample_training_noises_the_ground_truth():
     model.schedule.q_sample = spy
     out = model(z, x, text, gt_boxes=GT[:2], epoch=0)
     h.remove()
-    assert len(calls) == 1 and len(noised) == 1 and out["mask_select"] == "single"
+    assert len(calls) == 1 and len(noised) == 1 and out.mask_select == "single"
     x0, t, x_t = noised[0]
     assert torch.equal(x0, 2 * box_mask(GT[:2], model.mask_size) - 1)  # x_t = q_sample(2 m - 1, t): built on the GT
     assert torch.equal(calls[0]["t"], t) and torch.equal(calls[0]["x"], x_t)
@@ -190,12 +190,12 @@ def test_gt_ce_removes_exactly_the_eliminated_tokens_inside_the_box():
         model = build_model(cfg).train()
         z, x = inputs(cfg, 2)
         out = model(z, x, model.encode_text(model.tokenize(SENTENCES[:2])), gt_boxes=GT[:2], epoch=epoch)
-        assert out["gt_ce"] == want
+        assert out.gt_ce == want
         expect = box_mask(GT[:2], model.mask_size)
         if want:
-            assert out["removed"].any()
-            expect = expect * (~out["removed"]).float().view(2, 1, model.grid, model.grid)
-        assert torch.equal(out["mask_target"], expect)
+            assert out.removed.any()
+            expect = expect * (~out.removed).float().view(2, 1, model.grid, model.grid)
+        assert torch.equal(out.mask_target, expect)
 
 
 def test_k_samples_run_backbone_and_language_once(demo_models):
@@ -212,8 +212,8 @@ def test_k_samples_run_backbone_and_language_once(demo_models):
         h.remove()
     assert counts == {"visual": 1, "text": 1, "fusion": 1}
     assert batches == [10] * model.cfg.sampling_steps  # B = 2 frames x k = 5 chains, one batch per step
-    assert out["samples_masks"].shape[:2] == (2, 5)
-    assert torch.allclose(out["mask"], model.filter(out["samples_masks"].mean(1)))
+    assert out.samples_masks.shape[:2] == (2, 5)
+    assert torch.allclose(out.mask, model.filter(out.samples_masks.mean(1)))
 
 
 def test_param_groups(demo_models):
@@ -236,7 +236,7 @@ def test_paper_size_forward_backward_batch_1():
     assert isinstance(model, DMTrack) and model.grid == 16 and model.mask_size == 16
     z, x = inputs(cfg, 1)
     out = model(z, x, model.encode_text(model.tokenize(SENTENCES[:1])), gt_boxes=GT[:1], epoch=cfg.epochs)
-    assert out["removed"].sum() == 256 - 89  # 256 -> 180 -> 126 -> 89 kept
+    assert out.removed.sum() == 256 - 89  # 256 -> 180 -> 126 -> 89 kept
     losses = model.loss(out, GT[:1])
     losses["total"].backward()
     assert math.isfinite(losses["total"].item()) and model.struct_kernel == 3
@@ -276,7 +276,7 @@ def test_head_input_is_the_documented_linear_combination(demo_models, variant, h
              model.head.register_forward_hook(lambda mod, args, out: seen.__setitem__("head_in", args[0]))]
     with torch.inference_mode():
         out = model(z, x, text, samples=1)
-        mask_feat = model.mask_proj(out["mask"]) if out["mask"] is not None else 0  # mask_scale 1: unshuffle = identity
+        mask_feat = model.mask_proj(out.mask) if out.mask is not None else 0  # mask_scale 1: unshuffle = identity
     for h in hooks:
         h.remove()
     model.cfg = cfg.replace(head_features="visual")

@@ -10,7 +10,7 @@ import pytest
 from dmtrack.config import VARIANTS
 from dmtrack.eval.stats import CI
 from dmtrack.report import paper, pipeline, tables, verdicts
-from dmtrack.report.pipeline import Step, StepFailed, run_chain, step_key
+from dmtrack.report.chain import Step, StepFailed, run_chain, step_key
 
 
 # --- the paper's facts -------------------------------------------------------------------------------
@@ -295,7 +295,8 @@ def test_plan_of_the_demo_profile(tmp_path):
 
 def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
     from dmtrack.data.synthetic import generate
-    from dmtrack.report.steps import train_dir, train_variant
+    from dmtrack.layout import train_dir
+    from dmtrack.report.steps import train_variant
 
     data = tmp_path / "data"
     generate(data, preset="smoke", seed=0, sweep=False, workers=1, progress=False)

@@ -7,7 +7,7 @@ import pytest
 
 from dmtrack.cli import main
 from dmtrack.data.sequence import Sequence
-from dmtrack.eval import (baseline_boxes, find_result_files, name_key, read_results, read_times, results_dir,
+from dmtrack.eval import (baseline_boxes, find_result_files, name_key, read_results, read_times,
                           run_baseline, score_folder, write_results)
 from dmtrack.eval import cli as eval_cli
 import dmtrack.io
@@ -24,9 +24,7 @@ def seq(name, gt, visible=None, tag="otb"):
 # --- writing --------------------------------------------------------------------------------
 
 def test_write_results_layout_and_round_trip(tmp_path):
-    d = results_dir(tmp_path, "dmtrack", "demo")
-    assert d == tmp_path / "dmtrack" / "demo"
-    assert results_dir(tmp_path, "dmtrack", "demo", 7) == tmp_path / "dmtrack" / "demo_007"
+    d = tmp_path / "dmtrack" / "demo"
     boxes = [[10.123, 20.5, 30.0, 40.996], [1, 2, 3, 4]]
     p = write_results(d, "airplane-1", boxes, [0.01, 0.02])
     assert p == d / "airplane-1.txt"
@@ -206,7 +204,11 @@ TOY = [seq("mv", [G, [15, 10, 10, 10], [20, 10, 10, 10], [25, 10, 10, 10]], tag=
 
 @pytest.fixture
 def toy_benchmark(monkeypatch):
-    monkeypatch.setattr(eval_cli, "load_sequences", lambda name, root=None, split=None: TOY)
+    import dmtrack.eval.baselines as baselines
+
+    toy = lambda name, root=None, split=None, **kw: TOY
+    monkeypatch.setattr(eval_cli, "load_benchmark", toy)
+    monkeypatch.setattr(baselines, "load_benchmark", toy)
 
 
 def test_cli_score_json(tmp_path, toy_benchmark, capsys):
@@ -271,7 +273,9 @@ def test_cli_baselines_all(tmp_path, toy_benchmark, monkeypatch, capsys):
                                                              for p in ("pytracking", "official")}
     static = [r for r in rows if r["tracker"] == "static" and r["protocol"] == "pytracking"][0]
     assert static["auc"] == pytest.approx((100 * 27 / 84 + 100 * 40 / 63) / 2)
-    assert (tmp_path / "runs" / "baselines" / "static" / "synthetic_lasot" / "mv.txt").exists()
+    folder = tmp_path / "runs" / "baselines" / "synthetic_lasot" / "static" / "seed0"  # dmtrack.layout
+    assert (folder / "mv.txt").exists() and json.loads((folder / "evaluate.json").read_text())["variant"] == "static"
+    assert (folder / "scores_official.json").exists()
     printed = capsys.readouterr().out
     assert "oracle-jitter" in printed and "synthetic stand-in suites" in printed
 
@@ -325,7 +329,9 @@ def test_score_baselines_on_the_synthetic_suites(tmp_path):
     from dmtrack.eval import score_baselines
 
     generate(tmp_path / "synthetic", preset="smoke", seed=0, sweep=False, workers=1, progress=False)
-    df = score_baselines(data_root=tmp_path / "synthetic", out_root=tmp_path / "runs")
+    from dmtrack.data.benchmarks import SYNTHETIC_TEST_SUITES
+
+    df = score_baselines(SYNTHETIC_TEST_SUITES, tmp_path / "runs", data_root=tmp_path / "synthetic")
     assert len(df) == 16 and set(df.benchmark) == {"synthetic_lasot", "synthetic_lasot_ext", "synthetic_tnl2k",
                                                    "synthetic_otb_lang"}
     assert set(df.columns) >= {"tracker", "protocol", "valid_rule", "dataset_tag", "auc", "precision",
@@ -333,7 +339,7 @@ def test_score_baselines_on_the_synthetic_suites(tmp_path):
     wide = df.pivot_table(index=["benchmark", "protocol"], columns="tracker", values="auc")
     assert (wide["static"] < wide["oracle-jitter"]).all()
     assert ((df[["auc", "precision", "norm_precision"]] >= 0) & (df[["auc", "precision", "norm_precision"]] <= 100)).all().all()
-    assert (tmp_path / "runs" / "oracle-jitter" / "synthetic_tnl2k").is_dir()
+    assert (tmp_path / "runs" / "synthetic_tnl2k" / "oracle-jitter" / "seed0").is_dir()
 
 
 # --- other codebases' raw-result layouts (formats_metrics.md section 7) ---------------------------
@@ -371,7 +377,7 @@ def test_matlab_and_uvltrack_layouts(tmp_path):
 def test_cli_merges_several_runs(tmp_path, toy_benchmark, capsys):
     # run 000: st exact; run 001: st frame 2 at (20,10,10,10): IoU 0, e 10 (hit), ne 1 (miss) -> AUC st 20/63, Pnorm 2/3
     # (frame 3 has no gt box: IoU -1, e inf, ne -1 in both runs). mv exact in both runs.
-    r0, r1 = results_dir(tmp_path, "t", "p", 0), results_dir(tmp_path, "t", "p", 1)
+    r0, r1 = tmp_path / "t" / "p_000", tmp_path / "t" / "p_001"  # pytracking's <tracker>/<param>_<run:03d>
     for r in (r0, r1):
         write_results(r, "mv", TOY[0].boxes)
     write_results(r0, "st", [G, G, G])

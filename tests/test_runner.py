@@ -17,12 +17,12 @@ from dmtrack.boxes import iou_xywh
 from dmtrack.cli import main as cli_main
 from dmtrack.config import load_config
 from dmtrack.data import load_benchmark
-from dmtrack.data.readers import DatasetError
+from dmtrack.data import DatasetError, FrameError
 from dmtrack.data.sequence import Sequence
 from dmtrack.data.synthetic import generate
 from dmtrack.eval.results import read_results, read_times, score_folder
 from dmtrack.model import build_model, save_checkpoint
-from dmtrack.track import FrameError, Tracker, evaluate, load_masks, load_model, track_sequence
+from dmtrack.track import Tracker, evaluate, load_masks, load_model, track_sequence
 
 torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
 
@@ -57,10 +57,9 @@ def _files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if p.is_file()}
 
 
-def test_evaluate_writes_pytracking_layout_and_scores_both_protocols(root, loaded, tmp_path):
+def test_evaluate_writes_pytracking_layout_and_scores_both_protocols(root, ckpt, tmp_path):
     out = tmp_path / "eval"
-    model, cfg = loaded
-    scores = evaluate(model, "synthetic_lasot", out, samples=2, data_root=root, config=cfg, progress=False)
+    scores = evaluate(ckpt, "synthetic_lasot", out, samples=2, data_root=root, progress=False)
     seqs = load_benchmark("synthetic_lasot", root=root)
     names = [s.name for s in seqs]
     assert _files(out) == {f"{n}{suffix}" for n in names for suffix in (".txt", "_time.txt")} | {
@@ -88,9 +87,8 @@ def test_evaluate_writes_pytracking_layout_and_scores_both_protocols(root, loade
             assert json.loads((out / "scores_pytracking.json").read_text())["per_sequence"][s.name]["auc"] == pytest.approx(auc)
 
 
-def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, loaded, tmp_path, monkeypatch):
+def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, ckpt, tmp_path, monkeypatch):
     out = tmp_path / "eval"
-    model, cfg = loaded
     real = runner.run_sequence
     calls = []
 
@@ -102,7 +100,7 @@ def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, load
 
     monkeypatch.setattr(runner, "run_sequence", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(model, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, config=cfg, progress=False)
+        evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, progress=False)
     first = calls[0]
     assert _files(out) == {"evaluate.json", f"{first}.txt", f"{first}_time.txt"}  # no partial or temp file
     stamp = {n: (out / n).stat().st_mtime_ns for n in (f"{first}.txt", f"{first}_time.txt")}
@@ -111,7 +109,7 @@ def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, load
     ran = []
     monkeypatch.setattr(runner, "run_sequence", lambda tracker, seq, *a, **k: ran.append(seq.name) or real(tracker, seq, *a, **k))
     time.sleep(0.01)
-    evaluate(model, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, config=cfg, progress=False)
+    evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, progress=False)
     names = [s.name for s in load_benchmark("synthetic_tnl2k", root=root)]
     assert ran == [n for n in names if n != first]  # the finished sequence was not tracked again
     assert {n: (out / n).stat().st_mtime_ns for n in stamp} == stamp
@@ -119,10 +117,10 @@ def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, load
         "evaluate.json", "scores_pytracking.json", "scores_official.json"}
 
     ran.clear()  # a third run has nothing to do, but still scores
-    evaluate(model, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, config=cfg, progress=False)
+    evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, progress=False)
     assert ran == []
     with pytest.raises(ValueError, match="other settings.*samples=1"):  # never mix results of two settings
-        evaluate(model, "synthetic_tnl2k", out, samples=3, data_root=root, max_frames=12, config=cfg, progress=False)
+        evaluate(ckpt, "synthetic_tnl2k", out, samples=3, data_root=root, max_frames=12, progress=False)
 
 
 def test_results_of_other_weights_are_never_resumed(root, ckpt, tmp_path):
@@ -141,21 +139,19 @@ def test_results_of_other_weights_are_never_resumed(root, ckpt, tmp_path):
         ckpt.write_bytes(retrained.read_bytes())
         with pytest.raises(ValueError, match="other settings.*weights_sha256"):
             evaluate(str(ckpt), "synthetic_otb_lang", out, **kw)
-        model, c = load_model(ckpt)  # the pipeline's way: an in-memory model named by its file's hash
-        evaluate(model, "synthetic_otb_lang", out, config=c, weights_id=runner.file_sha256(ckpt), replace_stale=True, **kw)
+        evaluate(str(ckpt), "synthetic_otb_lang", out, replace_stale=True, **kw)  # the pipeline's way: redo them
     finally:
         ckpt.write_bytes(old_ckpt)
     for n in names:  # the stale results were replaced by the retrained model's
         assert (out / f"{n}.txt").read_text() == (tmp_path / "b" / f"{n}.txt").read_text()
 
 
-def test_subsets_max_frames_and_sequences(root, loaded, tmp_path):
+def test_subsets_max_frames_and_sequences(root, ckpt, tmp_path):
     out = tmp_path / "eval"
-    model, cfg = loaded
     seqs = load_benchmark("synthetic_lasot_ext", root=root)
     pick = seqs[1].name
-    scores = evaluate(model, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=5, sequences=pick,
-                      config=cfg, progress=False)
+    scores = evaluate(ckpt, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=5, sequences=[pick],
+                      progress=False)
     assert _files(out) == {f"{pick}.txt", f"{pick}_time.txt", "evaluate.json", "scores_pytracking.json",
                            "scores_official.json"}
     assert read_results(out / f"{pick}.txt").shape == (5, 4) and read_times(out / f"{pick}_time.txt").shape == (5,)
@@ -165,14 +161,14 @@ def test_subsets_max_frames_and_sequences(root, loaded, tmp_path):
     expect = score_folder(out, [short], protocol="official").overall()
     assert scores["official"].overall() == pytest.approx(expect)
     # a longer --max-frames later: the short result no longer counts as finished and is redone
-    evaluate(model, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=8, sequences=[pick], config=cfg,
+    evaluate(ckpt, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=8, sequences=[pick],
              progress=False)
     assert read_results(out / f"{pick}.txt").shape == (8, 4)
     with pytest.raises(KeyError, match="nope"):
-        evaluate(model, "synthetic_lasot_ext", out, samples=1, data_root=root, sequences="nope", config=cfg, progress=False)
+        evaluate(ckpt, "synthetic_lasot_ext", out, samples=1, data_root=root, sequences=["nope"], progress=False)
 
 
-def test_bad_frames_raise_naming_the_file(root, loaded, tmp_path):
+def test_bad_frames_raise_naming_the_file(root, ckpt, loaded, tmp_path):
     model, cfg = loaded
     data = tmp_path / "syn"
     shutil.copytree(root / "otb_lang", data / "otb_lang")
@@ -180,13 +176,13 @@ def test_bad_frames_raise_naming_the_file(root, loaded, tmp_path):
     bad = seq.frames[3]
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(FrameError, match=re.escape(f"cannot decode frame image: {bad}")):
-        evaluate(model, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, config=cfg, progress=False)
+        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, progress=False)
     assert not list((tmp_path / "out").glob(f"{seq.name}*"))  # nothing written for the broken sequence
     bad.unlink()
     with pytest.raises(FrameError, match=re.escape(f"missing frame image: {bad}")):  # a frame gone after the benchmark was read
         track_sequence(Tracker(model, cfg), seq)
     with pytest.raises(DatasetError, match=re.escape(str(bad.parent))):  # the reader already notices the gap
-        evaluate(model, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, config=cfg, progress=False)
+        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, progress=False)
 
 
 def test_track_sequence_returns_masks_of_chosen_frames(root, tracker):

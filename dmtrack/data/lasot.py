@@ -11,7 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
-from .readers import (DatasetError, MissingFileError, numbered_frames, progress_bar, read_boxes,
+from .files import (DatasetError, MissingFileError, numbered_frames, progress_bar, read_boxes,
                       read_description, read_drift, read_flags, read_text)
 from .sequence import Sequence
 

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from .names import MULTI_TARGET, SINGLE_NAMED, canonical_name, split_target
-from .readers import (DatasetError, MissingFileError, numbered_frames, progress_bar, read_boxes,
+from .files import (DatasetError, MissingFileError, numbered_frames, progress_bar, read_boxes,
                       read_description, read_drift)
 from .sequence import Sequence
 

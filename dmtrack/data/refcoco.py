@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import DatasetError, MissingFileError, progress_bar, read_text
+from .files import DatasetError, MissingFileError, progress_bar, read_text
 from .sequence import Sequence
 
 IMAGE_DIR = Path("images/mscoco/images/train2014")

@@ -1,6 +1,7 @@
 """The one sequence type every reader returns, and where dataset roots come from."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -65,3 +66,12 @@ class Sequence:
 
     def __repr__(self) -> str:
         return f"Sequence({self.name!r}, {self.dataset!r}, {len(self)} frames, {self.description[:40]!r})"
+
+
+def truncate(seq: Sequence, n: int | None) -> Sequence:
+    """The first n frames of a sequence (a `--max-frames` run is tracked and scored on these only)."""
+    if n is None or n >= len(seq):
+        return seq
+    cut = lambda a: None if a is None else a[:n]
+    return dataclasses.replace(seq, frames=seq.frames[:n], boxes=seq.boxes[:n], visible=cut(seq.visible),
+                               drift=cut(seq.drift))

@@ -41,8 +41,10 @@ import numpy as np
 from tqdm import tqdm
 from dmtrack.io import atomic_write_text
 
+from .benchmarks import (STAND_IN, SUITES, drift_benchmark, drift_folder, level_tag, suite_location,
+                         synthetic_name)
+
 GENERATOR_VERSION = 1
-STAND_IN = "synthetic stand-ins"  # how reports must always call these suites
 
 TRAIN_CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "hexagon")
 EXT_CLASSES = ("heart", "crescent", "arrow", "pentagon")  # never seen in training (LaSOT_ext stand-in)
@@ -122,31 +124,7 @@ def preset_fingerprint(preset: str) -> str:
     return hashlib.sha256(json.dumps(asdict(PRESETS[preset]), sort_keys=True).encode()).hexdigest()[:12]
 
 
-# benchmark name -> (folder under the synthetic root, layout)
-SUITES = {
-    "synthetic_train": ("train", "lasot"),
-    "synthetic_lasot": ("lasot", "lasot"),
-    "synthetic_lasot_ext": ("lasot_ext", "lasot"),
-    "synthetic_tnl2k": ("tnl2k", "tnl2k"),
-    "synthetic_otb_lang": ("otb_lang", "otb_lang"),
-}
 _SUITE_IDS = {"train": 1, "lasot": 2, "lasot_ext": 3, "tnl2k": 4, "otb_lang": 5, "sweep": 6}
-
-
-def level_tag(level: float) -> str:
-    """Folder / benchmark suffix of a drift level: 0.5 -> '0.50'."""
-    return f"{float(level):.2f}"
-
-
-def suite_location(name: str) -> tuple[str, str]:
-    """(folder relative to the synthetic root, layout) of a synthetic benchmark name.
-
-    'synthetic_lasot' -> ('lasot', 'lasot'); 'synthetic_drift_0.50' -> ('drift/0.50', 'lasot')."""
-    if name in SUITES:
-        return SUITES[name]
-    if name.startswith("synthetic_drift_"):
-        return f"drift/{level_tag(float(name[len('synthetic_drift_'):]))}", "lasot"
-    raise KeyError(f"unknown synthetic benchmark {name!r}; known: {', '.join(SUITES)}, synthetic_drift_<level>")
 
 
 # ----------------------------------------------------------------------------- sprites
@@ -589,7 +567,7 @@ def _run_job(job: Job) -> dict:
 
 def _sweep_jobs(out: Path, preset: str, seed: int, level: float) -> tuple[list[Job], list[str]]:
     jobs, names, counts = [], [], {}
-    key = f"drift/{level_tag(level)}"
+    key = drift_folder(level)
     for i in range(PRESETS[preset].sweep.n_seq):
         probe = scene_for(Job("sweep", i, "", "", "", seed, level, preset))
         counts[probe.cls] = counts.get(probe.cls, 0) + 1
@@ -633,7 +611,7 @@ def plan(out: Path, preset: str, seed: int, drift: float | None, sweep: bool) ->
             jobs.append(Job(suite, i, layout, str(dest), name, seed, d, preset))
     if sweep:
         for level in p.sweep_levels:
-            sj, names[f"drift/{level_tag(level)}"] = _sweep_jobs(out, preset, seed, level)
+            sj, names[drift_folder(level)] = _sweep_jobs(out, preset, seed, level)
             jobs += sj
     return jobs, names
 
@@ -668,14 +646,14 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
             for sub in ("train", "lasot", "lasot_ext", "tnl2k", "otb_lang", "drift"):
                 shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = dict(note=f"{STAND_IN}: procedurally rendered sequences in the real layouts, not the real benchmarks",
+    manifest = dict(note=f"{STAND_IN}s: procedurally rendered sequences in the real layouts, not the real benchmarks",
                     params=params, complete=False)
     atomic_write_text(mpath, json.dumps(manifest, indent=1))
     workers = workers or (1 if preset == "smoke" else 2)
     t0 = time.time()
     jobs, names = plan(out, preset, seed, drift, sweep)
     results = _run(jobs, workers, progress)
-    meta = dict(zip([(j.suite if j.suite != "sweep" else f"drift/{level_tag(j.drift)}", j.name) for j in jobs], results))
+    meta = dict(zip([(j.suite if j.suite != "sweep" else drift_folder(j.drift), j.name) for j in jobs], results))
     # split / query files, as the real benchmarks ship them
     p = PRESETS[preset]
     for key in ("lasot", "lasot_ext") + tuple(k for k in names if k.startswith("drift/")):
@@ -686,20 +664,21 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
         atomic_write_text(qdir / f"{n}.txt", meta[("otb_lang", n)]["sentence"] + "\n")
     suites = {}
     for key, seqs in names.items():
-        bench = f"synthetic_drift_{key.split('/')[1]}" if key.startswith("drift/") else f"synthetic_{key}"
+        level = float(key.split("/")[1]) if key.startswith("drift/") else None
+        bench = drift_benchmark(level) if level is not None else synthetic_name(key)
         rows = [meta[(key, n)] for n in seqs]
         spec = p.sweep if key.startswith("drift/") else p.suites[key]
         suites[bench] = dict(folder=suite_location(bench)[0], layout=suite_location(bench)[1], sequences=len(seqs),
                              frames=sum(r["frames"] for r in rows), classes=sorted({r["cls"] for r in rows}),
                              twins=sum(r["twins"] for r in rows), wrap=spec.wrap,
-                             drift_level=float(key.split("/")[1]) if key.startswith("drift/") else (None if key == "train" else drift),
+                             drift_level=level if level is not None else (None if key == "train" else drift),
                              per_sequence={n: r for n, r in zip(seqs, rows)})
     manifest = dict(note=manifest["note"], params=params, complete=True,
                     image_size=[p.width, p.height], train_classes=list(TRAIN_CLASSES), ext_classes=list(EXT_CLASSES),
                     suites=suites)
     atomic_write_text(mpath, json.dumps(manifest, indent=1))
     if progress:
-        print(f"synthetic ({STAND_IN}) preset={preset} seed={seed}: {len(jobs)} sequences in {time.time() - t0:.1f} s -> {out}")
+        print(f"synthetic ({STAND_IN}s) preset={preset} seed={seed}: {len(jobs)} sequences in {time.time() - t0:.1f} s -> {out}")
     return manifest
 
 
@@ -712,6 +691,6 @@ def make_drift_sweep(root, levels=(0.0, 0.25, 0.5, 0.75, 1.0), preset: str = "de
     for level in levels:
         jobs, names = _sweep_jobs(root, preset, seed, level)
         _run(jobs, workers, progress, desc=f"drift {level_tag(level)}")
-        atomic_write_text(root / "drift" / level_tag(level) / "testing_set.txt", "\n".join(names) + "\n")
-        out_names.append(f"synthetic_drift_{level_tag(level)}")
+        atomic_write_text(root / drift_folder(level) / "testing_set.txt", "\n".join(names) + "\n")
+        out_names.append(drift_benchmark(level))
     return out_names

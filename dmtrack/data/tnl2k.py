@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import (DatasetError, MissingFileError, list_images, progress_bar, read_boxes,
+from .files import (DatasetError, MissingFileError, list_images, progress_bar, read_boxes,
                       read_description, read_drift, read_text)
 from .sequence import Sequence
 

@@ -21,8 +21,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .metrics import _fill_from_previous
-from .results import write_results
+from dmtrack.data import load_benchmark, truncate
+from dmtrack.layout import baseline_param, results_dir, write_run_meta
+
+from .metrics import PROTOCOLS, _fill_from_previous
+from .results import save_scores, write_results
 
 BASELINES = ("static", "oracle-jitter")
 CENTRE_SIGMA = 0.05  # centre noise, as a fraction of the gt width / height
@@ -62,3 +65,22 @@ def run_baseline(name: str, sequences, out_dir, seed: int = 0) -> Path:
         per_frame = (time.perf_counter() - t0) / max(len(boxes), 1)
         write_results(out_dir, seq.name, boxes, np.full(len(boxes), per_frame))
     return out_dir
+
+
+def score_baselines(benchmarks, results_root, data_root=None, seed: int = 0, max_frames: int | None = None,
+                    split: str | None = None, protocols=PROTOCOLS, baselines=BASELINES):
+    """Run and score the trivial trackers on `benchmarks`, each into
+    <results_root>/<benchmark>/<tracker>/seed<N>/ (dmtrack.layout) with its evaluate.json and scores.
+    Returns a DataFrame: one row per (benchmark, tracker, protocol), metrics in percent."""
+    import pandas as pd
+
+    rows = []
+    for bench in [benchmarks] if isinstance(benchmarks, str) else benchmarks:
+        seqs = [truncate(s, max_frames) for s in load_benchmark(bench, data_root, split, progress=False)]
+        for name in baselines:
+            out = run_baseline(name, seqs, results_dir(results_root, bench, name, baseline_param(seed)), seed)
+            write_run_meta(out, dict(benchmark=bench, variant=name, samples=None, seed=seed, max_frames=max_frames))
+            for protocol, sc in save_scores(out, seqs, protocols, bench).items():
+                rows.append({"benchmark": bench, "tracker": name, "protocol": protocol, "valid_rule": sc.valid_rule,
+                             "dataset_tag": sc.dataset_tag, "n_sequences": len(sc.names), **sc.overall()})
+    return pd.DataFrame(rows)

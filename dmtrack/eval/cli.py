@@ -4,46 +4,19 @@
     dmtrack score --benchmark lasot --results runs/t/p_000 runs/t/p_001   # several runs, merged (pytracking merge_results)
     dmtrack score --benchmark synthetic_lasot --baseline static            # generate + score a trivial tracker
     dmtrack score --baselines-all --data-root data/synthetic              # both trivial trackers, 4 suites, 2 protocols
+                                                                          # into runs/baselines/<benchmark>/<tracker>/seed0
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from .baselines import BASELINES, run_baseline
-from .metrics import METRICS, PROTOCOLS, VALID_RULES, merge_runs
-from .results import score_folder
+from dmtrack.data import STAND_IN, load_benchmark
+from dmtrack.data.benchmarks import SYNTHETIC_TEST_SUITES
 from dmtrack.io import atomic_write_json
 
-SYNTHETIC_SUITES = ("synthetic_lasot", "synthetic_lasot_ext", "synthetic_tnl2k", "synthetic_otb_lang")
-
-
-def load_sequences(benchmark: str, root=None, split: str | None = None):
-    """The benchmark's sequences through the readers (root None = the dataset's default root;
-    for the synthetic suites, the folder holding lasot/, lasot_ext/, tnl2k/, otb_lang/)."""
-    from dmtrack.data import load_benchmark
-
-    return load_benchmark(benchmark, root, split)
-
-
-def score_baselines(benchmarks=SYNTHETIC_SUITES, data_root=None, protocol=PROTOCOLS, baselines=BASELINES,
-                    out_root="runs/baselines", seed: int = 0, split: str | None = None) -> pd.DataFrame:
-    """Generate and score the trivial trackers: one row per (benchmark, tracker, protocol),
-    metric columns in percent, plus the valid rule and dataset tag that produced them.
-    Results go to <out_root>/<tracker>/<benchmark>/ (pytracking layout)."""
-    protocols = [protocol] if isinstance(protocol, str) else list(protocol)
-    rows = []
-    for bench in [benchmarks] if isinstance(benchmarks, str) else benchmarks:
-        seqs = load_sequences(bench, data_root, split)
-        for name in baselines:
-            folder = run_baseline(name, seqs, Path(out_root) / name / bench, seed)
-            for prot in protocols:
-                sc = score_folder(folder, seqs, protocol=prot, benchmark=bench)
-                rows.append({"benchmark": bench, "tracker": name, "protocol": prot, "valid_rule": sc.valid_rule,
-                             "dataset_tag": sc.dataset_tag, "n_sequences": len(sc.names), **sc.overall()})
-    return pd.DataFrame(rows)
-
+from .baselines import BASELINES, run_baseline, score_baselines
+from .metrics import PROTOCOLS, VALID_RULES, merge_runs
+from .results import score_folder
 
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
@@ -68,15 +41,16 @@ def add_arguments(p) -> None:
     p.add_argument("--skip-missing", action="store_true", help="score the sequences that have a result file, report how many were skipped")
     p.add_argument("--per-sequence", action="store_true", help="also print the per-sequence table")
     p.add_argument("--json", help="write the scores to this JSON file")
-    p.add_argument("--out", help="where --baseline writes its raw results (default runs/baselines/<name>/<benchmark>)")
+    p.add_argument("--out", help="where --baseline writes its raw results (default runs/baselines/<benchmark>/<name>); "
+                              "with --baselines-all the results root (default runs/baselines: <benchmark>/<name>/seed<N>/)")
     p.add_argument("--seed", type=int, default=0, help="seed of the oracle-jitter noise")
 
 
 def run(args) -> int:
     if args.baselines_all:
-        benches = [args.benchmark] if args.benchmark else list(SYNTHETIC_SUITES)
-        df = score_baselines(benches, args.data_root, seed=args.seed, split=args.split)
-        stand_in = " on the synthetic stand-in suites (not the real benchmarks)" if all(
+        benches = [args.benchmark] if args.benchmark else list(SYNTHETIC_TEST_SUITES)
+        df = score_baselines(benches, args.out or "runs/baselines", args.data_root, seed=args.seed, split=args.split)
+        stand_in = f" on the {STAND_IN} suites (not the real benchmarks)" if all(
             b.startswith("synthetic") for b in benches) else ""
         print(f"trivial trackers (static = first box held still; oracle-jitter = gt + seeded noise){stand_in}, percent")
         print(df.round(2).to_string(index=False))
@@ -85,10 +59,10 @@ def run(args) -> int:
         return 0
     if not args.benchmark:
         raise SystemExit("dmtrack score: --benchmark is required with --results / --baseline")
-    seqs = load_sequences(args.benchmark, args.data_root, args.split)
+    seqs = load_benchmark(args.benchmark, args.data_root, args.split)
     folders = [args.results] if isinstance(args.results, str) else args.results
     if args.baseline:
-        folders = [run_baseline(args.baseline, seqs, args.out or Path("runs/baselines") / args.baseline / args.benchmark, args.seed)]
+        folders = [run_baseline(args.baseline, seqs, args.out or Path("runs/baselines") / args.benchmark / args.baseline, args.seed)]
         print(f"{args.baseline}: raw results in {folders[0]}")
     runs = [score_folder(f, seqs, protocol=args.protocol, valid_rule=args.valid_rule, dataset_tag=args.dataset_tag,
                          skip_missing=args.skip_missing, exclude_invalid_frames=args.exclude_invalid_frames,
@@ -105,5 +79,3 @@ def run(args) -> int:
         print(f"wrote {args.json}")
     return 0
 
-
-__all__ = ["add_arguments", "run", "score_baselines", "load_sequences", "SYNTHETIC_SUITES", "METRICS"]

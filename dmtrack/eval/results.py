@@ -20,18 +20,14 @@ import numpy as np
 import pandas as pd
 
 from dmtrack.data.names import canonical_name
-from dmtrack.io import atomic_write_text
+from dmtrack.io import atomic_write_json, atomic_write_text
+from dmtrack.layout import scores_path
 
 
 def name_key(name: str) -> str:
     """Key under which a sequence name and its result-file aliases compare equal (the readers'
     one alias rule): 'Jogging-1', 'Jogging_1', 'Jogging.1' -> 'Jogging-1'; 'Human4_2' -> 'Human4'."""
     return canonical_name(name)
-
-
-def results_dir(root, tracker: str, param: str, run_id: int | None = None) -> Path:
-    """<root>/<tracker>/<param>[_<run_id:03d>] (pytracking's naming)."""
-    return Path(root) / tracker / (param if run_id is None else f"{param}_{run_id:03d}")
 
 
 def write_results(directory, seq_name: str, boxes, times=None, decimals: int | None = 2) -> Path:
@@ -165,3 +161,13 @@ def score_folder(folder, sequences, *, protocol: str = "pytracking", valid_rule:
         raise FileNotFoundError(f"{folder}: no result file for any of the {len(skipped)} sequences")
     return score_sequences(preds, kept, protocol=protocol, valid_rule=valid_rule, dataset_tag=dataset_tag,
                            exclude_invalid_frames=exclude_invalid_frames, benchmark=benchmark, skipped=skipped)
+
+
+def save_scores(folder, sequences, protocols, benchmark: str = "", dest=None, **kw) -> dict:
+    """Score the raw results in `folder` under each protocol and write scores_<protocol>.json into
+    `dest` (default: next to them); returns {protocol: Scores}. kw: as score_folder (e.g. skip_missing)."""
+    scores = {}
+    for protocol in protocols:
+        scores[protocol] = score_folder(folder, sequences, protocol=protocol, benchmark=benchmark, **kw)
+        atomic_write_json(scores_path(dest or folder, protocol), scores[protocol].to_json())
+    return scores

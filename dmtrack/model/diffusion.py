@@ -169,6 +169,7 @@ class MaskDenoiser(nn.Module):
         self.dec1 = ResBlock(4 * c, 2 * c, temb)
         self.dec0 = ResBlock(3 * c, c, temb)
         self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, 1, 1))
+        self.__dict__["fused"] = None  # see fuse(): plain attribute, never in the state_dict
 
     def encode_cond(self, feats: torch.Tensor) -> torch.Tensor:
         """(B,D,G,G) multi-modal search features -> (B,C,M,M), computed once per frame."""
@@ -178,8 +179,8 @@ class MaskDenoiser(nn.Module):
         return h
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, folded=None) -> torch.Tensor:
-        """x0 logits. folded: (consts, weights) of `step_constants` for a t shared by the batch (the
-        sampler's inference fast path, same function; see `forward_folded`)."""
+        """x0 logits. folded: (consts, weights) of `fuse` for a t shared by the batch (the sampler's
+        inference form, same function; see `forward_folded`)."""
         if folded is not None:
             return self.forward_folded(x_t, cond, *folded)
         temb = self.time_mlp(timestep_embedding(t, self.channels))
@@ -190,32 +191,37 @@ class MaskDenoiser(nn.Module):
         h = self.dec0(torch.cat([F.interpolate(h, size=h0.shape[-2:], mode="nearest"), h0], 1), temb)
         return self.out(h)
 
-    # Inference fast path: the same function as `forward`, for a timestep shared by the whole batch.
-    def step_constants(self, ts: tuple[int, ...]):
-        """(for each timestep in `ts`, every ResBlock's folded (w2, b2); channels-last copies of the
-        conv weights). Cached on the module (not in the state_dict) until a weight changes: an
-        optimiser step or load_state_dict bumps a parameter's version, .to(device) moves its storage,
-        so a tracker computes them once per run. Channels-last weights and activations make batch-1
-        convs take oneDNN instead of the much slower `_slow_conv2d_forward` (2-3x per conv here)."""
-        key = (ts, tuple((p.data_ptr(), p._version) for p in self.parameters()))
-        cache = self.__dict__.get("_step_cache")
-        if cache is None or cache[0] != key:
-            dev = self.time_mlp[0].weight.device
-            consts = []
-            for t in ts:
-                temb = self.time_mlp(timestep_embedding(torch.tensor([t], device=dev), self.channels))
-                consts.append([blk.folded_affine(temb) for blk in self._blocks()])
-            weights = {id(m): m.weight.contiguous(memory_format=torch.channels_last)
-                       for m in self.modules() if isinstance(m, nn.Conv2d)}
-            self.__dict__["_step_cache"] = cache = (key, (consts, weights))
-        return cache[1]
+    # Inference form (timm's reparameterize_model idea): the same function as `forward` for a
+    # timestep shared by the whole batch, with each step's FiLM folded into its norms.
+    @torch.no_grad()
+    def fuse(self, ts) -> None:
+        """Precompute, for each timestep in `ts`, every ResBlock's folded (w2, b2), and channels-last
+        copies of the conv weights (batch-1 convs then take oneDNN instead of the much slower
+        `_slow_conv2d_forward`, 2-3x per conv here). Not in the state_dict; call again after the
+        weights or the device change (DMTrack.fuse_for_inference does; train() drops them)."""
+        dev = self.time_mlp[0].weight.device
+        consts = {}
+        for t in ts:
+            temb = self.time_mlp(timestep_embedding(torch.tensor([int(t)], device=dev), self.channels))
+            consts[int(t)] = [blk.folded_affine(temb) for blk in self._blocks()]
+        weights = {id(m): m.weight.contiguous(memory_format=torch.channels_last)
+                   for m in self.modules() if isinstance(m, nn.Conv2d)}
+        self.__dict__["fused"] = (consts, weights)
+
+    def unfuse(self) -> None:
+        self.__dict__["fused"] = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.unfuse()
+        return super().train(mode)
 
     def _blocks(self):
         return (self.enc0, self.enc1, self.mid, self.dec1, self.dec0)
 
     def forward_folded(self, x_t: torch.Tensor, cond: torch.Tensor, consts, weights) -> torch.Tensor:
-        """`forward(x_t, t, cond)` for one t shared by all N chains, from step_constants(ts) =
-        (per-step consts, weights): consts = that step's folded affines. cond is best channels-last."""
+        """`forward(x_t, t, cond)` for one t shared by all N chains, from `fuse`: consts = that step's
+        folded affines, weights = the channels-last conv weights. cond is best channels-last."""
         conv = lambda m, v: F.conv2d(v, weights[id(m)], m.bias, m.stride, m.padding)
         (a0, b0), (a1, b1), (am, bm), (ad1, bd1), (ad0, bd0) = consts
         h0 = self.enc0.forward_folded(cond + conv(self.mask_in, x_t), a0, b0, conv)
@@ -235,17 +241,18 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
     Returns (logits of the final x0 prediction (N,1,M,M), chain or None) where chain is the
     list x_T, x_t1, ..., x_0 of (N,1,M,M) states mapped to [0,1] by (x + 1) / 2, clamped.
 
-    Without autograd a MaskDenoiser takes its folded path (per-step FiLM constants cached, see
-    `MaskDenoiser.step_constants`) and eta = 0 steps use `DiffusionSchedule.ddim_plan`'s floats:
-    the same function, far fewer ops per step (tests/test_diffusion.py checks both agree)."""
+    A MaskDenoiser fused for these steps (`MaskDenoiser.fuse`, which DMTrack.fuse_for_inference
+    calls) takes its folded path, and eta = 0 steps use `DiffusionSchedule.ddim_plan`'s floats:
+    the same function, far fewer ops per step (tests/test_inference_fastpath.py checks both agree)."""
     n, _, m, _ = cond.shape
     x = torch.randn(n, 1, m, m, device=cond.device, dtype=cond.dtype) if noise is None else noise
     chain = [x] if return_chain else None
     logits = None
     plan = schedule.ddim_plan(steps)
-    folded = isinstance(denoiser, MaskDenoiser) and not torch.is_grad_enabled()
+    fused = getattr(denoiser, "fused", None)
+    folded = fused is not None and all(p[0] in fused[0] for p in plan)
     if folded:
-        consts, weights = denoiser.step_constants(tuple(p[0] for p in plan))
+        consts, weights = [fused[0][p[0]] for p in plan], fused[1]
         cond = cond.contiguous(memory_format=torch.channels_last)
     for i, (t, t_next, c_x, c_x0) in enumerate(plan):
         tt = torch.full((n,), t, device=cond.device, dtype=torch.long)

@@ -13,6 +13,8 @@ no_language, no_gt_ce, single_sample_train, full. See docs/method.md for every r
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -41,6 +43,25 @@ def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
 def _mean_logit(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """Logit of the mean probability along `dim`, in float32 (in float16 1 - 1e-6 rounds to 1: logit = inf)."""
     return torch.logit(logits.float().sigmoid().mean(dim), eps=1e-6)
+
+
+@dataclass
+class DMTrackOutput:
+    """One forward's outputs (as VisualOutput is the encoder's); a field the path taken does not
+    produce is None. Maps are over the G x G search grid, masks at M x M = G * mask_scale."""
+    score_map: torch.Tensor  # (B,1,G,G) centre score in (0, 1)
+    offset_map: torch.Tensor  # (B,2,G,G)
+    size_map: torch.Tensor  # (B,2,G,G) normalised (w, h)
+    pred_boxes: torch.Tensor  # (B,4) cxcywh normalised to the search crop (arg-max decoding)
+    removed: torch.Tensor | None = None  # (B,N_x) bool: search tokens candidate elimination dropped
+    mask: torch.Tensor | None = None  # (B,1,M,M) the filtered mask the head uses (None without diffusion)
+    mask_logits: list | None = None  # logits the structure loss is on
+    mask_target: torch.Tensor | None = None  # (B,1,M,M) box mask (GT-CE applied in training), when gt is given
+    samples_masks: torch.Tensor | None = None  # test: (B,k,1,M,M) each sampling's mask probabilities
+    chain: list | None = None  # test with return_chain: x_T .. x_0 of each sampling, (B,k,1,M,M) in [0,1]
+    sample_logits: list | None = None  # training: logits of each sampling (double sampling: two)
+    mask_select: str | None = None  # training: which sampling the loss used (first|second|mean|single)
+    gt_ce: bool | None = None  # training: whether GT-CE shaped the target
 
 
 class DMTrack(nn.Module):
@@ -153,8 +174,7 @@ class DMTrack(nn.Module):
         else:
             f_s = h_x
         to_map = lambda t: t.transpose(1, 2).reshape(B, D, G, G)
-        out = {"removed": vis.removed, "mask": None}
-
+        extra = {}
         if not cfg.use_diffusion:
             head_in = to_map(f_s)  # plain OSTrack-style VL tracker
         else:
@@ -164,37 +184,59 @@ class DMTrack(nn.Module):
                 target = self.mask_target(gt_boxes, vis.removed if gt_ce else None)
                 logits_all, used, choice = self._double_sample(cond) if cfg.double_sample else self._single_sample(cond, target)
                 p = used.sigmoid()
-                out.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask_target=target, gt_ce=gt_ce)
+                extra.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask_target=target, gt_ce=gt_ce)
             else:
-                k = samples or cfg.test_samples
-                logits, chain = sample_masks(self.denoiser, self.schedule, cond.repeat_interleave(k, 0),
-                                             cfg.sampling_steps, cfg.sampler_eta, return_chain)
-                M = self.mask_size
-                probs = logits.sigmoid().view(B, k, 1, M, M)
-                p = probs.mean(1)  # the k mask features averaged (Fig. 3, test)
-                out.update(samples_masks=probs, mask_logits=[_mean_logit(logits.view(B, k, 1, M, M), 1)])
-                if chain is not None:
-                    out["chain"] = [c.view(B, k, 1, M, M) for c in chain]
+                p, extra = self._test_masks(cond, B, samples or cfg.test_samples, return_chain)
                 if gt_boxes is not None:
-                    out["mask_target"] = self.mask_target(gt_boxes, None)
-            filtered = self.filter(p)
-            out["mask"] = filtered
+                    extra["mask_target"] = self.mask_target(gt_boxes, None)
+            filtered = extra["mask"] = self.filter(p)
             mask_feat = self.mask_proj(F.pixel_unshuffle(filtered, cfg.mask_scale))
             base = to_map(h_x if cfg.head_features == "visual" else f_s)
             head_in = base + mask_feat if cfg.mask_driven else mask_feat
 
         score, offset, size = self.head(head_in)
-        out.update(score_map=score, offset_map=offset, size_map=size, pred_boxes=decode_boxes(score, offset, size))
-        return out
+        return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), removed=vis.removed, **extra)
+
+    def _test_masks(self, cond: torch.Tensor, B: int, k: int, return_chain: bool):
+        """k sampling chains per search crop in one batch; their mask probabilities averaged (Fig. 3, test)."""
+        M = self.mask_size
+        logits, chain = sample_masks(self.denoiser, self.schedule, cond.repeat_interleave(k, 0),
+                                     self.cfg.sampling_steps, self.cfg.sampler_eta, return_chain)
+        probs = logits.sigmoid().view(B, k, 1, M, M)
+        extra = dict(samples_masks=probs, mask_logits=[_mean_logit(logits.view(B, k, 1, M, M), 1)])
+        if chain is not None:
+            extra["chain"] = [c.view(B, k, 1, M, M) for c in chain]
+        return probs.mean(1), extra
+
+    # ------------------------------------------------------------------ inference form
+    def fuse_for_inference(self) -> "DMTrack":
+        """Switch to the inference form, as timm's `reparameterize_model`: eval mode, the head's
+        three branches folded into one conv stack (BN folded in), the denoiser's FiLM constants
+        precomputed for the sampler's DDIM steps. The same function with fewer ops (tests check it).
+        Call after the weights and the device are final; `train()` and `load_state_dict` drop it."""
+        self.eval()
+        self.head.fuse()
+        if self.cfg.use_diffusion:
+            self.denoiser.fuse([t for t, *_ in self.schedule.ddim_plan(self.cfg.sampling_steps)])
+        return self
+
+    def unfuse(self) -> None:
+        self.head.unfuse()
+        if self.cfg.use_diffusion:
+            self.denoiser.unfuse()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self.unfuse()  # the fused constants were computed from the weights being replaced
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ loss and optimiser
-    def loss(self, out: dict, gt_boxes: torch.Tensor) -> dict:
+    def loss(self, out: DMTrackOutput, gt_boxes: torch.Tensor) -> dict:
         """Eq. 6 with cfg.w_* weights; struct is 0 without a diffusion mask."""
         cfg = self.cfg
-        focal = focal_loss(out["score_map"], gaussian_heatmap(gt_boxes, self.grid))
-        giou, l1, iou = box_losses(out["pred_boxes"], gt_boxes)
-        if cfg.use_diffusion and out.get("mask_target") is not None:
-            struct = torch.stack([structure_loss(l, out["mask_target"], self.struct_kernel) for l in out["mask_logits"]]).mean()
+        focal = focal_loss(out.score_map, gaussian_heatmap(gt_boxes, self.grid))
+        giou, l1, iou = box_losses(out.pred_boxes, gt_boxes)
+        if cfg.use_diffusion and out.mask_target is not None:
+            struct = torch.stack([structure_loss(l, out.mask_target, self.struct_kernel) for l in out.mask_logits]).mean()
         else:
             struct = focal.new_zeros(())
         total = cfg.w_focal * focal + cfg.w_giou * giou + cfg.w_l1 * l1 + cfg.w_struct * struct

@@ -31,43 +31,49 @@ class CenterHead(nn.Module):
         # CenterNet's focal-loss prior: start the score map near 0.1 rather than 0.5, so the
         # first steps are not dominated by the G^2 - 1 negative cells (OSTrack leaves it at 0)
         nn.init.constant_(self.score[-1].bias, -2.19)
+        self.__dict__["fused"] = None  # see fuse(): plain attribute, never in the state_dict
 
     def forward(self, x: torch.Tensor):
         clamp = lambda v: v.sigmoid().clamp(1e-4, 1 - 1e-4)
-        if not self.training and not torch.is_grad_enabled():  # inference: the same function, fused
+        if self.fused is not None:  # the inference form: the same function, one conv stack
             out = self._fused_forward(x)
             return clamp(out[:, 0:1]), out[:, 2:4], clamp(out[:, 4:6])
         return clamp(self.score(x)), self.offset(x), clamp(self.size(x))
 
-    def _fused_layers(self) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    def train(self, mode: bool = True):
+        if mode:
+            self.unfuse()
+        return super().train(mode)
+
+    def unfuse(self) -> None:
+        self.__dict__["fused"] = None
+
+    @torch.no_grad()
+    def fuse(self) -> None:
         """The three branches as one stack of (weight, bias, groups): eval BatchNorm folded into each
         conv (w * g / sqrt(var + eps), (b - mean) g / sqrt(var + eps) + beta), the first convs
         concatenated (they share the input), the later ones grouped (groups=3), the score branch's
         1x1 output padded with a zero channel so the last conv yields [score, 0, offset, size].
-        Cached until a parameter or BN statistic changes (version / storage)."""
-        key = tuple((t.data_ptr(), t._version) for t in [*self.parameters(), *self.buffers()])
-        cache = self.__dict__.get("_fused")
-        if cache is None or cache[0] != key:
-            branches = (self.score, self.offset, self.size)
-            layers = []
-            for i in range(0, len(self.score) - 1, 3):
-                ws, bs = [], []
-                for br in branches:
-                    conv, bn = br[i], br[i + 1]
-                    g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                    ws.append(conv.weight * g[:, None, None, None])
-                    bs.append((conv.bias - bn.running_mean) * g + bn.bias)
-                layers.append((torch.cat(ws), torch.cat(bs), 1 if i == 0 else 3))
-            last = [br[-1] for br in branches]
-            w0 = torch.cat([last[0].weight, torch.zeros_like(last[0].weight)])
-            b0 = torch.cat([last[0].bias, torch.zeros_like(last[0].bias)])
-            layers.append((torch.cat([w0, last[1].weight, last[2].weight]), torch.cat([b0, last[1].bias, last[2].bias]), 3))
-            self.__dict__["_fused"] = cache = (key, layers)
-        return cache[1]
+        Uses the BN running statistics: call in eval mode, again after the weights change."""
+        branches = (self.score, self.offset, self.size)
+        layers = []
+        for i in range(0, len(self.score) - 1, 3):
+            ws, bs = [], []
+            for br in branches:
+                conv, bn = br[i], br[i + 1]
+                g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                ws.append(conv.weight * g[:, None, None, None])
+                bs.append((conv.bias - bn.running_mean) * g + bn.bias)
+            layers.append((torch.cat(ws), torch.cat(bs), 1 if i == 0 else 3))
+        last = [br[-1] for br in branches]
+        w0 = torch.cat([last[0].weight, torch.zeros_like(last[0].weight)])
+        b0 = torch.cat([last[0].bias, torch.zeros_like(last[0].bias)])
+        layers.append((torch.cat([w0, last[1].weight, last[2].weight]), torch.cat([b0, last[1].bias, last[2].bias]), 3))
+        self.__dict__["fused"] = layers
 
     def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,6,G,G) raw [score, 0, offset x, offset y, size w, size h] of the three branches."""
-        layers = self._fused_layers()
+        layers = self.fused
         for w, b, groups in layers[:-1]:
             x = F.relu(F.conv2d(x, w, b, padding=1, groups=groups), inplace=True)
         w, b, groups = layers[-1]

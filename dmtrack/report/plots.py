@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-STAND_IN = "synthetic stand-in"
+from dmtrack.data import STAND_IN, read_frame
+from dmtrack.layout import scores_path
+
 TRACKER_COLOURS = dict(zip(["gt", "full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce",
                             "single_sample_train"], ["#ffffff"] + sns.color_palette("tab10", 6).as_hex()))
 
@@ -26,8 +28,6 @@ def _box(ax, box, colour, lw=1.5, ls="-"):
 
 
 def _image(path) -> np.ndarray:
-    from dmtrack.track.runner import read_frame
-
     return read_frame(path)
 
 
@@ -77,7 +77,7 @@ def success_precision(runs: dict, title: str, protocol: str = "pytracking"):
     """Success and precision plots; runs = {label: results folder holding scores_<protocol>.json}."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for label, folder in runs.items():
-        sc = json.loads((Path(folder) / f"scores_{protocol}.json").read_text())
+        sc = json.loads(scores_path(folder, protocol).read_text())
         a.plot(sc["thresholds"]["success"], sc["curves"]["success"], label=f"{label} [{sc['overall']['auc']:.1f}]")
         b.plot(sc["thresholds"]["precision"], sc["curves"]["precision"], label=f"{label} [{sc['overall']['precision']:.1f}]")
     a.set(xlabel="overlap threshold", ylabel="success rate (%)", title="success plot (legend: AUC)")

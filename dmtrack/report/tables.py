@@ -1,4 +1,4 @@
-"""The report's tables, built from the scored runs under <work>/results (see steps.py).
+"""The report's tables, built from the scored runs under <work>/results (dmtrack.layout).
 
 Every number here is computed from raw results by dmtrack.eval; the paper's and other
 trackers' numbers come from paper.py and are always labelled as published, never as ours.
@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dmtrack.data import STAND_IN
+from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
+from dmtrack.layout import results_root, score_files, scored_runs, tracker_name
+from dmtrack.provenance import git_label
 from dmtrack.report import paper
 from dmtrack.report.verdicts import judge, seed_sequence_ci
 
 METRICS = ("auc", "precision", "norm_precision")
 LABELS = {"auc": "AUC", "precision": "PRE", "norm_precision": "P_norm"}
-STAND_IN = "SYNTHETIC STAND-IN"
 
 
 def _times_fps(folder: Path) -> float:
@@ -37,13 +40,11 @@ def load_runs(results_root) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs: one row per (benchmark, tracker, k, seed, protocol) with the overall metrics and fps;
     per_sequence: the same keys plus `sequence`, one row per sequence."""
     runs, per_seq = [], []
-    for meta_path in sorted(Path(results_root).glob("*/*/*/evaluate.json")):
-        folder = meta_path.parent
-        meta = json.loads(meta_path.read_text())
+    for folder, meta in scored_runs(results_root):
         key = dict(benchmark=meta["benchmark"], tracker=folder.parent.name, variant=meta.get("variant"),
                    k=meta.get("samples"), seed=meta.get("seed"))
         fps = _times_fps(folder)
-        for sp in sorted(folder.glob("scores_*.json")):
+        for sp in score_files(folder):
             sc = json.loads(sp.read_text())
             row = {**key, "protocol": sc["protocol"], "n_sequences": sc["n_sequences"], "fps": fps}
             runs.append({**row, **{m: sc["overall"][m] for m in ("auc", "precision", "norm_precision", "op50", "op75")}})
@@ -68,7 +69,7 @@ class Results:
 
     def bench(self, b: str) -> str:
         """Loader name of the paper's benchmark `b` in this chain (synthetic_<b> on synthetic data)."""
-        return f"synthetic_{b}" if self.synthetic and not b.startswith("synthetic") else b
+        return synthetic_name(b, self.synthetic)
 
     def _sel(self, df, tracker, benchmark, k, protocol, seeds=None):
         m = (df.tracker == tracker) & (df.benchmark == benchmark) & (df.protocol == protocol)
@@ -108,14 +109,19 @@ def caption(title: str, protocol: str | None, synthetic: bool | None) -> str:
     if protocol:
         parts.append(f"protocol: {protocol}")
     if synthetic is True:
-        parts.append(f"data: {STAND_IN}S of the benchmarks (not the real datasets)")
+        parts.append(f"data: {STAND_IN.upper()}S of the benchmarks (not the real datasets)")
     elif synthetic is False:
         parts.append("data: the real benchmarks")
     return " | ".join(parts)
 
 
-def tracker_name(variant: str) -> str:
-    return f"dmtrack-{variant}"
+def hard_sequences(work, benchmark: str, n: int, variant: str = "full", k: int = 1, protocol: str = "pytracking") -> list[str]:
+    """The n sequences of `benchmark` where `variant` (mean over its evaluated seeds) scores the lowest AUC."""
+    _, per = load_runs(results_root(work))
+    d = per[(per.benchmark == benchmark) & (per.variant == variant) & (per.k == k) & (per.protocol == protocol)]
+    if d.empty:
+        raise FileNotFoundError(f"{work}/results/{benchmark}: no scored run of {variant} k={k} to pick hard sequences from")
+    return list(d.groupby("sequence").auc.mean().sort_values().index[:n])
 
 
 # --- Table 1 ---------------------------------------------------------------------------------------
@@ -232,10 +238,8 @@ def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full
 
 def drift_sweep(res: Results, levels, variants, k: int, protocol: str = "pytracking", seeds=None) -> pd.DataFrame:
     """AUC against the language-drift level of the synthetic sweep, per variant (and the static tracker)."""
-    from dmtrack.report.steps import drift_benchmarks
-
     rows = []
-    for level, bench in zip(levels, drift_benchmarks(levels)):
+    for level, bench in zip(levels, map(drift_benchmark, levels)):
         for v in list(variants) + ["static"]:
             s = (res.summary("static", bench, None, protocol) if v == "static"
                  else res.summary(tracker_name(v), bench, k, protocol, seeds))
@@ -275,7 +279,7 @@ def provenance_markdown(manifest: dict) -> str:
     pk = ", ".join(f"{k} {v}" for k, v in manifest.get("packages", {}).items())
     lines = [f"# DMTrack reproduction report: profile `{manifest['profile']}`", ""]
     if manifest.get("synthetic"):
-        lines += [f"> **All results in this report are on {STAND_IN}S of the benchmarks** (procedurally rendered "
+        lines += [f"> **All results in this report are on {STAND_IN.upper()}S of the benchmarks** (procedurally rendered "
                   "videos written in the real layouts), with models at the profile's small sizes. They test the "
                   "paper's claims on a stage built for them; they are **not** the paper's numbers reproduced, and "
                   "must not be compared with them in absolute terms.", ""]
@@ -286,7 +290,7 @@ def provenance_markdown(manifest: dict) -> str:
               f"| hardware | {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, {hw.get('ram_gib', '?')} GiB RAM, GPUs: {gpus} |",
               f"| platform | {hw.get('platform', '?')}, Python {hw.get('python', '?')} |",
               f"| packages | {pk} |",
-              f"| git commit | `{manifest.get('git_commit', 'unknown')}` |",
+              f"| git commit | `{git_label(manifest.get('git', {}))}` |",
               f"| started | {manifest.get('started', '?')} |", ""]
     steps = manifest.get("steps", [])
     if steps:

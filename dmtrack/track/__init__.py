@@ -5,8 +5,8 @@ import importlib
 
 _WHERE = {
     "Tracker": "tracker", "hann1d": "tracker", "hann2d": "tracker", "mask_to_image": "tracker",
-    "evaluate": "runner", "track_sequence": "runner", "read_frame": "runner", "load_model": "runner",
-    "load_masks": "runner", "score_results": "runner", "FrameError": "runner",
+    "evaluate": "runner", "track_benchmark": "runner", "track_sequence": "runner", "load_model": "runner",
+    "CheckpointTracker": "runner", "load_masks": "runner",
     "Got10kTracker": "interop",
 }
 __all__ = list(_WHERE)

@@ -1,6 +1,6 @@
 """`dmtrack evaluate`: track a benchmark with a checkpoint, write raw results, score them.
 
-    python -m dmtrack evaluate --checkpoint runs/full/last.pth --benchmark synthetic_lasot \\
+    python -m dmtrack evaluate --checkpoint runs/full/model.pth --benchmark synthetic_lasot \\
         --data-root data/synthetic --samples 5 --out runs/full/eval/synthetic_lasot --workers 2
 
 Stopping it (Ctrl-C, a killed job) and running the same command again resumes: finished
@@ -30,11 +30,14 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    from ..eval.metrics import PROTOCOLS
     from .runner import evaluate
 
+    protocols = {"both": PROTOCOLS, "none": ()}.get(args.protocol, (args.protocol,))
+    names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
     scores = evaluate(args.checkpoint, args.benchmark, args.out, args.samples, data_root=args.data_root,
-                      split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=args.sequences,
-                      protocol=args.protocol, save_masks=args.save_masks, device=args.device, seed=args.seed,
+                      split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
+                      protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
                       progress=False if args.no_progress else None)
     for s in scores.values():
         print(s.table())

@@ -1,6 +1,7 @@
 """Run a tracker over a benchmark: pytracking-layout raw results, resumable, in parallel, scored.
 
-    scores = evaluate("runs/full/last.pth", "synthetic_lasot", "runs/full/eval_lasot", samples=5)
+    scores = evaluate("runs/full/model.pth", "synthetic_lasot", "runs/full/eval_lasot", samples=5)
+    track_benchmark(make_tracker, sequences, out, meta)   # the core, for any tracker factory
 
 <out>/<seq>.txt (x, y, w, h per frame, frame 1 = the initial box) and <out>/<seq>_time.txt
 (seconds per frame) are written atomically by `dmtrack.eval.write_results` once a sequence is
@@ -13,37 +14,25 @@ resumed run with other settings (checkpoint, k, seed) is refused rather than mix
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
-import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from ..data.readers import DatasetError
-from dmtrack.io import atomic_open, atomic_write_json
-
-PROTOCOLS = ("pytracking", "official")
-
-
-class FrameError(DatasetError, FileNotFoundError):
-    """A frame image is missing or cannot be decoded; the message names the file."""
-
-
-def read_frame(path) -> np.ndarray:
-    """HxWx3 uint8 RGB image read with OpenCV; a missing or undecodable file raises FrameError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FrameError(f"missing frame image: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FrameError(f"cannot decode frame image: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+from ..config import config_from_dict
+from ..data import load_benchmark, read_frame, truncate
+from ..eval.metrics import PROTOCOLS
+from ..eval.results import save_scores, write_results
+from ..io import atomic_open
+from ..layout import read_run_meta, write_run_meta
+from ..model import build_model, load_checkpoint
+from ..provenance import cpu_cores, resolve_device
+from .tracker import Tracker, mask_to_image
 
 
 # ----------------------------------------------------------------------------- one sequence
@@ -97,8 +86,6 @@ def write_masks(path: Path, result: dict, image_hw) -> None:
 
 def load_masks(path, frame: int) -> np.ndarray:
     """The mask of 0-based `frame` (>= 1) from a `--save-masks` npz, pasted into image coordinates."""
-    from .tracker import mask_to_image
-
     with np.load(path) as z:
         i = int(np.searchsorted(z["frames"], frame))
         if i >= len(z["frames"]) or z["frames"][i] != frame:
@@ -131,8 +118,6 @@ def remove_stale_temps(out: Path) -> list[Path]:
 def run_sequence(tracker, seq, out: Path, max_frames: int | None = None, save_masks: bool = False,
                  on_frame=None) -> int:
     """Track one sequence and write its files (masks, then times and boxes); returns frames tracked."""
-    from ..eval.results import write_results
-
     res = track_sequence(tracker, seq, frames=max_frames, record_crop_masks=save_masks, on_frame=on_frame)
     if save_masks:
         h, w = read_frame(seq.frames[0]).shape[:2]
@@ -141,49 +126,134 @@ def run_sequence(tracker, seq, out: Path, max_frames: int | None = None, save_ma
     return len(res["boxes"])
 
 
-# ----------------------------------------------------------------------------- model loading
+# ----------------------------------------------------------------------------- trackers
 def load_model(checkpoint, device=None, ckpt: dict | None = None):
     """(model in eval mode, Config) from a `save_checkpoint` file (or its already-read dict `ckpt`)."""
-    from ..config import config_from_dict
-    from ..model import build_model, load_checkpoint
-
     ckpt = ckpt if ckpt is not None else load_checkpoint(checkpoint)
     cfg = config_from_dict(ckpt["config"])
     # The trained weights replace any pretrained start point; do not require that file to exist.
     model = build_model(cfg.replace(pretrained=""))
     model.load_state_dict(ckpt["model"])
-    return model.to(resolve_device(cfg, device)).eval(), cfg
+    return model.to(device or resolve_device(cfg.device)).eval(), cfg
 
 
-def resolve_device(cfg, device=None) -> str:
-    """`device` if given, else the config's ("auto" = cuda when available, else cpu)."""
-    return device or (("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+@dataclass(frozen=True)
+class CheckpointTracker:
+    """A tracker factory for `track_benchmark`: the Tracker of a checkpoint at k samplings, built in
+    whichever process calls it (picklable, so each worker process loads its own copy)."""
+    checkpoint: str
+    samples: int
+    seed: int
+    device: str | None = None
+
+    def __call__(self) -> Tracker:
+        model, cfg = load_model(self.checkpoint, self.device)
+        return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed)
 
 
-def make_tracker(model, cfg, samples=None, device=None, seed=None):
-    from .tracker import Tracker
+def file_sha256(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
-    return Tracker(model, cfg, device=device, samples=samples, seed=cfg.seed if seed is None else seed)
+
+# ----------------------------------------------------------------------------- the run
+def _check_meta(out: Path, meta: dict, replace_stale: bool = False) -> None:
+    """Refuse to resume into a folder whose results came from other settings (or, with
+    replace_stale, delete those results: the pipeline re-evaluates a retrained model)."""
+    old = read_run_meta(out)
+    if old is not None:
+        diff = {k: (old.get(k), v) for k, v in meta.items()
+                if k in ("checkpoint", "weights_sha256", "benchmark", "samples", "seed", "variant") and old.get(k) != v}
+        if diff and replace_stale:
+            shutil.rmtree(out)
+            out.mkdir(parents=True)
+        elif diff:
+            raise ValueError(f"{out / 'evaluate.json'}: the results in {out} come from other settings "
+                             + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
+                             + "; use another --out or delete that folder")
+    write_run_meta(out, meta)
+
+
+def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 1, max_frames: int | None = None,
+                    save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False) -> None:
+    """Track `sequences` into `out` (raw results in pytracking's layout), resuming a stopped run.
+
+    make_tracker: a zero-argument callable returning a Tracker, called once in this process
+    (workers=1) or once in each worker process (then it must be picklable, e.g. CheckpointTracker);
+    meta: what identifies the results (written to evaluate.json; a folder holding results of
+    other settings is refused, or emptied with replace_stale); max_frames: track only the first N
+    frames of each sequence; save_masks: also write <out>/masks/<seq>.npz (see load_masks)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_meta(out, meta, replace_stale)
+    remove_stale_temps(out)
+    n_of = {s.name: len(truncate(s, max_frames)) for s in sequences}
+    todo = [s for s in sequences if not is_finished(out, s.name, n_of[s.name], save_masks)]
+    todo.sort(key=lambda s: -n_of[s.name])  # longest first: better load balance across workers
+    workers = max(1, min(int(workers), len(todo) or 1))
+    with tqdm(total=sum(n_of[s.name] for s in todo), desc=f"{meta.get('benchmark', '')} k={meta.get('samples')}",
+              unit="frame", disable=(None if progress is None else not progress)) as bar:
+        bar.set_postfix(done=len(sequences) - len(todo), of=len(sequences))
+        if workers == 1 and todo:
+            tracker = make_tracker()
+            for s in todo:
+                run_sequence(tracker, s, out, max_frames, save_masks, on_frame=lambda: bar.update(1))
+        elif todo:
+            _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar)
+
+
+def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> list:
+    """The sequences named in `names` (None = all), in the benchmark's order; an unknown name raises."""
+    if not names:
+        return seqs
+    if isinstance(names, str):  # "a,b" would be read letter by letter; the CLI splits comma lists
+        raise TypeError(f"sequences must be a list of names, got the string {names!r}")
+    unknown = sorted(set(names) - {s.name for s in seqs})
+    if unknown:
+        raise KeyError(f"{benchmark}: unknown sequence(s) {', '.join(unknown)}")
+    return [s for s in seqs if s.name in set(names)]
+
+
+def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, data_root=None,
+             split: str | None = None, workers: int = 1, max_frames: int | None = None,
+             sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
+             seed: int | None = None, progress: bool | None = None, replace_stale: bool = False) -> dict:
+    """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
+
+    samples: k (default: the config's test_samples); data_root: the benchmark's folder (default:
+    `dataset_root`); sequences: names to run (default all); protocols: those to score at the end;
+    seed: torch seed set at each sequence start (default: the config's seed). Finished sequences
+    are resumed only from the same weights (the checkpoint's SHA-256), so a retrained model.pth
+    never reuses old results; replace_stale deletes such results instead of raising."""
+    cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
+    k = int(samples if samples is not None else cfg.test_samples)
+    seed = cfg.seed if seed is None else seed
+    seqs = select_sequences(load_benchmark(benchmark, root=data_root, split=split, progress=False), sequences, benchmark)
+    if not seqs:
+        raise ValueError(f"{benchmark}: no sequences to evaluate")
+    # Sentences are checked up front: one empty description must not stop a long run midway.
+    empty = [s.name for s in seqs if cfg.use_language and not s.text.strip()]
+    if empty:
+        raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
+    meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
+            "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
+            "max_frames": max_frames, "data_root": str(data_root) if data_root else None}
+    track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device), seqs, out, meta, workers=workers,
+                    max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion, progress=progress,
+                    replace_stale=replace_stale)
+    return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
 
 
 # ----------------------------------------------------------------------------- worker processes
 _WORKER = {}
 
 
-def _worker_init(source, samples, device, seed, threads):
+def _worker_init(make_tracker, threads):
     torch.set_num_threads(threads)
     cv2.setNumThreads(1)
-    if isinstance(source, dict):  # an in-memory model shipped as (state_dict, config dict)
-        from ..config import config_from_dict
-        from ..model import build_model
-
-        cfg = config_from_dict(source["config"])
-        model = build_model(cfg.replace(pretrained=""))
-        model.load_state_dict(source["model"])
-        model = model.to(resolve_device(cfg, device)).eval()
-    else:
-        model, cfg = load_model(source, device)
-    _WORKER["tracker"] = make_tracker(model, cfg, samples, device, seed)
+    _WORKER["tracker"] = make_tracker()
 
 
 def _worker_run(seq, out, max_frames, save_masks):
@@ -192,150 +262,14 @@ def _worker_run(seq, out, max_frames, save_masks):
     return seq.name, n, time.perf_counter() - t0
 
 
-# ----------------------------------------------------------------------------- the run
-def _truncate(seq, n: int | None):
-    """The first n frames of a sequence (for scoring --max-frames runs against matching ground truth)."""
-    if n is None or n >= len(seq):
-        return seq
-    cut = lambda a: None if a is None else a[:n]
-    return dataclasses.replace(seq, frames=seq.frames[:n], boxes=seq.boxes[:n], visible=cut(seq.visible),
-                               drift=cut(seq.drift))
-
-
-def file_sha256(path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _check_manifest(out: Path, manifest: dict, replace_stale: bool = False) -> None:
-    """Refuse to resume into a folder whose results came from other settings (or, with
-    replace_stale, delete those results: the pipeline re-evaluates a retrained model)."""
-    path = out / "evaluate.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = {k: (old.get(k), v) for k, v in manifest.items()
-                if k in ("checkpoint", "weights_sha256", "benchmark", "samples", "seed", "variant") and old.get(k) != v}
-        if diff and replace_stale:
-            shutil.rmtree(out)
-            out.mkdir(parents=True)
-        elif diff:
-            raise ValueError(f"{path}: the results in {out} come from other settings "
-                             + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
-                             + "; use another --out or delete that folder")
-    atomic_write_json(path, manifest)
-
-
-def score_results(out, sequences, protocols=PROTOCOLS, benchmark: str = "") -> dict:
-    """Score <out>/<seq>.txt under each protocol; writes <out>/scores_<protocol>.json, returns {protocol: Scores}."""
-    from ..eval.results import score_folder
-
-    out = Path(out)
-    scores = {}
-    for protocol in protocols:
-        s = score_folder(out, sequences, protocol=protocol, benchmark=benchmark)
-        atomic_write_json(out / f"scores_{protocol}.json", s.to_json())
-        scores[protocol] = s
-    return scores
-
-
-def evaluate(checkpoint_or_model, benchmark: str, out, samples: int | None = None, *, data_root=None,
-             split: str | None = None, workers: int = 1, max_frames: int | None = None, sequences=None,
-             protocol: str = "both", save_masks: bool = False, device=None, seed: int | None = None,
-             progress: bool | None = None, config=None, weights_id: str | None = None,
-             replace_stale: bool = False) -> dict:
-    """Track every sequence of `benchmark` and score it; returns {protocol: Scores}.
-
-    checkpoint_or_model: a checkpoint path, or a model (then `config` is its Config);
-    samples: k (default: the config's test_samples); data_root: the benchmark's folder
-    (default: `dataset_root`); workers: parallel processes (1 = in this process);
-    max_frames: track only the first N frames of each sequence (scored against the same N);
-    sequences: names to run (list or "a,b"); protocol: both | pytracking | official | none;
-    save_masks: also write <out>/masks/<seq>.npz (crop-space masks + windows, see load_masks);
-    seed: torch seed set at each sequence start (default: the config's seed);
-    weights_id: identifies an in-memory model's weights (e.g. file_sha256 of its checkpoint; a
-    checkpoint path is hashed here): finished sequences are resumed only from the same weights,
-    so a retrained model.pth never reuses old results; replace_stale: delete results that came
-    from other settings or weights instead of raising (the pipeline's re-evaluation)."""
-    from tqdm.auto import tqdm
-
-    from ..config import config_from_dict
-    from ..data import load_benchmark
-    from ..model import load_checkpoint
-
-    if protocol not in ("both", "none") + PROTOCOLS:
-        raise ValueError(f"protocol must be both, none, {' or '.join(PROTOCOLS)}; got {protocol!r}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(checkpoint_or_model, (str, os.PathLike)):
-        # the network is built only if this process tracks (workers build their own)
-        ckpt = load_checkpoint(checkpoint_or_model)
-        model, cfg = None, config_from_dict(ckpt["config"])
-        source = ckpt_name = str(Path(checkpoint_or_model).resolve())
-    else:
-        if config is None:
-            raise ValueError("pass config= together with an in-memory model")
-        model, cfg = checkpoint_or_model, config
-        source, ckpt_name = None, f"<in-memory {cfg.profile}/{cfg.variant}>"
-    k = int(samples if samples is not None else cfg.test_samples)
-    seed = cfg.seed if seed is None else seed
-
-    seqs = load_benchmark(benchmark, root=data_root, split=split, progress=False)
-    if sequences:
-        wanted = [s.strip() for s in sequences.split(",")] if isinstance(sequences, str) else list(sequences)
-        known = {s.name for s in seqs}
-        unknown = [w for w in wanted if w not in known]
-        if unknown:
-            raise KeyError(f"{benchmark}: unknown sequence(s) {', '.join(unknown)}")
-        seqs = [s for s in seqs if s.name in set(wanted)]
-    if not seqs:
-        raise ValueError(f"{benchmark}: no sequences to evaluate")
-    # Sentences are checked up front: one empty description must not stop a long run midway.
-    if cfg.use_language:
-        empty = [s.name for s in seqs if not s.text.strip()]
-        if empty:
-            raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
-    has_masks = save_masks and cfg.use_diffusion
-
-    # the checkpoint's content, not only its path: a retrained model.pth must not reuse old results
-    digest = file_sha256(checkpoint_or_model) if source is not None else weights_id
-    _check_manifest(out, {"checkpoint": ckpt_name, "weights_sha256": digest, "benchmark": benchmark, "samples": k, "seed": seed,
-                          "variant": cfg.variant, "profile": cfg.profile, "max_frames": max_frames,
-                          "data_root": str(data_root) if data_root else None}, replace_stale)
-    remove_stale_temps(out)
-    n_of = {s.name: len(s) if max_frames is None else min(len(s), int(max_frames)) for s in seqs}
-    todo = [s for s in seqs if not is_finished(out, s.name, n_of[s.name], has_masks)]
-    todo.sort(key=lambda s: -n_of[s.name])  # longest first: better load balance across workers
-    total = sum(n_of[s.name] for s in todo)
-    desc = f"{benchmark} k={k}"
-    workers = max(1, min(int(workers), len(todo) or 1))
-    with tqdm(total=total, desc=desc, unit="frame", disable=(None if progress is None else not progress)) as bar:
-        bar.set_postfix(done=len(seqs) - len(todo), of=len(seqs))
-        if workers == 1 and todo:
-            if model is None:
-                model, cfg = load_model(source, device, ckpt)
-            tracker = make_tracker(model, cfg, k, device, seed)
-            for s in todo:
-                run_sequence(tracker, s, out, max_frames, has_masks, on_frame=lambda: bar.update(1))
-        elif todo:
-            _run_pool(model, cfg, source, k, device, seed, todo, out, max_frames, has_masks, workers, bar)
-
-    protocols = PROTOCOLS if protocol == "both" else () if protocol == "none" else (protocol,)
-    return score_results(out, [_truncate(s, max_frames) for s in seqs], protocols, benchmark)
-
-
-def _run_pool(model, cfg, source, k, device, seed, todo, out, max_frames, save_masks, workers, bar):
+def _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar):
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-    if source is None:  # an in-memory model: ship its weights to the workers
-        source = {"model": {n: t.detach().cpu() for n, t in model.state_dict().items()}, "config": cfg.to_dict()}
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // workers)
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(source, k, device, seed, threads)) as pool:
-        futures = [pool.submit(_worker_run, s, str(out), max_frames, save_masks) for s in todo]
-        pending = set(futures)
+                             initargs=(make_tracker, max(1, cpu_cores() // workers))) as pool:
+        pending = {pool.submit(_worker_run, s, str(out), max_frames, save_masks) for s in todo}
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for f in done:

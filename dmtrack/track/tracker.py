@@ -87,7 +87,7 @@ class Tracker:
     def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0):
         self.cfg = config
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).fuse_for_inference()  # once, after the move: the fused constants live on the device
         self.samples = int(samples if samples is not None else config.test_samples)
         if self.samples < 1:
             raise ValueError(f"samples (k) must be >= 1, got {self.samples}")
@@ -142,12 +142,16 @@ class Tracker:
         self.box, self.frame, self.last = box, 0, {}
 
     @torch.inference_mode()
-    def track(self, image, return_mask: bool = True) -> dict:
+    def track(self, image, return_mask: bool = True, return_chain: bool = False) -> dict:
         """Track one frame. Returns {'box': (4,) float64 xywh in image pixels, 'score': float
         (Hann-windowed peak), 'mask': HxW float32 in [0,1] in image coordinates or None
-        (no_diffusion, or return_mask=False)}."""
+        (no_diffusion, or return_mask=False)}. return_chain adds this frame's diffusion sampling
+        (`chain_arrays`): 'crop' (S,S,3 RGB search crop), 'chain' (steps+1, k, M, M: x_T .. x_0 in
+        [0,1]), 'samples' (k, M, M: each sampling's mask), 'filtered' (M, M: what the head used)."""
         if self.box is None:
             raise RuntimeError("call initialize(image, box, text) before track(image)")
+        if return_chain and not self.cfg.use_diffusion:
+            raise ValueError(f"variant {self.cfg.variant} has no diffusion module: no sampling chain to show")
         image = self._rgb(image)
         H, W = image.shape[:2]
         S = self.cfg.search_size
@@ -155,23 +159,33 @@ class Tracker:
             crop, resize_factor, _ = crop_square(image, self.box, self.cfg.search_factor, S)
             search = self._load(crop, self._search)
         with record_function("track/network"):
-            out = self.model(self._template, search, self.text, samples=self.samples)
+            out = self.model(self._template, search, self.text, samples=self.samples, return_chain=return_chain)
         with record_function("track/decode"):
-            score_map = out["score_map"]
+            score_map = out.score_map
             if self._hann is None or self._hann.shape[-1] != score_map.shape[-1]:
                 self._hann = hann2d(score_map.shape[-1]).to(score_map.device, score_map.dtype)
             windowed = score_map * self._hann  # the model's own decoding, on the windowed map
-            pred = decode_boxes(windowed, out["offset_map"], out["size_map"])[0]
+            pred = decode_boxes(windowed, out.offset_map, out.size_map)[0]
             score = float(windowed.max())
             pred = pred.double().cpu().numpy()  # the one unavoidable host copy (4 numbers)
         window = crop_window(self.box, resize_factor, S)
         box = box_to_image(pred, self.box, resize_factor, S)
         self.box = clip_xywh(box, W, H, margin=CLIP_MARGIN)
         self.frame += 1
-        mask = out.get("mask")
+        mask = out.mask
         self.last = {"window": window, "mask": None if mask is None else mask[0, 0]}
         image_mask = None
         if return_mask and mask is not None:
             with record_function("track/mask"):
                 image_mask = mask_to_image(mask[0, 0].float().cpu().numpy(), window, (H, W))
-        return {"box": self.box.copy(), "score": score, "mask": image_mask}
+        result = {"box": self.box.copy(), "score": score, "mask": image_mask}
+        if return_chain:
+            result.update(crop=crop[..., ::-1].copy() if self.bgr else crop, **chain_arrays(out))
+        return result
+
+
+def chain_arrays(out) -> dict:
+    """The first crop's diffusion sampling from a model output run with return_chain=True, as numpy."""
+    return dict(chain=torch.stack([c[0, :, 0] for c in out.chain]).float().cpu().numpy(),
+                samples=out.samples_masks[0, :, 0].float().cpu().numpy(),
+                filtered=out.mask[0, 0].float().cpu().numpy())

@@ -16,13 +16,12 @@ import csv
 import hashlib
 import json
 import os
-import platform
 import random
-import subprocess
 import sys
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,8 +33,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import Config, config_from_dict
+from ..io import atomic_open, atomic_write_text
+from ..provenance import provenance
 from .sampler import PairDataset, PairSampler, collate, load_train_sequences
-from dmtrack.io import atomic_open, atomic_write_text
 
 # Keys that may differ between an interrupted run and its resume without changing the result.
 RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every"}
@@ -93,26 +93,9 @@ def set_rng_state(state: dict) -> None:
 
 
 def run_info(cfg: Config, world: int, device: torch.device) -> dict:
-    """Config, git commit, package versions and hardware, for run.json."""
-    repo = Path(__file__).resolve().parents[2]
-
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    versions = {"python": platform.python_version()}
-    for mod in ("dmtrack", "torch", "torchvision", "timm", "transformers", "numpy", "cv2", "pandas"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
-            pass
-    hw = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-          "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
-          "world_size": world, "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
-    return {"config": cfg.to_dict(), "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
-            "versions": versions, "hardware": hw, "argv": sys.argv, "sessions": []}
+    """run.json's header: the config, the provenance record (dmtrack.provenance), the device and argv."""
+    return {"config": cfg.to_dict(), **provenance(), "device": str(device), "world_size": world,
+            "torch_threads": torch.get_num_threads(), "argv": sys.argv, "sessions": []}
 
 
 def replica_check(model, first_batch, world: int) -> dict:
@@ -186,6 +169,110 @@ def train_step(model, net, optimizer, scaler, batch: dict, epoch: float, grad_cl
     return losses
 
 
+@dataclass
+class TrainRun:
+    """Everything a training step touches, and where the run stands (global optimiser steps)."""
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DDP wrapper (the forward goes through it)
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    global_step: int = 0
+
+
+def build_run(cfg: Config, device: torch.device, rank: int) -> TrainRun:
+    """Model, AdamW, lr schedule and GradScaler; the same init on every rank (DDP also broadcasts
+    rank 0's weights), then a per-rank RNG stream for the model's own noise."""
+    from ..model import build_model
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = bool(cfg.amp and device.type == "cuda")
+    run = TrainRun(model, model, optimizer, make_scheduler(optimizer, cfg), torch.amp.GradScaler("cuda", enabled=use_amp),
+                   use_amp)
+    ss = np.random.SeedSequence([cfg.seed, 7919, rank])
+    random.seed(int(ss.generate_state(1)[0]))
+    np.random.seed(int(ss.generate_state(2)[1]))
+    torch.manual_seed(int(ss.generate_state(3)[2]))
+    return run
+
+
+def resume_run(run: TrainRun, last: Path, cfg: Config, rank: int, world: int) -> None:
+    """Load last.pth into `run`: weights, optimiser, schedule, scaler, this rank's RNG, position."""
+    from ..model import load_checkpoint
+
+    state = load_checkpoint(last)
+    diff = config_diff(cfg, state["config"])
+    if diff:
+        raise ValueError(f"{last}: config differs from the run being resumed in {diff}; resume with the same settings")
+    if state["world_size"] != world:
+        raise ValueError(f"{last} was written by {state['world_size']} processes, resuming with {world} would not be exact")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"][rank])
+    run.global_step = state["global_step"]
+
+
+def save_state(run: TrainRun, last: Path, cfg: Config, steps_per_epoch: int, main: bool, world: int) -> None:
+    """last.pth: the whole training state, every rank's RNG gathered on rank 0."""
+    from ..model import save_checkpoint
+
+    states = [None] * world
+    if world > 1:
+        dist.all_gather_object(states, rng_state())
+    else:
+        states = [rng_state()]
+    if main:
+        epoch, step = divmod(run.global_step, steps_per_epoch)
+        save_checkpoint(last, run.model, cfg, optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
+                        scaler=run.scaler.state_dict(), rng=states, epoch=epoch, step=step,
+                        global_step=run.global_step, world_size=world)
+
+
+def make_loader(cfg: Config, sequences, rank: int, world: int, device: torch.device):
+    """(DataLoader, PairSampler) over this rank's share of each epoch's pairs."""
+    data = PairDataset(cfg, sequences if sequences is not None else load_train_sequences(cfg))
+    sampler = PairSampler(cfg.pairs_per_epoch, rank, world)
+    loader = DataLoader(data, batch_size=cfg.batch_size // world, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=collate, drop_last=True, persistent_workers=cfg.num_workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global torch RNG untouched
+                        pin_memory=device.type == "cuda")
+    return loader, sampler
+
+
+def loss_row(run: TrainRun, losses: dict, epoch: int, world: int) -> dict:
+    """One losses.csv row: epoch, step, each param group's lr and every loss term (mean over ranks)."""
+    names = sorted(losses)
+    vals = torch.stack([losses[k].detach().float() for k in names]).cpu()
+    if world > 1:
+        dist.all_reduce(vals)
+        vals /= world
+    row = {"epoch": epoch, "step": run.global_step}
+    row.update({f"lr_{str(g.get('name', i)).removesuffix('_no_decay')}": g["lr"] for i, g in enumerate(run.optimizer.param_groups)})
+    row.update({k: round(float(v), 6) for k, v in zip(names, vals)})
+    return row
+
+
+def start_session(out: Path, cfg: Config, resume: bool, world: int, device, run: TrainRun) -> dict:
+    """run.json with a new session appended (the file of an earlier session is kept on resume)."""
+    info = json.loads((out / "run.json").read_text()) if resume and (out / "run.json").exists() else run_info(cfg, world, device)
+    info["sessions"].append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             "from_step": run.global_step, "amp": run.use_amp})
+    atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+    return info
+
+
+def first_batch_keys(batch: dict) -> dict:
+    """What a rank trained on first (run.json, the DDP replica check)."""
+    return {"keys": [list(k) for k in batch["key"]], "seq": batch["seq"],
+            "box": [[round(v, 5) for v in b] for b in batch["box"].tolist()]}
+
+
 def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None = None,
           max_steps: int | None = None, progress: bool = True) -> Path | None:
     """Train cfg's model into `out_dir`; returns the path of model.pth (None when `max_steps`
@@ -194,144 +281,79 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
     sequences: {train_datasets key: list[Sequence]} to train on instead of loading the
     readers (tests). resume: continue from out_dir/last.pth if it exists (else start fresh);
     without it an existing last.pth is an error rather than silently overwritten."""
-    from ..model import build_model, load_checkpoint, save_checkpoint
+    from ..model import save_checkpoint
 
-    out = Path(out_dir)
+    out, last = Path(out_dir), Path(out_dir) / "last.pth"
     rank, world, device, own_group = setup_distributed(cfg)
     main = rank == 0
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    last = out / "last.pth"
+    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"pairs_per_epoch {cfg.pairs_per_epoch} < batch_size {cfg.batch_size}: no step per epoch")
     if last.exists() and not resume:
         raise FileExistsError(f"{last} exists: pass resume=True (--resume) to continue it, or use another folder")
     if main:
         out.mkdir(parents=True, exist_ok=True)
 
-    # model and recipe; same init on every rank (DDP also broadcasts rank 0's weights)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
-    model.train()
-    text = getattr(model, "text", None)  # None in the no_language variant
+    run = build_run(cfg, device, rank)
+    text = getattr(run.model, "text", None)  # None in the no_language variant
     text_cached = text is not None and text.cache_outputs(cfg.text_cache)
-    optimizer = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg)
-    use_amp = bool(cfg.amp and device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    ss = np.random.SeedSequence([cfg.seed, 7919, rank])  # per-rank stream for the model's own noise
-    random.seed(int(ss.generate_state(1)[0]))
-    np.random.seed(int(ss.generate_state(2)[1]))
-    torch.manual_seed(int(ss.generate_state(3)[2]))
-
-    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"pairs_per_epoch {cfg.pairs_per_epoch} < batch_size {cfg.batch_size}: no step per epoch")
-    epoch, step, global_step = 0, 0, 0
     if resume and last.exists():
-        state = load_checkpoint(last)
-        diff = config_diff(cfg, state["config"])
-        if diff:
-            raise ValueError(f"{last}: config differs from the run being resumed in {diff}; resume with the same settings")
-        if state["world_size"] != world:
-            raise ValueError(f"{last} was written by {state['world_size']} processes, resuming with {world} would not be exact")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][rank])
-        epoch, step, global_step = state["epoch"], state["step"], state["global_step"]
-
-    ddp = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
-    per_rank_batch = cfg.batch_size // world
-    data = PairDataset(cfg, sequences if sequences is not None else load_train_sequences(cfg))
-    sampler = PairSampler(cfg.pairs_per_epoch, rank, world)
-    loader = DataLoader(data, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
-                        collate_fn=collate, drop_last=True, persistent_workers=cfg.num_workers > 0,
-                        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global torch RNG untouched
-                        pin_memory=device.type == "cuda")
-
-    def save_state():
-        states = [None] * world
-        if world > 1:
-            dist.all_gather_object(states, rng_state())
-        else:
-            states = [rng_state()]
-        if main:
-            save_checkpoint(last, model, cfg, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            scaler=scaler.state_dict(), rng=states, epoch=epoch, step=step,
-                            global_step=global_step, world_size=world)
-
-    info = None
-    if main:
-        info = json.loads((out / "run.json").read_text()) if resume and (out / "run.json").exists() else run_info(cfg, world, device)
-        info["sessions"].append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from_step": global_step,
-                                 "amp": use_amp})
-        atomic_write_text(out / "run.json", json.dumps(info, indent=2))
-    log = LossLog(out / "losses.csv", global_step) if main else None
-    total_steps = cfg.epochs * steps_per_epoch
-    bar = tqdm(total=total_steps, initial=global_step, disable=not (main and progress), desc=f"train {cfg.variant}",
+        resume_run(run, last, cfg, rank, world)
+    if world > 1:
+        run.net = DistributedDataParallel(run.model, find_unused_parameters=True)
+    loader, sampler = make_loader(cfg, sequences, rank, world, device)
+    info = start_session(out, cfg, resume, world, device, run) if main else None
+    log = LossLog(out / "losses.csv", run.global_step) if main else None
+    total = cfg.epochs * steps_per_epoch
+    stop_at = total if max_steps is None else min(total, max_steps)
+    bar = tqdm(total=total, initial=run.global_step, disable=not (main and progress), desc=f"train {cfg.variant}",
                dynamic_ncols=True)
-    t0, start_step = time.time(), global_step
-    stopped, first_batch = False, None
+    t0, start_step, saved_at, batches, first_batch = time.time(), run.global_step, run.global_step, None, None
     try:
-        while epoch < cfg.epochs and not stopped:
-            sampler.set_epoch(epoch, start=step * per_rank_batch)
-            batches = iter(loader)
-            while step < steps_per_epoch:
-                batch = next(batches)
-                e = epoch + step / steps_per_epoch  # fractional epoch: CE keep rate and GT-CE start
-                losses = train_step(model, ddp, optimizer, scaler, batch, e, cfg.grad_clip, use_amp)
-                step += 1
-                global_step += 1
-
-                if first_batch is None:  # what this rank trained on first (run.json, DDP check)
-                    first_batch = {"keys": [list(k) for k in batch["key"]], "seq": batch["seq"],
-                                   "box": [[round(v, 5) for v in b] for b in batch["box"].tolist()]}
-                names = sorted(losses)
-                vals = torch.stack([losses[k].detach().float() for k in names]).cpu()
-                if world > 1:  # log the mean over ranks
-                    dist.all_reduce(vals)
-                    vals /= world
-                if main:
-                    row = {"epoch": epoch, "step": global_step}
-                    row.update({f"lr_{str(g.get('name', i)).removesuffix('_no_decay')}": g["lr"]
-                                for i, g in enumerate(optimizer.param_groups)})
-                    row.update({k: round(float(v), 6) for k, v in zip(names, vals)})
-                    row["seconds"] = round(time.time() - t0, 3)
-                    log.write(row)
-                    bar.set_postfix({k: f"{float(v):.3f}" for k, v in zip(names, vals) if k in ("total", "focal", "giou", "l1", "struct")},
-                                    refresh=False)
-                bar.update(1)
-                if step == steps_per_epoch:  # epoch end: next epoch's lr, then checkpoint
-                    scheduler.step()
-                    epoch, step = epoch + 1, 0
-                    save_state()
-                    break
-                if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0:
-                    save_state()
-                if max_steps is not None and global_step >= max_steps:
-                    save_state()
-                    stopped = True
-                    break
-            if max_steps is not None and global_step >= max_steps and not stopped and epoch < cfg.epochs:
-                stopped = True  # max_steps fell exactly on an epoch end (already checkpointed)
+        while run.global_step < stop_at:
+            epoch, step = divmod(run.global_step, steps_per_epoch)
+            if batches is None or step == 0:  # a new epoch, or the middle of the one a resume continues
+                sampler.set_epoch(epoch, start=step * (cfg.batch_size // world))
+                batches = iter(loader)
+            batch = next(batches)
+            first_batch = first_batch or first_batch_keys(batch)
+            # fractional epoch: CE keep rate and GT-CE start
+            losses = train_step(run.model, run.net, run.optimizer, run.scaler, batch, epoch + step / steps_per_epoch,
+                                cfg.grad_clip, run.use_amp)
+            run.global_step += 1
+            row = loss_row(run, losses, epoch, world)
+            if main:
+                log.write({**row, "seconds": round(time.time() - t0, 3)})
+                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "focal", "giou", "l1", "struct") if k in row},
+                                refresh=False)
+            bar.update(1)
+            if step + 1 == steps_per_epoch:
+                run.scheduler.step()  # epoch end: next epoch's lr, then checkpoint
+            if step + 1 == steps_per_epoch or (cfg.checkpoint_every and run.global_step % cfg.checkpoint_every == 0):
+                save_state(run, last, cfg, steps_per_epoch, main, world)
+                saved_at = run.global_step
+        if run.global_step < total and saved_at != run.global_step:  # stopped by max_steps mid-epoch
+            save_state(run, last, cfg, steps_per_epoch, main, world)
     finally:
         bar.close()
         if log:
             log.close()
     seconds = time.time() - t0
-    ddp_report = replica_check(model, first_batch, world) if world > 1 else None
+    ddp_report = replica_check(run.model, first_batch, world) if world > 1 else None
     result = None
     if main:
+        if run.global_step >= total:
+            result = save_checkpoint(out / "model.pth", run.model, cfg, epoch=cfg.epochs, global_step=run.global_step)
+        session = info["sessions"][-1]
         if ddp_report:
-            info["sessions"][-1]["ddp"] = ddp_report
-        if not stopped:
-            result = save_checkpoint(out / "model.pth", model, cfg, epoch=epoch, global_step=global_step)
-        done = global_step - start_step
+            session["ddp"] = ddp_report
         if text_cached:
-            info["sessions"][-1]["text_cache"] = {"hits": text.cache_hits, "misses": text.cache_misses}
-        info["sessions"][-1].update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                     "to_step": global_step, "seconds": round(seconds, 2),
-                                     "pairs_per_second": round(done * cfg.batch_size / max(seconds, 1e-9), 2)})
+            session["text_cache"] = {"hits": text.cache_hits, "misses": text.cache_misses}
+        session.update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "to_step": run.global_step,
+                        "seconds": round(seconds, 2),
+                        "pairs_per_second": round((run.global_step - start_step) * cfg.batch_size / max(seconds, 1e-9), 2)})
         atomic_write_text(out / "run.json", json.dumps(info, indent=2))
     if world > 1:
         dist.barrier()

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..data import Sequence, load_benchmark, read_frame
 from ..data.crop import box_in_crop, crop_square, normalize
-from ..data.sequence import Sequence
 
 # cfg.train_datasets key -> (benchmark name for dmtrack.data.load_benchmark, split)
 TRAIN_SETS = {
@@ -55,7 +55,6 @@ def mirror_sentence(text: str) -> str:
 
 def load_train_sequences(cfg, roots: dict | None = None) -> dict[str, list[Sequence]]:
     """The training sequences of every dataset with a positive ratio in cfg.train_datasets."""
-    from ..data import load_benchmark
     roots = roots or {}
     out = {}
     for name, ratio in cfg.train_datasets.items():
@@ -114,10 +113,7 @@ class FrameCache:
         if key in self.frames:
             self.frames.move_to_end(key)
             return self.frames[key]
-        img = cv2.imread(key, cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"cannot read frame {key}")
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        img = read_frame(key)
         if self.max_bytes > 0 and img.nbytes <= self.max_bytes:
             self.frames[key] = img
             self.bytes += img.nbytes

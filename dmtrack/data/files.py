@@ -1,10 +1,9 @@
-"""`load_benchmark`: one entry point for every benchmark, and the file helpers the readers share.
+"""The low-level dataset files every reader shares, and the one frame reader.
 
-Each dataset's layout lives in its own module (lasot.py, tnl2k.py, otb.py, refcoco.py);
-this module holds what they have in common: strict parsing of ground-truth rows, flag
-files and description files, and finding frame images with one folder listing. Every
-problem raises a `DatasetError` naming the file (and the 1-based line); nothing is ever
-shifted, dropped or padded silently. See docs/datasets.md for the layouts.
+Strict parsing of ground-truth rows, flag files and description files, finding frame
+images with one folder listing, and decoding a frame image (`read_frame`, used by
+training, tracking and the plots alike). Every problem raises a `DatasetError` naming the
+file (and the 1-based line); nothing is ever shifted, dropped or padded silently.
 """
 from __future__ import annotations
 
@@ -13,26 +12,10 @@ import re
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from .sequence import Sequence, dataset_root
-
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-
-# name -> what it is (the CLI lists these). Synthetic suites are written by
-# dmtrack.data.synthetic in the real layouts and read back by the same readers.
-BENCHMARKS = {
-    "lasot": "LaSOT test (280 videos, split from the toolkit's testing_set.txt) or train",
-    "lasot_ext": "LaSOT extension subset (150 videos, all test)",
-    "tnl2k": "TNL2K test (700 videos) or train (1,300)",
-    "otb_lang": "OTB99-Lang test (48 videos) or train (51)",
-    "refcocog": "RefCOCOg google split, one-frame sequence per referring expression (train/val)",
-    "synthetic_train": "synthetic training split (LaSOT layout, <root>/train)",
-    "synthetic_lasot": "synthetic stand-in for LaSOT (<root>/lasot)",
-    "synthetic_lasot_ext": "synthetic stand-in for LaSOT_ext, unseen classes (<root>/lasot_ext)",
-    "synthetic_tnl2k": "synthetic stand-in for TNL2K (<root>/tnl2k)",
-    "synthetic_otb_lang": "synthetic stand-in for OTB-Lang (<root>/otb_lang)",
-}  # plus synthetic_drift_<level> (e.g. synthetic_drift_0.50): the drift sweep, LaSOT layout at <root>/drift/<level>
 
 
 class DatasetError(ValueError):
@@ -43,65 +26,21 @@ class MissingFileError(DatasetError, FileNotFoundError):
     """A file or folder the layout requires is absent; the message names it."""
 
 
-def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str | None = None,
-                   allow_empty_text: bool = False, progress: bool | None = None) -> list[Sequence]:
-    """The sequences of benchmark `name` (a key of BENCHMARKS): sorted by name for the video
-    benchmarks, in the refs file's order for refcocog.
-
-    root: the dataset's folder; default `dataset_root(name)` ($DMTRACK_DATA/<folder>, or
-        $DMTRACK_<NAME>_ROOT). For synthetic_* it is the folder holding train/, lasot/, ...
-    split: "test" or "train" ("val" for refcocog); None = the benchmark's usual split
-        (test, but train for refcocog). The synthetic suites' split is fixed by their name.
-    allow_empty_text: an empty description file is an error by default (TNL2K's
-        Fight_video_6-Done shipped one); True loads it as "" with a warning.
-    progress: tqdm bar over sequences (None = only on a terminal).
-    """
-    from . import lasot, otb, refcoco, tnl2k
-
-    drift_level = _drift_level(name)
-    if name not in BENCHMARKS and drift_level is None:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, synthetic_drift_<level>")
-    root = Path(root) if root is not None else dataset_root(name)
-    opts = dict(allow_empty_text=allow_empty_text, progress=progress)
-    if name == "lasot":
-        seqs = lasot.load(root, split or "test", tag="lasot", **opts)
-    elif name == "lasot_ext":
-        seqs = lasot.load(root, split or "test", tag="lasot_extension_subset", all_test=True, **opts)
-    elif name == "tnl2k":
-        seqs = tnl2k.load(root, split or "test", **opts)
-    elif name == "otb_lang":
-        seqs = otb.load(root, split or "test", **opts)
-    elif name == "refcocog":
-        seqs = refcoco.load(root, split or "train", **opts)
-    elif name == "synthetic_train":
-        seqs = lasot.load(root / "train", "train", tag="lasot", all_train=True, **opts)
-    elif name == "synthetic_lasot":
-        seqs = lasot.load(root / "lasot", "test", tag="lasot", split_file=root / "lasot" / "testing_set.txt", **opts)
-    elif name == "synthetic_lasot_ext":
-        seqs = lasot.load(root / "lasot_ext", "test", tag="lasot_extension_subset", all_test=True, **opts)
-    elif drift_level is not None:  # the synthetic drift sweep: LaSOT layout at <root>/drift/<level>
-        folder = root / "drift" / drift_level
-        seqs = lasot.load(folder, "test", tag="lasot", split_file=folder / "testing_set.txt", **opts)
-    elif name == "synthetic_tnl2k":
-        seqs = tnl2k.load(root / "tnl2k", "test", **opts)
-    else:  # synthetic_otb_lang: same layout, but none of real OTB's per-video start frames
-        seqs = otb.load(root / "otb_lang", "test", real_quirks=False, **opts)
-    for s in seqs:
-        s.extra["benchmark"] = name
-    return seqs
+class FrameError(DatasetError, FileNotFoundError):
+    """A frame image is missing or cannot be decoded; the message names the file."""
 
 
-def _drift_level(name: str) -> str | None:
-    """'0.50' for 'synthetic_drift_0.5' (the folder name the synthetic generator uses), else None."""
-    if not name.startswith("synthetic_drift_"):
-        return None
-    try:
-        return f"{float(name[len('synthetic_drift_'):]):.2f}"
-    except ValueError:
-        return None
+def read_frame(path) -> np.ndarray:
+    """HxWx3 uint8 RGB image read with OpenCV; a missing or undecodable file raises FrameError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FrameError(f"missing frame image: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FrameError(f"cannot decode frame image: {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-# --------------------------------------------------------------------------- file helpers
 
 def require(path: Path, what: str) -> Path:
     """`path` if it exists, else a MissingFileError saying what was expected there."""

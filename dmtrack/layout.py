@@ -1,0 +1,99 @@
+"""The work folder of a study: where trainings, raw results and scores go, and the one schema
+of the evaluate.json that marks a scored run. A leaf module: of dmtrack it imports only io.
+
+    <work>/train/<variant>/seed<N>/                 model.pth, last.pth, losses.csv, run.json
+    <work>/results/<benchmark>/<tracker>/<param>/   raw results (pytracking layout), evaluate.json,
+                                                    scores_pytracking.json, scores_official.json
+        tracker = dmtrack-<variant>, param = k<k>_seed<N>  (a trained model at k samplings)
+        tracker = static | oracle-jitter, param = seed<N> (the trivial trackers)
+        tracker = <name given to --other>, param = raw    (another tracker's results, re-scored)
+
+`dmtrack evaluate --out DIR` and `dmtrack score --baselines-all --out ROOT` write the same
+files, so any folder they make can be read back by the report.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .io import atomic_write_json
+
+RUN_META = "evaluate.json"
+OTHER_PARAM = "raw"
+
+
+def train_dir(work, variant: str, seed: int) -> Path:
+    return Path(work) / "train" / variant / f"seed{seed}"
+
+
+def model_path(work, variant: str, seed: int) -> Path:
+    """The final weights of one training (what evaluation loads)."""
+    return train_dir(work, variant, seed) / "model.pth"
+
+
+def results_root(work) -> Path:
+    return Path(work) / "results"
+
+
+def tracker_name(variant: str) -> str:
+    return f"dmtrack-{variant}"
+
+
+def dmtrack_param(k: int, seed: int) -> str:
+    return f"k{k}_seed{seed}"
+
+
+def baseline_param(seed: int) -> str:
+    return f"seed{seed}"
+
+
+def results_dir(root, benchmark: str, tracker: str, param: str) -> Path:
+    """<root>/<benchmark>/<tracker>/<param> (root = <work>/results)."""
+    return Path(root) / benchmark / tracker / param
+
+
+def dmtrack_results(work, benchmark: str, variant: str, k: int, seed: int) -> Path:
+    """The results folder of a trained variant's seed at k samplings."""
+    return results_dir(results_root(work), benchmark, tracker_name(variant), dmtrack_param(k, seed))
+
+
+def scores_path(folder, protocol: str) -> Path:
+    return Path(folder) / f"scores_{protocol}.json"
+
+
+def score_files(folder) -> list[Path]:
+    """Every scores_<protocol>.json of a results folder, sorted."""
+    return sorted(Path(folder).glob("scores_*.json"))
+
+
+# --- evaluate.json: one record per results folder ---------------------------------------------------
+# benchmark: loader name; variant: Table 2 variant or the tracker's name; samples: k (None for trackers
+# without diffusion samplings); seed; max_frames; and what identifies the inputs (weights, data).
+RUN_META_KEYS = ("benchmark", "variant", "samples", "seed")
+
+
+def write_run_meta(folder, meta: dict) -> Path:
+    """Write <folder>/evaluate.json (atomically); `meta` must hold at least RUN_META_KEYS."""
+    missing = [k for k in RUN_META_KEYS if k not in meta]
+    if missing:
+        raise KeyError(f"evaluate.json needs {', '.join(missing)}")
+    path = Path(folder) / RUN_META
+    atomic_write_json(path, meta)
+    return path
+
+
+def read_run_meta(folder) -> dict | None:
+    """<folder>/evaluate.json as a dict, or None when the folder has none."""
+    path = Path(folder) / RUN_META
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: unreadable ({e}); delete the folder to redo that run") from None
+
+
+def scored_runs(root):
+    """(folder, meta) of every results folder under <root> = <work>/results, sorted by path."""
+    for path in sorted(Path(root).glob(f"*/*/*/{RUN_META}")):
+        yield path.parent, read_run_meta(path.parent)

