@@ -222,9 +222,7 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
     np.random.seed(int(ss.generate_state(2)[1]))
     torch.manual_seed(int(ss.generate_state(3)[2]))
 
-    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"pairs_per_epoch {cfg.pairs_per_epoch} < batch_size {cfg.batch_size}: no step per epoch")
+    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size  # >= 1: Config.validate
     epoch, step, global_step = 0, 0, 0
     if resume and last.exists():
         state = load_checkpoint(last)
