@@ -3,7 +3,10 @@
 A `Config` is a flat dataclass, in the way of nanoGPT: every knob has one name, one
 default and one comment. A profile sets sizes and the training recipe; a variant flips
 the switches that distinguish the trained models of Table 2. Overrides are plain
-`key=value` pairs; an unknown key is an error that names it.
+`key=value` pairs; an unknown key is an error that names it. Every Config that is built
+(defaults, profiles, overrides, a checkpoint's saved config) is validated on construction:
+a value out of its range is a ValueError naming the key, the value and the allowed range,
+before any data is read or any step is trained.
 
     cfg = load_config("demo", "full", test_samples=5)
 """
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields
+import math
+import re
+from dataclasses import MISSING, dataclass, field, fields
 
 PROFILES = ("smoke", "demo", "paper")
 VARIANTS = ("full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce", "single_sample_train")
@@ -101,6 +106,43 @@ class Config:
     frame_cache_mb: int = 0  # decoded frames kept in memory per data worker (LRU); 0 = decode every time
     text_cache: int = 0  # training: frozen-BERT outputs memoised for this many sentences (exact, see docs/training.md); 0 = off
 
+    def __post_init__(self):
+        self.validate()  # dataclasses.replace builds through __init__ too: no Config escapes the check
+
+    def validate(self) -> "Config":
+        """Raise a TypeError for a value of the wrong type, a ValueError naming the key, the value and
+        the allowed range for a value out of range (RANGES, CHOICES, then the rules between keys)."""
+        for f in fields(self):
+            v, t = getattr(self, f.name), _TYPES[f.name]
+            if type(v) is not t:  # exact: a bool is no int, an int no float (apply_overrides converts those)
+                raise TypeError(f"config key {f.name!r} expects {t.__name__}, got {v!r}")
+        for key, interval in RANGES.items():
+            _require(key, getattr(self, key), _in_interval(getattr(self, key), interval), interval)
+        for key, choices in CHOICES.items():
+            _require(key, getattr(self, key), getattr(self, key) in choices, " | ".join(choices))
+        # the rules between keys, evaluated only now that every key is in range (no division by 0 heads)
+        c, layers, ratios = self, self.ce_layers, list(self.train_datasets.values())
+        for key, ok, allowed in [
+            ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", c.device), "auto | cpu | cuda | cuda:N | mps"),
+            ("text_encoder", c.text_encoder.strip(), "'minilm' or a local model directory"),
+            ("embed_dim", c.embed_dim % c.num_heads == 0, f"a multiple of num_heads ({c.num_heads})"),
+            ("embed_dim", c.embed_dim % c.fusion_heads == 0, f"a multiple of fusion_heads ({c.fusion_heads})"),
+            ("template_size", c.template_size % c.patch_size == 0, f"a multiple of patch_size ({c.patch_size})"),
+            ("search_size", c.search_size % c.patch_size == 0, f"a multiple of patch_size ({c.patch_size})"),
+            ("ce_layers", all(type(i) is int and 0 <= i < c.depth for i in layers)
+             and all(a < b for a, b in zip(layers, layers[1:])), f"increasing block indices in [0, depth) = [0, {c.depth})"),
+            ("diffusion_timesteps", c.diffusion_timesteps >= c.sampling_steps, f">= sampling_steps ({c.sampling_steps})"),
+            ("denoiser_channels", c.denoiser_channels % 2 == 0, "even (the sinusoidal timestep embedding has sin and cos halves)"),
+            ("head_channels", c.head_channels % 8 == 0, "a multiple of 8 (the head halves it three times)"),
+            ("struct_kernel", c.struct_kernel == 0 or c.struct_kernel % 2 == 1, "0 (auto) or odd (a centred window)"),
+            ("pairs_per_epoch", c.pairs_per_epoch >= c.batch_size, f">= batch_size ({c.batch_size}): else no step per epoch"),
+            ("train_datasets", all(isinstance(k, str) for k in c.train_datasets)
+             and all(type(r) in (int, float) and _in_interval(r, "[0, inf)") for r in ratios) and any(r > 0 for r in ratios),
+             "{name: ratio} with every ratio >= 0 and at least one > 0"),
+        ]:
+            _require(key, getattr(c, key), ok, allowed)
+        return self
+
     def replace(self, **overrides) -> "Config":
         return apply_overrides(self, overrides)
 
@@ -109,6 +151,46 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# The allowed range of every numeric key ("[1, inf)" on an int key: a positive integer). Upper
+# ends are open at inf, so an inf is refused as well as a NaN (which fails every comparison).
+RANGES: dict[str, str] = {
+    "seed": "[0, inf)",  # numpy's SeedSequence refuses negative seeds
+    "patch_size": "[1, inf)", "template_size": "[1, inf)", "search_size": "[1, inf)",
+    "template_factor": "(0, inf)", "search_factor": "(0, inf)",
+    "embed_dim": "[1, inf)", "depth": "[1, inf)", "num_heads": "[1, inf)", "mlp_ratio": "(0, inf)",
+    "drop_path_rate": "[0, 1)",  # at 1 every block would be dropped (timm divides by the keep probability)
+    "ce_keep_ratio": "(0, 1]", "ce_start_epoch": "[0, inf)", "ce_warm_epochs": "[0, inf)",
+    "text_max_len": "[2, 512]",  # [CLS] and [SEP] at least; BERT-family encoders have 512 positions
+    "text_lr": "[0, inf)", "fusion_heads": "[1, inf)",
+    "diffusion_timesteps": "[1, inf)", "sampling_steps": "[1, inf)", "mask_scale": "[1, inf)",
+    "denoiser_channels": "[2, inf)", "test_samples": "[1, inf)", "filter_topk": "(0, 1]",
+    "head_channels": "[8, inf)", "sampler_eta": "[0, 1]", "struct_kernel": "[0, inf)", "gt_ce_start_epoch": "[0, inf)",
+    "w_focal": "[0, inf)", "w_giou": "[0, inf)", "w_l1": "[0, inf)", "w_struct": "[0, inf)",
+    "epochs": "[1, inf)", "pairs_per_epoch": "[1, inf)", "batch_size": "[1, inf)",
+    "lr": "[0, inf)", "backbone_lr": "[0, inf)", "weight_decay": "[0, inf)", "lr_drop_frac": "[0, 1]",
+    "grad_clip": "[0, inf)",  # 0 = no clipping
+    "num_workers": "[0, inf)", "max_gap": "[1, inf)", "search_center_jitter": "[0, inf)", "search_scale_jitter": "[0, inf)",
+    "checkpoint_every": "[0, inf)", "flip_prob": "[0, 1]", "brightness_jitter": "[0, 1]",
+    "frame_cache_mb": "[0, inf)", "text_cache": "[0, inf)",
+}
+CHOICES: dict[str, tuple] = {
+    "profile": PROFILES, "variant": VARIANTS, "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
+    "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
+    "head_features": ("visual", "fused"),
+}
+_TYPES = {f.name: type(f.default if f.default is not MISSING else f.default_factory()) for f in fields(Config)}
+
+
+def _in_interval(value, interval: str) -> bool:
+    lo, hi = (float(x) for x in interval[1:-1].split(","))
+    return (lo <= value if interval[0] == "[" else lo < value) and (value <= hi if interval[-1] == "]" else value < hi)
+
+
+def _require(key: str, value, ok, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"config key {key!r} = {value!r} is out of range; allowed: {allowed}")
 
 
 # Profiles: sizes and recipe. "paper" is Sec. 4.1 of the paper; "demo" trains on 2 CPU cores;
@@ -148,7 +230,7 @@ _VARIANTS: dict[str, dict] = {
 
 
 def apply_overrides(cfg: Config, overrides: dict) -> Config:
-    """Return a copy of `cfg` with `overrides`; unknown keys raise, values are type-checked."""
+    """Return a copy of `cfg` with `overrides`; unknown keys raise, values are type- and range-checked."""
     known = {f.name: f for f in fields(Config)}
     unknown = sorted(set(overrides) - set(known))
     if unknown:
@@ -156,16 +238,12 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
     clean = {}
     for key, value in overrides.items():
         default = getattr(cfg, key)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise TypeError(f"config key {key!r} expects a bool, got {value!r}")
-        if isinstance(default, tuple) and isinstance(value, list):
+        if isinstance(default, tuple) and isinstance(value, list):  # JSON has no tuples
             value = tuple(value)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(default, float) and type(value) is int:  # lr=1 on the command line
             value = float(value)
-        if type(default) is not type(value) and not (default is None or value is None):
-            raise TypeError(f"config key {key!r} expects {type(default).__name__}, got {value!r}")
         clean[key] = value
-    return dataclasses.replace(cfg, **clean)
+    return dataclasses.replace(cfg, **clean)  # __post_init__ checks types and ranges
 
 
 def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Config:

@@ -77,6 +77,21 @@ def test_precision_thresholds_are_inclusive():
     approx(overall({"a": pred}, [s]), precision=100, norm_precision=100 * 2 / 3)
 
 
+@pytest.mark.parametrize("protocol", ["pytracking", "official"])
+def test_normalised_error_divides_each_centre_before_subtracting(protocol):
+    # gt (11, 10, 30, 30), pred 6 px to the right: x centres 25.5 and 31.5, e = 6 px exactly.
+    # Subtract-then-divide gives 6 / 30, exactly the double 0.2 (a hit at 0.2); the toolkits
+    # divide each centre first, 31.5 / 30 - 25.5 / 30, which rounds a few ulps above 0.2: a miss.
+    gt, pred = [11, 10, 30, 30], [17, 10, 30, 30]
+    c_gt, c_pred = np.float64(11 + 29 / 2), np.float64(17 + 29 / 2)
+    subtract_first, divide_first = (c_pred - c_gt) / 30, c_pred / 30 - c_gt / 30
+    assert subtract_first == NORM_PRECISION_THRESHOLDS[20] == 0.2 and divide_first > 0.2  # the boundary
+    iou, e, ne, _ = frame_errors([gt, pred], [gt, gt], protocol=protocol)
+    np.testing.assert_array_equal(e, [0, 6])
+    np.testing.assert_array_equal(ne, [0, divide_first])
+    approx(overall({"a": [gt, pred]}, [seq("a", [gt, gt])], protocol=protocol), precision=100, norm_precision=50)
+
+
 def test_average_over_sequences_not_pooled():
     # A: 2 frames, frame 2 far away (e = 30) -> P 50 %; B: 4 frames all exact -> P 100 %.
     # Mean over sequences 75 %; pooling frames would give 5/6.

@@ -67,15 +67,7 @@ class DMTrackOutput:
 class DMTrack(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
-        if cfg.double_sample_mode not in ("random",) + _DOUBLE_MODES:
-            raise ValueError(f"double_sample_mode must be random|first|second|mean, got {cfg.double_sample_mode!r}")
-        if cfg.double_sample_input not in ("renoise", "direct"):
-            raise ValueError(f"double_sample_input must be renoise|direct, got {cfg.double_sample_input!r}")
-        if cfg.head_features not in ("visual", "fused"):
-            raise ValueError(f"head_features must be visual|fused, got {cfg.head_features!r}")
-        if cfg.mask_scale < 1 or cfg.sampling_steps < 1 or cfg.test_samples < 1:
-            raise ValueError("mask_scale, sampling_steps and test_samples must be >= 1")
-        self.cfg = cfg
+        self.cfg = cfg  # its ranges and choices were checked when it was built (Config.validate)
         D = cfg.embed_dim
         self.visual = VisualEncoder(cfg)
         self.grid = G = self.visual.grid

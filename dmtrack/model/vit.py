@@ -57,14 +57,7 @@ class VisualEncoder(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        D, p = cfg.embed_dim, cfg.patch_size
-        if cfg.template_size % p or cfg.search_size % p:
-            raise ValueError(f"template_size {cfg.template_size} and search_size {cfg.search_size} must be multiples of patch_size {p}")
-        if cfg.ce_template_range not in ("ctr_point", "all"):
-            raise ValueError(f"ce_template_range must be 'ctr_point' or 'all', got {cfg.ce_template_range!r}")
-        bad = [i for i in cfg.ce_layers if not 0 <= i < cfg.depth]
-        if bad:
-            raise ValueError(f"ce_layers {bad} outside the {cfg.depth} blocks")
+        D, p = cfg.embed_dim, cfg.patch_size  # sizes, ce_layers and ce_template_range: Config.validate
         self.grid_z, self.grid = cfg.template_size // p, cfg.search_size // p  # template / search grid sides
         self.num_z, self.num_x = self.grid_z**2, self.grid**2
         self.ce_layers = tuple(cfg.ce_layers)

@@ -288,9 +288,7 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
     main = rank == 0
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"pairs_per_epoch {cfg.pairs_per_epoch} < batch_size {cfg.batch_size}: no step per epoch")
+    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size  # >= 1: Config.validate
     if last.exists() and not resume:
         raise FileExistsError(f"{last} exists: pass resume=True (--resume) to continue it, or use another folder")
     if main:

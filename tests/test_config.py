@@ -1,0 +1,139 @@
+"""Config validation: every kind of out-of-range value is refused when the Config is built,
+with an error naming the key, the value and the allowed range."""
+import dataclasses
+import re
+
+import pytest
+
+from dmtrack.config import (CHOICES, PROFILES, RANGES, VARIANTS, Config, apply_overrides, config_from_dict,
+                            load_config, parse_overrides)
+
+PAPER = load_config("paper", "full")
+
+
+def refused(key, value, allowed, **overrides):
+    """The paper config with `overrides` must raise a ValueError naming key = value and the range."""
+    with pytest.raises(ValueError, match=re.escape(f"config key {key!r} = {value!r} is out of range; allowed: {allowed}")):
+        PAPER.replace(**overrides)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_profile_and_variant_validates(profile, variant):
+    cfg = load_config(profile, variant)
+    assert cfg.validate() is cfg
+    assert config_from_dict(cfg.to_dict()) == cfg  # a checkpoint's saved config rebuilds (lists back to tuples)
+
+
+def test_every_key_has_a_rule():
+    # a new numeric key must get a range, a new string key a choice list or a rule in validate
+    kinds = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
+    assert set(RANGES) == {k for k, t in kinds.items() if t in (int, float)}
+    assert {k for k, t in kinds.items() if t is str} - set(CHOICES) == {"device", "text_encoder", "pretrained"}
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("epochs", -1, "[1, inf)"),  # used to write an untrained model with exit 0
+    ("epochs", 0, "[1, inf)"),
+    ("batch_size", 0, "[1, inf)"),  # used to be a bare ZeroDivisionError
+    ("depth", 0, "[1, inf)"),
+    ("sampling_steps", 0, "[1, inf)"),
+    ("test_samples", 0, "[1, inf)"),
+    ("text_max_len", 1, "[2, 512]"),  # [CLS] and [SEP] alone need 2
+    ("seed", -3, "[0, inf)"),
+])
+def test_positive_counts(key, value, allowed):
+    refused(key, value, allowed, **{key: value})
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("ce_keep_ratio", 0.0, "(0, 1]"), ("ce_keep_ratio", 1.2, "(0, 1]"),
+    ("filter_topk", 0.0, "(0, 1]"), ("flip_prob", 1.5, "[0, 1]"), ("lr_drop_frac", -0.1, "[0, 1]"),
+    ("drop_path_rate", 1.0, "[0, 1)"), ("sampler_eta", 2.0, "[0, 1]"), ("brightness_jitter", -0.2, "[0, 1]"),
+])
+def test_probabilities_and_fractions(key, value, allowed):
+    refused(key, value, allowed, **{key: value})
+
+
+@pytest.mark.parametrize("key,value", [("lr", -1e-4), ("backbone_lr", -1e-5), ("weight_decay", -1.0), ("grad_clip", -0.1),
+                                       ("num_workers", -1), ("frame_cache_mb", -1), ("text_cache", -5),
+                                       ("checkpoint_every", -10)])
+def test_non_negative(key, value):
+    refused(key, value, "[0, inf)", **{key: value})
+    load_config("paper", **{key: 0 if isinstance(value, int) else 0.0})  # 0 is allowed (off / frozen)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers(value):
+    # NaN fails every comparison and the upper end is open at inf, so both are refused
+    with pytest.raises(ValueError, match=r"'lr' = (nan|inf) is out of range; allowed: \[0, inf\)"):
+        load_config("paper", lr=value)
+
+
+@pytest.mark.parametrize("key,value", [("beta_schedule", "quadratic"), ("double_sample_mode", "both"),
+                                       ("ce_template_range", "ctr"), ("double_sample_input", "noise"),
+                                       ("head_features", "both"), ("profile", "tiny"), ("variant", "no_text")])
+def test_enumerated_strings(key, value):
+    refused(key, value, " | ".join(CHOICES[key]), **{key: value})
+
+
+def test_device():
+    for ok in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        assert load_config("smoke", device=ok).device == ok
+    for bad in ("gpu", "cuda:", "cuda:x", "CPU", ""):
+        refused("device", bad, "auto | cpu | cuda | cuda:N | mps", device=bad)
+
+
+def test_ce_layers_inside_depth_and_increasing():
+    refused("ce_layers", (3, 6, 12), "increasing block indices in [0, depth) = [0, 12)", ce_layers=(3, 6, 12))
+    refused("ce_layers", (-1,), "increasing block indices in [0, depth) = [0, 12)", ce_layers=(-1,))
+    refused("ce_layers", (6, 3), "increasing block indices in [0, depth) = [0, 12)", ce_layers=(6, 3))
+    refused("ce_layers", (3, 3), "increasing block indices in [0, depth) = [0, 12)", ce_layers=(3, 3))
+    # the paper's CE layers 3, 6, 9 do not fit a 4-block model: refused now, not hours into training
+    refused("ce_layers", (3, 6, 9), "increasing block indices in [0, depth) = [0, 4)", depth=4)
+    assert load_config("paper", depth=4, ce_layers=(1, 3)).ce_layers == (1, 3)
+    assert load_config("paper", ce_layers=()).ce_layers == ()  # no candidate elimination at all
+
+
+def test_divisibility():
+    refused("embed_dim", 100, "a multiple of num_heads (12)", embed_dim=100)  # 100 / 12 heads
+    refused("embed_dim", 36, "a multiple of fusion_heads (8)", embed_dim=36, num_heads=12)  # 36 / 12 ok, 36 / 8 not
+    refused("template_size", 120, "a multiple of patch_size (16)", template_size=120)
+    refused("search_size", 250, "a multiple of patch_size (16)", search_size=250)
+    refused("head_channels", 100, "a multiple of 8 (the head halves it three times)", head_channels=100)
+    refused("denoiser_channels", 9, "even (the sinusoidal timestep embedding has sin and cos halves)", denoiser_channels=9)
+    refused("struct_kernel", 4, "0 (auto) or odd (a centred window)", struct_kernel=4)
+    assert load_config("paper", struct_kernel=5).struct_kernel == 5
+
+
+def test_rules_between_keys():
+    # 60000 pairs of 64 -> 937 steps; 32 pairs in batches of 64 -> none
+    refused("pairs_per_epoch", 32, ">= batch_size (64): else no step per epoch", pairs_per_epoch=32)
+    assert load_config("paper", pairs_per_epoch=64).pairs_per_epoch == 64
+    refused("diffusion_timesteps", 4, ">= sampling_steps (5)", diffusion_timesteps=4)
+    assert load_config("paper", diffusion_timesteps=5).diffusion_timesteps == 5
+
+
+@pytest.mark.parametrize("ratios", [{"lasot": -1.0, "tnl2k": 1.0}, {"lasot": 0.0}, {}, {"lasot": "1"},
+                                    {"lasot": float("nan")}, {"lasot": True}])
+def test_train_dataset_ratios(ratios):
+    refused("train_datasets", ratios, "{name: ratio} with every ratio >= 0 and at least one > 0", train_datasets=ratios)
+
+
+def test_types():
+    with pytest.raises(TypeError, match="'epochs' expects int, got 1.5"):
+        load_config("paper", epochs=1.5)
+    with pytest.raises(TypeError, match="'amp' expects bool, got 1"):
+        load_config("paper", amp=1)
+    assert load_config("paper", lr=1).lr == 1.0 and isinstance(load_config("paper", lr=1).lr, float)  # int -> float
+
+
+def test_every_way_of_building_a_config_is_checked():
+    cfg = load_config("smoke")
+    msg = re.escape("'batch_size' = 0 is out of range")
+    for build in (lambda: Config(batch_size=0), lambda: cfg.replace(batch_size=0),
+                  lambda: apply_overrides(cfg, {"batch_size": 0}), lambda: dataclasses.replace(cfg, batch_size=0),
+                  lambda: config_from_dict({**cfg.to_dict(), "batch_size": 0}),
+                  lambda: load_config("smoke", **parse_overrides(["batch_size=0"]))):
+        with pytest.raises(ValueError, match=msg):
+            build()
