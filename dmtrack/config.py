@@ -272,6 +272,24 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def add_override_arguments(parser) -> None:
+    """The one way every command takes config overrides: `--set KEY=VALUE` (repeatable) and/or
+    trailing `key=value` words, as in `dmtrack train ... epochs=3 --set lr=1e-4`."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_overrides",
+                        help="config override (see dmtrack/config.py), e.g. --set pretrained=/w/OSTrack_ep0300.pth.tar; repeatable")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, the same as --set")
+
+
+def overrides_from_args(args) -> dict:
+    """The overrides of `add_override_arguments`, parsed (a key given twice is an error)."""
+    pairs = list(args.set_overrides) + list(args.overrides)
+    keys = [p.split("=", 1)[0] for p in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"config key(s) given twice: {', '.join(twice)}")
+    return parse_overrides(pairs)
+
+
 def config_from_dict(d: dict) -> Config:
     """Rebuild a Config saved with `to_dict` (e.g. inside a checkpoint); unknown keys raise."""
     d = dict(d)

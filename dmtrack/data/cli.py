@@ -9,9 +9,12 @@ import sys
 
 
 def add_arguments(p) -> None:
+    from .benchmarks import STAND_IN, drift_benchmark
+    from .synthetic import PRESETS
+
     sub = p.add_subparsers(dest="action", metavar="<action>", required=True)
-    s = sub.add_parser("synth", help="generate the synthetic stand-in benchmark (all suites, real layouts)")
-    s.add_argument("--preset", choices=("smoke", "demo"), default="demo",
+    s = sub.add_parser("synth", help=f"generate the {STAND_IN} benchmark (all suites, real layouts)")
+    s.add_argument("--preset", choices=list(PRESETS), default="demo",
                    help="smoke: seconds, 96x96 frames (tests); demo: the default of `make reproduce`")
     s.add_argument("--out", default=None, help="output folder (default: $DMTRACK_DATA/synthetic)")
     s.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical files")
@@ -22,7 +25,7 @@ def add_arguments(p) -> None:
     s.add_argument("--workers", type=int, default=None, help="processes rendering sequences (default: 1 for smoke, 2 for demo)")
     s.add_argument("--force", action="store_true", help="replace a benchmark generated with other arguments")
     ls = sub.add_parser("list", help="print a benchmark's sequences (name, frames, description)")
-    ls.add_argument("--benchmark", required=True, help="e.g. synthetic_lasot, synthetic_drift_0.50, lasot, tnl2k")
+    ls.add_argument("--benchmark", required=True, help=f"e.g. synthetic_lasot, {drift_benchmark(0.5)}, lasot, tnl2k")
     ls.add_argument("--data-root", default=None, help="dataset root (default: $DMTRACK_DATA/<dataset folder>)")
     ls.add_argument("--split", default=None, help="train or test (default: the benchmark's usual split)")
 

@@ -349,6 +349,71 @@ def _sentence(rng, colour, cls, pos, direction):
     return tpl.format(colour=colour, cls=cls, pos=POS_PHRASES[pos][rng.integers(2)], dir=DIR_PHRASES[direction][rng.integers(3)])
 
 
+def _twins(rng, spec, target, near, lane_lo, lane_hi, wrap, L, Lp, smax) -> list:
+    """Twins: pixel-identical sprites in the other half; half of them move the other way."""
+    twins = []
+    for _ in range(rng.integers(spec.twins[0], spec.twins[1] + 1)):
+        tw = replace(target, kind="twin")
+        tw.mask = target.mask
+        tw.lane0 = Lp - rng.uniform(lane_lo, max(lane_lo, lane_hi)) if near else rng.uniform(lane_lo, max(lane_lo, lane_hi))
+        tw.lane1 = target.lane0
+        tw.c0 = rng.uniform(smax, L - smax) if wrap else target.c0
+        tw.v = target.v * (1 if rng.random() < 0.5 else -1) * rng.uniform(0.8, 1.2)
+        if not wrap and tw.v * target.v < 0:
+            tw.c0 = L - target.c0
+        tw.wob_ph = rng.uniform(0, 2 * math.pi)
+        twins.append(tw)
+    return twins
+
+
+def _distractors(rng, preset, spec, classes, names, cls, colour, target, size, smax, sprite_obj) -> list:
+    """Other distractors: same class other colour, other class same colour, or anything else
+    except the target's (class, colour), so the sentence singles out target + twins."""
+    W, H, axis = preset.width, preset.height, target.axis
+    t0 = (target.c0, target.lane0) if axis == 0 else (target.lane0, target.c0)
+    others = []
+    for _ in range(rng.integers(spec.distractors[0], spec.distractors[1] + 1)):
+        kind = rng.integers(3)
+        c = cls if kind == 0 else classes[rng.integers(len(classes))]
+        col = colour if kind == 1 else names[rng.integers(len(names))]
+        while (c, col) == (cls, colour):
+            col = names[rng.integers(len(names))]
+        d = sprite_obj(c, col, "distractor", sz=size * rng.uniform(0.8, 1.2))
+        for _ in range(50):  # not on top of the target in frame 1
+            p0 = (rng.uniform(d.size / 2, W - d.size / 2), rng.uniform(d.size / 2, H - d.size / 2))
+            if math.hypot(p0[0] - t0[0], p0[1] - t0[1]) > 0.7 * (smax + d.size * 1.25):
+                break
+        d.p0 = p0
+        ang, sp = rng.uniform(0, 2 * math.pi), rng.uniform(*preset.speed)
+        d.vel = (sp * math.cos(ang), sp * math.sin(ang))
+        others.append(d)
+    return others
+
+
+def _occluders(rng, spec, target, W, H, L, Lp, smax) -> list:
+    """Occluder bars across the target's lane, orthogonal to its motion, away from its start."""
+    axis = target.axis
+    occluders = []
+    for _ in range(rng.integers(spec.occluders[0], spec.occluders[1] + 1)):
+        thick = int(rng.uniform(0.6, 1.2) * smax)  # often thinner than the target: partial occlusion
+        span = int(rng.uniform(1.5, 3.0) * smax)
+        for _ in range(50):
+            c = rng.uniform(thick / 2, L - thick / 2)
+            if abs(c - target.c0) > (thick + smax) / 2 + 2:
+                break
+        a1, a2 = int(c - thick / 2), int(c + thick / 2)
+        l1 = int(np.clip(target.lane0 - span / 2, 0, Lp - 1))
+        l2 = int(np.clip(target.lane0 + span / 2, l1 + 1, Lp))
+        x1, y1, x2, y2 = (a1, l1, a2, l2) if axis == 0 else (l1, a1, l2, a2)
+        x1, y1 = max(0, x1), max(0, y1)
+        x2, y2 = min(W, x2), min(H, y2)
+        base = rng.uniform(70, 170) + rng.uniform(-25, 25, 3)
+        noise = cv2.resize(rng.normal(0, 14, (max(1, (y2 - y1) // 3), max(1, (x2 - x1) // 3), 3)).astype(np.float32),
+                           (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR).reshape(y2 - y1, x2 - x1, 3)
+        occluders.append((x1, y1, x2, y2, np.clip(base + noise, 0, 255).astype(np.float32)))
+    return occluders
+
+
 def make_scene(rng: np.random.Generator, preset: Preset, spec: SuiteSpec, length: int, drift: float | None,
                index: int = 0) -> Scene:
     """Draw one sequence's scene. Every random draw happens whatever `drift` is, so the same
@@ -394,65 +459,15 @@ def make_scene(rng: np.random.Generator, preset: Preset, spec: SuiteSpec, length
     target.wob_a, target.wob_w, target.wob_ph = rng.uniform(0, 0.04 * Lp), rng.uniform(0.02, 0.06), rng.uniform(0, 2 * math.pi)
     target.lane1 = Lp - target.lane0
 
-    # twins: pixel-identical sprites in the other half; half of them move the other way
-    twins = []
-    for _ in range(rng.integers(spec.twins[0], spec.twins[1] + 1)):
-        tw = replace(target, kind="twin")
-        tw.mask = target.mask
-        tw.lane0 = Lp - rng.uniform(lane_lo, max(lane_lo, lane_hi)) if near else rng.uniform(lane_lo, max(lane_lo, lane_hi))
-        tw.lane1 = target.lane0
-        tw.c0 = rng.uniform(smax, L - smax) if wrap else target.c0
-        tw.v = target.v * (1 if rng.random() < 0.5 else -1) * rng.uniform(0.8, 1.2)
-        if not wrap and tw.v * target.v < 0:
-            tw.c0 = L - target.c0
-        tw.wob_ph = rng.uniform(0, 2 * math.pi)
-        twins.append(tw)
-
-    # other distractors: same class other colour, other class same colour, or anything else
-    # except the target's (class, colour), so the sentence singles out target + twins
-    t0 = (target.c0, target.lane0) if axis == 0 else (target.lane0, target.c0)
-    others = []
-    for _ in range(rng.integers(spec.distractors[0], spec.distractors[1] + 1)):
-        kind = rng.integers(3)
-        c = cls if kind == 0 else classes[rng.integers(len(classes))]
-        col = colour if kind == 1 else names[rng.integers(len(names))]
-        while (c, col) == (cls, colour):
-            col = names[rng.integers(len(names))]
-        d = sprite_obj(c, col, "distractor", sz=size * rng.uniform(0.8, 1.2))
-        for _ in range(50):  # not on top of the target in frame 1
-            p0 = (rng.uniform(d.size / 2, W - d.size / 2), rng.uniform(d.size / 2, H - d.size / 2))
-            if math.hypot(p0[0] - t0[0], p0[1] - t0[1]) > 0.7 * (smax + d.size * 1.25):
-                break
-        d.p0 = p0
-        ang, sp = rng.uniform(0, 2 * math.pi), rng.uniform(*preset.speed)
-        d.vel = (sp * math.cos(ang), sp * math.sin(ang))
-        others.append(d)
-
+    twins = _twins(rng, spec, target, near, lane_lo, lane_hi, wrap, L, Lp, smax)
+    others = _distractors(rng, preset, spec, classes, names, cls, colour, target, size, smax, sprite_obj)
     objects = [target] + twins + others
     z = rng.permutation(len(objects))
     for o, zi in zip(objects, z):
         o.z = int(zi)
     objects.sort(key=lambda o: o.z)
 
-    # occluder bars across the target's lane, orthogonal to its motion, away from its start
-    occluders = []
-    for _ in range(rng.integers(spec.occluders[0], spec.occluders[1] + 1)):
-        thick = int(rng.uniform(0.6, 1.2) * smax)  # often thinner than the target: partial occlusion
-        span = int(rng.uniform(1.5, 3.0) * smax)
-        for _ in range(50):
-            c = rng.uniform(thick / 2, L - thick / 2)
-            if abs(c - target.c0) > (thick + smax) / 2 + 2:
-                break
-        a1, a2 = int(c - thick / 2), int(c + thick / 2)
-        l1 = int(np.clip(target.lane0 - span / 2, 0, Lp - 1))
-        l2 = int(np.clip(target.lane0 + span / 2, l1 + 1, Lp))
-        x1, y1, x2, y2 = (a1, l1, a2, l2) if axis == 0 else (l1, a1, l2, a2)
-        x1, y1 = max(0, x1), max(0, y1)
-        x2, y2 = min(W, x2), min(H, y2)
-        base = rng.uniform(70, 170) + rng.uniform(-25, 25, 3)
-        noise = cv2.resize(rng.normal(0, 14, (max(1, (y2 - y1) // 3), max(1, (x2 - x1) // 3), 3)).astype(np.float32),
-                           (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR).reshape(y2 - y1, x2 - x1, 3)
-        occluders.append((x1, y1, x2, y2, np.clip(base + noise, 0, 255).astype(np.float32)))
+    occluders = _occluders(rng, spec, target, W, H, L, Lp, smax)
 
     P = int(0.15 * max(W, H))
     background = _background(rng, W, H, P)

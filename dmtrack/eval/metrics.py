@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dmtrack.boxes import center_xywh, iou_xywh
+from dmtrack.data.benchmarks import STAND_IN
 
 # Thresholds are the nearest doubles to k/20, k and k/100. pytracking builds them with
 # torch.arange(0, 1.05, 0.05), which is 1 ulp above k/20 for 9 of the 21 values; that only
@@ -205,7 +206,7 @@ class Scores:
         skip = f", {len(self.skipped)} skipped (no result file)" if self.skipped else ""
         runs = f" runs={self.runs} (merged)" if self.runs > 1 else ""
         # the synthetic suites must never be read as the real benchmarks
-        stand_in = " (synthetic stand-in, not the real benchmark)" if self.benchmark.startswith("synthetic") else ""
+        stand_in = f" ({STAND_IN}, not the real benchmark)" if self.benchmark.startswith("synthetic") else ""
         return (f"[{self.benchmark or 'benchmark'}] protocol={self.protocol} valid_rule={self.valid_rule} "
                 f"dataset_tag={self.dataset_tag!r} sequences={len(self.names)}{skip}{runs}{stand_in}")
 

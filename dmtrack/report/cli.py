@@ -14,6 +14,7 @@ import sys
 
 
 def add_arguments(p) -> None:
+    from ..config import add_override_arguments
     from .pipeline import CHAINS
 
     p.add_argument("--profile", default="demo", choices=list(CHAINS), help="smoke | demo (default) | paper")
@@ -21,18 +22,18 @@ def add_arguments(p) -> None:
     p.add_argument("--force", action="store_true", help="rerun every step even where its outputs exist")
     p.add_argument("--reports", default="reports", help="where index.html and runs/<profile>/ go (default: reports)")
     p.add_argument("--work", default=None, help="checkpoints and raw results (default: runs/<profile>)")
-    p.add_argument("--data", default=None, help="synthetic benchmark root (default: $DMTRACK_DATA/synthetic[_<preset>])")
+    p.add_argument("--data-root", "--data", default=None, dest="data_root",
+                   help="synthetic profiles: the synthetic benchmark's root (default: $DMTRACK_DATA/synthetic[_<preset>]); "
+                        "the real datasets' roots come from DMTRACK_DATA / DMTRACK_<NAME>_ROOT")
     p.add_argument("--jobs", type=int, default=None, help="notebooks run at the same time (default: the profile's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="config override for every training run, e.g. pretrained=/w/OSTrack_ep0300.pth.tar "
-                        "text_encoder=/w/bert-base-uncased (see dmtrack/config.py). Repeatable.")
+    add_override_arguments(p)  # for every training run, e.g. --set pretrained=/w/OSTrack_ep0300.pth.tar
     p.add_argument("--other", action="append", default=[], metavar="NAME=DIR",
                    help="another tracker's raw results: DIR/<benchmark>/<seq>.txt (benchmark = lasot, lasot_ext, tnl2k, "
                         "otb_lang); re-scored under both protocols and drawn in the Fig. 7 panels. Repeatable.")
 
 
 def run(args) -> int:
-    from ..config import parse_overrides
+    from ..config import overrides_from_args
     from .pipeline import StepFailed, reproduce
 
     others = {}
@@ -43,7 +44,7 @@ def run(args) -> int:
         others[name] = folder
     try:
         reproduce(args.profile, seeds=args.seeds, force=args.force, reports=args.reports, work=args.work,
-                  data=args.data, others=others, jobs=args.jobs, train_overrides=parse_overrides(args.overrides))
+                  data=args.data_root, others=others, jobs=args.jobs, train_overrides=overrides_from_args(args))
     except StepFailed as e:
         print(f"dmtrack report: FAILED {e}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ from ..data import load_benchmark, read_frame, truncate
 from ..eval.metrics import PROTOCOLS
 from ..eval.results import save_scores, write_results
 from ..io import atomic_open
-from ..layout import read_run_meta, write_run_meta
+from ..layout import RUN_META, read_run_meta, write_run_meta
 from ..model import build_model, load_checkpoint
 from ..provenance import cpu_cores, resolve_device
 from .tracker import Tracker, mask_to_image
@@ -168,7 +168,7 @@ def _check_meta(out: Path, meta: dict, replace_stale: bool = False) -> None:
             shutil.rmtree(out)
             out.mkdir(parents=True)
         elif diff:
-            raise ValueError(f"{out / 'evaluate.json'}: the results in {out} come from other settings "
+            raise ValueError(f"{out / RUN_META}: the results in {out} come from other settings "
                              + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
                              + "; use another --out or delete that folder")
     write_run_meta(out, meta)

@@ -1,11 +1,13 @@
-"""`python -m dmtrack train --profile demo --variant full --out runs/demo/full [--resume] [key=value ...]`.
+"""`python -m dmtrack train --profile demo --variant full --out runs/demo/full [--resume] [--data-root DIR] [key=value ...]`.
 
 Works unchanged under `torchrun --nproc_per_node=N -m dmtrack train ...` (DDP: gloo on cpu,
 nccl on cuda); rank 0 writes the run folder.
 """
 from __future__ import annotations
 
-from ..config import PROFILES, VARIANTS
+from pathlib import Path
+
+from ..config import PROFILES, VARIANTS, add_override_arguments
 
 
 def add_arguments(parser):
@@ -18,21 +20,29 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is faster on a CPU shared with other jobs)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3 lr=1e-4")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding the training datasets under their default names (LaSOT/, TNL2K/, OTB_lang/, "
+                             "refcoco/, synthetic/), as $DMTRACK_DATA (default: $DMTRACK_DATA or data/)")
+    add_override_arguments(parser)
 
 
 def run(args) -> int:
-    from ..config import load_config, parse_overrides
+    from ..config import load_config, overrides_from_args
+    from ..data.sequence import DEFAULT_SUBDIRS
     from .loop import train
+    from .sampler import load_train_sequences
 
-    overrides = parse_overrides(args.overrides)
+    overrides = overrides_from_args(args)
     if args.seed is not None:
         overrides["seed"] = args.seed
     cfg = load_config(args.profile, args.variant, **overrides)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    path = train(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.no_progress)
+    roots = {k: Path(args.data_root) / sub for k, sub in DEFAULT_SUBDIRS.items()} if args.data_root else None
+    sequences = load_train_sequences(cfg, roots)
+    path = train(cfg, args.out, resume=args.resume, sequences=sequences, max_steps=args.max_steps,
+                 progress=not args.no_progress)
     if path is not None:
         print(f"model written to {path}")
     return 0

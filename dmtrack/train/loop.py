@@ -267,6 +267,20 @@ def start_session(out: Path, cfg: Config, resume: bool, world: int, device, run:
     return info
 
 
+def end_session(out: Path, info: dict, run: TrainRun, cfg: Config, seconds: float, start_step: int,
+                ddp_report: dict | None, text_cache) -> None:
+    """Close this session's entry of run.json: where it stopped, its speed, the DDP check, the text cache."""
+    session = info["sessions"][-1]
+    if ddp_report:
+        session["ddp"] = ddp_report
+    if text_cache is not None:
+        session["text_cache"] = {"hits": text_cache.cache_hits, "misses": text_cache.cache_misses}
+    session.update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "to_step": run.global_step,
+                    "seconds": round(seconds, 2),
+                    "pairs_per_second": round((run.global_step - start_step) * cfg.batch_size / max(seconds, 1e-9), 2)})
+    atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+
+
 def first_batch_keys(batch: dict) -> dict:
     """What a rank trained on first (run.json, the DDP replica check)."""
     return {"keys": [list(k) for k in batch["key"]], "seq": batch["seq"],
@@ -338,21 +352,12 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
         bar.close()
         if log:
             log.close()
-    seconds = time.time() - t0
     ddp_report = replica_check(run.model, first_batch, world) if world > 1 else None
     result = None
     if main:
         if run.global_step >= total:
             result = save_checkpoint(out / "model.pth", run.model, cfg, epoch=cfg.epochs, global_step=run.global_step)
-        session = info["sessions"][-1]
-        if ddp_report:
-            session["ddp"] = ddp_report
-        if text_cached:
-            session["text_cache"] = {"hits": text.cache_hits, "misses": text.cache_misses}
-        session.update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "to_step": run.global_step,
-                        "seconds": round(seconds, 2),
-                        "pairs_per_second": round((run.global_step - start_step) * cfg.batch_size / max(seconds, 1e-9), 2)})
-        atomic_write_text(out / "run.json", json.dumps(info, indent=2))
+        end_session(out, info, run, cfg, time.time() - t0, start_step, ddp_report, text if text_cached else None)
     if world > 1:
         dist.barrier()
         if own_group:
