@@ -1,5 +1,9 @@
 """Pretrained backbone loading (OSTrack / MAE layouts) and DMTrack checkpoints, at tiny widths."""
 import os
+import pickle
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -107,6 +111,68 @@ def test_backbone_shape_mismatch_names_file(tmp_path):
         load_pretrained_backbone(narrow, tmp_path / "wide.pth")
 
 
+class TrainerSettings:  # stands for OSTrack's trainer settings, pickled whole into its released checkpoint
+    def __init__(self, marker):
+        self.marker, self.cfg, self.milestones = str(marker), EasyDictLike(lr=4e-4), ListLike([200])
+
+    def __setstate__(self, state):  # runs only if a loader executes the file's own classes
+        Path(state["marker"]).write_text("executed")
+
+
+class EasyDictLike(dict):  # a dict subclass (OSTrack's configs are EasyDicts): pickled as NEWOBJ + SETITEMS
+    pass
+
+
+class ListLike(list):  # pickled as NEWOBJ + APPENDS
+    pass
+
+
+class MeterLike:  # stands for OSTrack's 'stats' meters; unpickling it calls open(), i.e. runs code
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_ostrack_release_with_pickled_trainer_objects(tmp_path):
+    torch.manual_seed(6)
+    cfg = load_config("smoke")
+    src, dst = VisualEncoder(cfg), VisualEncoder(cfg)
+    settings, meter = TrainerSettings(tmp_path / "setstate_ran"), MeterLike(tmp_path / "reduce_ran")
+    for obj, marker in ((settings, tmp_path / "setstate_ran"), (meter, tmp_path / "reduce_ran")):
+        pickle.loads(pickle.dumps(obj))  # an unrestricted unpickler does run the fixture's code ...
+        assert marker.exists()
+        marker.unlink()
+    net = {"backbone." + k: v for k, v in src.state_dict().items()} | {"box_head.bias": torch.randn(4)}
+    torch.save({"net": net, "settings": settings, "stats": {"train": {"Loss/total": meter}}, "epoch": 300,
+                "net_type": "OSTrack"}, tmp_path / "OSTrack_ep0300.pth.tar")
+    report = load_pretrained_backbone(dst, tmp_path / "OSTrack_ep0300.pth.tar")
+    assert report == {"missing": [], "unexpected": []}
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert sorted(os.listdir(tmp_path)) == ["OSTrack_ep0300.pth.tar"]  # ... this loader never does
+    with pytest.raises(RuntimeError, match=r"cannot read checkpoint .*OSTrack_ep0300\.pth\.tar"):
+        load_checkpoint(tmp_path / "OSTrack_ep0300.pth.tar")  # DMTrack checkpoints stay weights_only, no fallback
+
+
+class RawPickler:  # a pickle_module.Pickler for torch.save that writes a hand-made pickle stream as data.pkl
+    def __init__(self, f, protocol):
+        self.f = f
+
+    def dump(self, raw):
+        self.f.write(raw)
+
+
+def test_pretrained_pickle_cannot_patch_torch_classes(tmp_path):
+    # GLOBAL collections.Counter, (None, {'foo': 1}), BUILD: would setattr(Counter, 'foo', 1) in the loading process
+    raw = b"\x80\x02ccollections\nCounter\nN}X\x03\x00\x00\x00fooK\x01s\x86b."
+    torch.save(raw, tmp_path / "patch.pth", pickle_module=SimpleNamespace(Pickler=RawPickler, __name__="raw"))
+    with pytest.raises(RuntimeError, match=r"cannot read checkpoint .*patch\.pth.*refused to set the state of a type"):
+        load_pretrained_backbone(VisualEncoder(load_config("smoke")), tmp_path / "patch.pth")
+    assert not hasattr(Counter, "foo")
+
+
 def test_unknown_layout_names_file(tmp_path):
     torch.save({"state": 3}, tmp_path / "odd.pth")
     with pytest.raises(ValueError, match=r"odd\.pth.*'net'.*'model'"):
@@ -123,9 +189,11 @@ def test_corrupt_files_raise_naming_file(tmp_path, damage):
     elif damage == "truncated":
         save_checkpoint(path, enc, cfg)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    else:  # a pickle that would run code: refused by weights_only=True
+    else:  # a pickle that would run code: refused by weights_only=True (a *pretrained* file's pickled
+        # objects become inert placeholders instead: test_ostrack_release_with_pickled_trainer_objects)
         torch.save({"model": enc.state_dict(), "config": cfg, "format": "dmtrack-v1"}, path)
-    for load in (load_checkpoint, lambda p: load_pretrained_backbone(enc, p)):
+    loaders = (load_checkpoint,) + (() if damage == "pickled_object" else (lambda p: load_pretrained_backbone(enc, p),))
+    for load in loaders:
         with pytest.raises(RuntimeError, match=f"cannot read checkpoint .*{damage}\\.pth"):
             load(path)
     with pytest.raises(FileNotFoundError, match="nothing.pth"):
