@@ -1,10 +1,11 @@
-"""Pretrained backbone loading (OSTrack / MAE ViT-B) and DMTrack checkpoints.
+"""Pretrained backbone loading (OSTrack / MAE ViT-B / DMTrack) and DMTrack checkpoints.
 
-The paper starts from a ViT pretrained with OSTrack (Sec. 4.1). Two layouts are read:
+The paper starts from a ViT pretrained with OSTrack (Sec. 4.1). Three layouts are read:
 - OSTrack (`OSTrack_ep0300.pth.tar`): {'net': state_dict}, backbone keys prefixed 'backbone.',
   with pos_embed_z / pos_embed_x already at the template / search grids;
 - MAE ViT-B (`mae_pretrain_vit_base.pth`): {'model': state_dict}, timm names, one pos_embed
-  (1, 1 + 14*14, D) with a cls slot.
+  (1, 1 + 14*14, D) with a cls slot;
+- a DMTrack checkpoint (format 'dmtrack-v1'): its 'visual.*' weights.
 Position embeddings are resampled bicubically (align_corners False, as OSTrack does) from the
 checkpoint grid to the template and search grids whenever the shapes differ.
 
@@ -32,7 +33,7 @@ from dmtrack.io import atomic_open
 log = logging.getLogger(__name__)
 FORMAT = "dmtrack-v1"
 _CONSUMED = ("cls_token", "pos_embed")  # known ViT keys that the encoder reads (pos_embed) or has no use for (no cls token)
-_LAYOUTS = "an OSTrack ('net') or MAE ('model') checkpoint"
+_LAYOUTS = "an OSTrack ('net'), MAE ('model') or DMTrack ('dmtrack-v1') checkpoint"
 
 
 class _Inert:
@@ -134,6 +135,8 @@ def _pretrained_state(ckpt, path: Path) -> dict:
     """The tensors of a pretrained file that may hold visual-encoder weights, by layout."""
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected {_LAYOUTS}, found a {type(ckpt).__name__}")
+    if ckpt.get("format") == FORMAT and isinstance(ckpt.get("model"), dict):  # DMTrack: its visual encoder
+        return {k[len("visual."):]: v for k, v in ckpt["model"].items() if k.startswith("visual.")}
     if isinstance(ckpt.get("net"), dict):  # OSTrack: keep the backbone only
         state = {k: v for k, v in ckpt["net"].items() if k.startswith("backbone.") and isinstance(v, Tensor)}
         if not state:
@@ -147,15 +150,25 @@ def _pretrained_state(ckpt, path: Path) -> dict:
 
 
 def load_pretrained_backbone(encoder, path) -> dict:
-    """Load an OSTrack ('net', 'backbone.*') or MAE ('model', timm keys) checkpoint into a
-    VisualEncoder. Returns {'missing': [...], 'unexpected': [...]} (encoder keys the file lacks;
-    file keys the encoder does not use, cls_token / pos_embed excepted) and logs them."""
+    """Load an OSTrack ('net', 'backbone.*'), MAE ('model', timm keys) or DMTrack ('visual.*')
+    checkpoint into a VisualEncoder. The patch embedding, blocks and final norm must all be in the
+    file (else a ValueError naming the file and the missing keys: training would silently start
+    from random init); position embeddings may be absent (left at their init). Returns
+    {'missing': [...], 'unexpected': [...]} (encoder keys the file lacks; file keys the encoder
+    does not use, cls_token / pos_embed excepted) and logs them."""
     path = Path(path)
-    state = backbone_state(_pretrained_state(_read(path, inert_objects=True), path), encoder)
+    found = _pretrained_state(_read(path, inert_objects=True), path)
+    state = backbone_state(found, encoder)
     own = encoder.state_dict()
     bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
     if bad:
         raise ValueError(f"{path}: shape mismatch with the visual encoder (check embed_dim / patch_size / depth): " + "; ".join(bad[:8]))
+    required = [k for k in own if k not in state and not k.startswith("pos_embed_")]
+    if required:
+        raise ValueError(f"{path}: lacks {len(required)} of the visual encoder's {len(own)} tensors "
+                         f"(patch embedding, blocks and final norm are required): {', '.join(required[:5])}"
+                         + (f" and {len(required) - 5} more" if len(required) > 5 else "")
+                         + f"; the file offers {len(found)} tensors, e.g. {list(found)[:5]}")
     load = {k: v for k, v in state.items() if k in own}
     encoder.load_state_dict(load, strict=False)
     report = {"missing": sorted(set(own) - set(load)),
