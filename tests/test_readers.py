@@ -4,6 +4,7 @@ One fixture writer per layout; one test per quirk of formats_metrics.md §1-5 as
 real values; one test per error case asserting that the file (and line) is named.
 """
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -646,3 +647,38 @@ def test_refcocog_crowd_flag_kept_and_bad_files(refcocog):
     refs_path.unlink()
     with pytest.raises(MissingFileError, match=r"refs\(google\).p"):
         load_benchmark("refcocog", refcocog)
+
+
+class _Payload:  # a crafted refs entry: unpickling it calls `call(*args)`, i.e. runs code
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+@pytest.mark.parametrize("call", [os.system, open], ids=["os.system", "builtins.open"])
+def test_refcocog_crafted_refs_pickle_refused_unexecuted(refcocog, call):
+    marker = refcocog / "executed"
+    args = (f"touch '{marker}'",) if call is os.system else (str(marker), "w")
+    refs_path = refcocog / "refcocog" / "refs(google).p"
+    refs_path.write_bytes(pickle.dumps([{"ref_id": 1, "split": "train", "sentences": _Payload(call, *args)}], protocol=2))
+    with pytest.raises(DatasetError, match=rf"refs\(google\)\.p: .*refused global \w+\.{call.__name__}\b") as e:
+        load_benchmark("refcocog", refcocog)
+    assert str(refs_path) in str(e.value)
+    assert not marker.exists()
+
+
+def test_refcocog_refs_python2_pickle_sets_and_truncation(tmp_path):
+    from dmtrack.data.refcoco import _load_refs
+    path = tmp_path / "refs(google).p"
+    # Python 2's pickle.dumps([{'sent': 'caf\xe9'}], 2): a latin-1 byte str (SHORT_BINSTRING), no unicode
+    path.write_bytes(b"\x80\x02]q\x00}q\x01U\x04sentq\x02U\x04caf\xe9q\x03sa.")
+    assert _load_refs(path) == [{"sent": "caf\xe9"}]
+    refs = [{"sent_ids": {7, 8}, "seen": frozenset({1}), "score": 1.5, "name": None}]
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):  # builtins.set is a global under both (__builtin__ under 2)
+        path.write_bytes(pickle.dumps(refs, protocol=protocol))
+        assert _load_refs(path) == refs
+    path.write_bytes(pickle.dumps(refs, protocol=2)[:-5])
+    with pytest.raises(DatasetError, match=r"refs\(google\)\.p: cannot read the refs pickle"):
+        _load_refs(path)

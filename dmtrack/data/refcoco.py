@@ -1,7 +1,8 @@
 """RefCOCOg, Google split, as one-frame training sequences (formats_metrics.md §5).
 
 Files, as the `refer` API lays them out under <root>:
-    refcocog/refs(google).p      pickled list of refs (ref_id, ann_id, image_id, split, sentences, ...)
+    refcocog/refs(google).p      pickled list of refs (ref_id, ann_id, image_id, split, sentences, ...);
+                                 read by a restricted unpickler, so a crafted file cannot run code
     refcocog/instances.json      COCO images / annotations (bbox = [x, y, w, h]) / categories
     images/mscoco/images/train2014/COCO_train2014_%012d.jpg
 
@@ -14,6 +15,7 @@ the sampler can apply its own validity rule (w, h > 50 in JointNLT and MMTrack).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -27,15 +29,28 @@ from .sequence import Sequence
 IMAGE_DIR = Path("images/mscoco/images/train2014")
 
 
+class _RefsUnpickler(pickle.Unpickler):
+    """The refs file holds lists, dicts, strings and numbers, none of which needs a global; a
+    global is how a pickle calls code, so every one but a few builtin containers is refused."""
+    SAFE = {(m, n) for m in ("builtins", "__builtin__") for n in ("set", "frozenset", "complex")}  # __builtin__: Python 2
+
+    def find_class(self, module, name):
+        if (module, name) in self.SAFE:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}: a refs file holds only plain containers")
+
+
 def _load_refs(path: Path) -> list[dict]:
     if not path.is_file():
         raise MissingFileError(f"missing RefCOCOg refs file: {path}")
-    with open(path, "rb") as f:
+    data = path.read_bytes()
+    try:
         try:
-            return pickle.load(f)
+            return _RefsUnpickler(io.BytesIO(data)).load()
         except UnicodeDecodeError:  # refs written by Python 2 with non-ASCII str
-            f.seek(0)
-            return pickle.load(f, encoding="latin1")
+            return _RefsUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except Exception as e:  # a refused global, or any of the errors a corrupt pickle raises
+        raise DatasetError(f"{path}: cannot read the refs pickle ({type(e).__name__}: {e})") from None
 
 
 def load(root: Path, split: str = "train", allow_empty_text: bool = False,

@@ -251,7 +251,7 @@ class DMTrack(nn.Module):
 
 
 def build_model(cfg: Config) -> DMTrack:
-    """DMTrack for `cfg`; cfg.pretrained (an OSTrack 'net' or MAE 'model' checkpoint) initialises
+    """DMTrack for `cfg`; cfg.pretrained (an OSTrack, MAE or DMTrack checkpoint) initialises
     the visual encoder, and the missing / unexpected keys are kept in `model.pretrained_report`."""
     model = DMTrack(cfg)
     model.pretrained_report = None

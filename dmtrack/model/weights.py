@@ -1,37 +1,103 @@
-"""Pretrained backbone loading (OSTrack / MAE ViT-B) and DMTrack checkpoints.
+"""Pretrained backbone loading (OSTrack / MAE ViT-B / DMTrack) and DMTrack checkpoints.
 
-The paper starts from a ViT pretrained with OSTrack (Sec. 4.1). Two layouts are read:
+The paper starts from a ViT pretrained with OSTrack (Sec. 4.1). Three layouts are read:
 - OSTrack (`OSTrack_ep0300.pth.tar`): {'net': state_dict}, backbone keys prefixed 'backbone.',
   with pos_embed_z / pos_embed_x already at the template / search grids;
 - MAE ViT-B (`mae_pretrain_vit_base.pth`): {'model': state_dict}, timm names, one pos_embed
-  (1, 1 + 14*14, D) with a cls slot.
+  (1, 1 + 14*14, D) with a cls slot;
+- a DMTrack checkpoint (format 'dmtrack-v1'): its 'visual.*' weights.
 Position embeddings are resampled bicubically (align_corners False, as OSTrack does) from the
 checkpoint grid to the template and search grids whenever the shapes differ.
 
-Every file is read with torch.load(weights_only=True): no pickled code is ever executed.
+Every file is read with torch.load(weights_only=True): no pickled code is ever executed. A
+pretrained file that also pickles its trainer's objects (OSTrack's 'settings' and 'stats') is
+refused by weights_only, so it is read again by _InertUnpickler, which rebuilds tensors with
+torch's own weights_only allow-list and turns every other class into an inert placeholder.
 """
 from __future__ import annotations
 
 import logging
 import math
+import pickle
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._utils import IMPORT_MAPPING, NAME_MAPPING
+from torch._weights_only_unpickler import _get_allowed_globals
+
 from dmtrack.io import atomic_open
 
 log = logging.getLogger(__name__)
 FORMAT = "dmtrack-v1"
 _CONSUMED = ("cls_token", "pos_embed")  # known ViT keys that the encoder reads (pos_embed) or has no use for (no cls token)
+_LAYOUTS = "an OSTrack ('net'), MAE ('model') or DMTrack ('dmtrack-v1') checkpoint"
 
 
-def _read(path: Path, map_location="cpu"):
-    """torch.load with weights_only=True; a missing, corrupt or truncated file raises naming the file."""
+class _Inert:
+    """Stands in for every pickled class or function outside torch's weights_only allow-list:
+    it accepts whatever the pickle hands it (call args, state, items) and keeps nothing."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):  # dict subclasses (EasyDict configs) get SETITEMS
+        pass
+
+    def append(self, item):  # list subclasses get APPENDS
+        pass
+
+    extend = append
+
+
+class _InertUnpickler(pickle._Unpickler):  # the pure-Python unpickler, whose BUILD can be checked too
+    """A global is the only way a pickle reaches code, so every global goes through find_class:
+    torch's weights_only allow-list (tensor rebuild functions, storages, dtypes, OrderedDict)
+    resolves to the real object, anything else to _Inert. As in weights_only, BUILD (set an object's
+    state) is allowed on tensors, OrderedDicts and placeholders only, so no class can be patched.
+    torch.load wraps this class with its own storage handling (persistent_load)."""
+
+    def find_class(self, module, name):
+        module, name = NAME_MAPPING.get((module, name), (IMPORT_MAPPING.get(module, module), name))  # Python-2 names, as torch maps them
+        found = _get_allowed_globals().get(f"{module}.{name}")
+        if found is None:
+            log.info("pickled global %s.%s replaced by an inert placeholder", module, name)
+            return _Inert
+        return found
+
+    def load_build(self):
+        inst = self.stack[-2]
+        if not isinstance(inst, (Tensor, OrderedDict, _Inert)):
+            raise pickle.UnpicklingError(f"refused to set the state of a {type(inst).__name__} ({inst!r})")
+        super().load_build()
+
+    dispatch = {**pickle._Unpickler.dispatch, pickle.BUILD[0]: load_build}
+
+
+class _InertPickleModule:  # the `pickle_module` handed to torch.load, which uses only these two names
+    Unpickler = _InertUnpickler
+    load = staticmethod(lambda f, **kw: _InertUnpickler(f, **kw).load())
+
+
+def _read(path: Path, map_location="cpu", inert_objects: bool = False):
+    """torch.load with weights_only=True; with `inert_objects`, a file that weights_only refuses is
+    read again by _InertUnpickler (torch takes a pickle_module only with weights_only=False; the
+    safety then rests on _InertUnpickler, which never calls a class or function of the file's). A missing, corrupt or truncated file raises
+    naming the file."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            if not inert_objects:
+                raise
+            return torch.load(path, map_location=map_location, pickle_module=_InertPickleModule, weights_only=False)
     except Exception as e:  # zip/pickle/unpickler errors all mean the same thing to the user
         raise RuntimeError(f"cannot read checkpoint {path}: corrupt, truncated or not a weights-only "
                            f"torch file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
@@ -65,28 +131,44 @@ def backbone_state(state: dict, encoder) -> dict:
     return out
 
 
-def load_pretrained_backbone(encoder, path) -> dict:
-    """Load an OSTrack ('net', 'backbone.*') or MAE ('model', timm keys) checkpoint into a
-    VisualEncoder. Returns {'missing': [...], 'unexpected': [...]} (encoder keys the file lacks;
-    file keys the encoder does not use, cls_token / pos_embed excepted) and logs them."""
-    path = Path(path)
-    ckpt = _read(path)
-    if isinstance(ckpt, dict) and isinstance(ckpt.get("net"), dict):  # OSTrack: keep the backbone only
-        state = {k: v for k, v in ckpt["net"].items() if k.startswith("backbone.")}
+def _pretrained_state(ckpt, path: Path) -> dict:
+    """The tensors of a pretrained file that may hold visual-encoder weights, by layout."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: expected {_LAYOUTS}, found a {type(ckpt).__name__}")
+    if ckpt.get("format") == FORMAT and isinstance(ckpt.get("model"), dict):  # DMTrack: its visual encoder
+        return {k[len("visual."):]: v for k, v in ckpt["model"].items() if k.startswith("visual.")}
+    if isinstance(ckpt.get("net"), dict):  # OSTrack: keep the backbone only
+        state = {k: v for k, v in ckpt["net"].items() if k.startswith("backbone.") and isinstance(v, Tensor)}
         if not state:
-            raise ValueError(f"{path}: 'net' holds no 'backbone.*' keys; not an OSTrack checkpoint")
-    elif isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):  # MAE / timm training checkpoint
-        state = ckpt["model"]
-    elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, Tensor) for v in ckpt.values()):  # bare state dict
-        state = ckpt
-    else:
-        top = list(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: expected an OSTrack ('net') or MAE ('model') checkpoint, found {top}")
-    state = backbone_state(state, encoder)
+            raise ValueError(f"{path}: 'net' holds no 'backbone.*' tensors; not an OSTrack checkpoint")
+        return state
+    if isinstance(ckpt.get("model"), dict):  # MAE / timm training checkpoint
+        return {k: v for k, v in ckpt["model"].items() if isinstance(v, Tensor)}
+    if ckpt and all(isinstance(v, Tensor) for v in ckpt.values()):  # bare state dict
+        return ckpt
+    raise ValueError(f"{path}: expected {_LAYOUTS}, found keys {list(ckpt)[:10]}")
+
+
+def load_pretrained_backbone(encoder, path) -> dict:
+    """Load an OSTrack ('net', 'backbone.*'), MAE ('model', timm keys) or DMTrack ('visual.*')
+    checkpoint into a VisualEncoder. The patch embedding, blocks and final norm must all be in the
+    file (else a ValueError naming the file and the missing keys: training would silently start
+    from random init); position embeddings may be absent (left at their init). Returns
+    {'missing': [...], 'unexpected': [...]} (encoder keys the file lacks; file keys the encoder
+    does not use, cls_token / pos_embed excepted) and logs them."""
+    path = Path(path)
+    found = _pretrained_state(_read(path, inert_objects=True), path)
+    state = backbone_state(found, encoder)
     own = encoder.state_dict()
     bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
     if bad:
         raise ValueError(f"{path}: shape mismatch with the visual encoder (check embed_dim / patch_size / depth): " + "; ".join(bad[:8]))
+    required = [k for k in own if k not in state and not k.startswith("pos_embed_")]
+    if required:
+        raise ValueError(f"{path}: lacks {len(required)} of the visual encoder's {len(own)} tensors "
+                         f"(patch embedding, blocks and final norm are required): {', '.join(required[:5])}"
+                         + (f" and {len(required) - 5} more" if len(required) > 5 else "")
+                         + f"; the file offers {len(found)} tensors, e.g. {list(found)[:5]}")
     load = {k: v for k, v in state.items() if k in own}
     encoder.load_state_dict(load, strict=False)
     report = {"missing": sorted(set(own) - set(load)),
