@@ -49,7 +49,7 @@ def test_smoke_chain_writes_the_report(smoke):
     assert {f"10_train/{v}_seed0" for v in VARIANTS} <= set(names)
     for name in names:  # every step keeps its executed notebook and its parameter stamp
         assert (runs / f"{name}.ipynb").exists() and json.loads((runs / f"{name}.json").read_text())["key"]
-    assert manifest["synthetic"] is True and manifest["git_commit"] and manifest["packages"]["papermill"]
+    assert manifest["synthetic"] is True and manifest["git"]["commit"] and manifest["packages"]["papermill"]
     text = html.read_text()
     for must in ("Table 1", "Table 2", "Section 4.3", "Fig. 7", "sampling chain", "the k samples", "drift",
                  "SYNTHETIC STAND-IN", "synthetic stand-in", "protocol: pytracking", "protocol: official",
