@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from dmtrack.config import load_config
 from dmtrack.data.crop import box_in_crop, crop_square, normalize
-from dmtrack.model import build_model
+from dmtrack.model import DMTrackOutput, build_model, decode_boxes
 from dmtrack.track.tracker import Tracker, box_to_image, crop_window, hann1d, hann2d, mask_to_image
 
 torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
@@ -80,7 +80,11 @@ class Scripted(nn.Module):
     def encode_text(self, tokens):
         return ("text", tokens["n"])
 
-    def forward(self, template, search, text, samples=1):
+    def fuse_for_inference(self):
+        self.fused = True
+        return self.eval()
+
+    def forward(self, template, search, text, samples=1, return_chain=False):
         self.calls.append((tuple(template.shape), tuple(search.shape), text, samples, search.clone()))
         score = torch.full((1, 1, 4, 4), 0.1)
         score[0, 0, 0, 0], score[0, 0, 1, 2] = 1.0, 0.5
@@ -88,7 +92,7 @@ class Scripted(nn.Module):
         size = torch.zeros(1, 2, 4, 4)
         size[0, 0], size[0, 1] = 0.25, 0.5
         mask = torch.ones(1, 1, 4, 4) if self.use_mask else None
-        return {"score_map": score, "offset_map": offset, "size_map": size, "mask": mask}
+        return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), mask=mask)
 
 
 def _image(h=150, w=200, seed=0):
@@ -108,6 +112,7 @@ def test_track_applies_hann_decodes_maps_back_and_clips():
     np.testing.assert_allclose(out["box"], [110, 30, 20, 40], atol=1e-9)
     assert out["score"] == pytest.approx(0.5 * ((5 + math.sqrt(5)) / 8) ** 2, abs=1e-6)
     assert out["mask"].shape == (150, 200) and out["mask"][25:95, 75:145].min() == 1.0 and out["mask"][:, :60].max() == 0
+    assert net.fused  # the Tracker put the model in its inference form once, at construction
     tmpl_shape, search_shape, text, k, search = net.calls[0]
     assert tmpl_shape == (1, 3, 32, 32) and search_shape == (1, 3, 64, 64) and text == ("text", 1) and k == 3
     # the search tensor equals the shared normalisation of the shared crop
