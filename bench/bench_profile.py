@@ -33,22 +33,25 @@ def print_tables(df: pd.DataFrame) -> None:
     print("Parameters (millions)")
     print(params.set_index(keys).div(1e6).round(3).reset_index().to_string(index=False))
     cols = {"seq_gflops": "seq", "frame_gflops": "frame"} | {f"frame_gflops_{p}": p for p in PARTS if p != "language"}
-    cols |= {"ms_per_frame": "ms", "fps": "fps"} if "fps" in df else {}
+    cols |= {"ms_per_frame": "ms", "ms_best": "best ms", "fps": "fps"} if "fps" in df else {}
     table = df[keys + ["k", "sampling_steps"] + list(cols)].rename(columns=cols | {"sampling_steps": "steps"})
     print("\nGFLOPs (FlopCounterMode: 1 multiply-add = 2 FLOPs): seq = per sequence (language encoder, once "
-          "at initialize), frame = per track() call and its parts; ms and fps: median track() time here")
-    print(table.round({c: 3 for c in cols.values()} | {"ms": 1, "fps": 2}).to_string(index=False, na_rep="-"))
+          "at initialize), frame = per track() call and its parts; ms (median), best ms and fps (of the median): "
+          "track() time here")
+    print(table.round({c: 3 for c in cols.values()} | {"ms": 1, "best ms": 1, "fps": 2}).to_string(index=False, na_rep="-"))
 
 
 def print_speed_comparison(df: pd.DataFrame, threads: int) -> None:
+    """The paper's stated speed next to ours (paper size, full, k = 1, the paper profile's steps)."""
     here = df[(df.profile == "paper") & (df.variant == "full") & (df.k == 1)]
     for s in SPEEDS:
         stated = f"{s.fps:g} fps" if s.fps is not None else "not stated"
         print(f"published: {s.tracker}: {stated} ({s.hardware}; {s.source})")
     if "fps" in df and len(here):
         row = here[here.sampling_steps == load_config("paper").sampling_steps].iloc[0]
-        print(f"measured:  DMTrack paper size, full, k=1, {int(row.sampling_steps)} steps: {row.fps:.2f} fps on this CPU "
-              f"({threads} threads, {os.cpu_count()} cores); not comparable with a GPU's number")
+        where = f"{threads} CPU threads, {os.cpu_count()} cores" if row.device == "cpu" else row.device
+        print(f"measured:  DMTrack paper size, full, k=1, {int(row.sampling_steps)} steps: {row.fps:.2f} fps "
+              f"(median; best frame {1000 / row.ms_best:.2f} fps) on this machine ({where})")
 
 
 def main():
@@ -57,6 +60,7 @@ def main():
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated Table 2 variants")
     ap.add_argument("--frames", type=int, default=3, help="timed track() calls per setting (0 = FLOPs only)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default=None, help="cpu | cuda | ... (default: the config's, auto = cuda when available)")
     ap.add_argument("--paper-text-encoder", default="bert-base-random",
                     help="text_encoder at paper size: bert-base-random, or a local bert-base-uncased directory")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_profile.json"))
@@ -67,7 +71,7 @@ def main():
         text = {"text_encoder": args.paper_text_encoder} if size == "paper" else {}
         for variant in args.variants.split(","):
             cfg = load_config(size, variant, **text)
-            rows += profile_model(cfg, frames=args.frames)
+            rows += profile_model(cfg, frames=args.frames, device=args.device)
             print(f"profiled {size} {variant} (text encoder {cfg.text_encoder})", flush=True)
     df = pd.DataFrame(rows).astype({"k": "Int64", "sampling_steps": "Int64"})  # None (no diffusion) -> <NA>
     print_tables(df)

@@ -83,15 +83,19 @@ def _frame(cfg: Config, seed: int = 0):
 
 
 def profile_model(cfg: Config, ks=(1, 5, 10), steps=(1, 2, 3, 5, 10), frames: int = 0,
-                  text: str = "a red car driving on the left") -> list[dict]:
+                  device: str | None = None, text: str = "a red car driving on the left") -> list[dict]:
     """One row per setting: every k of `ks` at cfg.sampling_steps, then every denoising-step count
     of `steps` at k = 1 (a model without diffusion has one row, k and steps None). Each row holds
     the parameter counts, GFLOPs per sequence (language) and per frame (total and by part), and,
-    when frames > 0, the median ms and fps of `frames` timed track() calls after one warm-up."""
-    from ..track.tracker import Tracker  # the tracker imports the model package
+    when frames > 0, the median and best ms and the median fps of `frames` timed track() calls
+    after one warm-up, on `device` (default: the config's; track() ends with a host copy, so a
+    GPU's queue is drained inside each timed call)."""
+    from ..track.runner import resolve_device  # the tracker imports the model package
+    from ..track.tracker import Tracker
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).eval()
+    device = resolve_device(cfg, device)
+    model = build_model(cfg).to(device).eval()
     params = parameter_counts(model)
     image, box = _frame(cfg)
     if cfg.use_diffusion:
@@ -111,11 +115,11 @@ def profile_model(cfg: Config, ks=(1, 5, 10), steps=(1, 2, 3, 5, 10), frames: in
                 t0 = time.perf_counter()
                 tracker.track(image, return_mask=False)
                 times.append(time.perf_counter() - t0)
-        row = {"profile": cfg.profile, "variant": cfg.variant, "k": k, "sampling_steps": n_steps, **params,
+        row = {"profile": cfg.profile, "variant": cfg.variant, "k": k, "sampling_steps": n_steps, "device": device, **params,
                "seq_gflops": seq_total / 1e9, "frame_gflops": frame_total / 1e9}
         row.update({f"frame_gflops_{p}": f / 1e9 for p, f in frame_flops_by_part(frame_total, by_module).items()})
         if frames:
             ms = statistics.median(times) * 1000
-            row.update(ms_per_frame=ms, fps=1000 / ms, timed_frames=frames)
+            row.update(ms_per_frame=ms, ms_best=min(times) * 1000, fps=1000 / ms, timed_frames=frames)
         rows.append(row)
     return rows
