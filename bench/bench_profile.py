@@ -1,6 +1,6 @@
 """Model cost of every Table 2 variant: parameters, GFLOPs per sequence and per frame, CPU fps.
 
-For each size and variant, `dmtrack.model.profile.profile_model` runs the real Tracker:
+For each size and variant, `dmtrack.track.profile.profile_model` runs the real Tracker:
 initialize() once under FlopCounterMode (per sequence: the language encoder) and track() once
 (per frame: backbone, fusion, k diffusion chains, filter, head), at k = 1, 5, 10 test samplings
 (the size's sampling_steps) and 1, 2, 3, 5, 10 denoising steps per chain (k = 1); then the
@@ -22,7 +22,7 @@ import torch
 
 from dmtrack.config import VARIANTS, load_config
 from dmtrack.io import atomic_write_json
-from dmtrack.model.profile import PARTS, profile_model
+from dmtrack.track.profile import PARTS, profile_model
 from dmtrack.report.paper import SPEEDS
 
 

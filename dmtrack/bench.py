@@ -6,6 +6,7 @@ machines are shared and noisy, so compare ratios measured in one run.
 """
 from __future__ import annotations
 
+import argparse
 import runpy
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ def available() -> list[str]:
 
 def add_arguments(parser):
     parser.add_argument("name", help=f"which benchmark, or 'all' (found: {', '.join(available()) or 'none'})")
-    parser.add_argument("args", nargs="*", help="arguments passed on to the benchmark script")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed on to the benchmark script")
 
 
 def run(args) -> int:

@@ -1,10 +1,10 @@
-"""Model cost accounting (dmtrack.model.profile) at the smoke size: parameters per part, FLOPs
+"""Model cost accounting (dmtrack.track.profile) at the smoke size: parameters per part, FLOPs
 per sequence and per frame as the Tracker runs, and how they scale with k and the step count."""
 import pytest
 import torch
 
 from dmtrack.config import load_config
-from dmtrack.model.profile import PARTS, profile_model
+from dmtrack.track.profile import PARTS, profile_model
 
 torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
 

@@ -22,7 +22,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Config
-from .dmtrack import build_model
+from ..model import build_model
+from ..provenance import resolve_device
+from .tracker import Tracker
 
 PARTS = {  # reported part -> DMTrack attributes that hold it
     "backbone": ("visual",),
@@ -90,11 +92,9 @@ def profile_model(cfg: Config, ks=(1, 5, 10), steps=(1, 2, 3, 5, 10), frames: in
     when frames > 0, the median and best ms and the median fps of `frames` timed track() calls
     after one warm-up, on `device` (default: the config's; track() ends with a host copy, so a
     GPU's queue is drained inside each timed call)."""
-    from ..track.runner import resolve_device  # the tracker imports the model package
-    from ..track.tracker import Tracker
 
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg, device)
+    device = device or resolve_device(cfg.device)
     model = build_model(cfg).to(device).eval()
     params = parameter_counts(model)
     image, box = _frame(cfg)
@@ -105,10 +105,10 @@ def profile_model(cfg: Config, ks=(1, 5, 10), steps=(1, 2, 3, 5, 10), frames: in
         settings = [(None, None)]
     rows = []
     for k, n_steps in settings:
-        tracker = Tracker(model, cfg, samples=k or 1, seed=cfg.seed)
         with _sampling_steps(model, n_steps or cfg.sampling_steps):
+            tracker = Tracker(model, cfg, samples=k or 1, seed=cfg.seed)  # fuses the model for these steps
             seq_total, _ = _count(lambda: tracker.initialize(image, box, text))
-            tracker.track(image, return_mask=False)  # warm-up: the sampler's per-step constants are cached
+            tracker.track(image, return_mask=False)  # warm-up
             frame_total, by_module = _count(lambda: tracker.track(image, return_mask=False))
             times = []
             for _ in range(frames):
