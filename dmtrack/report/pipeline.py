@@ -101,8 +101,8 @@ def check_other(name: str, folder) -> Path:
     if not _OTHER_NAME.fullmatch(name):
         raise ValueError(f"{given}: NAME must be letters, digits, '_', '-' and '.', not starting with '-' or '.' "
                          "(it becomes a folder name)")
-    ours = {*BASELINES, *(tracker_name(v) for v in VARIANTS)}  # compared ignoring case (macOS file systems do)
-    if name.casefold() in {o.casefold() for o in ours} or name.casefold().startswith(tracker_name("").casefold()):
+    folded = name.casefold()  # as case-insensitive file systems (macOS) compare folder names
+    if folded in {b.casefold() for b in BASELINES} or folded.startswith(tracker_name("").casefold()):
         raise ValueError(f"{given}: {name!r} would overwrite our own results ({', '.join(BASELINES)} and "
                          f"{tracker_name('*')} are ours); choose another NAME")
     path = Path(folder).expanduser().resolve()
