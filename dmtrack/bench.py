@@ -11,6 +11,8 @@ import runpy
 import sys
 from pathlib import Path
 
+from dmtrack.cli import UsageError
+
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -28,7 +30,7 @@ def run(args) -> int:
     for name in names:
         script = BENCH_DIR / f"bench_{name}.py"
         if not script.exists():
-            raise SystemExit(f"no benchmark {script} (found: {', '.join(available())})")
+            raise UsageError(f"no benchmark {script} (found: {', '.join(available())})")
         print(f"== bench {name} ({script})", flush=True)
         saved = sys.argv
         sys.argv = [str(script), *args.args]

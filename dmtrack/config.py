@@ -22,6 +22,10 @@ PROFILES = ("smoke", "demo", "paper")
 VARIANTS = ("full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce", "single_sample_train")
 
 
+class ConfigError(ValueError, TypeError):
+    """A config value of the wrong type or out of its range (a TypeError or a ValueError to callers)."""
+
+
 @dataclass
 class Config:
     profile: str = "demo"
@@ -110,12 +114,12 @@ class Config:
         self.validate()  # dataclasses.replace builds through __init__ too: no Config escapes the check
 
     def validate(self) -> "Config":
-        """Raise a TypeError for a value of the wrong type, a ValueError naming the key, the value and
-        the allowed range for a value out of range (RANGES, CHOICES, then the rules between keys)."""
+        """Raise a ConfigError (a TypeError) for a value of the wrong type, a ConfigError (a ValueError) naming
+        the key, the value and the allowed range for a value out of range (RANGES, CHOICES, then the rules between keys)."""
         for f in fields(self):
             v, t = getattr(self, f.name), _TYPES[f.name]
             if type(v) is not t:  # exact: a bool is no int, an int no float (apply_overrides converts those)
-                raise TypeError(f"config key {f.name!r} expects {t.__name__}, got {v!r}")
+                raise ConfigError(f"config key {f.name!r} expects {t.__name__}, got {v!r}")
         for key, interval in RANGES.items():
             _require(key, getattr(self, key), _in_interval(getattr(self, key), interval), interval)
         for key, choices in CHOICES.items():
@@ -190,7 +194,7 @@ def _in_interval(value, interval: str) -> bool:
 
 def _require(key: str, value, ok, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"config key {key!r} = {value!r} is out of range; allowed: {allowed}")
+        raise ConfigError(f"config key {key!r} = {value!r} is out of range; allowed: {allowed}")
 
 
 # Profiles: sizes and recipe. "paper" is Sec. 4.1 of the paper; "demo" trains on 2 CPU cores;
@@ -263,7 +267,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"override {pair!r} is not of the form key=value")
+            raise ConfigError(f"override {pair!r} is not of the form key=value")
         key, raw = pair.split("=", 1)
         try:
             out[key] = json.loads(raw)
@@ -286,7 +290,7 @@ def overrides_from_args(args) -> dict:
     keys = [p.split("=", 1)[0] for p in pairs]
     twice = sorted({k for k in keys if keys.count(k) > 1})
     if twice:
-        raise ValueError(f"config key(s) given twice: {', '.join(twice)}")
+        raise ConfigError(f"config key(s) given twice: {', '.join(twice)}")
     return parse_overrides(pairs)
 
 

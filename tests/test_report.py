@@ -1,7 +1,13 @@
 """The report's facts and logic: the paper's numbers, the verdict rule, tables from scored runs,
 the pipeline's keys, skip-if-done, failure naming, the HTML rendering (fast: tiny notebooks)."""
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -11,6 +17,8 @@ from dmtrack.config import VARIANTS
 from dmtrack.eval.stats import CI
 from dmtrack.report import paper, pipeline, tables, verdicts
 from dmtrack.report.chain import Step, StepFailed, run_chain, step_key
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 # --- the paper's facts -------------------------------------------------------------------------------
@@ -240,6 +248,95 @@ def test_parallel_jobs_respect_dependencies(tmp_path, nbdir):
         run_chain([Step("z", "write.ipynb", {}, deps=["later"])], tmp_path / "runs", notebooks=nbdir)
 
 
+# a chain run by a child process (the way `dmtrack report` runs it), so that the test can signal it
+_CHAIN_SCRIPT = """
+import sys
+from pathlib import Path
+from dmtrack.cli import run_command
+from dmtrack.report.chain import Step, run_chain
+
+d = Path(sys.argv[1])
+step = lambda name, out, **kw: Step(name, "sleep.ipynb", {"out": str(d / out)}, outputs=[str(d / out)], **kw)
+steps = [step("slow/a", "a.pid"), step("slow/b", "b.pid"), step("after", "c.pid", deps=["slow/a"])]
+sys.exit(run_command("report", lambda: run_chain(steps, d / "runs", d / "notebooks", jobs=2, log=lambda s: None)))
+"""
+# the step's kernel starts a child (as evaluation workers are) and both sleep; out = "<kernel pid> <child pid>"
+_SLEEP_CELL = ("import os, subprocess, sys, time\nfrom pathlib import Path\n"
+               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+               "Path(out + '.tmp').write_text(f'{os.getpid()} {child.pid}')\nos.replace(out + '.tmp', out)\ntime.sleep(120)")
+
+
+def _running(pid: int) -> bool:
+    import psutil  # an ipykernel dependency
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_kills_the_running_kernels_and_leaves_their_steps_undone(tmp_path, signum):
+    (tmp_path / "notebooks").mkdir()
+    _notebook(tmp_path / "notebooks" / "sleep.ipynb", _SLEEP_CELL)
+    (tmp_path / "chain.py").write_text(_CHAIN_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "chain.py"), str(tmp_path)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pids = []
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f).exists() for f in ("a.pid", "b.pid")):  # both kernels inside their cell
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        pids = [int(p) for f in ("a.pid", "b.pid") for p in (tmp_path / f).read_text().split()]
+        t0 = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)  # the old chain waited for the 120 s cells to end
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.kill()
+        for pid in [p for p in pids if _running(p)]:
+            os.kill(pid, signal.SIGKILL)
+    assert elapsed < 10 and proc.returncode == 128 + signum, (elapsed, proc.returncode, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"dmtrack report: error: interrupted by {signum.name}: step(s) slow/a, slow/b stopped, "
+                               "not done; run the same command again to continue from there"), lines[0]
+    runs = tmp_path / "runs"
+    assert (runs / "slow" / "a.ipynb").exists() and not list(runs.rglob("*.json"))  # partial record, no stamp
+    assert not (runs / "after.ipynb").exists()  # nothing started after the signal
+    time.sleep(0.5)
+    assert [p for p in pids if _running(p)] == []  # kernels and the processes they started: all gone
+
+
+def test_a_finished_step_sends_no_sigint_and_leaves_no_process(tmp_path):
+    """jupyter_client sends SIGINT to a kernel's process group before shutting it down; a kernel caught by
+    it inside a handler printed `KeyboardInterrupt caught in kernel.` after a successful step."""
+    (tmp_path / "notebooks").mkdir()
+    child = ("import signal, sys, time\nfrom pathlib import Path\n"
+             "signal.signal(signal.SIGINT, lambda *a: (Path(sys.argv[1]).write_text('SIGINT'), sys.exit(0)))\n"
+             "Path(sys.argv[2]).write_text('ready')\ntime.sleep(120)")
+    _notebook(tmp_path / "notebooks" / "spawn.ipynb",
+              f"import subprocess, sys, time\nfrom pathlib import Path\nchild = {child!r}\n"
+              "p = subprocess.Popen([sys.executable, '-c', child, out + '.sigint', out + '.ready'])\n"
+              "while not Path(out + '.ready').exists():\n    time.sleep(0.05)\nPath(out).write_text(str(p.pid))")
+    out = tmp_path / "o.txt"
+    stamps = run_chain([Step("spawn", "spawn.ipynb", {"out": str(out)}, outputs=[str(out)])], tmp_path / "runs",
+                       tmp_path / "notebooks", log=lambda s: None)
+    pid = int(out.read_text())
+    try:
+        assert stamps[0]["status"] == "ran"
+        deadline = time.monotonic() + 5
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not (tmp_path / "o.txt.sigint").exists()  # the kernel's group got no SIGINT
+        assert not _running(pid)  # what the step left running ended with its kernel
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_render_html_is_self_contained(tmp_path):
     import base64
 
@@ -326,6 +423,42 @@ def test_unknown_training_override_fails_before_any_step(tmp_path):
         pipeline.reproduce("smoke", reports=tmp_path / "r", work=tmp_path / "w", data=tmp_path / "d",
                            train_overrides={"nope": 1}, log=lambda s: None)
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+def test_other_trackers_names_and_folders_are_checked_before_the_chain(tmp_path, monkeypatch, capsys):
+    from dmtrack.cli import Parser, main
+    from dmtrack.report import cli as report_cli
+
+    (tmp_path / "mm" / "lasot").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)  # the caller's working directory; the notebooks run in notebooks/
+    assert pipeline.check_other("MMTrack", "mm") == tmp_path / "mm"
+    assert pipeline.check_other("mm_2.1-b", str(tmp_path / "mm")) == tmp_path / "mm"
+    for bad in ["../evil", "a/b", ".hidden", "-x", "", "x y", "static", "oracle-jitter", "dmtrack-full", "DMTrack-Full",
+                "dmtrack-variant_of_tomorrow", "Static"]:
+        with pytest.raises(ValueError, match=re.escape(f"{bad}=mm: ")):
+            pipeline.check_other(bad, "mm")
+    with pytest.raises(FileNotFoundError, match=f"no folder {re.escape(str(tmp_path / 'nope'))}"):
+        pipeline.check_other("MMTrack", "nope")
+    with pytest.raises(FileNotFoundError, match="holds none of lasot/, lasot_ext/, tnl2k/, otb_lang/"):
+        pipeline.check_other("MMTrack", "empty")
+    # the command line: DIR resolved as given; a bad NAME or DIR is one line naming the argument, exit 2
+    parser = Parser(prog="dmtrack report")
+    report_cli.add_arguments(parser)
+    assert parser.parse_args(["--other", "MMTrack=mm"]).other == [("MMTrack", str(tmp_path / "mm"))]
+    for arg, why in [("../evil=mm", "NAME must be"), ("static=mm", "would overwrite our own results"),
+                     ("MMTrack=nope", "no folder"), ("MMTrack", "expects NAME=DIR")]:
+        with pytest.raises(SystemExit) as e:
+            main(["report", "--other", arg])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("dmtrack report: error: argument --other: ") and why in err
+        assert err.count("\n") == 1
+    assert main(["report", "--other", "mm=mm", "--other", "MM=mm", "--work", "w"]) == 2  # one folder on macOS
+    assert capsys.readouterr().err == "dmtrack report: error: --other NAME given twice (names are compared ignoring case): mm\n"
+    with pytest.raises(ValueError, match="static=mm"):  # the Python entry point checks them too, before any step
+        pipeline.reproduce("smoke", reports=tmp_path / "r", work=tmp_path / "w", data=tmp_path / "d",
+                           others={"static": "mm"}, log=lambda s: None)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
 
 
 def test_notebooks_declare_every_parameter_the_chain_passes(tmp_path):

@@ -247,8 +247,9 @@ def test_cli_score_json(tmp_path, toy_benchmark, capsys):
 def test_cli_missing_and_skip(tmp_path, toy_benchmark, capsys):
     res = tmp_path / "r"
     write_results(res, "mv", [G] * 4)
-    with pytest.raises(FileNotFoundError, match="st"):
-        main(["score", "--benchmark", "toy", "--results", str(res)])
+    assert main(["score", "--benchmark", "toy", "--results", str(res)]) == 1  # st.txt missing: one line, exit 1
+    err = capsys.readouterr().err
+    assert err.startswith("dmtrack score: error: ") and "st" in err and err.count("\n") == 1
     assert main(["score", "--benchmark", "toy", "--results", str(res), "--skip-missing"]) == 0
     assert "skipped 1 of 2 sequences without a result file: st" in capsys.readouterr().out
 

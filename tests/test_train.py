@@ -173,7 +173,7 @@ def test_frozen_text_cache_matches_the_model_and_counts_hits():
     assert "text.bert.embeddings.word_embeddings.weight" in model.state_dict()  # keys untouched
 
 
-def test_cli_rejects_unknown_override(tmp_path):
-    with pytest.raises(KeyError, match="no_such_key"):
-        cli_main(["train", "--profile", "smoke", "--out", str(tmp_path / "x"), "no_such_key=3"])
+def test_cli_rejects_unknown_override(tmp_path, capsys):
+    assert cli_main(["train", "--profile", "smoke", "--out", str(tmp_path / "x"), "no_such_key=3"]) == 2
+    assert capsys.readouterr().err.startswith("dmtrack train: error: unknown config key(s): no_such_key (known keys: ")
     assert not (tmp_path / "x").exists()

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-import sys
+import math
 
 
 def add_arguments(p) -> None:
@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
                    help="smoke: seconds, 96x96 frames (tests); demo: the default of `make reproduce`")
     s.add_argument("--out", default=None, help="output folder (default: $DMTRACK_DATA/synthetic)")
     s.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical files")
-    s.add_argument("--drift", type=float, default=None,
+    s.add_argument("--drift", type=_fraction, default=None,
                    help="language drift for the 4 test suites: the sentence stops fitting after this fraction "
                         "of each sequence (0..1; default: never). The training split never drifts")
     s.add_argument("--no-sweep", action="store_true", help="skip the drift sweep suites (<out>/drift/<level>)")
@@ -30,18 +30,26 @@ def add_arguments(p) -> None:
     ls.add_argument("--split", default=None, help="train or test (default: the benchmark's usual split)")
 
 
+def _fraction(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"expects a number in [0, 1], got {text!r}")
+    return value
+
+
 def run(args) -> int:
     if args.action == "synth":
         from .sequence import dataset_root
         from .synthetic import generate
 
         out = args.out or dataset_root("synthetic")
-        try:
-            m = generate(out, args.preset, args.seed, args.drift, sweep=not args.no_sweep, workers=args.workers,
-                         force=args.force)
-        except (FileExistsError, ValueError, KeyError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        m = generate(out, args.preset, args.seed, args.drift, sweep=not args.no_sweep, workers=args.workers,
+                     force=args.force)  # a benchmark of other arguments at `out`: FileExistsError, exit 2 (dmtrack.cli)
         print(f"{m['note']}\n{'benchmark':<24}{'sequences':>10}{'frames':>9}  classes")
         for name, s in m["suites"].items():
             print(f"{name:<24}{s['sequences']:>10}{s['frames']:>9}  {','.join(s['classes'])}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dmtrack.cli import UsageError
 from dmtrack.data import STAND_IN, load_benchmark
 from dmtrack.data.benchmarks import SYNTHETIC_TEST_SUITES
 from dmtrack.io import atomic_write_json
@@ -58,7 +59,7 @@ def run(args) -> int:
             atomic_write_json(args.json, df.to_dict(orient="records"))
         return 0
     if not args.benchmark:
-        raise SystemExit("dmtrack score: --benchmark is required with --results / --baseline")
+        raise UsageError("--benchmark is required with --results / --baseline")
     seqs = load_benchmark(args.benchmark, args.data_root, args.split)
     folders = [args.results] if isinstance(args.results, str) else args.results
     if args.baseline:

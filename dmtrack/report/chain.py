@@ -4,16 +4,24 @@ A chain is a list of `Step`s, each one notebook run with papermill on its parame
 executed notebook is kept under <runs>/ next to a JSON stamp holding the hash of the step's
 parameters (and of the steps it reads from), its duration and its outputs. A rerun skips a
 step whose stamp has the same hash and whose outputs all exist; a failing cell stops the
-chain with `StepFailed`, whose message names the notebook, the cell and the error. This
-module knows nothing of DMTrack: dmtrack.report.pipeline builds the profiles' chains.
+chain with `StepFailed`, whose message names the notebook, the cell and the error. SIGINT
+(Ctrl-C) or SIGTERM kills the running steps' kernels at once and raises `ChainInterrupted`
+naming them; they get no stamp, so a rerun runs them again. This module knows nothing of
+DMTrack: dmtrack.report.pipeline builds the profiles' chains.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import re
+import signal
+import threading
 import time
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +58,113 @@ class StepFailed(RuntimeError):
                          f"(executed notebook: {path})")
 
 
+class ChainInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the chain; `steps` were running: their kernels were killed, no stamp written."""
+
+    def __init__(self, steps: list[str], signum: int = signal.SIGINT):
+        self.steps, self.signum = steps, signum
+        what = f"step(s) {', '.join(steps)} stopped, not done" if steps else "no step was running"
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: {what}; "
+                         "run the same command again to continue from there (finished steps are skipped)")
+
+
 def _first_line(text: str | None) -> str:
     lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
     return lines[0].strip() if lines else ""
+
+
+# --- kernels ------------------------------------------------------------------------------------------
+# jupyter_client starts every kernel in a session of its own, so a Ctrl-C in the terminal never reaches
+# it. The chain's kernel managers register here; an interrupted chain kills their process groups.
+_LIVE = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set when the chain is interrupted: a kernel that starts after it is killed
+
+
+def _kill(km) -> None:
+    """SIGKILL the kernel's process group: the kernel and whatever it started (evaluation workers)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if process is None or process.poll() is not None:  # not started, or exited and reaped (its pid may be reused)
+        return
+    try:
+        pgid = os.getpgid(process.pid)
+        if pgid == os.getpgrp():  # never our own group (a kernel started without a session of its own)
+            process.kill()
+        else:
+            os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _quiet_when_stopping(record: logging.LogRecord) -> bool:
+    """Filter of papermill's logger: nbclient logs `Kernel died ...` for every kernel stop_kernels killed."""
+    return not _STOPPING.is_set()
+
+
+def stop_kernels() -> None:
+    """Kill every kernel the chain's steps are running, and any that starts from now on."""
+    _STOPPING.set()
+    with _LIVE_LOCK:
+        kms = list(_LIVE)
+    for km in kms:
+        _kill(km)
+
+
+@functools.cache
+def kernel_manager_class():
+    """The kernel manager papermill uses for the chain's steps: registered so `stop_kernels` reaches it.
+
+    It also skips the SIGINT jupyter_client 8 sends to a kernel's process group before every shutdown:
+    the steps' kernels are idle when shut down, and a kernel that the signal caught inside a message
+    handler printed `[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.` after a step that succeeded.
+    Instead, what the step left running in the kernel's process group is killed once the kernel is down.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class ChainKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            with _LIVE_LOCK:
+                _LIVE.add(self)
+            await super().start_kernel(**kw)
+            if _STOPPING.is_set():  # the chain was interrupted while this kernel started
+                _kill(self)
+
+        async def _async_interrupt_kernel(self):
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False):
+            pgid = getattr(self.provisioner, "pgid", None)  # the kernel's own group (LocalProvisioner)
+            await super().shutdown_kernel(now=now, restart=restart)
+            if pgid and not restart and pgid != os.getpgrp():
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:  # the usual case: nothing left
+                    pass
+
+    return ChainKernelManager
+
+
+@contextmanager
+def _signals_interrupt():
+    """Within: SIGINT and SIGTERM raise ChainInterrupted (without steps) in the main thread, once; a
+    second signal while the chain stops its kernels is ignored. Outside the main thread: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise ChainInterrupted([], signum)
+
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
 
 
 def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = False, log=print) -> dict:
@@ -74,11 +186,16 @@ def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = Fa
     try:
         pm.execute_notebook(str(notebooks / step.notebook), str(out), parameters=step.params, kernel_name=KERNEL,
                             cwd=str(notebooks), progress_bar=False, log_output=False,
+                            kernel_manager_class=kernel_manager_class(),
                             extra_arguments=["--IPKernelApp.log_level=40"])  # no kernel banner warnings
-    except PapermillExecutionError as e:
-        raise StepFailed(step, out, e.exec_count, e.ename, e.evalue, e.source) from None
-    except Exception as e:  # kernel died, notebook missing, ...: still name the step
-        raise StepFailed(step, out, None, type(e).__name__, str(e)) from None
+    except Exception as e:
+        if _STOPPING.is_set():  # its kernel was killed by stop_kernels
+            raise ChainInterrupted([step.name]) from None
+        if isinstance(e, PapermillExecutionError):
+            raise StepFailed(step, out, e.exec_count, e.ename, e.evalue, e.source) from None
+        raise StepFailed(step, out, None, type(e).__name__, str(e)) from None  # kernel died, notebook missing, ...
+    if _STOPPING.is_set():  # interrupted: even a notebook that got to its end is not stamped as done
+        raise ChainInterrupted([step.name])
     missing = [o for o in step.outputs if not Path(o).exists()]
     if missing:
         raise StepFailed(step, out, None, "MissingOutput", f"the notebook ran but did not write {missing[0]}")
@@ -90,17 +207,8 @@ def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = Fa
     return {**stamp, "status": "ran"}
 
 
-def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = False, log=print,
-              before=None, jobs: int = 1) -> list[dict]:
-    """Run `steps` (each keyed by its parameters and its inputs' keys); stop at the first failure.
-
-    A step starts once the steps it depends on are done; up to `jobs` run at the same time (each
-    notebook has its own kernel process). before(step, stamps_so_far) is called as a step starts
-    (the pipeline uses it to write the manifest the report notebook reads). Returns the stamps in
-    step order, each with "status" ran or skipped.
-    """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
+def chain_keys(steps: list[Step]) -> dict[str, str]:
+    """Each step's key, in order; a duplicate name or a dependency that does not run before is an error."""
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate step names in the chain: {sorted({n for n in names if names.count(n) > 1})}")
@@ -110,27 +218,69 @@ def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = Fals
         if unknown:
             raise ValueError(f"step {step.name} depends on {unknown}, which do not run before it")
         keys[step.name] = step_key(step, keys)
+    return keys
+
+
+def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = False, log=print,
+              before=None, jobs: int = 1) -> list[dict]:
+    """Run `steps` (each keyed by its parameters and its inputs' keys); stop at the first failure.
+
+    A step starts once the steps it depends on are done; up to `jobs` run at the same time (each
+    notebook has its own kernel process). before(step, stamps_so_far) is called as a step starts
+    (the pipeline uses it to write the manifest the report notebook reads). Returns the stamps in
+    step order, each with "status" ran or skipped. SIGINT or SIGTERM (in the main thread) kills the
+    running steps' kernels at once and raises ChainInterrupted naming those steps (not stamped).
+    One chain at a time per process: the kernels are tracked per process.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = chain_keys(steps)
     done: dict[str, dict] = {}
     pending, running = list(steps), {}
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        while pending or running:
-            for step in [s for s in pending if all(d in done for d in s.deps)][: max(1, jobs) - len(running)]:
-                if before is not None:
-                    before(step, [done[n] for n in names if n in done])
-                running[pool.submit(run_step, step, runs, keys[step.name], notebooks, force, log)] = step
-                pending.remove(step)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            failure = None
-            for future in finished:
-                step = running.pop(future)
-                try:
-                    done[step.name] = future.result()
-                except StepFailed as e:
-                    failure = failure or e
-            if failure is not None:
-                wait(running)  # let the steps already running finish (their kernels cannot be cut mid-cell cleanly)
-                raise failure
-    return [done[n] for n in names]
+    _STOPPING.clear()
+    logging.getLogger("papermill").addFilter(_quiet_when_stopping)  # nbclient logs through it; added once
+    try:
+        with ThreadPoolExecutor(max(1, jobs)) as pool, _signals_interrupt():
+            try:
+                while pending or running:
+                    for step in [s for s in pending if all(d in done for d in s.deps)][: max(1, jobs) - len(running)]:
+                        if before is not None:
+                            before(step, [done[s.name] for s in steps if s.name in done])
+                        pending.remove(step)
+                        running[pool.submit(run_step, step, runs, keys[step.name], notebooks, force, log)] = step
+                    _collect(running, done)
+            except KeyboardInterrupt as e:
+                raise _interrupted(running, getattr(e, "signum", signal.SIGINT)) from None
+    finally:
+        _STOPPING.clear()  # every step's thread has ended here (the pool waited for them)
+    return [done[s.name] for s in steps]
+
+
+def _collect(running: dict, done: dict) -> None:
+    """Wait until a running step ends and record its stamp; a failure is raised once the other running
+    steps have ended too (their kernels cannot be cut mid-cell cleanly)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+    failure = None
+    for future in finished:
+        step = running.pop(future)
+        try:
+            done[step.name] = future.result()
+        except StepFailed as e:
+            failure = failure or e
+    if failure is not None:
+        wait(running)
+        raise failure
+
+
+def _interrupted(running: dict, signum: int) -> ChainInterrupted:
+    """Kill the running steps' kernels, wait for their threads, name the steps that did not finish."""
+    from concurrent.futures import wait
+
+    stop_kernels()
+    wait(running, timeout=60)  # each papermill call fails within a second of its kernel's death (nbclient polls it)
+    return ChainInterrupted([s.name for f, s in running.items() if not f.done() or f.exception() is not None], signum)
 
 
 # --- HTML --------------------------------------------------------------------------------------------

@@ -6,11 +6,12 @@
         --other MMTrack=/results/mmtrack  # the GPU run on the real datasets
 
 Executed notebooks are kept under <reports>/runs/<profile>/ with a JSON stamp each; a rerun skips
-the steps done for the same parameters. A failing notebook stops the chain and is named.
+the steps done for the same parameters. A failing notebook stops the chain and is named (exit 1);
+Ctrl-C or SIGTERM kills the running notebooks' kernels and names the steps left undone (exit 130 / 143).
 """
 from __future__ import annotations
 
-import sys
+import argparse
 
 
 def add_arguments(p) -> None:
@@ -27,25 +28,34 @@ def add_arguments(p) -> None:
                         "the real datasets' roots come from DMTRACK_DATA / DMTRACK_<NAME>_ROOT")
     p.add_argument("--jobs", type=int, default=None, help="notebooks run at the same time (default: the profile's)")
     add_override_arguments(p)  # for every training run, e.g. --set pretrained=/w/OSTrack_ep0300.pth.tar
-    p.add_argument("--other", action="append", default=[], metavar="NAME=DIR",
+    p.add_argument("--other", action="append", default=[], metavar="NAME=DIR", type=_other,
                    help="another tracker's raw results: DIR/<benchmark>/<seq>.txt (benchmark = lasot, lasot_ext, tnl2k, "
-                        "otb_lang); re-scored under both protocols and drawn in the Fig. 7 panels. Repeatable.")
+                        "otb_lang); re-scored under both protocols and drawn in the Fig. 7 panels. NAME: letters, digits, "
+                        "_ - . (not one of our trackers' names). Repeatable.")
+
+
+def _other(item: str) -> tuple[str, str]:
+    """`--other NAME=DIR` -> (NAME, absolute DIR), checked now: a bad one is a one-line usage error."""
+    from .pipeline import check_other
+
+    if "=" not in item:
+        raise argparse.ArgumentTypeError(f"expects NAME=DIR, got {item!r}")
+    name, folder = item.split("=", 1)
+    try:
+        return name, str(check_other(name, folder))
+    except (ValueError, OSError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(args) -> int:
+    from ..cli import UsageError
     from ..config import overrides_from_args
-    from .pipeline import StepFailed, reproduce
+    from .pipeline import reproduce
 
-    others = {}
-    for item in args.other:
-        if "=" not in item:
-            raise SystemExit(f"dmtrack report: --other expects NAME=DIR, got {item!r}")
-        name, folder = item.split("=", 1)
-        others[name] = folder
-    try:
-        reproduce(args.profile, seeds=args.seeds, force=args.force, reports=args.reports, work=args.work,
-                  data=args.data_root, others=others, jobs=args.jobs, train_overrides=overrides_from_args(args))
-    except StepFailed as e:
-        print(f"dmtrack report: FAILED {e}", file=sys.stderr)
-        return 1
+    names = [name.casefold() for name, _ in args.other]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"--other NAME given twice (names are compared ignoring case): {', '.join(twice)}")
+    reproduce(args.profile, seeds=args.seeds, force=args.force, reports=args.reports, work=args.work,
+              data=args.data_root, others=dict(args.other), jobs=args.jobs, train_overrides=overrides_from_args(args))
     return 0

@@ -12,6 +12,7 @@ them with skip-if-done and renders the last notebook (40_report) to a self-conta
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,18 +20,19 @@ from pathlib import Path
 from dmtrack.config import VARIANTS, load_config
 from dmtrack.data import STAND_IN, dataset_root
 from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
+from dmtrack.eval.baselines import BASELINES
 from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.io import atomic_write_text
-from dmtrack.layout import dmtrack_results, model_path, results_root, scores_path
+from dmtrack.layout import dmtrack_results, model_path, results_root, scores_path, tracker_name
 from dmtrack.provenance import REPO, cpu_cores, provenance
 from dmtrack.report.chain import Step, StepFailed, render_html, run_chain
 from dmtrack.report.paper import BENCHMARKS, TABLE2, TABLE2_BENCHMARK
 from dmtrack.report.tables import Results, caption, table1
 
 NOTEBOOKS = REPO / "notebooks"
-__all__ = ["CHAINS", "ChainPaths", "ChainSettings", "NOTEBOOKS", "Step", "StepFailed", "default_paths", "plan",
-           "render_html", "reproduce", "run_chain"]
+__all__ = ["CHAINS", "ChainPaths", "ChainSettings", "NOTEBOOKS", "Step", "StepFailed", "check_other", "default_paths",
+           "plan", "render_html", "reproduce", "run_chain"]
 
 
 # --- the chain of one profile ----------------------------------------------------------------------
@@ -85,6 +87,31 @@ def default_paths(profile: str, reports=None, work=None, data=None) -> ChainPath
         data = root if s.preset == "demo" else root.with_name(f"{root.name}_{s.preset}")
     resolve = lambda p: Path(p).resolve() if p is not None else None
     return ChainPaths(profile, resolve(reports or "reports"), resolve(work or Path("runs") / profile), resolve(data))
+
+
+_OTHER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_other(name: str, folder) -> Path:
+    """The absolute folder of another tracker's raw results (`--other NAME=DIR`), or a ValueError /
+    FileNotFoundError naming it. NAME becomes results/<benchmark>/NAME/: it must be a plain name and not
+    one of our own trackers' (their results would be overwritten). DIR is resolved against the working
+    directory now (the notebooks run in notebooks/) and must hold at least one <benchmark>/ folder."""
+    given = f"{name}={folder}"
+    if not _OTHER_NAME.fullmatch(name):
+        raise ValueError(f"{given}: NAME must be letters, digits, '_', '-' and '.', not starting with '-' or '.' "
+                         "(it becomes a folder name)")
+    folded = name.casefold()  # as case-insensitive file systems (macOS) compare folder names
+    if folded in {b.casefold() for b in BASELINES} or folded.startswith(tracker_name("").casefold()):
+        raise ValueError(f"{given}: {name!r} would overwrite our own results ({', '.join(BASELINES)} and "
+                         f"{tracker_name('*')} are ours); choose another NAME")
+    path = Path(folder).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{given}: no folder {path}")
+    if not any((path / b).is_dir() for b in BENCHMARKS):
+        raise FileNotFoundError(f"{given}: {path} holds none of {', '.join(b + '/' for b in BENCHMARKS)} "
+                                "(expected DIR/<benchmark>/<sequence>.txt)")
+    return path
 
 
 def drift_levels(settings: ChainSettings) -> list[float]:
@@ -201,6 +228,7 @@ def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = Fal
     if train_overrides:
         load_config(profile, "full", **{**settings.train, **train_overrides})  # unknown keys fail here, not in a notebook
         settings = replace(settings, train={**settings.train, **train_overrides})
+    others = {name: str(check_other(name, folder)) for name, folder in (others or {}).items()}
     paths = default_paths(profile, reports, work, data)
     seed_list = list(range(seeds if seeds is not None else settings.seeds))
     steps = plan(profile, paths, len(seed_list), others, settings)
