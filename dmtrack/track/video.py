@@ -31,7 +31,7 @@ from ..data.files import frames_in_folder, read_frame
 from ..eval.results import write_results
 
 BOXES, VIDEO = "boxes", "tracked.mp4"  # OUT/boxes.txt (+ boxes_time.txt), OUT/tracked.mp4
-FOLDER_FPS = 30.0  # a folder of frames carries no frame rate
+DEFAULT_FPS = 30.0  # a folder of frames (or a video without a frame rate) plays at this rate
 # The Fig. 7 style (dmtrack.report.plots.fig7_panel): the full model's box in tab10 blue (#1f77b4),
 # the mask in magma at alpha 0.6 over the frame. OpenCV colours are BGR.
 BOX_BGR = (0xB4, 0x77, 0x1F)
@@ -84,7 +84,7 @@ def open_frames(path, max_frames: int | None = None) -> FrameSource:
         raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
     if path.is_dir():
         files = frames_in_folder(path)[:max_frames]
-        return FrameSource(path, files, FOLDER_FPS, len(files), max_frames)
+        return FrameSource(path, files, DEFAULT_FPS, len(files), max_frames)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file or folder of frames")
     cap = cv2.VideoCapture(str(path))
@@ -95,7 +95,7 @@ def open_frames(path, max_frames: int | None = None) -> FrameSource:
         fps, count = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         cap.release()
-    fps = fps if math.isfinite(fps) and fps > 0 else FOLDER_FPS
+    fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
     count = min(count, max_frames or count) if count > 0 else None
     return FrameSource(path, None, fps, count, max_frames)
 
@@ -230,7 +230,7 @@ def track_video(tracker, frames, box, text: str, out, *, video: bool = True, mas
             times.append(seconds)
             if video:
                 if writer is None:
-                    fps = frames.fps if source else FOLDER_FPS
+                    fps = frames.fps if source else DEFAULT_FPS
                     writer = stack.enter_context(atomic_video(out / VIDEO, fps, (shape[1], shape[0])))
                 bgr = image if tracker.bgr else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
                 writer.write(draw_frame(bgr, b, text, i, mask))
