@@ -137,6 +137,25 @@ def list_images(folder: Path) -> list[str]:
     return [n for n in names if n.lower().endswith(IMAGE_EXTS)]
 
 
+def _frame_key(name: str) -> tuple:
+    # digit runs compare as numbers: img9.jpg < img10.jpg, and 0001.jpg == 1.png (one frame, two files)
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name.rsplit(".", 1)[0]) if t)
+
+
+def frames_in_folder(folder: Path) -> list[Path]:
+    """The images of a folder of frames in playback order: sorted by the numbers in their names
+    (0001.jpg, frame_2.png, img10.jpg), with one folder listing. An empty folder, or two files
+    that name one frame (0001.jpg and 1.png), raise a DatasetError naming the folder."""
+    folder = Path(folder)
+    names = sorted(list_images(folder), key=_frame_key)
+    if not names:
+        raise DatasetError(f"{folder}: no frame images ({' '.join(IMAGE_EXTS)}) in this folder")
+    for a, b in zip(names, names[1:]):
+        if _frame_key(a) == _frame_key(b):
+            raise DatasetError(f"{folder}: {a} and {b} are both the same frame")
+    return [folder / n for n in names]
+
+
 def numbered_frames(folder: Path, first: int, n: int, gt: Path) -> tuple[list[Path], int]:
     """Frames `first` .. `first+n-1` of a folder whose image names are the frame number
     (LaSOT 00000001.jpg, OTB 0001.jpg, Board 00001.jpg, KiteSurf .png).

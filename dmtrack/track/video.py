@@ -1,0 +1,242 @@
+"""Track a target through one's own video: the library side of `dmtrack track`.
+
+    frames = open_frames("clip.mp4")              # a video file, or a folder of frames
+    model, cfg = load_model("runs/demo/train/full/seed0/model.pth")
+    tracker = Tracker(model, cfg, bgr=frames.bgr)
+    result = track_video(tracker, frames, (40, 60, 20, 20), "the red car on the left", "out/", masks=True)
+
+writes out/boxes.txt (one x, y, w, h row per frame, the first the given box: pytracking's raw
+results as `dmtrack.eval.write_results` writes them, tab-separated), out/boxes_time.txt (seconds
+of the tracker calls per frame) and out/tracked.mp4: each frame with the tracker's box, the
+sentence and, with masks=True, the diffusion mask overlaid as in the report's Fig. 7 panels.
+A video file's frames stay in OpenCV's BGR order (the tracker swaps channels on its small crops);
+a folder's frames are read with `read_frame`, exactly as `dmtrack evaluate` reads a benchmark,
+so the boxes of a folder equal those of `evaluate` on the same frames, box, sentence, k and seed.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import warnings
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..data.files import frames_in_folder, read_frame
+from ..eval.results import write_results
+
+BOXES, VIDEO = "boxes", "tracked.mp4"  # OUT/boxes.txt (+ boxes_time.txt), OUT/tracked.mp4
+DEFAULT_FPS = 30.0  # a folder of frames (or a video without a frame rate) plays at this rate
+# The Fig. 7 style (dmtrack.report.plots.fig7_panel): the full model's box in tab10 blue (#1f77b4),
+# the mask in magma at alpha 0.6 over the frame. OpenCV colours are BGR.
+BOX_BGR = (0xB4, 0x77, 0x1F)
+MASK_ALPHA = 0.6
+
+
+# ----------------------------------------------------------------------------- input
+@dataclass
+class FrameSource:
+    """The frames of a video file (BGR, as OpenCV decodes them) or of a folder of images (RGB,
+    `read_frame`), the first `max_frames` of them. Iterating reads them one at a time."""
+    path: Path
+    files: list[Path] | None  # a folder's frames in playback order; None for a video file
+    fps: float
+    count: int | None  # frames to expect (a video's is its header's count, capped by max_frames)
+    max_frames: int | None = None
+
+    @property
+    def bgr(self) -> bool:
+        return self.files is None
+
+    def where(self, i: int) -> str:
+        """Names frame i (0-based) for an error message: its file, or the video and the frame number."""
+        return str(self.files[i]) if self.files is not None else f"{self.path}, frame {i + 1}"
+
+    def __iter__(self):
+        if self.files is not None:
+            yield from (read_frame(f) for f in self.files[: self.max_frames])
+            return
+        cap, n = cv2.VideoCapture(str(self.path)), 0
+        try:
+            while self.max_frames is None or n < self.max_frames:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                n += 1
+                yield frame
+        finally:
+            cap.release()
+        if self.count is not None and n < self.count:  # a truncated file or a frame OpenCV could not decode
+            warnings.warn(f"{self.path}: read {n} frames, the file's header announces {self.count}", stacklevel=2)
+
+
+def open_frames(path, max_frames: int | None = None) -> FrameSource:
+    """A FrameSource for a video file (anything cv2.VideoCapture reads) or a folder of frames
+    (sorted by the numbers in their names). A missing path, an empty folder or a file OpenCV
+    cannot read as a video raise an error naming the path."""
+    path = Path(path)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
+    if path.is_dir():
+        files = frames_in_folder(path)[:max_frames]
+        return FrameSource(path, files, DEFAULT_FPS, len(files), max_frames)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file or folder of frames")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened() or not cap.read()[0]:
+            raise ValueError(f"{path}: OpenCV cannot read this as a video (not a video file, or a codec "
+                             "this OpenCV build lacks); a folder of frames works too")
+        fps, count = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    count = min(count, max_frames or count) if count > 0 else None
+    return FrameSource(path, None, fps, count, max_frames)
+
+
+def parse_box(text: str) -> np.ndarray:
+    """'x,y,w,h' (pixels: top-left corner, width, height) -> (4,) float64; anything else raises."""
+    fields = [f for f in re.split(r"[,\s]+", str(text).strip()) if f]
+    try:
+        box = np.array([float(f) for f in fields], dtype=np.float64)
+    except ValueError:
+        box = np.zeros(0)
+    if box.shape != (4,) or not np.isfinite(box).all():
+        raise ValueError(f"--box {text!r}: expected 4 comma-separated numbers x,y,w,h "
+                         "(top-left corner, width and height in pixels)")
+    if box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"--box {text!r}: width and height must be positive, got w={box[2]:g}, h={box[3]:g}")
+    return box
+
+
+def check_box_in_frame(box, image_hw, where: str) -> None:
+    """The initial box must lie inside the first frame (a box in another image's coordinates is a mistake)."""
+    x, y, w, h = (float(v) for v in box)
+    H, W = int(image_hw[0]), int(image_hw[1])
+    if w <= 0 or h <= 0:
+        raise ValueError(f"initial box {x:g},{y:g},{w:g},{h:g}: width and height must be positive")
+    if x < 0 or y < 0 or x + w > W or y + h > H:
+        raise ValueError(f"initial box {x:g},{y:g},{w:g},{h:g} (x,y,w,h) is not inside the first frame "
+                         f"({where}: {W}x{H} pixels)")
+
+
+# ----------------------------------------------------------------------------- drawing
+def _wrap(text: str, width: int, scale: float, thickness: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and cv2.getTextSize(trial, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] > width:
+            lines.append(line)
+            trial = word
+        line = trial
+    return lines + [line] if line else lines
+
+
+def draw_frame(image_bgr: np.ndarray, box, text: str, index: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """One frame of tracked.mp4 (a new BGR image): the diffusion mask in magma at alpha 0.6 over the
+    frame (when given), the box, and a banner with the frame number and the sentence."""
+    H, W = image_bgr.shape[:2]
+    if mask is not None:
+        heat = cv2.applyColorMap(np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
+        frame = cv2.addWeighted(image_bgr, 1 - MASK_ALPHA, heat, MASK_ALPHA, 0)
+    else:
+        frame = image_bgr.copy()
+    x, y, w, h = (float(v) for v in box)
+    if np.isfinite([x, y, w, h]).all() and w > 0 and h > 0:
+        cv2.rectangle(frame, (round(x), round(y)), (round(x + w) - 1, round(y + h) - 1), BOX_BGR,
+                      max(1, round(min(H, W) / 160)))  # axis-aligned on whole pixels: no anti-aliasing needed
+    scale = max(0.3, min(H, W) / 480)
+    thick = max(1, round(scale * 1.5))
+    pad = max(2, round(6 * scale))
+    lines = _wrap(f'#{index + 1}  "{text}"' if text else f"#{index + 1}", W - 2 * pad, scale, thick)
+    step = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][1] + pad
+    banner = min(H, pad + step * len(lines))
+    frame[:banner] = (frame[:banner] * 0.45).astype(np.uint8)  # darkened strip: the text reads on any frame
+    for j, line in enumerate(lines):
+        cv2.putText(frame, line, (pad, pad + step * (j + 1) - pad // 2 - 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+    return frame
+
+
+@contextmanager
+def atomic_video(path: Path, fps: float, size_wh):
+    """A cv2.VideoWriter (mp4v) on OUT/.tracked.<pid>.tmp.mp4, renamed over `path` on a clean exit and
+    deleted on an error: a stopped run never leaves half a video under the final name."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), tuple(int(v) for v in size_wh))
+    if not writer.isOpened():
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"{tmp}: OpenCV cannot write an mp4v video here (pass --no-video for boxes only)")
+    try:
+        yield writer
+        writer.release()
+        os.replace(tmp, path)
+    except BaseException:
+        writer.release()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- tracking
+def _track_one(tracker, image, i: int, box, text: str, masks: bool):
+    """(box, mask or None, seconds of the tracker call) of frame i; frame 0 starts the sequence."""
+    t0 = time.perf_counter()
+    if i == 0:
+        tracker.initialize(image, box, text)
+        result = {"box": np.asarray(box, dtype=np.float64), "mask": np.zeros(image.shape[:2], np.float32) if masks else None}
+    else:
+        result = tracker.track(image, return_mask=masks)
+    return result["box"], result["mask"], time.perf_counter() - t0
+
+
+def track_video(tracker, frames, box, text: str, out, *, video: bool = True, masks: bool = False,
+                progress: bool | None = None) -> dict:
+    """Track the target in `box` (x, y, w, h in the first frame's pixels) described by `text` through
+    `frames` (a FrameSource, or any iterable of HxWx3 uint8 images in the tracker's channel order), writing
+    OUT/boxes.txt, OUT/boxes_time.txt and, with video=True, OUT/tracked.mp4 (the mask drawn with masks=True;
+    frame 1 has no prediction, so its mask is blank). Every frame must have the first frame's size.
+    Returns {'boxes': (n, 4), 'times': (n,) seconds of the tracker calls (reading and drawing excluded,
+    as pytracking times them), 'seconds': wall time of the whole run, 'video': its path or None}."""
+    from tqdm.auto import tqdm
+
+    if masks and not video:
+        raise ValueError("--masks draws the diffusion mask into tracked.mp4: it does not go with --no-video")
+    if masks and not tracker.cfg.use_diffusion:
+        raise ValueError(f"--masks: variant {tracker.cfg.variant} has no diffusion module, so there is no mask to draw")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = isinstance(frames, FrameSource)
+    where = frames.where if source else (lambda i: f"frame {i + 1}")
+    total = frames.count if source else (len(frames) if hasattr(frames, "__len__") else None)
+    boxes, times, shape, writer, t_start = [], [], None, None, time.perf_counter()
+    with ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=total, unit="frame", desc="track",
+                                       disable=(None if progress is None else not progress)))
+        for i, image in enumerate(frames):
+            if i == 0:
+                shape = image.shape
+                check_box_in_frame(box, shape, where(0))
+            elif image.shape != shape:  # the tracker would run, but the video writer drops such frames
+                raise ValueError(f"{where(i)}: a frame of {image.shape[1]}x{image.shape[0]} pixels, the first frame "
+                                 f"has {shape[1]}x{shape[0]}: every frame must have one size")
+            b, mask, seconds = _track_one(tracker, image, i, box, text, masks)
+            boxes.append(b)
+            times.append(seconds)
+            if video:
+                if writer is None:
+                    fps = frames.fps if source else DEFAULT_FPS
+                    writer = stack.enter_context(atomic_video(out / VIDEO, fps, (shape[1], shape[0])))
+                bgr = image if tracker.bgr else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+                writer.write(draw_frame(bgr, b, text, i, mask))
+            bar.update(1)
+        if not boxes:
+            raise ValueError(f"{frames.path if source else 'frames'}: no frames to track")
+    write_results(out, BOXES, np.array(boxes), np.array(times))
+    return {"boxes": np.array(boxes), "times": np.array(times), "seconds": time.perf_counter() - t_start,
+            "video": out / VIDEO if video else None}
