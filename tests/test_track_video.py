@@ -1,6 +1,7 @@
 """`dmtrack track` on one's own video: a folder of frames gives exactly `dmtrack evaluate`'s boxes, an
 mp4 the test writes with OpenCV gives one box and one output frame per input frame, and every kind
 of bad input is refused with one message. Smoke synthetic data and untrained smoke-size checkpoints."""
+import argparse
 import re
 import shutil
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from dmtrack.cli import main as cli_main
+from dmtrack.track import video_cli
 from dmtrack.config import load_config
 from dmtrack.data import DatasetError, load_benchmark
 from dmtrack.data.files import frames_in_folder
@@ -45,12 +47,19 @@ def ckpt(tmp_path_factory):
     return _checkpoint(tmp_path_factory, "full")
 
 
+def cli(argv: list[str]):
+    """`dmtrack track ...` with its exceptions raised (dmtrack.cli.main turns them into one line and a status)."""
+    parser = argparse.ArgumentParser()
+    video_cli.add_arguments(parser)
+    return video_cli.run(parser.parse_args(argv[1:]))
+
+
 def _box(seq) -> str:
     return ",".join(repr(float(v)) for v in seq.boxes[0])
 
 
 def _track(video, out, ckpt, text, box, *extra):
-    return cli_main(["track", str(video), "--text", text, f"--box={box}", "--checkpoint", str(ckpt), "--out", str(out),
+    return cli(["track", str(video), "--text", text, f"--box={box}", "--checkpoint", str(ckpt), "--out", str(out),
                      "--no-progress", *extra])
 
 
@@ -135,9 +144,13 @@ def test_draw_frame_box_and_mask_colours_by_hand():
 
 
 # ----------------------------------------------------------------------------- bad input, one message each
-def test_no_checkpoint_says_where_trained_models_come_from(seq, tmp_path):
+def test_no_checkpoint_says_where_trained_models_come_from(seq, tmp_path, capsys):
     with pytest.raises(ValueError, match=re.escape("runs/demo/train/<variant>/seed<N>/model.pth as `make reproduce`")):
-        cli_main(["track", str(seq.frames[0].parent), "--text", "x", "--box", _box(seq), "--out", str(tmp_path)])
+        cli(["track", str(seq.frames[0].parent), "--text", "x", "--box", _box(seq), "--out", str(tmp_path)])
+    # through the installed entry point: one line and a non-zero status, no traceback
+    assert cli_main(["track", str(seq.frames[0].parent), "--text", "x", "--box", _box(seq), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dmtrack track: error: ") and "make reproduce" in err[0]
 
 
 @pytest.mark.parametrize("box, message", [
