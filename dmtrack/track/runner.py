@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..config import config_from_dict
-from ..data import load_benchmark, read_frame, truncate
+from ..data import FrameError, load_benchmark, read_frame, truncate
 from ..eval.metrics import PROTOCOLS
 from ..eval.results import save_scores, write_results
 from ..io import LOCK_NAME, atomic_open, exclusive_lock, exit_with_parent, remove_stale_temps, sigterm_as_interrupt
@@ -123,7 +123,11 @@ def sequence_inputs(seq, max_frames: int | None = None) -> str:
     bytes of the first image. Cheap (no image is read) and free of paths, so a moved dataset
     keeps its results while an edited or regenerated one does not."""
     s = truncate(seq, max_frames)
-    blob = json.dumps([len(s), [float(v) for v in s.boxes[0]], s.text, s.frames[0].stat().st_size])
+    try:
+        size = s.frames[0].stat().st_size
+    except FileNotFoundError:
+        raise FrameError(f"missing frame image: {s.frames[0]}") from None
+    blob = json.dumps([len(s), [float(v) for v in s.boxes[0]], s.text, size])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
