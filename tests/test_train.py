@@ -159,6 +159,40 @@ def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path
     assert load_checkpoint(tmp_path / "ddp" / "model.pth")["global_step"] == 4
 
 
+DDP_LOCK_RANK = """import sys
+from pathlib import Path
+import torch.distributed as dist
+from dmtrack.io import RunLocked
+from dmtrack.train.loop import run_lock
+
+rank, init, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+try:
+    with run_lock(out, rank == 0, 2):  # as train() asks for its folder
+        print("held", flush=True)
+except RunLocked as e:
+    print(e, flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_under_ddp_rank_0_locks_and_every_rank_stops_when_the_folder_is_busy(tmp_path):
+    out, hold = tmp_path / "run", "import sys, time\nfrom dmtrack.io import exclusive_lock\n" \
+        "with exclusive_lock(sys.argv[1], 'dmtrack train'):\n    print('locked', flush=True)\n    time.sleep(600)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        ranks = [subprocess.Popen([sys.executable, "-c", DDP_LOCK_RANK, str(r), f"file://{tmp_path / 'rdzv'}", str(out)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+        got = [r.communicate(timeout=300) for r in ranks]
+    finally:
+        holder.kill()
+        holder.wait()
+    message = f"{out}: another dmtrack train is running in this folder (pid {holder.pid}: "
+    assert got[0][0].startswith(message), got[0][1][-2000:]
+    assert got[1][0] == got[0][0]  # rank 1 never asked for the lock: rank 0 told it
+
+
 def test_frozen_text_cache_matches_the_model_and_counts_hits():
     cfg = load_config("smoke", "full")
     model = build_model(cfg).eval()
