@@ -68,7 +68,9 @@ def score_files(folder) -> list[Path]:
 
 # --- evaluate.json: one record per results folder ---------------------------------------------------
 # benchmark: loader name; variant: Table 2 variant or the tracker's name; samples: k (None for trackers
-# without diffusion samplings); seed; max_frames; and what identifies the inputs (weights, data).
+# without diffusion samplings); seed; max_frames; and what identifies the inputs: weights (checkpoint,
+# weights_sha256), data (data_root, and `inputs`: {sequence: fingerprint of its first box, sentence, frame
+# count and first image's size}, dmtrack.track.runner.sequence_inputs; what a resume compares, not paths).
 RUN_META_KEYS = ("benchmark", "variant", "samples", "seed")
 
 

@@ -473,3 +473,24 @@ def test_notebooks_declare_every_parameter_the_chain_passes(tmp_path):
         paths = pipeline.default_paths(profile, tmp_path / "r", tmp_path / "w", tmp_path / "d")
         for step in pipeline.plan(profile, paths):
             assert set(step.params) <= declared[step.notebook], (profile, step.name, set(step.params) - declared[step.notebook])
+
+
+def test_a_second_report_on_a_busy_work_folder_stops_before_any_step(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from dmtrack.io import RunLocked
+
+    work, hold = tmp_path / "w", "import sys, time\nfrom dmtrack.io import exclusive_lock\n" \
+        "with exclusive_lock(sys.argv[1], 'dmtrack report'):\n    print('locked', flush=True)\n    time.sleep(600)\n"
+    first = subprocess.Popen([sys.executable, "-c", hold, str(work)], stdout=subprocess.PIPE, text=True)
+    monkeypatch.setattr(pipeline, "run_chain", lambda *a, **k: pytest.fail("the chain ran in a locked work folder"))
+    try:
+        assert first.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLocked, match=re.escape(f"{work}: another dmtrack report is running in this folder "
+                                                      f"(pid {first.pid}: ")):
+            pipeline.reproduce("smoke", reports=tmp_path / "r", work=work, data=tmp_path / "d", log=lambda s: None)
+    finally:
+        first.kill()
+        first.wait()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists() and sorted(work.iterdir()) == [work / ".lock"]

@@ -1,8 +1,12 @@
 """The benchmark runner (`dmtrack evaluate`) and the got10k adapter, on the smoke synthetic benchmark
 with an untrained smoke-size model saved as a real checkpoint."""
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from dmtrack.data import DatasetError, FrameError
 from dmtrack.data.sequence import Sequence
 from dmtrack.data.synthetic import generate
 from dmtrack.eval.results import read_results, read_times, score_folder
+from dmtrack.io import RunLocked
 from dmtrack.model import build_model, save_checkpoint
 from dmtrack.track import Tracker, evaluate, load_masks, load_model, track_sequence
 
@@ -146,6 +151,54 @@ def test_results_of_other_weights_are_never_resumed(root, ckpt, tmp_path):
         assert (out / f"{n}.txt").read_text() == (tmp_path / "b" / f"{n}.txt").read_text()
 
 
+def test_results_of_other_data_are_never_resumed(root, ckpt, tmp_path, monkeypatch):
+    """Same --out, another data root: results are keyed on each sequence's inputs, not on paths."""
+    real, ran = runner.run_sequence, []
+    monkeypatch.setattr(runner, "run_sequence", lambda tracker, seq, *a, **k: ran.append(seq.name) or real(tracker, seq, *a, **k))
+
+    def data(name, edit=None):  # a copy of the smoke TNL2K stand-in, one sequence edited
+        shutil.copytree(root / "tnl2k", tmp_path / name / "tnl2k")
+        seqs = load_benchmark("synthetic_tnl2k", root=tmp_path / name)
+        if edit:
+            edit(seqs[0].frames[0].parent.parent)
+        return tmp_path / name, seqs[0].name
+
+    out, kw = tmp_path / "eval", dict(samples=1, max_frames=6, progress=False)
+    first, a = data("a")
+    evaluate(ckpt, "synthetic_tnl2k", out, data_root=first, **kw)
+    names = [s.name for s in load_benchmark("synthetic_tnl2k", root=first)]
+    stamp = {n: (out / f"{n}.txt").stat().st_mtime_ns for n in names}
+    ran.clear()
+    moved, _ = data("moved")  # the same data elsewhere: every result still holds
+    evaluate(ckpt, "synthetic_tnl2k", out, data_root=moved, **kw)
+    assert ran == [] and {n: (out / f"{n}.txt").stat().st_mtime_ns for n in names} == stamp
+
+    def new_sentence(folder):
+        (folder / "language.txt").write_text("a magenta star at the bottom\n")
+
+    def new_first_box(folder):
+        rows = (folder / "groundtruth.txt").read_text().splitlines()
+        x, y, w, h = map(int, rows[0].split(","))
+        (folder / "groundtruth.txt").write_text("\n".join([f"{x + 3},{y},{w},{h}"] + rows[1:]) + "\n")
+
+    for name, edit in [("sentence", new_sentence), ("box", new_first_box)]:
+        other, seq = data(name, edit)
+        with pytest.raises(ValueError) as e:
+            evaluate(ckpt, "synthetic_tnl2k", out, data_root=other, **kw)
+        assert str(e.value) == (f"{out / seq}.txt: sequence {seq} was tracked on other inputs (first box, sentence, "
+                                "frame count or first image differ from those in evaluate.json); use another --out "
+                                "or delete those results")
+    assert ran == [] and {n: (out / f"{n}.txt").stat().st_mtime_ns for n in names} == stamp  # nothing touched
+    evaluate(ckpt, "synthetic_tnl2k", out, data_root=other, replace_stale=True, **kw)  # the pipeline's way
+    assert ran == [seq]  # only the edited sequence is redone, from its new first box
+    assert read_results(out / f"{seq}.txt")[0] == pytest.approx(load_benchmark("synthetic_tnl2k", root=other)[0].boxes[0])
+    assert json.loads((out / "evaluate.json").read_text())["inputs"] == {
+        s.name: runner.sequence_inputs(s, 6) for s in load_benchmark("synthetic_tnl2k", root=other)}
+    ran.clear()
+    evaluate(ckpt, "synthetic_tnl2k", out, data_root=other, **kw)
+    assert ran == []
+
+
 def test_subsets_max_frames_and_sequences(root, ckpt, tmp_path):
     out = tmp_path / "eval"
     seqs = load_benchmark("synthetic_lasot_ext", root=root)
@@ -218,6 +271,111 @@ def test_cli_parallel_workers_with_saved_masks(root, ckpt, tmp_path, capsys):
         assert mask.shape == (h, w) and 0 <= mask.min() and mask.max() <= 1 and mask.max() > 0
     assert not list(out.rglob(".*.tmp"))
     assert json.loads((out / "evaluate.json").read_text())["samples"] == 2
+
+
+def _long_tnl2k(root: Path, data: Path, frames: int) -> str:
+    """The smoke TNL2K stand-in plus a sequence of `frames` frames (the first one's images and rows,
+    repeated; images hard-linked), slow enough to be stopped in the middle of. Returns its name."""
+    shutil.copytree(root / "tnl2k", data / "tnl2k")
+    src = load_benchmark("synthetic_tnl2k", root=data)[0]
+    folder = data / "tnl2k" / "test" / "long_video_00-Done"
+    (folder / "imgs").mkdir(parents=True)
+    rows = (src.frames[0].parent.parent / "groundtruth.txt").read_text().splitlines()
+    for i in range(frames):
+        os.link(src.frames[i % len(src)], folder / "imgs" / f"{i + 1:05d}.jpg")
+    (folder / "groundtruth.txt").write_text("\n".join(rows[i % len(rows)] for i in range(frames)) + "\n")
+    (folder / "drift.txt").write_text("0\n" * frames)
+    (folder / "language.txt").write_text(src.description + "\n")
+    return folder.name
+
+
+def _group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split() if d.name.isdigit() else None
+        except OSError:
+            continue
+        if fields and int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(d.name))
+    return pids
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.2)
+    return condition()
+
+
+@pytest.mark.slow
+def test_stopping_evaluate_stops_its_workers_and_a_rerun_resumes(root, ckpt, tmp_path):
+    data, long = tmp_path / "data", _long_tnl2k(root, tmp_path / "data", 1500)  # ~40 s of tracking
+    short = [s.name for s in load_benchmark("synthetic_tnl2k", root=root)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = lambda out: [sys.executable, "-m", "dmtrack", "evaluate", "--checkpoint", str(ckpt), "--benchmark",
+                       "synthetic_tnl2k", "--data-root", str(data), "--samples", "1", "--out", str(out), "--workers", "2",
+                       "--no-progress"]
+    out, groups = tmp_path / "eval", []
+
+    def started(out):  # longest first: one worker tracks the long sequence, the other finishes both short ones
+        p = subprocess.Popen(cmd(out), env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        groups.append(p.pid)  # its own process group, which its workers join
+        if not _wait_for(lambda: all((out / f"{n}_time.txt").exists() for n in short) or p.poll() is not None, 240):
+            p.kill()
+        assert p.poll() is None, p.communicate()[1][-3000:]
+        assert not (out / f"{long}.txt").exists() and len(_group(p.pid)) >= 3  # parent and two workers
+        return p
+
+    try:
+        # SIGKILL: the parent cannot stop its workers, they stop themselves (and the kernel drops the lock)
+        p = started(tmp_path / "killed")
+        workers = [q for q in _group(p.pid) if q != p.pid]
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert _wait_for(lambda: not _group(p.pid), 10), f"left running after SIGKILL: {_group(p.pid)} (workers {workers})"
+
+        # SIGTERM: the parent stops its workers and exits; a second evaluate meanwhile is refused
+        p = started(out)
+        with pytest.raises(RunLocked, match=re.escape(f"{out}: another dmtrack evaluate is running in this folder "
+                                                      f"(pid {p.pid}: ")):
+            evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=data, progress=False)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) != 0
+        assert _wait_for(lambda: not _group(p.pid), 10), f"left running after SIGTERM: {_group(p.pid)}"
+    finally:  # whatever failed, leave no process of these runs behind
+        for pgid in groups:
+            if _group(pgid):
+                os.killpg(pgid, signal.SIGKILL)
+    assert not (out / ".lock").exists()  # the parent ran its cleanup, it was not simply killed
+    stamp = {n: (out / f"{n}.txt").stat().st_mtime_ns for n in short}
+    assert not (out / f"{long}.txt").exists()
+
+    # the rerun resumes: the short sequences are kept, the long one (cut to 40 frames here) is done
+    evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=data, max_frames=40, progress=False)
+    assert {n: (out / f"{n}.txt").stat().st_mtime_ns for n in short} == stamp
+    assert read_results(out / f"{long}.txt").shape == (40, 4) and (out / "scores_pytracking.json").exists()
+    assert not list(out.glob(".*"))
+
+
+def test_temps_of_live_writers_survive_a_new_run(root, ckpt, tmp_path):
+    out = tmp_path / "eval"
+    out.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        live = out / f".Circle1.txt.{alive.pid}.a1b2c3d4.tmp"  # e.g. a worker of a run in another folder layout
+        dead = out / f".Circle1.txt.{gone.pid}.e5f6g7h8.tmp"
+        for p in (live, dead):
+            p.write_text("1\t2\t")
+        evaluate(ckpt, "synthetic_otb_lang", out, samples=1, data_root=root, max_frames=4, progress=False)
+        assert live.exists() and not dead.exists()
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 # ----------------------------------------------------------------------------- got10k toolkit

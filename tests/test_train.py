@@ -3,8 +3,11 @@ import csv
 import json
 from importlib import metadata
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -13,6 +16,7 @@ import torch
 
 from dmtrack.cli import main as cli_main
 from dmtrack.config import config_from_dict, load_config
+from dmtrack.io import RunLocked
 from dmtrack.model import build_model, load_checkpoint
 from dmtrack.train import make_scheduler, train
 
@@ -155,6 +159,40 @@ def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path
     assert load_checkpoint(tmp_path / "ddp" / "model.pth")["global_step"] == 4
 
 
+DDP_LOCK_RANK = """import sys
+from pathlib import Path
+import torch.distributed as dist
+from dmtrack.io import RunLocked
+from dmtrack.train.loop import run_lock
+
+rank, init, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+try:
+    with run_lock(out, rank == 0, 2):  # as train() asks for its folder
+        print("held", flush=True)
+except RunLocked as e:
+    print(e, flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_under_ddp_rank_0_locks_and_every_rank_stops_when_the_folder_is_busy(tmp_path):
+    out, hold = tmp_path / "run", "import sys, time\nfrom dmtrack.io import exclusive_lock\n" \
+        "with exclusive_lock(sys.argv[1], 'dmtrack train'):\n    print('locked', flush=True)\n    time.sleep(600)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        ranks = [subprocess.Popen([sys.executable, "-c", DDP_LOCK_RANK, str(r), f"file://{tmp_path / 'rdzv'}", str(out)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+        got = [r.communicate(timeout=300) for r in ranks]
+    finally:
+        holder.kill()
+        holder.wait()
+    message = f"{out}: another dmtrack train is running in this folder (pid {holder.pid}: "
+    assert got[0][0].startswith(message), got[0][1][-2000:]
+    assert got[1][0] == got[0][0]  # rank 1 never asked for the lock: rank 0 told it
+
+
 def test_frozen_text_cache_matches_the_model_and_counts_hits():
     cfg = load_config("smoke", "full")
     model = build_model(cfg).eval()
@@ -177,3 +215,42 @@ def test_cli_rejects_unknown_override(tmp_path, capsys):
     assert cli_main(["train", "--profile", "smoke", "--out", str(tmp_path / "x"), "no_such_key=3"]) == 2
     assert capsys.readouterr().err.startswith("dmtrack train: error: unknown config key(s): no_such_key (known keys: ")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_second_run_into_a_busy_folder_stops_and_a_killed_run_leaves_no_lock(data_root, env, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dmtrack", "train", "--profile", "smoke", "--out", str(out), "--no-progress",
+           "pairs_per_epoch=8", "batch_size=4", "epochs=100000"]
+    first = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    cfg = smoke(epochs=100000)  # the same config: the killed run can be resumed
+    try:
+        end = time.monotonic() + 240
+        while len(read_rows(out / "losses.csv") if (out / "losses.csv").exists() else []) < 2 and first.poll() is None \
+                and time.monotonic() < end:
+            time.sleep(0.2)
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        with pytest.raises(RunLocked, match=re.escape(f"{out}: another dmtrack train is running in this folder "
+                                                      f"(pid {first.pid}: ") + ".* -m dmtrack train --profile smoke"):
+            train(cfg, out, resume=True, max_steps=4, progress=False)
+        steps = [int(r["step"]) for r in read_rows(out / "losses.csv")]
+        assert steps == list(range(1, len(steps) + 1))  # only the first run's rows
+    finally:
+        first.send_signal(signal.SIGKILL)  # killed with no cleanup, maybe in the middle of a checkpoint write
+        first.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        dead_tmp = out / f".last.pth.{first.pid}.q0w9e8r7.tmp"  # what a kill during save_checkpoint leaves
+        live_tmp = out / f".notes.txt.{alive.pid}.a1s2d3f4.tmp"  # another live process's: never touched
+        for p in (dead_tmp, live_tmp):
+            p.write_bytes(b"\0" * 64)
+        assert train(cfg, out, resume=True, max_steps=1, progress=False) is None  # the lock died with its holder
+        assert not dead_tmp.exists() and live_tmp.exists() and not (out / ".lock").exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    fresh = tmp_path / "fresh"  # a fresh start in a folder a killed run left temps in
+    fresh.mkdir()
+    (fresh / f".run.json.{first.pid}.z1x2c3v4.tmp").write_text("{")
+    train(smoke(epochs=1), fresh, progress=False)
+    assert not list(fresh.glob(".*"))

@@ -23,7 +23,7 @@ from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
 from dmtrack.eval.baselines import BASELINES
 from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
-from dmtrack.io import atomic_write_text
+from dmtrack.io import atomic_write_text, exclusive_lock
 from dmtrack.layout import dmtrack_results, model_path, results_root, scores_path, tracker_name
 from dmtrack.provenance import REPO, cpu_cores, provenance
 from dmtrack.report.chain import Step, StepFailed, render_html, run_chain
@@ -221,7 +221,8 @@ def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = Fal
     """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook).
 
     train_overrides: config overrides for every training run (e.g. pretrained=<OSTrack checkpoint>,
-    text_encoder=<bert-base-uncased folder> for the paper profile); they are part of the steps' keys."""
+    text_encoder=<bert-base-uncased folder> for the paper profile); they are part of the steps' keys.
+    Holds the work folder's lock: a second report on it raises dmtrack.io.RunLocked."""
     if profile not in CHAINS:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
     settings = CHAINS[profile] if jobs is None else replace(CHAINS[profile], jobs=jobs)
@@ -230,6 +231,13 @@ def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = Fal
         settings = replace(settings, train={**settings.train, **train_overrides})
     others = {name: str(check_other(name, folder)) for name, folder in (others or {}).items()}
     paths = default_paths(profile, reports, work, data)
+    with exclusive_lock(paths.work, "dmtrack report"):  # one chain per work folder (RunLocked for a second)
+        return _reproduce(profile, paths, settings, seeds, force, others, log)
+
+
+def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seeds: int | None, force: bool,
+               others: dict | None, log) -> Path:
+    """The body of `reproduce`, run while this process holds the work folder."""
     seed_list = list(range(seeds if seeds is not None else settings.seeds))
     steps = plan(profile, paths, len(seed_list), others, settings)
     env = dict(provenance(), started=time.strftime("%Y-%m-%d %H:%M:%S"))

@@ -7,14 +7,19 @@
 (seconds per frame) are written atomically by `dmtrack.eval.write_results` once a sequence is
 done, so a stopped run leaves only whole files. A sequence counts as finished when both files
 hold one row per frame to track; a new run skips those and removes temp files left by a killed
-one. Sequences run in worker processes (spawned; each with cores / workers torch threads).
-The run ends by scoring the results under the pytracking and the official protocols
-(<out>/scores_<protocol>.json). <out>/evaluate.json records the run's settings, and a
-resumed run with other settings (checkpoint, k, seed) is refused rather than mixed.
+one. Sequences run in worker processes (spawned; each with cores / workers torch threads),
+which are stopped when the run is (an exception, Ctrl-C, SIGTERM) and end by themselves when
+it is killed. The run ends by scoring the results under the pytracking and the official
+protocols (<out>/scores_<protocol>.json). <out>/evaluate.json records the run's settings and
+a fingerprint of each sequence's inputs: a resumed run with other settings (weights, k,
+seed) or whose data give a finished sequence other inputs is refused rather than mixed. One
+run at a time holds <out> (dmtrack.io.exclusive_lock).
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,10 +30,10 @@ import numpy as np
 import torch
 
 from ..config import config_from_dict
-from ..data import load_benchmark, read_frame, truncate
+from ..data import FrameError, load_benchmark, read_frame, truncate
 from ..eval.metrics import PROTOCOLS
 from ..eval.results import save_scores, write_results
-from ..io import atomic_open
+from ..io import LOCK_NAME, atomic_open, exclusive_lock, exit_with_parent, remove_stale_temps, sigterm_as_interrupt
 from ..layout import RUN_META, read_run_meta, write_run_meta
 from ..model import build_model, load_checkpoint
 from ..provenance import cpu_cores, resolve_device
@@ -107,12 +112,23 @@ def is_finished(out: Path, name: str, n_frames: int, masks: bool = False) -> boo
     return ok and (not masks or (out / "masks" / f"{name}.npz").is_file())
 
 
-def remove_stale_temps(out: Path) -> list[Path]:
-    """Delete temp files of atomic writes a killed run left behind (.<file>.<random>.tmp)."""
-    stale = [p for d in (out, out / "masks") if d.is_dir() for p in d.glob(".*.tmp")]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+def result_files(out: Path, name: str) -> list[Path]:
+    """Every file a run writes for sequence `name` (boxes, times, masks)."""
+    return [out / f"{name}.txt", out / f"{name}_time.txt", out / "masks" / f"{name}.npz"]
+
+
+def sequence_inputs(seq, max_frames: int | None = None) -> str:
+    """A fingerprint of what a sequence's tracking result depends on besides the tracker: the
+    number of frames tracked, the first ground-truth box, the cleaned sentence and the size in
+    bytes of the first image. Cheap (no image is read) and free of paths, so a moved dataset
+    keeps its results while an edited or regenerated one does not."""
+    s = truncate(seq, max_frames)
+    try:
+        size = s.frames[0].stat().st_size
+    except FileNotFoundError:
+        raise FrameError(f"missing frame image: {s.frames[0]}") from None
+    blob = json.dumps([len(s), [float(v) for v in s.boxes[0]], s.text, size])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def run_sequence(tracker, seq, out: Path, max_frames: int | None = None, save_masks: bool = False,
@@ -157,21 +173,64 @@ def file_sha256(path) -> str:
 
 
 # ----------------------------------------------------------------------------- the run
-def _check_meta(out: Path, meta: dict, replace_stale: bool = False) -> None:
+SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant")  # what evaluate.json must share to resume
+
+
+def _clear(out: Path) -> None:
+    """Delete everything in `out` but the lock this run holds."""
+    for p in out.iterdir():
+        if p.name != LOCK_NAME:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _check_settings(out: Path, old: dict | None, meta: dict, replace_stale: bool) -> dict | None:
     """Refuse to resume into a folder whose results came from other settings (or, with
-    replace_stale, delete those results: the pipeline re-evaluates a retrained model)."""
-    old = read_run_meta(out)
-    if old is not None:
-        diff = {k: (old.get(k), v) for k, v in meta.items()
-                if k in ("checkpoint", "weights_sha256", "benchmark", "samples", "seed", "variant") and old.get(k) != v}
-        if diff and replace_stale:
-            shutil.rmtree(out)
-            out.mkdir(parents=True)
-        elif diff:
-            raise ValueError(f"{out / RUN_META}: the results in {out} come from other settings "
-                             + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
-                             + "; use another --out or delete that folder")
-    write_run_meta(out, meta)
+    replace_stale, delete those results: the pipeline re-evaluates a retrained model). Paths
+    are not compared: the weights' SHA-256 says whether the checkpoint is the same. Returns the
+    old record, or None when the folder was emptied."""
+    if old is None:
+        return None
+    diff = {k: (old.get(k), meta.get(k)) for k in SETTINGS if k in meta and old.get(k) != meta[k]}
+    if diff and replace_stale:
+        _clear(out)
+        return None
+    if diff:
+        raise ValueError(f"{out / RUN_META}: the results in {out} come from other settings "
+                         + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
+                         + "; use another --out or delete that folder")
+    return old
+
+
+def _stale_inputs(out: Path, old: dict | None, inputs: dict, finished: set, replace_stale: bool) -> set:
+    """Finished sequences whose recorded input fingerprint differs from `inputs` (or was never
+    recorded): with replace_stale their files are deleted and they are returned to be redone,
+    else the first is refused naming its result file."""
+    recorded = (old or {}).get("inputs") or {}
+    stale = sorted(n for n in finished if recorded.get(n) != inputs[n])
+    if stale and not replace_stale:
+        why = (f"other inputs (first box, sentence, frame count or first image differ from those in {RUN_META})"
+               if stale[0] in recorded else f"inputs {RUN_META} does not record (none there, or an older dmtrack's)")
+        more = f" (and {len(stale) - 1} more: {', '.join(stale[1:4])}{', ...' if len(stale) > 4 else ''})"
+        raise ValueError(f"{out / (stale[0] + '.txt')}: sequence {stale[0]} was tracked on {why}"
+                         f"{more if len(stale) > 1 else ''}; use another --out or delete those results")
+    for name in stale:
+        for p in result_files(out, name):
+            p.unlink(missing_ok=True)
+    return set(stale)
+
+
+def _plan_run(out: Path, sequences, meta: dict, max_frames, save_masks: bool, replace_stale: bool) -> list:
+    """Check `out` against this run, record the run in evaluate.json and return the sequences to track.
+    The record is written before any tracking, so every result file in `out` has its inputs recorded."""
+    old = _check_settings(out, read_run_meta(out), meta, replace_stale)
+    for d in (out, out / "masks"):
+        remove_stale_temps(d)
+    n_of = {s.name: len(truncate(s, max_frames)) for s in sequences}
+    inputs = {s.name: sequence_inputs(s, max_frames) for s in sequences}
+    finished = {s.name for s in sequences if is_finished(out, s.name, n_of[s.name], save_masks)}
+    finished -= _stale_inputs(out, old, inputs, finished, replace_stale)
+    write_run_meta(out, {**meta, "inputs": {**((old or {}).get("inputs") or {}), **inputs}})
+    return sorted((s for s in sequences if s.name not in finished), key=lambda s: -n_of[s.name])  # longest first
 
 
 def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 1, max_frames: int | None = None,
@@ -180,28 +239,28 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
 
     make_tracker: a zero-argument callable returning a Tracker, called once in this process
     (workers=1) or once in each worker process (then it must be picklable, e.g. CheckpointTracker);
-    meta: what identifies the results (written to evaluate.json; a folder holding results of
-    other settings is refused, or emptied with replace_stale); max_frames: track only the first N
-    frames of each sequence; save_masks: also write <out>/masks/<seq>.npz (see load_masks)."""
+    meta: what identifies the results (written to evaluate.json with each sequence's
+    `sequence_inputs`; a folder holding results of other settings is refused, or emptied with
+    replace_stale; a finished sequence whose inputs changed is refused, or redone with
+    replace_stale); max_frames: track only the first N frames of each sequence; save_masks: also
+    write <out>/masks/<seq>.npz (see load_masks). Holds <out>'s lock: a second run into the same
+    folder raises dmtrack.io.RunLocked."""
     from tqdm.auto import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_meta(out, meta, replace_stale)
-    remove_stale_temps(out)
-    n_of = {s.name: len(truncate(s, max_frames)) for s in sequences}
-    todo = [s for s in sequences if not is_finished(out, s.name, n_of[s.name], save_masks)]
-    todo.sort(key=lambda s: -n_of[s.name])  # longest first: better load balance across workers
-    workers = max(1, min(int(workers), len(todo) or 1))
-    with tqdm(total=sum(n_of[s.name] for s in todo), desc=f"{meta.get('benchmark', '')} k={meta.get('samples')}",
-              unit="frame", disable=(None if progress is None else not progress)) as bar:
-        bar.set_postfix(done=len(sequences) - len(todo), of=len(sequences))
-        if workers == 1 and todo:
-            tracker = make_tracker()
-            for s in todo:
-                run_sequence(tracker, s, out, max_frames, save_masks, on_frame=lambda: bar.update(1))
-        elif todo:
-            _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar)
+    with exclusive_lock(out, "dmtrack evaluate"):
+        todo = _plan_run(out, sequences, meta, max_frames, save_masks, replace_stale)
+        n_of = {s.name: len(truncate(s, max_frames)) for s in todo}
+        workers = max(1, min(int(workers), len(todo) or 1))
+        with tqdm(total=sum(n_of.values()), desc=f"{meta.get('benchmark', '')} k={meta.get('samples')}", unit="frame",
+                  disable=(None if progress is None else not progress)) as bar:
+            bar.set_postfix(done=len(sequences) - len(todo), of=len(sequences))
+            if workers == 1 and todo:
+                tracker = make_tracker()
+                for s in todo:
+                    run_sequence(tracker, s, out, max_frames, save_masks, on_frame=lambda: bar.update(1))
+            elif todo:
+                _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar)
 
 
 def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> list:
@@ -225,8 +284,9 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
     samples: k (default: the config's test_samples); data_root: the benchmark's folder (default:
     `dataset_root`); sequences: names to run (default all); protocols: those to score at the end;
     seed: torch seed set at each sequence start (default: the config's seed). Finished sequences
-    are resumed only from the same weights (the checkpoint's SHA-256), so a retrained model.pth
-    never reuses old results; replace_stale deletes such results instead of raising."""
+    are resumed only from the same weights (the checkpoint's SHA-256), k, seed and sequence inputs
+    (`sequence_inputs`), so a retrained model.pth or another data root never reuses old results;
+    replace_stale deletes such results and redoes them instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
     k = int(samples if samples is not None else cfg.test_samples)
     seed = cfg.seed if seed is None else seed
@@ -240,17 +300,19 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
             "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
             "max_frames": max_frames, "data_root": str(data_root) if data_root else None}
-    track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device), seqs, out, meta, workers=workers,
-                    max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion, progress=progress,
-                    replace_stale=replace_stale)
-    return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
+    with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
+        track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device), seqs, out, meta, workers=workers,
+                        max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion, progress=progress,
+                        replace_stale=replace_stale)
+        return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
 
 
 # ----------------------------------------------------------------------------- worker processes
 _WORKER = {}
 
 
-def _worker_init(make_tracker, threads):
+def _worker_init(make_tracker, threads, parent):
+    exit_with_parent(parent)  # a killed evaluate must not leave workers writing into its folder
     torch.set_num_threads(threads)
     cv2.setNumThreads(1)
     _WORKER["tracker"] = make_tracker()
@@ -262,21 +324,39 @@ def _worker_run(seq, out, max_frames, save_masks):
     return seq.name, n, time.perf_counter() - t0
 
 
+def _stop_pool(pool) -> None:
+    """Stop the pool's workers now, mid-sequence (their temp files are removed by the next run).
+    ProcessPoolExecutor has no public way before Python 3.14 (terminate_workers): use its processes."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar):
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(make_tracker, max(1, cpu_cores() // workers))) as pool:
-        pending = {pool.submit(_worker_run, s, str(out), max_frames, save_masks) for s in todo}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for f in done:
-                if f.exception() is not None:
-                    for p in pending:
-                        p.cancel()
-                    raise f.exception()
-                name, n, _ = f.result()
-                bar.update(n)
-                bar.set_postfix(last=name)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(make_tracker, max(1, cpu_cores() // workers), os.getpid()))
+    try:
+        with sigterm_as_interrupt():  # SIGTERM, like Ctrl-C, reaches the cleanup below
+            pending = {pool.submit(_worker_run, s, str(out), max_frames, save_masks) for s in todo}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    if f.exception() is not None:
+                        raise f.exception()
+                    name, n, _ = f.result()
+                    bar.update(n)
+                    bar.set_postfix(last=name)
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown()

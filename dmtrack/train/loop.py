@@ -6,7 +6,8 @@
 Run folder: run.json (config, git commit, versions, hardware, sessions), losses.csv (every
 loss term per step), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
 every rank's RNG states, position in the epoch), model.pth (the final weights, what
-`dmtrack evaluate --checkpoint` loads). Under torchrun every rank trains on its own share
+`dmtrack evaluate --checkpoint` loads). One run at a time holds the folder (a second one
+raises dmtrack.io.RunLocked); a run starting there deletes temp files of killed writers. Under torchrun every rank trains on its own share
 of each epoch's pairs; cfg.batch_size is the global batch (each rank takes batch_size / W),
 so steps per epoch and the lr do not depend on the number of processes.
 """
@@ -20,7 +21,7 @@ import random
 import sys
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import Config, config_from_dict
-from ..io import atomic_open, atomic_write_text
+from ..io import RunLocked, atomic_open, atomic_write_text, exclusive_lock, remove_stale_temps
 from ..provenance import provenance
 from .sampler import PairDataset, PairSampler, collate, load_train_sequences
 
@@ -287,6 +288,26 @@ def first_batch_keys(batch: dict) -> dict:
             "box": [[round(v, 5) for v in b] for b in batch["box"].tolist()]}
 
 
+@contextmanager
+def run_lock(out: Path, main: bool, world: int):
+    """Hold the run folder's lock on rank 0 (the other ranks write nothing there). Under DDP rank 0
+    tells every rank whether it got the lock, so all of them stop when another run holds it."""
+    with ExitStack() as stack:
+        holder = [None]
+        if main:
+            try:
+                stack.enter_context(exclusive_lock(out, "dmtrack train"))
+            except RunLocked as e:
+                holder = [e.holder]
+                if world == 1:
+                    raise
+        if world > 1:
+            dist.broadcast_object_list(holder, src=0)
+            if holder[0] is not None:
+                raise RunLocked(out, "dmtrack train", holder[0])
+        yield
+
+
 def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None = None,
           max_steps: int | None = None, progress: bool = True) -> Path | None:
     """Train cfg's model into `out_dir`; returns the path of model.pth (None when `max_steps`
@@ -294,20 +315,33 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
 
     sequences: {train_datasets key: list[Sequence]} to train on instead of loading the
     readers (tests). resume: continue from out_dir/last.pth if it exists (else start fresh);
-    without it an existing last.pth is an error rather than silently overwritten."""
-    from ..model import save_checkpoint
-
-    out, last = Path(out_dir), Path(out_dir) / "last.pth"
+    without it an existing last.pth is an error rather than silently overwritten. Another run
+    holding out_dir raises RunLocked."""
+    out = Path(out_dir)
     rank, world, device, own_group = setup_distributed(cfg)
-    main = rank == 0
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size  # >= 1: Config.validate
-    if last.exists() and not resume:
-        raise FileExistsError(f"{last} exists: pass resume=True (--resume) to continue it, or use another folder")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out, rank == 0, world):
+        if (out / "last.pth").exists() and not resume:
+            raise FileExistsError(f"{out / 'last.pth'} exists: pass resume=True (--resume) to continue it, "
+                                  "or use another folder")
+        if rank == 0:
+            remove_stale_temps(out)  # of a killed run's checkpoint or log writes (dead writers only)
+        result = train_locked(cfg, out, resume, rank, world, device, sequences, max_steps, progress)
+    if world > 1:
+        dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
+    return result
 
+
+def train_locked(cfg: Config, out: Path, resume: bool, rank: int, world: int, device, sequences,
+                 max_steps: int | None, progress: bool) -> Path | None:
+    """The body of `train`, run while rank 0 holds the folder."""
+    from ..model import save_checkpoint
+
+    last, main = out / "last.pth", rank == 0
+    steps_per_epoch = cfg.pairs_per_epoch // cfg.batch_size  # >= 1: Config.validate
     run = build_run(cfg, device, rank)
     text = getattr(run.model, "text", None)  # None in the no_language variant
     text_cached = text is not None and text.cache_outputs(cfg.text_cache)
@@ -358,8 +392,4 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
         if run.global_step >= total:
             result = save_checkpoint(out / "model.pth", run.model, cfg, epoch=cfg.epochs, global_step=run.global_step)
         end_session(out, info, run, cfg, time.time() - t0, start_step, ddp_report, text if text_cached else None)
-    if world > 1:
-        dist.barrier()
-        if own_group:
-            dist.destroy_process_group()
     return result
