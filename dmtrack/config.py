@@ -65,6 +65,10 @@ class Config:
     mask_scale: int = 1  # mask resolution = search feature grid * mask_scale
     denoiser_channels: int = 32  # base width of the U-shaped denoiser (light: it runs sampling_steps x k times per frame)
     test_samples: int = 1  # k: diffusion samplings averaged at test time (Table 2: 1 or 5)
+    # what "k samplings" averages (docs/method.md, "Two readings of multiple samplings"):
+    # final = k independent chains of sampling_steps DDIM steps, their final masks averaged |
+    # chain = one chain of k DDIM steps, its k successive x0 predictions averaged (CamoDiffusion's time ensemble)
+    test_average: str = "final"
     double_sample_mode: str = "random"  # random | first | second | mean : which sampling the loss uses
     filter_topk: float = 0.25  # feature filtering: fraction of mask positions kept as "highest responses"
     head_channels: int = 256  # first width of the Conv-BN-ReLU center head
@@ -182,7 +186,7 @@ RANGES: dict[str, str] = {
 CHOICES: dict[str, tuple] = {
     "profile": PROFILES, "variant": VARIANTS, "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
     "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
-    "head_features": ("visual", "fused"),
+    "head_features": ("visual", "fused"), "test_average": ("final", "chain"),
 }
 _TYPES = {f.name: type(f.default if f.default is not MISSING else f.default_factory()) for f in fields(Config)}
 

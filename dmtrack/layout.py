@@ -3,8 +3,12 @@ of the evaluate.json that marks a scored run. A leaf module: of dmtrack it impor
 
     <work>/train/<variant>/seed<N>/                 model.pth, last.pth, losses.csv, run.json
     <work>/results/<benchmark>/<tracker>/<param>/   raw results (pytracking layout), evaluate.json,
-                                                    scores_pytracking.json, scores_official.json
-        tracker = dmtrack-<variant>, param = k<k>_seed<N>  (a trained model at k samplings)
+                                                    scores_pytracking.json, scores_official.json,
+                                                    spread/<seq>.csv (diffusion models: sample spread per frame)
+        tracker = dmtrack-<variant>, param = <run tag>_seed<N>  (a trained model at k samplings), run tag =
+            k<k>            k chains of the config's sampling_steps, final masks averaged (test_average final)
+            k<k>c           one chain of k steps, its x0 predictions averaged (test_average chain)
+            k<k>_steps<n>   final reading with n DDIM steps per chain instead of the config's
         tracker = static | oracle-jitter, param = seed<N> (the trivial trackers)
         tracker = <name given to --other>, param = raw    (another tracker's results, re-scored)
 
@@ -39,8 +43,18 @@ def tracker_name(variant: str) -> str:
     return f"dmtrack-{variant}"
 
 
-def dmtrack_param(k: int, seed: int) -> str:
-    return f"k{k}_seed{seed}"
+def run_tag(k: int, average: str = "final", steps: int | None = None) -> str:
+    """How a trained model was run: k samplings, the reading of "k samplings" (final | chain) and,
+    for the final reading, an override of the DDIM steps per chain (None = the config's)."""
+    if average not in ("final", "chain"):
+        raise ValueError(f"average must be final or chain, got {average!r}")
+    if average == "chain" and steps is not None:
+        raise ValueError("the chain reading has k steps; a steps override applies to the final reading only")
+    return f"k{k}" + ("c" if average == "chain" else "") + (f"_steps{steps}" if steps is not None else "")
+
+
+def dmtrack_param(k: int, seed: int, average: str = "final", steps: int | None = None) -> str:
+    return f"{run_tag(k, average, steps)}_seed{seed}"
 
 
 def baseline_param(seed: int) -> str:
@@ -52,13 +66,23 @@ def results_dir(root, benchmark: str, tracker: str, param: str) -> Path:
     return Path(root) / benchmark / tracker / param
 
 
-def dmtrack_results(work, benchmark: str, variant: str, k: int, seed: int) -> Path:
-    """The results folder of a trained variant's seed at k samplings."""
-    return results_dir(results_root(work), benchmark, tracker_name(variant), dmtrack_param(k, seed))
+def dmtrack_results(work, benchmark: str, variant: str, k: int, seed: int, average: str = "final",
+                    steps: int | None = None) -> Path:
+    """The results folder of a trained variant's seed at k samplings (see run_tag)."""
+    return results_dir(results_root(work), benchmark, tracker_name(variant), dmtrack_param(k, seed, average, steps))
 
 
 def scores_path(folder, protocol: str) -> Path:
     return Path(folder) / f"scores_{protocol}.json"
+
+
+def spread_dir(folder) -> Path:
+    return Path(folder) / "spread"
+
+
+def spread_path(folder, seq_name: str) -> Path:
+    """Per-frame sample spread of one sequence (one value per tracked frame, frames 2..n)."""
+    return spread_dir(folder) / f"{seq_name}.csv"
 
 
 def score_files(folder) -> list[Path]:
@@ -71,6 +95,8 @@ def score_files(folder) -> list[Path]:
 # without diffusion samplings); seed; max_frames; and what identifies the inputs: weights (checkpoint,
 # weights_sha256), data (data_root, and `inputs`: {sequence: fingerprint of its first box, sentence, frame
 # count and first image's size}, dmtrack.track.runner.sequence_inputs; what a resume compares, not paths).
+# Trained models add average (final | chain), steps (the override of the DDIM steps per chain, None =
+# the config's) and sampling_steps (the steps each chain ran); a record without them is a final-reading run.
 RUN_META_KEYS = ("benchmark", "variant", "samples", "seed")
 
 

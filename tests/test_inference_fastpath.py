@@ -1,6 +1,7 @@
 """The inference form (`DMTrack.fuse_for_inference`: folded denoiser steps, fused head) computes the same
 function as the plain modules, is explicit (never switched on by autograd being off), is dropped by
 train() and load_state_dict, and leaves the state_dict untouched."""
+import pytest
 import torch
 
 from dmtrack import build_model, load_config
@@ -99,8 +100,9 @@ def test_fused_head_equals_the_three_branches():
         assert torch.allclose(head(x)[1], want_offset, atol=1e-5, rtol=1e-5)
 
 
-def test_model_outputs_and_state_dict_unchanged_by_fast_paths():
-    cfg = load_config("smoke", "full", test_samples=3)
+@pytest.mark.parametrize("average,k", [("final", 3), ("chain", 3), ("chain", 1)])
+def test_model_outputs_and_state_dict_unchanged_by_fast_paths(average, k):
+    cfg = load_config("smoke", "full", test_samples=k, test_average=average)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     randomise(model.denoiser, 3)
@@ -120,3 +122,29 @@ def test_model_outputs_and_state_dict_unchanged_by_fast_paths():
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == keys
     model.load_state_dict(model.state_dict())  # new weights: the fused constants are dropped, not kept stale
     assert model.head.fused is None and model.denoiser.fused is None
+
+
+def test_fuse_for_inference_fuses_the_plan_it_will_run_and_other_plans_fall_back():
+    from dmtrack.track import Tracker
+
+    cfg = load_config("smoke", "full")  # sampling_steps 2
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    randomise(model.denoiser, 5)
+    plan_ts = lambda n: sorted(t for t, *_ in model.schedule.ddim_plan(n))
+    assert sorted(model.fuse_for_inference().denoiser.fused[0]) == plan_ts(2)  # the config's: k chains of 2 steps
+    assert sorted(model.fuse_for_inference(4, average="chain").denoiser.fused[0]) == plan_ts(4)  # one chain of 4
+    assert sorted(model.fuse_for_inference(3, steps=5).denoiser.fused[0]) == plan_ts(5)
+    assert sorted(Tracker(model, cfg, samples=5, average="chain").model.denoiser.fused[0]) == plan_ts(5)
+    tmpl, search = torch.randn(1, 3, cfg.template_size, cfg.template_size), torch.randn(1, 3, cfg.search_size, cfg.search_size)
+    text = model.encode_text(model.tokenize(["a red car"]))
+    outs = {}
+    for fused in (False, True):  # fused for the final reading's 2 steps; the chain of 5 runs the plain path
+        model.unfuse()
+        if fused:
+            model.fuse_for_inference()
+        torch.manual_seed(7)
+        with torch.inference_mode():
+            outs[fused] = model(tmpl, search, text, samples=5, average="chain")
+    assert torch.allclose(outs[True].mask, outs[False].mask, atol=1e-5)
+    assert torch.allclose(outs[True].samples_masks, outs[False].samples_masks, atol=1e-5)

@@ -216,6 +216,59 @@ def test_k_samples_run_backbone_and_language_once(demo_models):
     assert torch.allclose(out.mask, model.filter(out.samples_masks.mean(1)))
 
 
+def _randomised_smoke(**overrides):
+    """A smoke-size full model whose denoiser has non-trivial weights (mask_in starts at zero)."""
+    torch.manual_seed(0)
+    model = build_model(load_config("smoke", "full", **overrides)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.denoiser.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model
+
+
+def test_chain_reading_averages_the_x0_predictions_of_one_chain_by_hand():
+    """test_average=chain, eta = 0: k = 1 is one denoiser pass from x_T at t = T-1; k = 2 is the DDIM
+    chain T-1 -> 499 -> clean, and the mask is the mean of the two steps' sigmoid(x0 logits)."""
+    model = _randomised_smoke(test_average="chain")
+    den, sch, B, M = model.denoiser, model.schedule, 2, model.mask_size
+    cond = den.encode_cond(torch.randn(B, model.cfg.embed_dim, model.grid, model.grid)).detach()
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        p1, extra1 = model._test_masks(cond, B, False, samples=1)
+        torch.manual_seed(3)
+        p2, extra2 = model._test_masks(cond, B, True, samples=2)
+        torch.manual_seed(3)
+        x_T = torch.randn(B, 1, M, M)  # the draw the sampler makes first
+        T = sch.T
+        l1 = den(x_T, torch.full((B,), T - 1), cond)
+        assert torch.allclose(p1, l1.sigmoid(), atol=1e-6) and extra1["samples_masks"].shape == (B, 1, 1, M, M)
+        assert sch.sample_timesteps(2) == [(T - 1, 499), (499, -1)]
+        a_t, a_n = sch.alphas_cumprod[T - 1], sch.alphas_cumprod[499]
+        x0 = torch.tanh(l1 / 2)
+        x_mid = a_n.sqrt() * x0 + (1 - a_n).sqrt() * (x_T - a_t.sqrt() * x0) / (1 - a_t).sqrt()  # DDIM, eta = 0
+        l2 = den(x_mid, torch.full((B,), 499), cond)
+    assert torch.allclose(p2, (l1.sigmoid() + l2.sigmoid()) / 2, atol=1e-5)
+    assert torch.allclose(extra2["samples_masks"][:, 1], l2.sigmoid(), atol=1e-5)  # (B, k, 1, M, M): the k steps
+    assert len(extra2["chain"]) == 3 and extra2["chain"][0].shape == (B, 1, 1, M, M)  # x_T, x_mid, x_0 of one chain
+    assert torch.allclose(extra2["chain"][1][:, 0], ((x_mid + 1) / 2).clamp(0, 1), atol=1e-5)
+
+
+def test_sampling_plan_of_both_readings():
+    from dmtrack.model import sampling_plan
+
+    cfg = load_config("demo", "full")  # sampling_steps 3
+    assert sampling_plan(cfg) == (1, 3, "final") and sampling_plan(cfg, 5) == (5, 3, "final")
+    assert sampling_plan(cfg, 5, 2) == (5, 2, "final") and sampling_plan(cfg, 5, average="chain") == (1, 5, "chain")
+    assert sampling_plan(cfg.replace(test_average="chain", test_samples=5)) == (1, 5, "chain")
+    with pytest.raises(ValueError, match="one chain of k = 5 steps"):
+        sampling_plan(cfg, 5, 3, "chain")
+    with pytest.raises(ValueError, match="final or chain"):
+        sampling_plan(cfg, 5, average="mean")
+    with pytest.raises(ValueError, match="test_average"):
+        cfg.replace(test_average="both")
+
+
 def test_param_groups(demo_models):
     model = demo_models["full"]
     cfg = model.cfg

@@ -1,5 +1,5 @@
-"""The report's facts and logic: the paper's numbers, the verdict rule, tables from scored runs,
-the pipeline's keys, skip-if-done, failure naming, the HTML rendering (fast: tiny notebooks)."""
+"""The report's facts and logic: the paper's numbers, tables from scored runs (the verdict rule itself:
+test_verdicts.py), the pipeline's keys, skip-if-done, failure naming, the HTML rendering (fast: tiny notebooks)."""
 import json
 import os
 import re
@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from dmtrack.config import VARIANTS
-from dmtrack.eval.stats import CI
-from dmtrack.report import paper, pipeline, tables, verdicts
+from dmtrack.report import paper, pipeline, tables
 from dmtrack.report.chain import Step, StepFailed, run_chain, step_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,57 +72,14 @@ def test_published_numbers_are_cited_and_in_range():
     assert mm.scores["tnl2k"] == paper.Scores(58.6, 59.4, 75.2)
 
 
-# --- the verdict rule ----------------------------------------------------------------------------------
-def test_decide_overlapping_cis_are_inconclusive():
-    a, b = CI(60, 58, 62, 10), CI(59, 57, 61, 10)
-    assert verdicts.decide(a, b, CI(1, -0.5, 2.5, 10))[0] == verdicts.INCONCLUSIVE
-    # touching CIs still overlap
-    assert verdicts.decide(CI(60, 58, 62, 10), CI(56, 54, 58, 10), CI(4, 3, 5, 10))[0] == verdicts.INCONCLUSIVE
-    assert verdicts.decide(CI(60, 58.1, 62, 10), CI(56, 54, 58, 10), CI(4, 3, 5, 10))[0] == verdicts.HOLDS
-    assert verdicts.decide(CI(50, 48, 52, 10), CI(56, 54, 58, 10), CI(-6, -7, -5, 10))[0] == verdicts.FAILS
-
-
-def test_decide_similarity_claims():
-    same = CI(60, 58, 62, 10)
-    assert verdicts.decide(same, same, CI(0.1, -0.8, 0.9, 10), "similar")[0] == verdicts.HOLDS
-    assert verdicts.decide(same, same, CI(0.1, -1.5, 1.7, 10), "similar")[0] == verdicts.INCONCLUSIVE
-    assert verdicts.decide(same, CI(50, 49, 51, 10), CI(10, 9, 11, 10), "similar")[0] == verdicts.FAILS
-
-
-def test_seed_sequence_ci_values():
-    # two seeds, constant within each seed: the mean is 15, every bootstrap mean lies in [10, 20]
-    ci = verdicts.seed_sequence_ci([[10.0] * 6, [20.0] * 6], n=500)
-    assert ci.estimate == 15.0 and 10.0 <= ci.low < 15.0 < ci.high <= 20.0 and ci.n == 6
-    # identical seeds and sequences: a zero-width interval
-    assert verdicts.seed_sequence_ci(np.full((3, 5), 42.0)) == CI(42.0, 42.0, 42.0, 5)
-    d = verdicts.paired_seed_sequence_ci(np.full((2, 5), 60.0), np.full((2, 5), 55.0))
-    assert (d.estimate, d.low, d.high) == (5.0, 5.0, 5.0)
-
-
-def test_judge_needs_several_seeds_and_sequences():
-    claim = paper.CLAIMS[0]
-    rng = np.random.default_rng(0)
-    base = rng.uniform(40, 80, size=8)  # per-sequence difficulty, shared by both rows
-    better = np.stack([base + 10 + rng.normal(0, 0.5, 8) for _ in range(3)])
-    worse = np.stack([base + rng.normal(0, 0.5, 8) for _ in range(3)])
-    # separate CIs overlap (sequence difficulty spreads both), so: inconclusive, never "confirmed"
-    v = verdicts.judge(claim, better, worse)
-    assert v.verdict == verdicts.INCONCLUSIVE and v.reason == "the two CIs overlap"
-    assert 9 < v.diff.estimate < 11 and v.diff.low > 0
-    # clearly separated rows: holds; reversed: does not hold
-    assert verdicts.judge(claim, np.full((3, 8), 70.0) + rng.normal(0, 1, (3, 8)), np.full((3, 8), 50.0)).verdict == verdicts.HOLDS
-    assert verdicts.judge(claim, np.full((3, 8), 50.0), np.full((3, 8), 70.0)).verdict == verdicts.FAILS
-    # one seed, or too few sequences: inconclusive whatever the numbers
-    one = verdicts.judge(claim, np.full((1, 8), 70.0), np.full((1, 8), 50.0))
-    assert one.verdict == verdicts.INCONCLUSIVE and "1 seed" in one.reason
-    assert verdicts.judge(claim, np.full((3, 3), 70.0), np.full((3, 3), 50.0)).verdict == verdicts.INCONCLUSIVE
-
-
 # --- tables from scored runs -----------------------------------------------------------------------
-def _write_run(root, bench, tracker, param, variant, k, seed, per_seq: dict):
+def _write_run(root, bench, tracker, param, variant, k, seed, per_seq: dict, spread: dict | None = None, **meta):
     folder = root / bench / tracker / param
     folder.mkdir(parents=True)
-    (folder / "evaluate.json").write_text(json.dumps(dict(benchmark=bench, variant=variant, samples=k, seed=seed)))
+    (folder / "evaluate.json").write_text(json.dumps(dict(benchmark=bench, variant=variant, samples=k, seed=seed, **meta)))
+    for name, values in (spread or {}).items():  # per-frame sample spread, as the runner writes it
+        (folder / "spread").mkdir(exist_ok=True)
+        (folder / "spread" / f"{name}.csv").write_text("".join(f"{v:.6f}\n" for v in values))
     for protocol in ("pytracking", "official"):
         overall = {m: float(np.mean([v[m] for v in per_seq.values()])) for m in ("auc", "precision", "norm_precision", "op50", "op75")}
         (folder / f"scores_{protocol}.json").write_text(json.dumps(dict(
@@ -156,15 +112,70 @@ def test_tables_from_scored_runs(tmp_path):
     assert t1.loc["static (first box held still)", ("OTB-Lang", "AUC")].startswith("15.0")
     assert t1.loc["DMTrack full, k=1 (ours)", ("LaSOT", "AUC")] == "not run"
     t2 = tables.table2(res, "pytracking")
-    assert t2.loc[9, ("ours", "AUC")].startswith("55.0 [") and t2.loc[8, ("ours", "AUC")].startswith("51.0 [")
-    assert t2.loc[8, ("AUC minus row 9", "ours")] == "-4.0" and t2.loc[8, ("AUC minus row 9", "paper")] == "-1.2"
-    assert t2.loc[1, ("ours", "AUC")] == "not run"
+    ours = ("ours, final reading (primary)", "AUC")
+    assert t2.loc[9, ours].startswith("55.0 [") and t2.loc[8, ours].startswith("51.0 [")
+    assert t2.loc[8, ("AUC minus row 9", "ours, final")] == "-4.0" and t2.loc[8, ("AUC minus row 9", "paper")] == "-1.2"
+    assert t2.loc[1, ours] == "not run" and t2.loc[9, ("ours, chain reading", "AUC")] == "not run"
     assert ("ours minus paper", "AUC") not in t2.columns  # synthetic: absolute differences to the paper are not shown
     v = tables.verdicts(res)
     assert v.loc["Diffusion helps (k=1)", "verdict"] == "not run"  # no_diffusion was not evaluated
     ks = tables.k_sweep(res, [1, 5, 10])
     assert list(ks.k) == [1, 5] and list(ks.auc) == [51.0, 55.0]
     assert "SYNTHETIC STAND-IN" in tables.caption("x", "official", True) and "protocol: official" in tables.caption("x", "official", True)
+
+
+def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
+    root, bench = tmp_path / "results", "synthetic_otb_lang"
+    base, names = np.array([30.0, 40, 50, 60, 70, 80]), [f"S{i}" for i in range(6)]
+    wiggle = np.array([0.1, -0.1] * 3)
+
+    def write(variant, param, k, seed, shift, spread=None, **meta):
+        vals = base + shift + [0.0, 0.2, -0.2][seed] + wiggle * (seed - 1)
+        _write_run(root, bench, f"dmtrack-{variant}", param, variant, k, seed,
+                   {n: _seq(float(v)) for n, v in zip(names, vals)}, spread, **meta)
+
+    for seed in range(3):
+        write("full", f"k5_seed{seed}", 5, seed, 10.0, {n: [0.1, 0.2, 0.3] for n in names},
+              average="final", steps=None, sampling_steps=3)
+        write("single_sample_train", f"k5_seed{seed}", 5, seed, 0.0, average="final", steps=None, sampling_steps=3)
+        write("full", f"k5c_seed{seed}", 5, seed, 0.0, {n: [0.5] for n in names}, average="chain", steps=None, sampling_steps=5)
+        write("single_sample_train", f"k5c_seed{seed}", 5, seed, 0.0, average="chain", steps=None, sampling_steps=5)
+        write("full", f"k1_seed{seed}", 1, seed, 5.0, sampling_steps=3)  # no average / steps: a final-reading run
+    write("full", "k1c_seed0", 1, 0, 1.0, average="chain", steps=None, sampling_steps=1)
+    write("full", "k1_steps2_seed0", 1, 0, 2.0, average="final", steps=2, sampling_steps=2)
+    res = tables.Results.load(root, synthetic=True)
+    s5, c5 = (res.summary("dmtrack-full", bench, 5, "pytracking", average=a) for a in ("final", "chain"))
+    assert s5["auc"] == pytest.approx(65.0) and c5["auc"] == pytest.approx(55.0)
+    assert s5["spread"] == pytest.approx(0.2) and c5["spread"] == pytest.approx(0.5) and s5["sampling_steps"] == 3
+    assert res.summary("dmtrack-full", bench, 1, "pytracking")["auc"] == pytest.approx(60.0)  # not the override's 57
+    assert res.summary("dmtrack-full", bench, 1, "pytracking", steps=2)["auc"] == pytest.approx(57.0)
+    t2 = tables.table2(res, "pytracking")
+    assert t2.loc[9, ("ours, chain reading", "AUC")].startswith("55.0 [") and t2.loc[9, ("ours, final reading (primary)", "AUC")].startswith("65.0 [")
+    st = tables.steps_sweep(res, [1, 2, 3, 5], seeds=[0])  # 1 step: the chain reading at k = 1; 3: the config's
+    assert list(st.steps) == [1, 2, 3] and list(st.auc) == pytest.approx([56.0, 57.0, 60.0])
+    assert tables.k_sweep(res, [1, 5]).spread.tolist()[1] == pytest.approx(0.2)
+    sp = tables.spread_table(res)
+    assert sp.loc[("full", 5), ("final reading", "spread")] == "0.200" and sp.loc[("full", 5), ("chain reading", "spread")] == "0.500"
+    # double-sample training: +10 on every sequence under the final reading, nothing under the chain reading
+    v, vc = tables.verdicts(res), tables.verdicts(res, average="chain")
+    row = "Double-sample training helps (k=5)"
+    assert v.loc[row, "verdict"] == "holds" and vc.loc[row, "verdict"] == "inconclusive"
+    assert v.loc[row, "ours: difference [99.4% CI]"].startswith("+10.0 [") and v.loc[row, "paper: difference"] == "+2.7"
+    assert v.loc[row, "paper's difference inside our CI"] == "no"  # +2.7 lies far below +10's CI
+    assert 0 < float(v.loc[row, "resolvable difference"]) < 10
+    assert v.loc["Diffusion helps (k=1)", "verdict"] == "not run"
+    need = tables.seeds_needed(res)
+    assert need.loc[row, "seeds now"] == "3 / 3" and need.loc[row, "seeds to resolve"].isdigit()
+    assert need.loc["Diffusion helps (k=1)", "why"].startswith("needs both rows")
+    # one more seed: its 3 trainings (120 s each) and its share of the all-seed evaluation (300 s / 3), 2 at a
+    # time: (120 + 100) / 2 / 60 = 1.83 min; 12 min of steps so far / 2 jobs = 6 min, budget 10: 3 + 2 seeds
+    manifest = dict(seeds=[0, 1, 2], settings=dict(jobs=2), steps=[
+        *[dict(step=f"10_train/{v}_seed{i}", seconds=40.0, seeds=[i]) for v in ("a", "b", "c") for i in range(3)],
+        dict(step="20_evaluate/full_otb_lang_k5", seconds=300.0, seeds=[0, 1, 2]),
+        dict(step="20_evaluate/full_otb_lang_k2", seconds=60.0, seeds=[0])])
+    assert tables.extra_seed_minutes(manifest) == pytest.approx(220 / 120)
+    text = tables.seed_budget_markdown(need, manifest, 10.0)
+    assert "1.8 min" in text and "affords **5 seed(s)**" in text and "**3 seed(s)**" in text
 
 
 def test_published_table_labels_sources():
@@ -376,9 +387,17 @@ def test_plan_of_the_demo_profile(tmp_path):
         assert any(s.params["benchmarks"] == [f"synthetic_{b}"] and s.params["k"] == 1 and s.params["variant"] == "full" for s in evals)
     drift = [s for s in evals if len(s.params["benchmarks"]) > 1]
     assert {s.params["variant"] for s in drift} == {"full", "no_language", "not_mask_driven"}
+    # Table 2 under the chain reading too (row 1 samples nothing), in results folders of their own
+    chain = {(s.params["variant"], s.params["k"]) for s in evals if s.params["average"] == "chain"}
+    assert chain == {(r.variant, r.k) for r in paper.TABLE2 if r.variant != "no_diffusion"}
+    assert "20_evaluate/full_otb_lang_k5c" in names and "20_evaluate/full_otb_lang_k5" in names
+    # the steps sweep at k = 1: the demo's 3 steps is row 8 itself, 1 step is the chain reading at k = 1
+    sweep = {s.params["steps_per_chain"]: s.name for s in evals if s.params["steps_per_chain"] is not None}
+    assert sweep == {n: f"20_evaluate/full_otb_lang_k1_steps{n}" for n in (2, 5, 10)}
     table_rows = {(r.variant, r.k) for r in paper.TABLE2} | {("full", 1)}
-    for s in evals:  # Tables 1 and 2 for every seed; the extra k values and the drift sweep for seed 0
-        in_tables = len(s.params["benchmarks"]) == 1 and (s.params["variant"], s.params["k"]) in table_rows
+    for s in evals:  # Tables 1 and 2 for every seed; the extra k values, steps and the drift sweep for seed 0
+        in_tables = (len(s.params["benchmarks"]) == 1 and (s.params["variant"], s.params["k"]) in table_rows
+                     and s.params["steps_per_chain"] is None)
         assert s.params["seeds"] == ([0, 1, 2] if in_tables else [0]), s.name
         assert set(s.deps) == {f"10_train/{s.params['variant']}_seed{i}" for i in s.params["seeds"]}
     assert len(steps[-1].deps) == len(steps) - 1
@@ -388,6 +407,19 @@ def test_plan_of_the_demo_profile(tmp_path):
     assert train.fingerprint["config"] == load_config("demo", "no_language", seed=2).to_dict()
     from dmtrack.data.synthetic import preset_fingerprint
     assert steps[0].fingerprint["preset"] == preset_fingerprint("demo")  # an edited preset regenerates the data
+
+
+def test_results_folders_name_the_reading_and_the_steps(tmp_path):
+    from dmtrack.layout import dmtrack_param, dmtrack_results
+
+    assert dmtrack_param(5, 0) == "k5_seed0"  # the final reading keeps the names results already have
+    assert dmtrack_param(5, 2, "chain") == "k5c_seed2" and dmtrack_param(1, 0, steps=10) == "k1_steps10_seed0"
+    assert dmtrack_results(tmp_path, "synthetic_otb_lang", "full", 5, 1, "chain") == \
+        tmp_path / "results" / "synthetic_otb_lang" / "dmtrack-full" / "k5c_seed1"
+    with pytest.raises(ValueError, match="final reading only"):
+        dmtrack_param(5, 0, "chain", 3)
+    with pytest.raises(ValueError, match="final or chain"):
+        dmtrack_param(5, 0, "mean")
 
 
 def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):

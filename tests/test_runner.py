@@ -26,6 +26,7 @@ from dmtrack.data.sequence import Sequence
 from dmtrack.data.synthetic import generate
 from dmtrack.eval.results import read_results, read_times, score_folder
 from dmtrack.io import RunLocked
+from dmtrack.layout import spread_path
 from dmtrack.model import build_model, save_checkpoint
 from dmtrack.track import Tracker, evaluate, load_masks, load_model, track_sequence
 
@@ -219,6 +220,37 @@ def test_subsets_max_frames_and_sequences(root, ckpt, tmp_path):
     assert read_results(out / f"{pick}.txt").shape == (8, 4)
     with pytest.raises(KeyError, match="nope"):
         evaluate(ckpt, "synthetic_lasot_ext", out, samples=1, data_root=root, sequences=["nope"], progress=False)
+
+
+def test_readings_and_steps_are_recorded_and_each_frames_spread_is_saved(root, ckpt, tmp_path):
+    seqs = load_benchmark("synthetic_lasot_ext", root=root)
+    kw = dict(data_root=root, max_frames=5, progress=False)
+    out = tmp_path / "k3c"
+    evaluate(ckpt, "synthetic_lasot_ext", out, samples=3, average="chain", **kw)
+    meta = json.loads((out / "evaluate.json").read_text())
+    assert (meta["samples"], meta["average"], meta["steps"], meta["sampling_steps"]) == (3, "chain", None, 3)
+    for s in seqs:  # one value per tracked frame: the largest per-pixel range of the 3 averaged masks
+        v = np.loadtxt(spread_path(out, s.name), ndmin=1)
+        assert v.shape == (4,) and ((v >= 0) & (v <= 1)).all()
+    assert runner.is_finished(out, seqs[0].name, 5, spread=True)
+    spread_path(out, seqs[0].name).unlink()  # a sequence without its spread is tracked again
+    assert not runner.is_finished(out, seqs[0].name, 5, spread=True)
+    evaluate(ckpt, "synthetic_lasot_ext", out, samples=3, average="chain", **kw)
+    assert spread_path(out, seqs[0].name).is_file()
+    with pytest.raises(ValueError, match="other settings.*average='chain'"):  # one folder, one reading
+        evaluate(ckpt, "synthetic_lasot_ext", out, samples=3, average="final", **kw)
+    with pytest.raises(ValueError, match="one chain of k = 3 steps"):  # refused before anything is tracked
+        evaluate(ckpt, "synthetic_lasot_ext", tmp_path / "bad", samples=3, steps=2, average="chain", **kw)
+    assert not (tmp_path / "bad").exists()
+    one = tmp_path / "k1_steps1"
+    evaluate(ckpt, "synthetic_lasot_ext", one, samples=1, steps=1, **kw)
+    meta = json.loads((one / "evaluate.json").read_text())
+    assert (meta["average"], meta["steps"], meta["sampling_steps"]) == ("final", 1, 1)
+    assert all((np.loadtxt(spread_path(one, s.name), ndmin=1) == 0).all() for s in seqs)  # k = 1: nothing to differ
+    # one chain of one step is one denoiser pass under either reading: the same boxes
+    evaluate(ckpt, "synthetic_lasot_ext", tmp_path / "k1c", samples=1, average="chain", **kw)
+    for s in seqs:
+        assert (one / f"{s.name}.txt").read_text() == (tmp_path / "k1c" / f"{s.name}.txt").read_text()
 
 
 def test_bad_frames_raise_naming_the_file(root, ckpt, loaded, tmp_path):

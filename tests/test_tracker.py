@@ -9,7 +9,7 @@ import torch.nn as nn
 from dmtrack.config import load_config
 from dmtrack.data.crop import box_in_crop, crop_square, normalize
 from dmtrack.model import DMTrackOutput, build_model, decode_boxes
-from dmtrack.track.tracker import Tracker, box_to_image, crop_window, hann1d, hann2d, mask_to_image
+from dmtrack.track.tracker import Tracker, box_to_image, crop_window, hann1d, hann2d, mask_to_image, sample_spread
 
 torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
 
@@ -80,11 +80,12 @@ class Scripted(nn.Module):
     def encode_text(self, tokens):
         return ("text", tokens["n"])
 
-    def fuse_for_inference(self):
+    def fuse_for_inference(self, *plan):
+        self.plan = plan  # (samples, steps, average) the tracker will run
         self.fused = True
         return self.eval()
 
-    def forward(self, template, search, text, samples=1, return_chain=False):
+    def forward(self, template, search, text, samples=1, return_chain=False, steps=None, average=None):
         self.calls.append((tuple(template.shape), tuple(search.shape), text, samples, search.clone()))
         score = torch.full((1, 1, 4, 4), 0.1)
         score[0, 0, 0, 0], score[0, 0, 1, 2] = 1.0, 0.5
@@ -123,6 +124,16 @@ def test_track_applies_hann_decodes_maps_back_and_clips():
     # prev (185, 50, 20, 20): crop corner x = 195 - 40 = 155 -> box x 195..215 -> x1 <= 200 - 10, x2 <= 200
     tr.box = np.array([185.0, 50.0, 20.0, 20.0])
     np.testing.assert_allclose(tr.track(img, return_mask=False)["box"], [190, 30, 10, 40], atol=1e-9)
+
+
+def test_sample_spread_is_the_largest_per_pixel_range():
+    samples = torch.zeros(3, 1, 2, 2)  # k = 3 masks of 2 x 2
+    samples[0, 0] = torch.tensor([[0.1, 0.5], [0.9, 0.2]])
+    samples[1, 0] = torch.tensor([[0.1, 0.7], [0.8, 0.2]])
+    samples[2, 0] = torch.tensor([[0.1, 0.6], [0.5, 0.2]])
+    # per-pixel ranges: 0, 0.2, 0.4, 0 -> 0.4
+    assert float(sample_spread(samples)) == pytest.approx(0.4)
+    assert float(sample_spread(samples[:1])) == 0.0  # one sample: nothing to differ
 
 
 def test_bgr_flag_and_input_checks():
@@ -179,6 +190,25 @@ def test_sentence_once_per_sequence_backbone_once_per_frame(smoke_full):
         assert o["mask"].shape == (96, 96) and o["mask"].dtype == np.float32
         assert 0 <= o["mask"].min() and o["mask"].max() <= 1 and o["mask"].max() > 0
         assert 0 < o["score"] < 1
+
+
+def test_tracker_runs_the_reading_and_steps_it_is_given(smoke_full):
+    model, cfg = smoke_full  # sampling_steps 2
+    img, batches = _image(96, 96), []
+    hook = model.denoiser.register_forward_hook(lambda m, i, o: batches.append(i[0].shape[0]))
+    try:
+        for kw, calls in ((dict(samples=4, average="chain"), [1] * 4),  # one chain of 4 steps
+                          (dict(samples=3, steps=1), [3]),  # 3 chains of 1 step
+                          (dict(samples=1), [1] * cfg.sampling_steps)):
+            batches.clear()
+            tr = Tracker(model, cfg, **kw)
+            tr.initialize(img, [30, 30, 16, 14], "the red star")
+            tr.track(img)
+            assert batches == calls, kw
+            assert 0 <= float(tr.last["spread"]) <= 1
+        assert float(tr.last["spread"]) == 0.0  # k = 1: a single mask
+    finally:
+        hook.remove()
 
 
 def test_seeded_tracker_is_reproducible(smoke_full):

@@ -234,20 +234,23 @@ class MaskDenoiser(nn.Module):
 
 # ----------------------------------------------------------------------------- sampler
 def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, steps: int, eta: float = 0.0,
-                 return_chain: bool = False, noise: torch.Tensor | None = None):
+                 return_chain: bool = False, noise: torch.Tensor | None = None, every_step: bool = False):
     """Run len(cond) chains x_T ~ N(0, I) -> x_0 in one batch (Eq. 5, DDIM steps).
 
     cond: (N,C,M,M) from `denoiser.encode_cond` (already expanded to the N = B*k chains).
-    Returns (logits of the final x0 prediction (N,1,M,M), chain or None) where chain is the
-    list x_T, x_t1, ..., x_0 of (N,1,M,M) states mapped to [0,1] by (x + 1) / 2, clamped.
+    Returns (logits, chain): logits of the final x0 prediction (N,1,M,M), or with every_step the
+    logits of every step's x0 prediction (steps,N,1,M,M) (the time ensemble of the `chain` reading
+    of test_average); chain (return_chain) is the list x_T, x_t1, ..., x_0 of (N,1,M,M) states
+    mapped to [0,1] by (x + 1) / 2, clamped, else None.
 
     A MaskDenoiser fused for these steps (`MaskDenoiser.fuse`, which DMTrack.fuse_for_inference
     calls) takes its folded path, and eta = 0 steps use `DiffusionSchedule.ddim_plan`'s floats:
-    the same function, far fewer ops per step (tests/test_inference_fastpath.py checks both agree)."""
+    the same function, far fewer ops per step (tests/test_inference_fastpath.py checks both agree).
+    A step it was not fused for sends the whole chain down the plain path."""
     n, _, m, _ = cond.shape
     x = torch.randn(n, 1, m, m, device=cond.device, dtype=cond.dtype) if noise is None else noise
     chain = [x] if return_chain else None
-    logits = None
+    logits, all_logits = None, []
     plan = schedule.ddim_plan(steps)
     fused = getattr(denoiser, "fused", None)
     folded = fused is not None and all(p[0] in fused[0] for p in plan)
@@ -257,6 +260,8 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
     for i, (t, t_next, c_x, c_x0) in enumerate(plan):
         tt = torch.full((n,), t, device=cond.device, dtype=torch.long)
         logits = denoiser(x, tt, cond, folded=(consts[i], weights)) if folded else denoiser(x, tt, cond)
+        if every_step:
+            all_logits.append(logits)
         if t_next < 0 and not return_chain:
             break  # the last state is x0_hat itself, and only the logits are returned
         x0_hat = logits_to_x0(logits).clamp(-1, 1)
@@ -268,4 +273,4 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
             chain.append(x)
     if return_chain:
         chain = [((c + 1) / 2).clamp(0, 1) for c in chain]
-    return logits, chain
+    return (torch.stack(all_logits) if every_step else logits), chain

@@ -45,6 +45,22 @@ def _mean_logit(logits: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.logit(logits.float().sigmoid().mean(dim), eps=1e-6)
 
 
+def sampling_plan(cfg: Config, samples=None, steps=None, average=None) -> tuple[int, int, str]:
+    """(chains, DDIM steps per chain, reading) of a test-time forward with k = samples (defaults:
+    cfg.test_samples, cfg.sampling_steps, cfg.test_average): final = k independent chains of
+    `steps` steps each; chain = one chain of k steps whose k x0 predictions are averaged
+    (CamoDiffusion's time ensemble; `steps` must then be None or k)."""
+    k, average = int(samples or cfg.test_samples), average or cfg.test_average
+    if average not in ("final", "chain"):
+        raise ValueError(f"average must be final or chain, got {average!r}")
+    n = k if average == "chain" else int(steps or cfg.sampling_steps)
+    if average == "chain" and steps is not None and steps != k:
+        raise ValueError(f"the chain reading runs one chain of k = {k} steps; steps = {steps} applies to the final reading")
+    if k < 1 or not 1 <= n <= cfg.diffusion_timesteps:
+        raise ValueError(f"samples (k) must be >= 1 and steps in [1, {cfg.diffusion_timesteps}], got k={k}, steps={n}")
+    return (1 if average == "chain" else k), n, average
+
+
 @dataclass
 class DMTrackOutput:
     """One forward's outputs (as VisualOutput is the encoder's); a field the path taken does not
@@ -57,8 +73,9 @@ class DMTrackOutput:
     mask: torch.Tensor | None = None  # (B,1,M,M) the filtered mask the head uses (None without diffusion)
     mask_logits: list | None = None  # logits the structure loss is on
     mask_target: torch.Tensor | None = None  # (B,1,M,M) box mask (GT-CE applied in training), when gt is given
-    samples_masks: torch.Tensor | None = None  # test: (B,k,1,M,M) each sampling's mask probabilities
-    chain: list | None = None  # test with return_chain: x_T .. x_0 of each sampling, (B,k,1,M,M) in [0,1]
+    samples_masks: torch.Tensor | None = None  # test: (B,k,1,M,M) the k averaged mask probabilities (final reading:
+    # each chain's final mask; chain reading: the one chain's k successive x0 predictions)
+    chain: list | None = None  # test with return_chain: x_T .. x_0 of each chain, (B,chains,1,M,M) in [0,1]
     sample_logits: list | None = None  # training: logits of each sampling (double sampling: two)
     mask_select: str | None = None  # training: which sampling the loss used (first|second|mean|single)
     gt_ce: bool | None = None  # training: whether GT-CE shaped the target
@@ -144,10 +161,12 @@ class DMTrack(nn.Module):
         return [logits], logits, "single"
 
     # ------------------------------------------------------------------ forward
-    def forward(self, template, search, text=None, gt_boxes=None, epoch=None, samples=None, return_chain=False):
+    def forward(self, template, search, text=None, gt_boxes=None, epoch=None, samples=None, return_chain=False,
+                steps=None, average=None):
         """See the module docstring. Training path when `self.training` and gt_boxes is given
-        (keep rate and GT-CE from `epoch`; epoch None = no CE, no GT-CE); otherwise k = samples
-        (default cfg.test_samples) chains run in one batch over features computed once."""
+        (keep rate and GT-CE from `epoch`; epoch None = no CE, no GT-CE); otherwise the test-time
+        sampling of `sampling_plan(cfg, samples, steps, average)` (defaults: cfg.test_samples,
+        cfg.sampling_steps, cfg.test_average) runs in one batch over features computed once."""
         cfg, G = self.cfg, self.grid
         train = self.training and gt_boxes is not None
         keep_rate = (keep_rate_schedule(cfg, epoch) if epoch is not None else 1.0) if train else None
@@ -178,7 +197,7 @@ class DMTrack(nn.Module):
                 p = used.sigmoid()
                 extra.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask_target=target, gt_ce=gt_ce)
             else:
-                p, extra = self._test_masks(cond, B, samples or cfg.test_samples, return_chain)
+                p, extra = self._test_masks(cond, B, return_chain, samples, steps, average)
                 if gt_boxes is not None:
                     extra["mask_target"] = self.mask_target(gt_boxes, None)
             filtered = extra["mask"] = self.filter(p)
@@ -189,27 +208,36 @@ class DMTrack(nn.Module):
         score, offset, size = self.head(head_in)
         return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), removed=vis.removed, **extra)
 
-    def _test_masks(self, cond: torch.Tensor, B: int, k: int, return_chain: bool):
-        """k sampling chains per search crop in one batch; their mask probabilities averaged (Fig. 3, test)."""
+    def _test_masks(self, cond: torch.Tensor, B: int, return_chain: bool, samples=None, steps=None, average=None):
+        """The k averaged masks of one frame (Fig. 3, test) under either reading of test_average:
+        final: B*k chains in one batch, each chain's final x0 prediction; chain: B chains of k
+        steps, every step's x0 prediction. Their mask probabilities are averaged."""
+        chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
         M = self.mask_size
-        logits, chain = sample_masks(self.denoiser, self.schedule, cond.repeat_interleave(k, 0),
-                                     self.cfg.sampling_steps, self.cfg.sampler_eta, return_chain)
-        probs = logits.sigmoid().view(B, k, 1, M, M)
-        extra = dict(samples_masks=probs, mask_logits=[_mean_logit(logits.view(B, k, 1, M, M), 1)])
+        logits, chain = sample_masks(self.denoiser, self.schedule, cond if chains == 1 else cond.repeat_interleave(chains, 0),
+                                     n_steps, self.cfg.sampler_eta, return_chain, every_step=average == "chain")
+        if average == "chain":  # (k steps, B, 1, M, M) -> (B, k, 1, M, M)
+            logits = logits.transpose(0, 1)
+        logits = logits.reshape(B, -1, 1, M, M)
+        probs = logits.sigmoid()
+        extra = dict(samples_masks=probs, mask_logits=[_mean_logit(logits, 1)])
         if chain is not None:
-            extra["chain"] = [c.view(B, k, 1, M, M) for c in chain]
+            extra["chain"] = [c.view(B, chains, 1, M, M) for c in chain]
         return probs.mean(1), extra
 
     # ------------------------------------------------------------------ inference form
-    def fuse_for_inference(self) -> "DMTrack":
+    def fuse_for_inference(self, samples=None, steps=None, average=None) -> "DMTrack":
         """Switch to the inference form, as timm's `reparameterize_model`: eval mode, the head's
         three branches folded into one conv stack (BN folded in), the denoiser's FiLM constants
-        precomputed for the sampler's DDIM steps. The same function with fewer ops (tests check it).
-        Call after the weights and the device are final; `train()` and `load_state_dict` drop it."""
+        precomputed for the DDIM timesteps of `sampling_plan(cfg, samples, steps, average)` (the
+        config's by default; a forward with another plan takes the plain path for its steps).
+        The same function with fewer ops (tests check it). Call after the weights and the device
+        are final; `train()` and `load_state_dict` drop it."""
         self.eval()
         self.head.fuse()
         if self.cfg.use_diffusion:
-            self.denoiser.fuse([t for t, *_ in self.schedule.ddim_plan(self.cfg.sampling_steps)])
+            n_steps = sampling_plan(self.cfg, samples, steps, average)[1]
+            self.denoiser.fuse([t for t, *_ in self.schedule.ddim_plan(n_steps)])
         return self
 
     def unfuse(self) -> None:

@@ -24,7 +24,7 @@ from dmtrack.eval.baselines import BASELINES
 from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.io import atomic_write_text, exclusive_lock
-from dmtrack.layout import dmtrack_results, model_path, results_root, scores_path, tracker_name
+from dmtrack.layout import dmtrack_results, model_path, results_root, run_tag, scores_path, tracker_name
 from dmtrack.provenance import REPO, cpu_cores, provenance
 from dmtrack.report.chain import Step, StepFailed, render_html, run_chain
 from dmtrack.report.paper import BENCHMARKS, TABLE2, TABLE2_BENCHMARK
@@ -43,6 +43,8 @@ class ChainSettings:
     preset: str | None  # synthetic preset (dmtrack.data.synthetic.PRESETS)
     seeds: int  # training seeds per variant
     k_sweep: tuple  # test-time samplings k for the accuracy / speed sweep (full variant, Table 2 benchmark)
+    steps_sweep: tuple = (1, 2, 3, 5, 10)  # DDIM steps per chain at k = 1 for the same sweep
+    readings: tuple = ("final", "chain")  # readings of "k samplings" Table 2 is evaluated under (final is primary)
     drift: bool = True  # run the language-drift sweep (synthetic suites)
     drift_variants: tuple = ("full", "no_language", "not_mask_driven")
     drift_k: int = 1
@@ -52,13 +54,16 @@ class ChainSettings:
     workers: int = 1  # tracking processes inside one evaluation
     jobs: int = 1  # notebooks run at the same time (each gets cores // jobs torch threads)
     fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
+    budget_minutes: float | None = None  # the wall time the chain must fit in on its reference machine (None = none)
 
 
 CHAINS = {
-    "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), max_frames=12, jobs=2),
+    "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), steps_sweep=(1, 2), max_frames=12, jobs=2),
     # demo: 18 trainings at the demo profile's recipe (480 steps of 32 pairs, width 128), one thread each,
-    # two at a time: the whole chain took 41 min on 2 idle cores (README).
-    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2),
+    # two at a time: the whole chain took 41 min on 2 idle cores (README), before the chain reading's
+    # Table 2 rows and the steps sweep were added. The report says how many seeds its verdicts would need.
+    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2,
+                          budget_minutes=60.0),
     "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
                            fig7_sequences=3),
 }
@@ -123,13 +128,15 @@ def drift_levels(settings: ChainSettings) -> list[float]:
 def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict | None = None,
          settings: ChainSettings | None = None) -> list[Step]:
     """The steps of `profile`'s chain: data, 6 variants x seeds trainings, the evaluations of Tables 1
-    and 2 and of the k and drift sweeps, Fig. 7, the report."""
+    and 2 (Table 2 under each reading of "k samplings") and of the k, steps and drift sweeps, Fig. 7,
+    the report."""
     s = settings or CHAINS[profile]
     seed_list = list(range(seeds if seeds is not None else s.seeds))
     threads = max(1, cpu_cores() // max(1, s.jobs))
     data = str(paths.data) if paths.data else ""
     common = dict(profile=profile, work=str(paths.work), data_dir=data, synthetic=s.synthetic)
     levels = drift_levels(s)
+    sweep = seed_list[: s.sweep_seeds] if s.sweep_seeds else seed_list
     data_fp = {}
     if s.synthetic:  # an edited preset regenerates the data (and so retrains and re-evaluates)
         data_fp = {"generator": GENERATOR_VERSION, "preset": preset_fingerprint(s.preset)}
@@ -145,24 +152,15 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                               outputs=[str(model_path(paths.work, v, seed))], deps=["00_data"],
                               fingerprint={"config": resolved}))
             trained.setdefault(v, []).append(name)
-    # (variant, benchmarks, k): Table 2's nine rows, Table 1 (full, k=1), the k sweep, the drift sweep
-    t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)
-    sweep = seed_list[: s.sweep_seeds] if s.sweep_seeds else seed_list
-    evals = {(r.variant, (t2,), r.k): seed_list for r in TABLE2}
-    evals.update({("full", (synthetic_name(b, s.synthetic),), 1): seed_list for b in BENCHMARKS})
-    for k in s.k_sweep:
-        evals.setdefault(("full", (t2,), k), sweep)
-    if levels:
-        evals.update({(v, tuple(drift_benchmark(x) for x in levels), s.drift_k): sweep for v in s.drift_variants})
     evaluated = []
-    for (variant, benches, k), eval_seeds in evals.items():
+    for (variant, benches, k, average, n_steps), eval_seeds in _evaluations(profile, s, seed_list, sweep, levels).items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
-        name = f"20_evaluate/{variant}_{tag}_k{k}"
-        outs = [str(scores_path(dmtrack_results(paths.work, b, variant, k, seed), "pytracking"))
+        name = f"20_evaluate/{variant}_{tag}_{run_tag(k, average, n_steps)}"
+        outs = [str(scores_path(dmtrack_results(paths.work, b, variant, k, seed, average, n_steps), "pytracking"))
                 for b in benches for seed in eval_seeds]
         steps.append(Step(name, "20_evaluate.ipynb", dict(common, variant=variant, benchmarks=list(benches), k=k,
-                                                          seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers,
-                                                          threads=threads),
+                                                          average=average, steps_per_chain=n_steps, seeds=eval_seeds,
+                                                          max_frames=s.max_frames, workers=s.workers, threads=threads),
                           outputs=outs, deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds]))
         evaluated.append(name)
     all_train = [n for v in VARIANTS for n in trained[v]]
@@ -172,12 +170,34 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                       deps=all_train + evaluated))
     steps.append(Step("40_report", "40_report.ipynb",
                       dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
+                           steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,
                            drift_levels=levels, drift_variants=list(s.drift_variants), drift_k=s.drift_k,
                            others=others or {}, max_frames=s.max_frames,
                            data_notebook=str(paths.runs / "00_data.ipynb"),
                            visualize_notebook=str(paths.runs / "30_visualize.ipynb")),
                       deps=[st.name for st in steps]))
     return steps
+
+
+def _evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list) -> dict:
+    """{(variant, benchmarks, k, average, steps): seeds} of every evaluation: Table 2's nine rows under
+    each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds),
+    the drift sweep (sweep: their seeds). An evaluation needed twice is run once, for the larger set of seeds."""
+    t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)
+    evals = {(r.variant, (t2,), r.k, "final", None): seed_list for r in TABLE2}
+    evals.update({("full", (synthetic_name(b, s.synthetic),), 1, "final", None): seed_list for b in BENCHMARKS})
+    if "chain" in s.readings:  # no_diffusion samples nothing: its row is the same under both readings
+        evals.update({(r.variant, (t2,), r.k, "chain", None): seed_list for r in TABLE2 if r.variant != "no_diffusion"})
+    for k in s.k_sweep:
+        evals.setdefault(("full", (t2,), k, "final", None), sweep)
+    default_steps = load_config(profile, "full", **s.train).sampling_steps
+    for n in s.steps_sweep:  # at k = 1; one step is one denoiser pass, exactly the chain reading at k = 1
+        run = (1, "chain", None) if n == 1 else (1, "final", None if n == default_steps else n)
+        evals.setdefault(("full", (t2,), *run), sweep)
+    if levels:
+        evals.update({(v, tuple(drift_benchmark(x) for x in levels), s.drift_k, "final", None): sweep
+                      for v in s.drift_variants})
+    return evals
 
 
 # --- the whole reproduction ---------------------------------------------------------------------------
@@ -201,6 +221,11 @@ def durations_markdown(stamps: list[dict], wall: float) -> str:
     return "\n".join(lines)
 
 
+def _step_seeds(params: dict) -> list | None:
+    """The training seeds a step ran for (what one more seed would cost is read from these)."""
+    return params.get("seeds", [params["seed"]] if "seed" in params else None)
+
+
 def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int], env: dict, stamps: list[dict],
                    others: dict | None = None) -> Path:
     """runs/<profile>/manifest.json: what the report's provenance section shows."""
@@ -208,8 +233,8 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
                     data=(f"{STAND_IN}s (preset {settings.preset}) at {paths.data}" if settings.synthetic
                           else "the real benchmarks (roots from DMTRACK_DATA)"),
                     settings=asdict(settings), seeds=seeds, work=str(paths.work), others=others or {},
-                    steps=[dict(step=s["step"], status=s["status"], seconds=s["seconds"], loadavg=s.get("loadavg"))
-                           for s in stamps], **env)
+                    steps=[dict(step=s["step"], status=s["status"], seconds=s["seconds"], loadavg=s.get("loadavg"),
+                                seeds=_step_seeds(s.get("params", {}))) for s in stamps], **env)
     path = paths.runs / "manifest.json"
     atomic_write_text(path, json.dumps(manifest, indent=1, default=str))
     return path

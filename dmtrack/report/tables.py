@@ -3,7 +3,10 @@
 Every number here is computed from raw results by dmtrack.eval; the paper's and other
 trackers' numbers come from paper.py and are always labelled as published, never as ours.
 Cells read "mean [low, high]": the mean over training seeds of the protocol's overall score,
-and the 95% bootstrap CI that resamples seeds and sequences (verdicts.seed_sequence_ci).
+and the 95% bootstrap CI that resamples seeds and sequences (verdicts.seed_sequence_ci). A run
+of a trained model is identified by (variant, k, reading, steps): reading = final | chain (the
+two readings of "k samplings", config key test_average; final is the primary one), steps = an
+override of the DDIM steps per chain (None = the config's).
 """
 from __future__ import annotations
 
@@ -16,9 +19,10 @@ import pandas as pd
 
 from dmtrack.data import STAND_IN
 from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
-from dmtrack.layout import results_root, score_files, scored_runs, tracker_name
+from dmtrack.layout import results_root, score_files, scored_runs, spread_dir, tracker_name
 from dmtrack.provenance import git_label
 from dmtrack.report import paper
+from dmtrack.report import verdicts as vd
 from dmtrack.report.verdicts import judge, seed_sequence_ci
 
 METRICS = ("auc", "precision", "norm_precision")
@@ -34,25 +38,38 @@ def _times_fps(folder: Path) -> float:
     return frames / total if total > 0 else float("nan")
 
 
+def _spreads(folder: Path) -> dict[str, float]:
+    """{sequence: median over its tracked frames of the sample spread} (dmtrack.layout.spread_path)."""
+    return {p.stem: float(np.median(np.loadtxt(p, ndmin=1))) for p in sorted(spread_dir(folder).glob("*.csv"))
+            if p.stat().st_size}
+
+
 def load_runs(results_root) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, per_sequence) of every scored run below results_root.
 
-    runs: one row per (benchmark, tracker, k, seed, protocol) with the overall metrics and fps;
-    per_sequence: the same keys plus `sequence`, one row per sequence."""
+    runs: one row per (benchmark, tracker, k, average, steps, seed, protocol) with the overall metrics,
+    fps, the DDIM steps each chain ran and the sample spread (median over sequences of each
+    sequence's median over frames; NaN without samples); per_sequence: the same keys plus
+    `sequence`, one row per sequence, with its spread."""
     runs, per_seq = [], []
     for folder, meta in scored_runs(results_root):
         key = dict(benchmark=meta["benchmark"], tracker=folder.parent.name, variant=meta.get("variant"),
-                   k=meta.get("samples"), seed=meta.get("seed"))
-        fps = _times_fps(folder)
+                   k=meta.get("samples"), average=meta.get("average", "final"), steps=meta.get("steps"),
+                   seed=meta.get("seed"))
+        fps, spread, chain_steps = _times_fps(folder), _spreads(folder), meta.get("sampling_steps")
+        overall_spread = float(np.median(list(spread.values()))) if spread else float("nan")
         for sp in score_files(folder):
             sc = json.loads(sp.read_text())
-            row = {**key, "protocol": sc["protocol"], "n_sequences": sc["n_sequences"], "fps": fps}
+            row = {**key, "protocol": sc["protocol"], "n_sequences": sc["n_sequences"], "fps": fps,
+                   "sampling_steps": chain_steps, "spread": overall_spread}
             runs.append({**row, **{m: sc["overall"][m] for m in ("auc", "precision", "norm_precision", "op50", "op75")}})
             for name, vals in sc["per_sequence"].items():
-                per_seq.append({**key, "protocol": sc["protocol"], "sequence": name, **vals})
-    cols = ["benchmark", "tracker", "variant", "k", "seed", "protocol"]
-    runs = pd.DataFrame(runs, columns=cols + ["n_sequences", "fps", "auc", "precision", "norm_precision", "op50", "op75"])
-    per_seq = pd.DataFrame(per_seq, columns=cols + ["sequence", "auc", "precision", "norm_precision", "op50", "op75"])
+                per_seq.append({**key, "protocol": sc["protocol"], "sequence": name, **vals,
+                                "spread": spread.get(name, float("nan"))})
+    cols = ["benchmark", "tracker", "variant", "k", "average", "steps", "seed", "protocol"]
+    runs = pd.DataFrame(runs, columns=cols + ["n_sequences", "fps", "sampling_steps", "spread", "auc", "precision",
+                                              "norm_precision", "op50", "op75"])
+    per_seq = pd.DataFrame(per_seq, columns=cols + ["sequence", "auc", "precision", "norm_precision", "op50", "op75", "spread"])
     return runs, per_seq
 
 
@@ -71,27 +88,31 @@ class Results:
         """Loader name of the paper's benchmark `b` in this chain (synthetic_<b> on synthetic data)."""
         return synthetic_name(b, self.synthetic)
 
-    def _sel(self, df, tracker, benchmark, k, protocol, seeds=None):
+    def _sel(self, df, tracker, benchmark, k, protocol, seeds=None, average="final", steps=None):
         m = (df.tracker == tracker) & (df.benchmark == benchmark) & (df.protocol == protocol)
-        if k is not None:
-            m &= df.k == k
+        if k is not None:  # trained models: the reading and the steps override (None = the config's) too
+            m &= (df.k == k) & (df.average == average) & (df.steps.isna() if steps is None else df.steps == steps)
         if seeds is not None:
             m &= df.seed.isin(list(seeds))
         return df[m]
 
-    def matrix(self, tracker: str, benchmark: str, k, protocol: str, metric: str = "auc", seeds=None) -> pd.DataFrame:
+    def matrix(self, tracker: str, benchmark: str, k, protocol: str, metric: str = "auc", seeds=None,
+               average: str = "final", steps=None) -> pd.DataFrame:
         """Per-sequence `metric`: rows = seeds, columns = sequences (empty if never run)."""
-        d = self._sel(self.per_sequence, tracker, benchmark, k, protocol, seeds)
+        d = self._sel(self.per_sequence, tracker, benchmark, k, protocol, seeds, average, steps)
         return d.pivot_table(index="seed", columns="sequence", values=metric) if len(d) else pd.DataFrame()
 
-    def summary(self, tracker: str, benchmark: str, k, protocol: str, seeds=None) -> dict | None:
-        """Mean over seeds of each overall metric, the AUC CI, fps and the number of seeds; None if not run."""
-        r = self._sel(self.runs, tracker, benchmark, k, protocol, seeds)
+    def summary(self, tracker: str, benchmark: str, k, protocol: str, seeds=None, average: str = "final",
+                steps=None) -> dict | None:
+        """Mean over seeds of each overall metric, the AUC CI, fps, the sample spread (median over
+        seeds) and the number of seeds; None if not run."""
+        r = self._sel(self.runs, tracker, benchmark, k, protocol, seeds, average, steps)
         if r.empty:
             return None
         out = {m: float(r[m].mean()) for m in METRICS}
-        out.update(fps=float(r.fps.mean()), seeds=int(r.seed.nunique()),
-                   auc_ci=seed_sequence_ci(self.matrix(tracker, benchmark, k, protocol, seeds=seeds).dropna(axis=1)))
+        auc = self.matrix(tracker, benchmark, k, protocol, seeds=seeds, average=average, steps=steps)
+        out.update(fps=float(r.fps.mean()), seeds=int(r.seed.nunique()), spread=float(r.spread.median()),
+                   sampling_steps=r.sampling_steps.iloc[0], auc_ci=seed_sequence_ci(auc.dropna(axis=1)))
         return out
 
 
@@ -118,7 +139,8 @@ def caption(title: str, protocol: str | None, synthetic: bool | None) -> str:
 def hard_sequences(work, benchmark: str, n: int, variant: str = "full", k: int = 1, protocol: str = "pytracking") -> list[str]:
     """The n sequences of `benchmark` where `variant` (mean over its evaluated seeds) scores the lowest AUC."""
     _, per = load_runs(results_root(work))
-    d = per[(per.benchmark == benchmark) & (per.variant == variant) & (per.k == k) & (per.protocol == protocol)]
+    d = per[(per.benchmark == benchmark) & (per.variant == variant) & (per.k == k) & (per.protocol == protocol)
+            & (per.average == "final") & per.steps.isna()]
     if d.empty:
         raise FileNotFoundError(f"{work}/results/{benchmark}: no scored run of {variant} k={k} to pick hard sequences from")
     return list(d.groupby("sequence").auc.mean().sort_values().index[:n])
@@ -171,22 +193,33 @@ def _pub_cells(scores: dict) -> dict:
 
 
 # --- Table 2 ---------------------------------------------------------------------------------------
-def table2(res: Results, protocol: str) -> pd.DataFrame:
-    """The nine rows of Table 2 as reproduced next to the paper's, with the differences to row 9."""
+def _reading(variant: str, average: str) -> str:
+    """no_diffusion samples nothing: its run stands for both readings."""
+    return "final" if variant == "no_diffusion" else average
+
+
+def table2(res: Results, protocol: str, readings=("final", "chain")) -> pd.DataFrame:
+    """The nine rows of Table 2 as reproduced next to the paper's, with the differences to row 9, under
+    each reading of "k samplings" (`final`, the primary one, gets every metric; the others AUC)."""
     bench = res.bench(paper.TABLE2_BENCHMARK)
-    ours = {r.no: res.summary(tracker_name(r.variant), bench, r.k, protocol) for r in paper.TABLE2}
-    ref_p, ref_o = paper.table2_row(9).scores, ours[9]
+    ours = {(r.no, a): res.summary(tracker_name(r.variant), bench, r.k, protocol, average=_reading(r.variant, a))
+            for r in paper.TABLE2 for a in readings}
+    ref_p = paper.table2_row(9).scores
     rows = []
     for r in paper.TABLE2:
-        o = ours[r.no]
         row = {("row", "#"): r.no, ("row", "variant"): r.variant, ("row", "k"): r.k if r.variant != "no_diffusion" else "-"}
         for m in METRICS:
             row[("paper (published)", LABELS[m])] = f"{r.scores.get(m):.1f}"
-        for m in METRICS:
-            row[("ours", LABELS[m])] = fmt_ci(o, m)
+        for i, a in enumerate(readings):
+            head = f"ours, {a} reading" + (" (primary)" if a == "final" else "")
+            for m in METRICS if i == 0 else ("auc",):
+                row[(head, LABELS[m])] = fmt_ci(ours[(r.no, a)], m)
         row[("AUC minus row 9", "paper")] = f"{r.scores.auc - ref_p.auc:+.1f}"
-        row[("AUC minus row 9", "ours")] = "not run" if o is None or ref_o is None else f"{o['auc'] - ref_o['auc']:+.1f}"
+        for a in readings:
+            o, ref_o = ours[(r.no, a)], ours[(9, a)]
+            row[("AUC minus row 9", f"ours, {a}")] = "not run" if o is None or ref_o is None else f"{o['auc'] - ref_o['auc']:+.1f}"
         if not res.synthetic:  # on the real benchmark the absolute numbers are comparable
+            o = ours[(r.no, readings[0])]
             row[("ours minus paper", "AUC")] = "not run" if o is None else f"{o['auc'] - r.scores.auc:+.1f}"
         rows.append(row)
     df = pd.DataFrame(rows).set_index(("row", "#"))
@@ -196,23 +229,49 @@ def table2(res: Results, protocol: str) -> pd.DataFrame:
 
 
 # --- verdicts --------------------------------------------------------------------------------------
-def verdicts(res: Results, protocol: str = "pytracking", metric: str = "auc") -> pd.DataFrame:
-    """One row per Section 4.3 claim: the paper's numbers, ours with CIs, and the verdict."""
+def _claim_matrices(res: Results, claim, protocol: str, metric: str, average: str):
     bench = res.bench(paper.TABLE2_BENCHMARK)
+    a, b = paper.table2_row(claim.better), paper.table2_row(claim.worse)
+    return (res.matrix(tracker_name(a.variant), bench, a.k, protocol, metric, average=_reading(a.variant, average)),
+            res.matrix(tracker_name(b.variant), bench, b.k, protocol, metric, average=_reading(b.variant, average)))
+
+
+def paper_difference(claim) -> float:
+    """The AUC difference the paper states for a claim (its two rows' difference for "similar")."""
+    return claim.stated[0] if claim.stated is not None else claim.row_difference()[0]
+
+
+def judge_claims(res: Results, protocol: str = "pytracking", metric: str = "auc", average: str = "final") -> dict:
+    """{claim key: Verdict or None (a row not evaluated)}: the eight claims judged as one family."""
+    out = {}
+    for c in paper.CLAIMS:
+        ma, mb = _claim_matrices(res, c, protocol, metric, average)
+        out[c.key] = None if ma.empty or mb.empty else judge(c, ma, mb, family=len(paper.CLAIMS))
+    return out
+
+
+def verdicts(res: Results, protocol: str = "pytracking", metric: str = "auc", average: str = "final") -> pd.DataFrame:
+    """One row per Section 4.3 claim: the paper's difference, ours with its family-level CI (Bonferroni
+    over the eight claims), whether the paper's difference lies inside it, the smallest difference
+    the design resolves (the CI's half-width), the rows' own 95% CIs, and the verdict."""
+    level = vd.family_level(len(paper.CLAIMS))
+    ci_head = f"ours: difference [{100 * level:.3g}% CI]"
+    judged = judge_claims(res, protocol, metric, average)
     rows = []
     for c in paper.CLAIMS:
-        a, b = paper.table2_row(c.better), paper.table2_row(c.worse)
-        ma = res.matrix(tracker_name(a.variant), bench, a.k, protocol, metric)
-        mb = res.matrix(tracker_name(b.variant), bench, b.k, protocol, metric)
+        v, stated = judged[c.key], paper_difference(c)
         row = {"claim": c.title, "rows": f"#{c.better} vs #{c.worse}",
-               "paper: stated": "similar" if c.stated is None else f"{c.stated[0]:+.1f}",
-               "paper: rows": f"{c.row_difference()[0]:+.1f}"}
-        if ma.empty or mb.empty:
-            row.update({"ours: difference [CI]": "not run", "ours: better row": "", "ours: worse row": "",
-                        "seeds": "", "sequences": "", "verdict": "not run", "why": "a row was not evaluated"})
+               "paper: difference": ("similar, rows " if c.kind == "similar" else "") + f"{stated:+.1f}"}
+        if v is None:
+            row.update({ci_head: "not run", "paper's difference inside our CI": "", "resolvable difference": "",
+                        "p": "", "ours: better row": "", "ours: worse row": "", "seeds": "", "sequences": "",
+                        "verdict": "not run", "why": "a row was not evaluated"})
         else:
-            v = judge(c, ma, mb, metric)
-            row.update({"ours: difference [CI]": f"{v.diff.estimate:+.1f} [{v.diff.low:+.1f}, {v.diff.high:+.1f}]",
+            d = v.diff
+            row.update({ci_head: f"{d.estimate:+.1f} [{d.low:+.1f}, {d.high:+.1f}]",
+                        "paper's difference inside our CI": "yes" if d.low <= stated <= d.high else "no",
+                        "resolvable difference": f"{v.test.half_width:.1f}" if np.isfinite(v.test.half_width) else
+                        "none (1 seed)", "p": f"{v.test.p:.2g}",
                         "ours: better row": f"{v.better.estimate:.1f} [{v.better.low:.1f}, {v.better.high:.1f}]",
                         "ours: worse row": f"{v.worse.estimate:.1f} [{v.worse.low:.1f}, {v.worse.high:.1f}]",
                         "seeds": f"{v.seeds[0]} / {v.seeds[1]}", "sequences": v.sequences,
@@ -221,9 +280,79 @@ def verdicts(res: Results, protocol: str = "pytracking", metric: str = "auc") ->
     return pd.DataFrame(rows).set_index("claim")
 
 
+def seeds_needed(res: Results, protocol: str = "pytracking", average: str = "final") -> pd.DataFrame:
+    """Per claim, from the measured variance components (verdicts.variance_components): the seed-to-seed
+    and sequence-to-sequence spread, the difference the measured design resolves at the family level,
+    and how many training seeds per row would resolve the paper's difference (the CI's half-width below
+    it; for "similar", below the margin minus the paper's difference), and detect it with POWER."""
+    level = vd.family_level(len(paper.CLAIMS))
+    rows = []
+    for c in paper.CLAIMS:
+        ma, mb = _claim_matrices(res, c, protocol, "auc", average)
+        row = {"claim": c.title, "paper: AUC difference": f"{paper_difference(c):+.1f}"}
+        if ma.empty or mb.empty or min(len(ma), len(mb)) < vd.MIN_SEEDS:
+            rows.append({**row, "seeds now": "" if ma.empty or mb.empty else f"{len(ma)} / {len(mb)}",
+                         "why": f"needs both rows with >= {vd.MIN_SEEDS} seeds"})
+            continue
+        comp = vd.variance_components(ma, mb.reindex(columns=ma.columns))
+        effect = vd.SIMILAR_MARGIN - abs(paper_difference(c)) if c.kind == "similar" else paper_difference(c)
+        need = lambda power: comp.seeds_needed(effect, level, power)
+        show = lambda s: f"> {vd.MAX_SEEDS}" if s is None else str(s)
+        rows.append({**row, "seeds now": f"{comp.seeds[0]} / {comp.seeds[1]}",
+                     "seed sd (better / worse)": f"{np.sqrt(comp.seed[0]):.1f} / {np.sqrt(comp.seed[1]):.1f}",
+                     "residual sd": f"{np.sqrt(np.mean(comp.residual)):.1f}",
+                     "sequence x variant sd": f"{np.sqrt(comp.interaction):.1f}",
+                     "resolvable now (predicted)": f"{comp.half_width(level):.1f}",
+                     "seeds to resolve": show(need(None)), f"seeds for {vd.POWER:.0%} power": show(need(vd.POWER)),
+                     "why": ""})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def extra_seed_minutes(manifest: dict) -> float | None:
+    """Wall minutes one more training seed adds to the chain, from the manifest's step durations: its
+    six trainings and its share of every evaluation that runs all seeds, at the chain's parallel jobs."""
+    seeds, jobs = manifest.get("seeds") or [], max(1, manifest.get("settings", {}).get("jobs", 1))
+    steps = [st for st in manifest.get("steps", []) if st.get("seeds")]
+    if not seeds or not steps:
+        return None
+    per_seed = sum(st["seconds"] for st in steps if st["step"].startswith("10_train/")) / len(seeds)
+    per_seed += sum(st["seconds"] for st in steps if st["step"].startswith("20_evaluate/")
+                    and sorted(st["seeds"]) == sorted(seeds)) / len(seeds)
+    return per_seed / jobs / 60
+
+
+def seed_budget_markdown(needed: pd.DataFrame, manifest: dict, budget_minutes: float | None) -> str:
+    """What the seeds-needed table means for this chain: the seeds it ran, the most any claim needs to
+    resolve the paper's difference, and how many the chain's time budget affords."""
+    seeds = len(manifest.get("seeds") or [])
+    counts = needed["seeds to resolve"].dropna() if "seeds to resolve" in needed else pd.Series(dtype=object)
+    if not len(counts):
+        return "Too few seeds or rows were evaluated to estimate how many seeds the verdicts need."
+    finite = {claim: int(x) for claim, x in counts.items() if str(x).isdigit()}
+    unresolvable = len(counts) - len(finite)
+    worst = max(finite, key=finite.get) if finite else None
+    most = (f"more than {vd.MAX_SEEDS} for {unresolvable} claim(s)" if unresolvable else f"{finite[worst]} ({worst})")
+    lines = [f"This chain trained **{seeds} seed(s)** per variant. Seeds per row for a family-level CI narrower than the "
+             f"paper's difference: at most **{most}**; {sum(n <= seeds for n in finite.values())} of {len(counts)} "
+             "claims are resolvable with the seeds run."]
+    extra, jobs = extra_seed_minutes(manifest), max(1, manifest.get("settings", {}).get("jobs", 1))
+    if extra and budget_minutes:
+        now = sum(st["seconds"] for st in manifest.get("steps", [])) / jobs / 60
+        afford = seeds + max(0, int((budget_minutes - now) // extra))
+        enough = not unresolvable and max(finite.values()) <= seeds
+        lines.append(f"One more seed costs about {extra:.1f} min of wall time here (its trainings and its Table 1 and 2 "
+                     f"evaluations, {jobs} at a time); the steps so far take about {now:.0f} min, so the "
+                     f"{budget_minutes:g}-minute budget affords **{afford} seed(s)**. " +
+                     ("The profile's seeds suffice." if enough else
+                      "The verdicts need more seeds than the budget affords: a claim that needs more stays "
+                      "inconclusive by design here, whatever its true effect."))
+    return " ".join(lines)
+
+
 # --- sweeps ----------------------------------------------------------------------------------------
 def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full", seeds=None) -> pd.DataFrame:
-    """Accuracy and speed of `variant` on the Table 2 benchmark as k grows (the same seeds at every k)."""
+    """Accuracy, speed and sample spread of `variant` on the Table 2 benchmark as k grows (final
+    reading, the same seeds at every k)."""
     bench = res.bench(paper.TABLE2_BENCHMARK)
     rows = []
     for k in ks:
@@ -232,8 +361,49 @@ def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full
             continue
         ci = s["auc_ci"]
         rows.append(dict(k=k, auc=s["auc"], auc_low=ci.low, auc_high=ci.high, precision=s["precision"],
+                         norm_precision=s["norm_precision"], fps=s["fps"], spread=s["spread"], seeds=s["seeds"]))
+    return pd.DataFrame(rows, columns=["k", "auc", "auc_low", "auc_high", "precision", "norm_precision", "fps", "spread", "seeds"])
+
+
+def steps_sweep(res: Results, steps, protocol: str = "pytracking", variant: str = "full", seeds=None) -> pd.DataFrame:
+    """Accuracy and speed of one chain (k = 1) against its DDIM steps. The run of each step count is
+    the one whose chains ran that many steps: the config's own, a steps override, or (one step) the
+    chain reading at k = 1, which is exactly one denoiser pass."""
+    bench = res.bench(paper.TABLE2_BENCHMARK)
+    r = res.runs[(res.runs.tracker == tracker_name(variant)) & (res.runs.benchmark == bench) & (res.runs.k == 1)]
+    rows = []
+    for n in steps:
+        runs = r[r.sampling_steps == n][["average", "steps"]].drop_duplicates()
+        if runs.empty:
+            continue
+        average, override = runs.iloc[0]
+        s = res.summary(tracker_name(variant), bench, 1, protocol, seeds, average, None if pd.isna(override) else override)
+        if s is None:
+            continue
+        ci = s["auc_ci"]
+        rows.append(dict(steps=n, auc=s["auc"], auc_low=ci.low, auc_high=ci.high, precision=s["precision"],
                          norm_precision=s["norm_precision"], fps=s["fps"], seeds=s["seeds"]))
-    return pd.DataFrame(rows, columns=["k", "auc", "auc_low", "auc_high", "precision", "norm_precision", "fps", "seeds"])
+    return pd.DataFrame(rows, columns=["steps", "auc", "auc_low", "auc_high", "precision", "norm_precision", "fps", "seeds"])
+
+
+def spread_table(res: Results, protocol: str = "pytracking", readings=("final", "chain")) -> pd.DataFrame:
+    """The diversity of the k averaged masks per trained variant at Table 2's k (> 1) under each reading:
+    the median over sequences and seeds of each sequence's median, over frames, of the largest
+    per-pixel range of the k mask probabilities (tracker.sample_spread), with AUC next to it."""
+    bench = res.bench(paper.TABLE2_BENCHMARK)
+    rows = []
+    for r in paper.TABLE2:
+        if r.k < 2:
+            continue
+        row = {"variant": r.variant, "k": r.k}
+        for a in readings:
+            s = res.summary(tracker_name(r.variant), bench, r.k, protocol, average=a)
+            row[(f"{a} reading", "spread")] = "not run" if s is None else f"{s['spread']:.3f}"
+            row[(f"{a} reading", "AUC")] = fmt_ci(s)
+        rows.append(row)
+    df = pd.DataFrame(rows).set_index(["variant", "k"])
+    df.columns = pd.MultiIndex.from_tuples(df.columns)
+    return df
 
 
 def drift_sweep(res: Results, levels, variants, k: int, protocol: str = "pytracking", seeds=None) -> pd.DataFrame:

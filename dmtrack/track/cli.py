@@ -17,6 +17,11 @@ def add_arguments(parser):
     parser.add_argument("--data-root", default=None, help="the benchmark's folder (default: $DMTRACK_DATA/<dataset>)")
     parser.add_argument("--split", default=None, help="dataset split (default: the benchmark's test split)")
     parser.add_argument("--samples", type=int, default=None, help="k diffusion samplings per frame (default: the config's test_samples)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="DDIM steps per sampling chain (default: the config's sampling_steps; final reading only)")
+    parser.add_argument("--average", choices=("final", "chain"), default=None,
+                        help="final: k chains, final masks averaged; chain: one chain of k steps, its x0 predictions "
+                             "averaged (default: the config's test_average; docs/method.md)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one sequence each (default 1)")
     parser.add_argument("--max-frames", type=int, default=None, help="track only the first N frames of each sequence")
@@ -38,7 +43,7 @@ def run(args) -> int:
     scores = evaluate(args.checkpoint, args.benchmark, args.out, args.samples, data_root=args.data_root,
                       split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
                       protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
-                      progress=False if args.no_progress else None)
+                      progress=False if args.no_progress else None, steps=args.steps, average=args.average)
     for s in scores.values():
         print(s.table())
     print(f"raw results and scores in {args.out}")

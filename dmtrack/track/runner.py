@@ -5,8 +5,9 @@
 
 <out>/<seq>.txt (x, y, w, h per frame, frame 1 = the initial box) and <out>/<seq>_time.txt
 (seconds per frame) are written atomically by `dmtrack.eval.write_results` once a sequence is
-done, so a stopped run leaves only whole files. A sequence counts as finished when both files
-hold one row per frame to track; a new run skips those and removes temp files left by a killed
+done, so a stopped run leaves only whole files; a diffusion model's per-frame sample spread goes
+to <out>/spread/<seq>.csv (dmtrack.layout.spread_path) before them. A sequence counts as finished
+when its files hold one row per frame to track; a new run skips those and removes temp files left by a killed
 one. Sequences run in worker processes (spawned; each with cores / workers torch threads),
 which are stopped when the run is (an exception, Ctrl-C, SIGTERM) and end by themselves when
 it is killed. The run ends by scoring the results under the pytracking and the official
@@ -33,9 +34,10 @@ from ..config import config_from_dict
 from ..data import FrameError, load_benchmark, read_frame, truncate
 from ..eval.metrics import PROTOCOLS
 from ..eval.results import save_scores, write_results
-from ..io import LOCK_NAME, atomic_open, exclusive_lock, exit_with_parent, remove_stale_temps, sigterm_as_interrupt
-from ..layout import RUN_META, read_run_meta, write_run_meta
-from ..model import build_model, load_checkpoint
+from ..io import (LOCK_NAME, atomic_open, atomic_write_text, exclusive_lock, exit_with_parent, remove_stale_temps,
+                  sigterm_as_interrupt)
+from ..layout import RUN_META, read_run_meta, spread_dir, spread_path, write_run_meta
+from ..model import build_model, load_checkpoint, sampling_plan
 from ..provenance import cpu_cores, resolve_device
 from .tracker import Tracker, mask_to_image
 
@@ -50,13 +52,14 @@ def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), recor
     record_crop_masks: also return every frame's mask in search-crop coordinates (float16)
     with its crop window (x0, y0, side), the compact form `--save-masks` stores.
     Returns {'boxes': (n,4), 'times': (n,) seconds of the tracker calls only (image reading
-    excluded, as pytracking), 'scores': (n,) (NaN for frame 0), 'masks': {index: HxW float32}}
-    (+ 'crop_masks' (n-1,M,M), 'windows' (n-1,3) with record_crop_masks)."""
+    excluded, as pytracking), 'scores': (n,) (NaN for frame 0), 'spread': (n,) the sample spread
+    of each frame (`dmtrack.track.tracker.sample_spread`; NaN for frame 0 and trackers without samples),
+    'masks': {index: HxW float32}} (+ 'crop_masks' (n-1,M,M), 'windows' (n-1,3) with record_crop_masks)."""
     n = len(seq) if frames is None else min(int(frames), len(seq))
     if n < 1:
         raise ValueError(f"{seq.name}: nothing to track (frames={frames})")
     keep = range(n) if keep_masks is True else set(int(i) for i in keep_masks)
-    boxes, times, scores = np.zeros((n, 4)), np.zeros(n), np.full(n, np.nan)
+    boxes, times, scores, spread = np.zeros((n, 4)), np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
     masks, crop_masks, windows = {}, [], []
     for i in range(n):
         image = read_frame(seq.frames[i])
@@ -70,12 +73,14 @@ def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), recor
             if out["mask"] is not None:
                 masks[i] = out["mask"]
         times[i] = time.perf_counter() - t0
+        if i > 0 and getattr(tracker, "last", {}).get("spread") is not None:
+            spread[i] = float(tracker.last["spread"])
         if i > 0 and record_crop_masks and tracker.last.get("mask") is not None:
             crop_masks.append(tracker.last["mask"].to("cpu", torch.float16).numpy())
             windows.append(tracker.last["window"])
         if on_frame is not None:
             on_frame()
-    result = {"boxes": boxes, "times": times, "scores": scores, "masks": masks}
+    result = {"boxes": boxes, "times": times, "scores": scores, "spread": spread, "masks": masks}
     if record_crop_masks:
         result["crop_masks"] = np.stack(crop_masks) if crop_masks else np.zeros((0, 0, 0), np.float16)
         result["windows"] = np.asarray(windows, dtype=np.float32).reshape(-1, 3)
@@ -106,15 +111,17 @@ def _rows(path: Path) -> int:
         return -1
 
 
-def is_finished(out: Path, name: str, n_frames: int, masks: bool = False) -> bool:
-    """Both result files exist with one row per frame (and the mask file, when masks are saved)."""
+def is_finished(out: Path, name: str, n_frames: int, masks: bool = False, spread: bool = False) -> bool:
+    """Both result files exist with one row per frame (and the mask file, when masks are saved, and
+    the spread file with one row per tracked frame, when the tracker samples masks)."""
     ok = _rows(out / f"{name}.txt") == n_frames and _rows(out / f"{name}_time.txt") == n_frames
+    ok = ok and (not spread or n_frames < 2 or _rows(spread_path(out, name)) == n_frames - 1)
     return ok and (not masks or (out / "masks" / f"{name}.npz").is_file())
 
 
 def result_files(out: Path, name: str) -> list[Path]:
     """Every file a run writes for sequence `name` (boxes, times, masks)."""
-    return [out / f"{name}.txt", out / f"{name}_time.txt", out / "masks" / f"{name}.npz"]
+    return [out / f"{name}.txt", out / f"{name}_time.txt", out / "masks" / f"{name}.npz", spread_path(out, name)]
 
 
 def sequence_inputs(seq, max_frames: int | None = None) -> str:
@@ -133,8 +140,10 @@ def sequence_inputs(seq, max_frames: int | None = None) -> str:
 
 def run_sequence(tracker, seq, out: Path, max_frames: int | None = None, save_masks: bool = False,
                  on_frame=None) -> int:
-    """Track one sequence and write its files (masks, then times and boxes); returns frames tracked."""
+    """Track one sequence and write its files (masks and spread, then times and boxes); returns frames tracked."""
     res = track_sequence(tracker, seq, frames=max_frames, record_crop_masks=save_masks, on_frame=on_frame)
+    if np.isfinite(res["spread"][1:]).any():
+        atomic_write_text(spread_path(out, seq.name), "".join(f"{v:.6f}\n" for v in res["spread"][1:]))
     if save_masks:
         h, w = read_frame(seq.frames[0]).shape[:2]
         write_masks(out / "masks" / f"{seq.name}.npz", res, (h, w))
@@ -155,16 +164,20 @@ def load_model(checkpoint, device=None, ckpt: dict | None = None):
 
 @dataclass(frozen=True)
 class CheckpointTracker:
-    """A tracker factory for `track_benchmark`: the Tracker of a checkpoint at k samplings, built in
-    whichever process calls it (picklable, so each worker process loads its own copy)."""
+    """A tracker factory for `track_benchmark`: the Tracker of a checkpoint at k samplings (steps per
+    chain and reading as Tracker takes them), built in whichever process calls it (picklable, so each
+    worker process loads its own copy)."""
     checkpoint: str
     samples: int
     seed: int
     device: str | None = None
+    steps: int | None = None
+    average: str | None = None
 
     def __call__(self) -> Tracker:
         model, cfg = load_model(self.checkpoint, self.device)
-        return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed)
+        return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed, steps=self.steps,
+                       average=self.average)
 
 
 def file_sha256(path) -> str:
@@ -173,7 +186,7 @@ def file_sha256(path) -> str:
 
 
 # ----------------------------------------------------------------------------- the run
-SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant")  # what evaluate.json must share to resume
+SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant", "average", "steps")  # what evaluate.json must share to resume
 
 
 def _clear(out: Path) -> None:
@@ -190,6 +203,7 @@ def _check_settings(out: Path, old: dict | None, meta: dict, replace_stale: bool
     old record, or None when the folder was emptied."""
     if old is None:
         return None
+    old = {"average": "final", "steps": None, **old}  # records from before the two readings were final-reading runs
     diff = {k: (old.get(k), meta.get(k)) for k in SETTINGS if k in meta and old.get(k) != meta[k]}
     if diff and replace_stale:
         _clear(out)
@@ -219,22 +233,24 @@ def _stale_inputs(out: Path, old: dict | None, inputs: dict, finished: set, repl
     return set(stale)
 
 
-def _plan_run(out: Path, sequences, meta: dict, max_frames, save_masks: bool, replace_stale: bool) -> list:
+def _plan_run(out: Path, sequences, meta: dict, max_frames, save_masks: bool, replace_stale: bool,
+              spread: bool = False) -> list:
     """Check `out` against this run, record the run in evaluate.json and return the sequences to track.
     The record is written before any tracking, so every result file in `out` has its inputs recorded."""
     old = _check_settings(out, read_run_meta(out), meta, replace_stale)
-    for d in (out, out / "masks"):
+    for d in (out, out / "masks", spread_dir(out)):
         remove_stale_temps(d)
     n_of = {s.name: len(truncate(s, max_frames)) for s in sequences}
     inputs = {s.name: sequence_inputs(s, max_frames) for s in sequences}
-    finished = {s.name for s in sequences if is_finished(out, s.name, n_of[s.name], save_masks)}
+    finished = {s.name for s in sequences if is_finished(out, s.name, n_of[s.name], save_masks, spread)}
     finished -= _stale_inputs(out, old, inputs, finished, replace_stale)
     write_run_meta(out, {**meta, "inputs": {**((old or {}).get("inputs") or {}), **inputs}})
     return sorted((s for s in sequences if s.name not in finished), key=lambda s: -n_of[s.name])  # longest first
 
 
 def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 1, max_frames: int | None = None,
-                    save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False) -> None:
+                    save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False,
+                    spread: bool = False) -> None:
     """Track `sequences` into `out` (raw results in pytracking's layout), resuming a stopped run.
 
     make_tracker: a zero-argument callable returning a Tracker, called once in this process
@@ -243,13 +259,14 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
     `sequence_inputs`; a folder holding results of other settings is refused, or emptied with
     replace_stale; a finished sequence whose inputs changed is refused, or redone with
     replace_stale); max_frames: track only the first N frames of each sequence; save_masks: also
-    write <out>/masks/<seq>.npz (see load_masks). Holds <out>'s lock: a second run into the same
-    folder raises dmtrack.io.RunLocked."""
+    write <out>/masks/<seq>.npz (see load_masks); spread: the tracker samples masks, so a sequence is
+    finished only with its spread file. Holds <out>'s lock: a second run into the same folder raises
+    dmtrack.io.RunLocked."""
     from tqdm.auto import tqdm
 
     out = Path(out)
     with exclusive_lock(out, "dmtrack evaluate"):
-        todo = _plan_run(out, sequences, meta, max_frames, save_masks, replace_stale)
+        todo = _plan_run(out, sequences, meta, max_frames, save_masks, replace_stale, spread)
         n_of = {s.name: len(truncate(s, max_frames)) for s in todo}
         workers = max(1, min(int(workers), len(todo) or 1))
         with tqdm(total=sum(n_of.values()), desc=f"{meta.get('benchmark', '')} k={meta.get('samples')}", unit="frame",
@@ -278,10 +295,13 @@ def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> lis
 def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, data_root=None,
              split: str | None = None, workers: int = 1, max_frames: int | None = None,
              sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
-             seed: int | None = None, progress: bool | None = None, replace_stale: bool = False) -> dict:
+             seed: int | None = None, progress: bool | None = None, replace_stale: bool = False,
+             steps: int | None = None, average: str | None = None) -> dict:
     """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
 
-    samples: k (default: the config's test_samples); data_root: the benchmark's folder (default:
+    samples: k (default: the config's test_samples); steps: DDIM steps per chain (default the config's
+    sampling_steps; final reading only); average: final | chain, the reading of "k samplings" (default
+    the config's test_average; see dmtrack.model.sampling_plan); data_root: the benchmark's folder (default:
     `dataset_root`); sequences: names to run (default all); protocols: those to score at the end;
     seed: torch seed set at each sequence start (default: the config's seed). Finished sequences
     are resumed only from the same weights (the checkpoint's SHA-256), k, seed and sequence inputs
@@ -289,6 +309,7 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
     replace_stale deletes such results and redoes them instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
     k = int(samples if samples is not None else cfg.test_samples)
+    _, n_steps, average = sampling_plan(cfg, k, steps, average)  # a plan that cannot run fails here, not midway
     seed = cfg.seed if seed is None else seed
     seqs = select_sequences(load_benchmark(benchmark, root=data_root, split=split, progress=False), sequences, benchmark)
     if not seqs:
@@ -299,11 +320,12 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
         raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
             "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
-            "max_frames": max_frames, "data_root": str(data_root) if data_root else None}
+            "max_frames": max_frames, "data_root": str(data_root) if data_root else None,
+            "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None}
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
-        track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device), seqs, out, meta, workers=workers,
-                        max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion, progress=progress,
-                        replace_stale=replace_stale)
+        track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average), seqs, out, meta,
+                        workers=workers, max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion,
+                        progress=progress, replace_stale=replace_stale, spread=cfg.use_diffusion)
         return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
 
 

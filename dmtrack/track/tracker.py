@@ -80,17 +80,22 @@ class Tracker:
 
     model: a `dmtrack.model` network (put in eval mode here); config: its `Config`;
     device: torch device (default: the model's); samples: k diffusion samplings per frame
-    (default `config.test_samples`); bgr: frames come in OpenCV's BGR order;
+    (default `config.test_samples`); steps: DDIM steps per chain (default `config.sampling_steps`;
+    final reading only); average: the reading of "k samplings", final | chain (default
+    `config.test_average`, see dmtrack.model.sampling_plan); bgr: frames come in OpenCV's BGR order;
     seed: torch RNG seed set at every `initialize`, so a sequence's result does not depend on
     which worker or in what order it ran (None = leave the global RNG alone)."""
 
-    def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0):
+    def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0,
+                 steps: int | None = None, average: str | None = None):
         self.cfg = config
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(self.device).fuse_for_inference()  # once, after the move: the fused constants live on the device
         self.samples = int(samples if samples is not None else config.test_samples)
         if self.samples < 1:
             raise ValueError(f"samples (k) must be >= 1, got {self.samples}")
+        self.steps, self.average = steps, average
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        # once, after the move (the fused constants live on the device), for the steps this tracker runs
+        self.model = model.to(self.device).fuse_for_inference(self.samples, steps, average)
         self.bgr, self.seed = bgr, seed
         S, T = config.search_size, config.template_size
         # Buffers reused every frame: the search tensor is filled in place (no per-frame allocation).
@@ -102,7 +107,7 @@ class Tracker:
         self.text = None
         self.box = None
         self.frame = 0
-        self.last = {}  # internals of the last frame: window, crop-space mask (for saving masks)
+        self.last = {}  # internals of the last frame: window, crop-space mask, sample spread (tensors, not synced)
 
     # ------------------------------------------------------------------ helpers
     def _rgb(self, image) -> np.ndarray:
@@ -146,8 +151,8 @@ class Tracker:
         """Track one frame. Returns {'box': (4,) float64 xywh in image pixels, 'score': float
         (Hann-windowed peak), 'mask': HxW float32 in [0,1] in image coordinates or None
         (no_diffusion, or return_mask=False)}. return_chain adds this frame's diffusion sampling
-        (`chain_arrays`): 'crop' (S,S,3 RGB search crop), 'chain' (steps+1, k, M, M: x_T .. x_0 in
-        [0,1]), 'samples' (k, M, M: each sampling's mask), 'filtered' (M, M: what the head used)."""
+        (`chain_arrays`): 'crop' (S,S,3 RGB search crop), 'chain' (steps+1, chains, M, M: x_T .. x_0 in
+        [0,1]), 'samples' (k, M, M: the k averaged masks), 'filtered' (M, M: what the head used)."""
         if self.box is None:
             raise RuntimeError("call initialize(image, box, text) before track(image)")
         if return_chain and not self.cfg.use_diffusion:
@@ -159,7 +164,8 @@ class Tracker:
             crop, resize_factor, _ = crop_square(image, self.box, self.cfg.search_factor, S)
             search = self._load(crop, self._search)
         with record_function("track/network"):
-            out = self.model(self._template, search, self.text, samples=self.samples, return_chain=return_chain)
+            out = self.model(self._template, search, self.text, samples=self.samples, return_chain=return_chain,
+                             steps=self.steps, average=self.average)
         with record_function("track/decode"):
             score_map = out.score_map
             if self._hann is None or self._hann.shape[-1] != score_map.shape[-1]:
@@ -173,7 +179,8 @@ class Tracker:
         self.box = clip_xywh(box, W, H, margin=CLIP_MARGIN)
         self.frame += 1
         mask = out.mask
-        self.last = {"window": window, "mask": None if mask is None else mask[0, 0]}
+        self.last = {"window": window, "mask": None if mask is None else mask[0, 0],
+                     "spread": None if out.samples_masks is None else sample_spread(out.samples_masks[0])}
         image_mask = None
         if return_mask and mask is not None:
             with record_function("track/mask"):
@@ -182,6 +189,13 @@ class Tracker:
         if return_chain:
             result.update(crop=crop[..., ::-1].copy() if self.bgr else crop, **chain_arrays(out))
         return result
+
+
+def sample_spread(samples: torch.Tensor) -> torch.Tensor:
+    """How far apart the k averaged masks of one frame are: the largest per-pixel range
+    (max - min over the k mask probabilities), taken over the pixels; samples (k,1,M,M) -> scalar.
+    0 when k = 1 or when every sample is the same mask (the diversity measure of docs/method.md)."""
+    return (samples.amax(0) - samples.amin(0)).amax()
 
 
 def chain_arrays(out) -> dict:
