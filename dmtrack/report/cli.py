@@ -7,6 +7,7 @@
 
 Executed notebooks are kept under <reports>/runs/<profile>/ with a JSON stamp each; a rerun skips
 the steps done for the same parameters. A failing notebook stops the chain and is named.
+`--plan` prints every step with its work and estimated duration on this machine, and runs nothing.
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def add_arguments(p) -> None:
                    help="synthetic profiles: the synthetic benchmark's root (default: $DMTRACK_DATA/synthetic[_<preset>]); "
                         "the real datasets' roots come from DMTRACK_DATA / DMTRACK_<NAME>_ROOT")
     p.add_argument("--jobs", type=int, default=None, help="notebooks run at the same time (default: the profile's)")
+    p.add_argument("--max-frames", type=int, default=None, help="track and score only the first N frames of each sequence")
+    p.add_argument("--allow-minilm", action="store_true",
+                   help="paper profile: run with the packaged MiniLM instead of a bert-base-uncased directory")
+    p.add_argument("--plan", action="store_true", help="print every step, its work and estimated duration; run nothing")
+    p.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
     add_override_arguments(p)  # for every training run, e.g. --set pretrained=/w/OSTrack_ep0300.pth.tar
     p.add_argument("--other", action="append", default=[], metavar="NAME=DIR",
                    help="another tracker's raw results: DIR/<benchmark>/<seq>.txt (benchmark = lasot, lasot_ext, tnl2k, "
@@ -33,8 +39,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import json
+
     from ..config import overrides_from_args
-    from .pipeline import StepFailed, reproduce
+    from .estimate import format_plan
+    from .pipeline import PreflightError, StepFailed, plan_estimate, reproduce
 
     others = {}
     for item in args.other:
@@ -42,9 +51,17 @@ def run(args) -> int:
             raise SystemExit(f"dmtrack report: --other expects NAME=DIR, got {item!r}")
         name, folder = item.split("=", 1)
         others[name] = folder
+    common = dict(seeds=args.seeds, reports=args.reports, work=args.work, data=args.data_root, others=others,
+                  jobs=args.jobs, max_frames=args.max_frames, allow_minilm=args.allow_minilm)
     try:
-        reproduce(args.profile, seeds=args.seeds, force=args.force, reports=args.reports, work=args.work,
-                  data=args.data_root, others=others, jobs=args.jobs, train_overrides=overrides_from_args(args))
+        if args.plan:
+            est = plan_estimate(args.profile, train_overrides=overrides_from_args(args), **common)
+            print(json.dumps(est, indent=1) if args.json else format_plan(est))
+            return 0
+        reproduce(args.profile, force=args.force, train_overrides=overrides_from_args(args), **common)
+    except PreflightError as e:
+        print(f"dmtrack report: {e}", file=sys.stderr)
+        return 2
     except StepFailed as e:
         print(f"dmtrack report: FAILED {e}", file=sys.stderr)
         return 1

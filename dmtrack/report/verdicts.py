@@ -13,6 +13,11 @@ finding:
 
 A "similar" claim (GT-CE at k=1) holds when the CI of the paired difference lies inside
 +-SIMILAR_MARGIN, does not hold when the two CIs are disjoint, and is inconclusive otherwise.
+
+Every verdict is held back when the full model does not clearly beat the static baseline (the
+first box held still) on the claims' benchmark: the lower end of the paired CI of (full - static)
+must be above 0. A model that does not track (AUC 3.5 against static's 42.5) makes each ablation
+look like "no difference", and verdicts drawn from it would be noise presented as findings.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import pandas as pd
 
 from dmtrack.eval.stats import CI
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+HOLDS, FAILS, INCONCLUSIVE, HELD_BACK = "holds", "does not hold", "inconclusive", "held back"
 MIN_SEEDS = 2  # one training seed cannot tell a variant's effect from training noise
 MIN_SEQUENCES = 5  # fewer sequences give a bootstrap CI that means little
 SIMILAR_MARGIN = 1.0  # points of AUC; the paper calls 0.2 "similar" and 1.2 its smallest "decrease"
@@ -133,3 +138,26 @@ def judge(claim, better_values, worse_values, metric: str = "auc", n: int = N_BO
         verdict, reason = INCONCLUSIVE, (f"too little evidence ({min(a.shape[0], b.shape[0])} seed(s), {a.shape[1]} "
                                          f"sequences; a verdict needs >= {MIN_SEEDS} seeds and >= {MIN_SEQUENCES} sequences)")
     return Verdict(claim.key, verdict, reason, ca, cb, cd, (a.shape[0], b.shape[0]), a.shape[1])
+
+
+@dataclass
+class Gate:
+    """Whether verdicts may be drawn at all (see the module docstring), and why."""
+    ok: bool
+    reason: str
+    diff: CI | None  # full minus static, paired over sequences
+
+
+def full_beats_static(full: pd.DataFrame, static: pd.DataFrame, n: int = N_BOOT, seed: int = 0) -> Gate:
+    """The gate on every verdict: the paired 95% CI of full minus static (seeds x sequences tables of
+    the same metric, aligned on sequences) lies above 0."""
+    if full.empty or static.empty:
+        return Gate(False, f"the {'full model' if full.empty else 'static baseline'} was not scored on this benchmark", None)
+    if set(full.columns) != set(static.columns):
+        return Gate(False, "the full model and the static baseline were scored on different sequences", None)
+    d = paired_seed_sequence_ci(full, static[full.columns], n, seed)
+    text = f"AUC difference {d.estimate:+.1f}, 95% CI [{d.low:+.1f}, {d.high:+.1f}] over {d.n} sequences"
+    if d.low > 0:
+        return Gate(True, f"the full model beats the static baseline ({text})", d)
+    return Gate(False, f"the full model does not clearly beat the static baseline, the first box held still ({text}): "
+                       "the ablations of a model that does not track say nothing about the paper's claims", d)

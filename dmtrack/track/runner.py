@@ -14,7 +14,6 @@ resumed run with other settings (checkpoint, k, seed) is refused rather than mix
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from ..eval.results import save_scores, write_results
 from ..io import atomic_open
 from ..layout import RUN_META, read_run_meta, write_run_meta
 from ..model import build_model, load_checkpoint
-from ..provenance import cpu_cores, resolve_device
+from ..provenance import cpu_cores, file_sha256, resolve_device
 from .tracker import Tracker, mask_to_image
 
 
@@ -149,11 +148,6 @@ class CheckpointTracker:
     def __call__(self) -> Tracker:
         model, cfg = load_model(self.checkpoint, self.device)
         return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed)
-
-
-def file_sha256(path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ----------------------------------------------------------------------------- the run
