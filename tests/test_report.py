@@ -466,6 +466,9 @@ def test_manifest_seeds_agree_with_the_settings(tmp_path):
     paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
     m = json.loads(pipeline.write_manifest(paths, settings, [0], {}, []).read_text())
     assert m["seeds"] == [0] and m["settings"]["seeds"] == 1 and m["max_frames"] == m["settings"]["max_frames"] == 7
+    assert pipeline.chain_settings("paper", k_sweep=[1, 5]).k_sweep == (1, 5)
+    with pytest.raises(pipeline.PreflightError, match="max_frames must be a positive integer, got 0"):
+        pipeline.chain_settings("smoke", max_frames=0)
 
 
 def _calibration(**kw):

@@ -14,6 +14,11 @@ from __future__ import annotations
 import sys
 
 
+def k_list(text: str) -> list[int]:
+    """'1,5' -> [1, 5] (argparse names this function when a value is not a list of integers)."""
+    return [int(k) for k in text.split(",")]
+
+
 def add_arguments(p) -> None:
     from ..config import add_override_arguments
     from .pipeline import CHAINS
@@ -28,6 +33,8 @@ def add_arguments(p) -> None:
                         "the real datasets' roots come from DMTRACK_DATA / DMTRACK_<NAME>_ROOT")
     p.add_argument("--jobs", type=int, default=None, help="notebooks run at the same time (default: the profile's)")
     p.add_argument("--max-frames", type=int, default=None, help="track and score only the first N frames of each sequence")
+    p.add_argument("--k-sweep", default=None, metavar="K,K,...", type=k_list,
+                   help="the test-time samplings of the accuracy / speed sweep (default: the profile's, 1..10)")
     p.add_argument("--allow-minilm", action="store_true",
                    help="paper profile: run with the packaged MiniLM instead of a bert-base-uncased directory")
     p.add_argument("--plan", action="store_true", help="print every step, its work and estimated duration; run nothing")
@@ -52,7 +59,7 @@ def run(args) -> int:
         name, folder = item.split("=", 1)
         others[name] = folder
     common = dict(seeds=args.seeds, reports=args.reports, work=args.work, data=args.data_root, others=others,
-                  jobs=args.jobs, max_frames=args.max_frames, allow_minilm=args.allow_minilm)
+                  jobs=args.jobs, max_frames=args.max_frames, k_sweep=args.k_sweep, allow_minilm=args.allow_minilm)
     try:
         if args.plan:
             est = plan_estimate(args.profile, train_overrides=overrides_from_args(args), **common)

@@ -20,6 +20,7 @@ k = 1 and at the chain's largest k (seconds per frame are taken as linear in k).
 """
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,7 @@ class Calibration:
     seconds: float  # what the calibration took
     text_encoder: str  # what it ran with (a BERT directory that is not there is replaced by minilm)
     notebook_s: float = 0.0  # starting one notebook: a fresh Python importing what the notebooks import
+    loadavg: float | None = None  # 1-min load average at the end: on a shared machine every time above is inflated by it
 
     def frame(self, k: int) -> float:
         """Seconds per tracked frame at k samplings: linear through the two calibrated k."""
@@ -103,7 +105,7 @@ _NOTEBOOK_START = ("import ipykernel.kernelapp, dmtrack.report.steps, dmtrack.re
                    "print(time.time())")
 
 
-def calibrate(cfg: Config, ks, threads: int, batch: int = 2, steps: int = 2, frames: int = 3) -> Calibration:
+def calibrate(cfg: Config, ks, threads: int, batch: int = 2, steps: int = 1, frames: int = 2) -> Calibration:
     """Time `steps` training steps of `batch` pairs and `frames` tracked frames at k = min and max of
     `ks`, with the model of `cfg` (full variant, random weights: the time does not depend on them),
     and, meanwhile, the start of a notebook's process."""
@@ -137,7 +139,8 @@ def calibrate(cfg: Config, ks, threads: int, batch: int = 2, steps: int = 2, fra
     if start.returncode:
         raise RuntimeError(f"a fresh {sys.executable} cannot import the notebooks' modules: {err.strip().splitlines()[-1:]}")
     notebook_s = float(out.split()[-1]) - launched  # an upper bound: it ran next to the timings above
-    return Calibration(device, threads, batch, per_pair, frame_s, time.perf_counter() - t0, cfg.text_encoder, notebook_s)
+    return Calibration(device, threads, batch, per_pair, frame_s, time.perf_counter() - t0, cfg.text_encoder, notebook_s,
+                       round(os.getloadavg()[0], 1))
 
 
 # --- the sizes of the benchmarks a chain tracks -----------------------------------------------------
@@ -282,9 +285,9 @@ def format_plan(est: dict) -> str:
     lines = [f"dmtrack report --profile {est['profile']} --plan: {len(est['steps'])} steps (nothing was run)",
              f"calibration on {c['device']}, {c['threads']} thread(s), took {c['seconds']:.0f} s, text encoder "
              f"{c['text_encoder']}: {c['train_s_per_pair']:.3f} s per training pair (batch {c['batch']}); tracked frame: {ks}; "
-             f"notebook start {c['notebook_s']:.1f} s",
+             f"notebook start {c['notebook_s']:.1f} s; 1-min load average {c['loadavg']}",
              "benchmarks:"]
-    lines += [f"  {b}: {s['sequences']:,} sequences, {s['frames'] if s['frames'] is None else format(s['frames'], ',')} "
+    lines += [f"  {b}: {s['sequences']:,} sequences, {'? (no official count)' if s['frames'] is None else format(s['frames'], ',')} "
               f"frames ({s['source']})" for b, s in est["sizes"].items()]
     width = max(len(s["step"]) for s in est["steps"])
     lines += ["", f"{'step':{width}}  {'estimate':>9}  work"]

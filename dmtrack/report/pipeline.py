@@ -197,23 +197,26 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
 
 
 def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-                   max_frames: int | None = None) -> ChainSettings:
+                   max_frames: int | None = None, k_sweep=None) -> ChainSettings:
     """The profile's ChainSettings with the command line's changes: the number of seeds, notebooks at
-    a time, training overrides (paths made absolute) and --max-frames."""
+    a time, training overrides (paths made absolute), --max-frames and the k sweep's values."""
     if profile not in CHAINS:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
+    for name, value in (("seeds", seeds), ("jobs", jobs), ("max_frames", max_frames), *(("k", k) for k in k_sweep or ())):
+        if value is not None and (type(value) is not int or value < 1):
+            raise PreflightError(f"{name} must be a positive integer, got {value!r}")
     s = CHAINS[profile]
-    changes = dict(seeds=seeds, jobs=jobs, max_frames=max_frames,
+    changes = dict(seeds=seeds, jobs=jobs, max_frames=max_frames, k_sweep=tuple(k_sweep) if k_sweep else None,
                    train={**s.train, **absolute_path_overrides(train_overrides)} if train_overrides else None)
     return replace(s, **{k: v for k, v in changes.items() if v is not None})
 
 
 def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None, work=None, data=None,
                   others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-                  max_frames: int | None = None, allow_minilm: bool = False) -> dict:
+                  max_frames: int | None = None, k_sweep=None, allow_minilm: bool = False) -> dict:
     """`dmtrack report --plan`: every step of the chain with its work and estimated duration on this
     machine (estimate.py), and the problems that would stop `reproduce` before its first step. Runs nothing."""
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames)
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep)
     problems = []
     try:
         preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, allow_minilm)
@@ -227,14 +230,14 @@ def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None,
 
 def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = False, reports=None, work=None, data=None,
               others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-              max_frames: int | None = None, allow_minilm: bool = False, log=print) -> Path:
+              max_frames: int | None = None, k_sweep=None, allow_minilm: bool = False, log=print) -> Path:
     """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook).
 
     train_overrides: config overrides for every training run (e.g. pretrained=<OSTrack checkpoint>,
     text_encoder=<bert-base-uncased folder> for the paper profile); they are part of the steps' keys.
     Nothing runs when preflight.py finds a problem (PreflightError): the paper profile needs its weights
     (or pretrained=none, and --allow-minilm for the packaged MiniLM), every config must be valid."""
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames)
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep)
     seed_list = list(range(settings.seeds))
     record = preflight(profile, settings.train, seed_list, settings.require_weights, allow_minilm)
     paths = default_paths(profile, reports, work, data)
