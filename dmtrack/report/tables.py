@@ -328,9 +328,9 @@ def run_flags(manifest: dict, cover: pd.DataFrame | None = None) -> list[str]:
         if r["sequences"] is None:
             flags.append(f"{r['benchmark']}: **not scored**")
         elif r["sequences"] != r["official_sequences"] or (r["official_frames"] and r["frames"] != r["official_frames"]):
-            of = f" of the official {r['official_frames']:,}" if r["official_frames"] else " (no official count known)"
+            of = f" of the official {r['official_frames']:,} frames" if r["official_frames"] else " frames (no official count known)"
             flags.append(f"{r['benchmark']}: **{r['sequences']:,} of the official {r['official_sequences']:,} sequences** "
-                         f"and {r['frames']:,}{of} frames scored")
+                         f"and {r['frames']:,}{of} scored")
     if not synthetic and manifest.get("lasot_split_check") is False:
         flags.append("the LaSOT split file was **not checked** against the official 280 test sequences "
                      "(DMTRACK_LASOT_SPLIT_CHECK=0): test sequences may have been trained on")
@@ -390,7 +390,7 @@ def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes
               + ("none." if not changes else ""), ""]
     if changes:
         lines += ["| key | profile | this run |", "|---|---|---|"]
-        lines += [f"| `{k}` | `{a}` | `{b}` |" for k, (a, b) in changes.items()] + [""]
+        lines += [f"| `{k}` | `{json.dumps(a, default=str)}` | `{json.dumps(b, default=str)}` |" for k, (a, b) in changes.items()] + [""]
     if manifest.get("weights"):
         lines += _weights_rows(manifest["weights"]) + [""]
     if cover is not None:
