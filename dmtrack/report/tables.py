@@ -378,7 +378,7 @@ def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes
     roots = ", ".join(f"`{k}={v}`" for k, v in (manifest.get("data_env") or {}).items())
     lines += ["| | |", "|---|---|",
               f"| profile | `{manifest['profile']}` |",
-              f"| data | {manifest.get('data', '')} |"] + ([f"| data roots | {roots} |"] if roots else []) + [
+              f"| data | {manifest.get('data', '')} |"] + ([f"| data roots | {roots} |"] if roots and not manifest.get("synthetic") else []) + [
               f"| training seeds | {len(seeds)} per variant (seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}) |",
               f"| hardware | {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, {hw.get('ram_gib', '?')} GiB RAM, GPUs: {gpus} |",
               f"| platform | {hw.get('platform', '?')}, Python {hw.get('python', '?')} |",
