@@ -6,6 +6,7 @@ MiniLM (--allow-minilm), one seed, --max-frames and a k sweep of the two k Table
 runs with the custom-split opt-out (DMTRACK_LASOT_SPLIT_CHECK=0), which the report must flag."""
 import html as htmllib
 import json
+import os
 import re
 
 import pytest
@@ -56,7 +57,7 @@ def _text(path) -> str:
 @pytest.mark.slow
 def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for var in [k for k in __import__("os").environ if k.startswith("DMTRACK_")]:
+    for var in [k for k in os.environ if k.startswith("DMTRACK_")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("DMTRACK_DATA", "data")  # relative: the notebooks run in notebooks/, it must still work
     monkeypatch.setenv("DMTRACK_LASOT_SPLIT_CHECK", "0")
