@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= demo
+ARGS ?=
 
 .PHONY: setup test reproduce lab bench clean
 
@@ -21,8 +22,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# ARGS: anything `dmtrack report` takes, e.g. ARGS="--set pretrained=/w/OSTrack_ep0300.pth.tar --set text_encoder=/w/bert-base-uncased"
 reproduce: $(STAMP)
-	$(PY) -m dmtrack report --profile $(PROFILE)
+	$(PY) -m dmtrack report --profile $(PROFILE) $(ARGS)
 
 # JupyterLab rooted at the repo (notebooks/ and the executed ones under reports/runs/), opened on notebooks/.
 lab: $(STAMP)

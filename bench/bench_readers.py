@@ -1,6 +1,6 @@
 """How long `load_benchmark("lasot")` takes on a LaSOT-sized test split.
 
-Writes a fake LaSOT root (default 280 sequences x 2,500 frames, 70 classes x 4, zero-byte
+Writes a fake LaSOT root (default the official 280 test sequences x 2,500 frames, zero-byte
 frame files: the readers list folders but never decode images) in a temporary folder,
 then times load_benchmark over it: once right after writing, then the median of --repeat
 runs. Prints a table and writes bench/results/bench_readers.json.
@@ -20,15 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dmtrack.data import load_benchmark  # noqa: E402
+from dmtrack.data.lasot import official_test_names  # noqa: E402
 from dmtrack.io import atomic_write_json
 
 
 def write_fake_lasot(root: Path, n_seq: int, n_frames: int) -> None:
     rows = "".join(f"{10 + i % 50},{20 + i % 30},{40 + i % 7},{30 + i % 5}\n" for i in range(n_frames))
     flags = ",".join("0" for _ in range(n_frames)) + "\n"
-    for s in range(n_seq):
-        cls = f"class{s // 4:02d}"
-        folder = root / cls / f"{cls}-{s % 4 + 1}"
+    names = official_test_names()[:n_seq]
+    for name in names:
+        folder = root / name.rsplit("-", 1)[0] / name
         (folder / "img").mkdir(parents=True)
         for i in range(1, n_frames + 1):
             open(folder / "img" / f"{i:08d}.jpg", "wb").close()
@@ -36,13 +37,12 @@ def write_fake_lasot(root: Path, n_seq: int, n_frames: int) -> None:
         (folder / "full_occlusion.txt").write_text(flags)
         (folder / "out_of_view.txt").write_text(flags)
         (folder / "nlp.txt").write_text("a small object moving on the left\n")
-    names = [f"class{s // 4:02d}-{s % 4 + 1}" for s in range(n_seq)]
     (root / "testing_set.txt").write_text("\n".join(names) + "\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sequences", type=int, default=280)
+    ap.add_argument("--sequences", type=int, default=280, help="the first N official test names (N < 280: a custom split)")
     ap.add_argument("--frames", type=int, default=2500)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -54,7 +54,7 @@ def main() -> None:
         times = []
         for _ in range(1 + args.repeat):
             t0 = time.perf_counter()
-            seqs = load_benchmark("lasot", root, progress=False)
+            seqs = load_benchmark("lasot", root, progress=False, custom_split=args.sequences != 280)
             times.append(time.perf_counter() - t0)
         assert len(seqs) == args.sequences and sum(map(len, seqs)) == args.sequences * args.frames
     first, warm = times[0], statistics.median(times[1:])

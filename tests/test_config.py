@@ -137,3 +137,14 @@ def test_every_way_of_building_a_config_is_checked():
                   lambda: load_config("smoke", **parse_overrides(["batch_size=0"]))):
         with pytest.raises(ValueError, match=msg):
             build()
+
+
+def test_pretrained_none_means_scratch_on_purpose(tmp_path):
+    from dmtrack.model import build_model
+
+    assert load_config("smoke", **parse_overrides(["pretrained=none"])).pretrained == "none"
+    for value in ("", "none"):
+        cfg = load_config("smoke", pretrained=value)
+        assert cfg.pretrained_file is None
+        assert build_model(cfg).pretrained_report is None  # "none" is not read as a file name
+    assert load_config("smoke", pretrained=str(tmp_path / "w.pth")).pretrained_file == str(tmp_path / "w.pth")

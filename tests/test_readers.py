@@ -8,50 +8,23 @@ import os
 import pickle
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from dmtrack.data import BENCHMARKS, DatasetError, MissingFileError, canonical_name, dataset_root, load_benchmark
+from dmtrack.data.benchmarks import OFFICIAL_SIZE, data_environment
+from dmtrack.data.lasot import official_test_names, official_train_names
 from dmtrack.data.names import split_target
+from fixtures import boxes, write_images, write_lasot_seq, write_otb_video, write_query, write_rows, write_tnl2k_seq
 
-_, _JPG = cv2.imencode(".jpg", np.full((8, 8, 3), 127, np.uint8))
-_, _PNG = cv2.imencode(".png", np.full((8, 8, 3), 127, np.uint8))
-
-
-def write_images(folder: Path, names):
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in names:
-        (folder / n).write_bytes((_PNG if n.endswith(".png") else _JPG).tobytes())
-
-
-def write_rows(path: Path, rows, sep=","):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(sep.join(str(v) for v in r) + "\n" for r in rows))
-
-
-def boxes(n, x0=1):
-    return [[x0 + i, 2 * i + 1, 10 + i, 20] for i in range(n)]
-
+# the small LaSOT fixture's 2-name split is a custom split, as the opt-out allows (the check is tested below)
+pytestmark = pytest.mark.filterwarnings("ignore:custom LaSOT split:UserWarning")
 
 # ----------------------------------------------------------------------------- LaSOT layout
 
-def write_lasot_seq(root, name, n=5, occ=None, oov=None, text="white airplane flying in the sky\n",
-                    n_imgs=None, drift=None):
-    """<root>/<class>/<class>-<k>/ with img/%08d.jpg, groundtruth.txt, the flag files, nlp.txt."""
-    folder = root / name.rsplit("-", 1)[0] / name
-    write_images(folder / "img", [f"{i:08d}.jpg" for i in range(1, (n_imgs or n) + 1)])
-    write_rows(folder / "groundtruth.txt", boxes(n))
-    for fname, flags in (("full_occlusion.txt", occ), ("out_of_view.txt", oov)):
-        (folder / fname).write_text(",".join(str(f) for f in (flags or [0] * n)) + "\n")
-    (folder / "nlp.txt").write_text(text)
-    if drift is not None:
-        (folder / "drift.txt").write_text("".join(f"{d}\n" for d in drift))
-    return folder
-
-
 @pytest.fixture
-def lasot(tmp_path):
+def lasot(tmp_path, monkeypatch):
+    monkeypatch.setenv("DMTRACK_LASOT_SPLIT_CHECK", "0")
     root = tmp_path / "LaSOT"
     write_lasot_seq(root, "airplane-1", occ=[0, 1, 0, 0, 0], oov=[0, 0, 0, 1, 1],
                     text="White airplane flying in the sky.\nsecond line is ignored\n")
@@ -123,6 +96,83 @@ def test_dataset_root_from_env(lasot, tmp_path, monkeypatch):
         load_benchmark("lasot")
 
 
+def test_data_environment_makes_every_root_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for var in [k for k in os.environ if k.startswith("DMTRACK_")]:
+        monkeypatch.delenv(var)
+    assert data_environment() == {"DMTRACK_DATA": str(tmp_path / "data")}  # the default `data` too
+    monkeypatch.setenv("DMTRACK_DATA", "sets")
+    monkeypatch.setenv("DMTRACK_TNL2K_ROOT", "/mnt/TNL2K")
+    monkeypatch.setenv("DMTRACK_LASOT_SPLIT", "toolkit/testing_set.txt")
+    assert data_environment() == {"DMTRACK_DATA": str(tmp_path / "sets"), "DMTRACK_TNL2K_ROOT": "/mnt/TNL2K",
+                                  "DMTRACK_LASOT_SPLIT": str(tmp_path / "toolkit" / "testing_set.txt")}
+    assert data_environment(cwd="/elsewhere")["DMTRACK_DATA"] == "/elsewhere/sets"
+
+
+@pytest.fixture(scope="module")
+def lasot_full(tmp_path_factory):
+    """Every one of the 1,400 LaSOT folders (one frame each) and the official testing_set.txt."""
+    root = tmp_path_factory.mktemp("full") / "LaSOT"
+    for name in sorted(set(official_test_names()) | official_train_names()):
+        write_lasot_seq(root, name, n=1)
+    (root / "testing_set.txt").write_text("\n".join(official_test_names()) + "\n")
+    return root
+
+
+def test_official_lasot_lists():
+    test, train = official_test_names(), official_train_names()
+    assert len(test) == len(set(test)) == OFFICIAL_SIZE["lasot"][0] == 280 and len(train) == 1120
+    classes = {n.rsplit("-", 1)[0] for n in test}
+    assert len(classes) == 70 and all(sum(n.rsplit("-", 1)[0] == c for n in test) == 4 for c in classes)
+    assert not set(test) & train and {"airplane-1", "monkey-17", "volleyball-19"} <= set(test) and "airplane-2" in train
+
+
+def test_lasot_official_split_loads_280_test_and_1120_train(lasot_full, monkeypatch):
+    monkeypatch.delenv("DMTRACK_LASOT_SPLIT_CHECK", raising=False)
+    assert [s.name for s in load_benchmark("lasot", lasot_full)] == sorted(official_test_names())
+    assert {s.name for s in load_benchmark("lasot", lasot_full, split="train")} == official_train_names()
+
+
+def test_lasot_split_file_other_than_the_official_280_is_an_error(lasot_full, tmp_path, monkeypatch):
+    monkeypatch.delenv("DMTRACK_LASOT_SPLIT_CHECK", raising=False)
+    short = tmp_path / "testing_set.txt"  # airplane-9 dropped: it would become a training sequence
+    short.write_text("\n".join(n for n in official_test_names() if n != "airplane-9") + "\n")
+    monkeypatch.setenv("DMTRACK_LASOT_SPLIT", str(short))
+    for split in ("test", "train"):
+        with pytest.raises(DatasetError) as e:
+            load_benchmark("lasot", lasot_full, split=split)
+        assert str(short) in str(e.value) and "lists 279 names" in str(e.value) and "missing: airplane-9" in str(e.value)
+        assert "DMTRACK_LASOT_SPLIT_CHECK=0" in str(e.value)
+    other = [n for n in official_test_names() if n != "bird-3"] + ["bird-1"]  # 280 names, one of them a train sequence
+    short.write_text("\n".join(other) + "\n")
+    with pytest.raises(DatasetError, match="missing: bird-3; not in the official test list: bird-1"):
+        load_benchmark("lasot", lasot_full)
+    # the opt-outs: the environment variable, or custom_split=True; both warn
+    with pytest.warns(UserWarning, match="custom LaSOT split.*bird-3"):
+        assert len(load_benchmark("lasot", lasot_full, custom_split=True)) == 280
+    monkeypatch.setenv("DMTRACK_LASOT_SPLIT_CHECK", "0")
+    with pytest.warns(UserWarning, match="custom LaSOT split"):
+        assert "bird-3" in {s.name for s in load_benchmark("lasot", lasot_full, split="train")}
+
+
+def test_lasot_train_other_than_the_official_1120_is_an_error(lasot_full, monkeypatch):
+    monkeypatch.delenv("DMTRACK_LASOT_SPLIT_CHECK", raising=False)
+    extra = write_lasot_seq(lasot_full, "airplane-21", n=1)  # no LaSOT sequence (e.g. a copied-in video)
+    moved = lasot_full / "bird" / "bird-20"
+    moved.rename(lasot_full / ".bird-20")  # a hidden folder is not a sequence: bird-20 is missing
+    try:
+        with pytest.raises(DatasetError) as e:
+            load_benchmark("lasot", lasot_full, split="train")
+        msg = str(e.value)
+        assert "is 1120 sequences, not the official 1120" in msg and "missing folders: bird-20" in msg
+        assert "no official training sequence: airplane-21" in msg and str(lasot_full) in msg
+        assert len(load_benchmark("lasot", lasot_full)) == 280  # the test split does not depend on the train folders
+    finally:
+        (lasot_full / ".bird-20").rename(moved)
+        import shutil
+        shutil.rmtree(extra)
+
+
 def test_lasot_ext_every_sequence_is_test(tmp_path):
     root = tmp_path / "LaSOT_ext"
     write_lasot_seq(root, "atv-1", n=2)
@@ -136,18 +186,6 @@ def test_lasot_ext_every_sequence_is_test(tmp_path):
 
 
 # ----------------------------------------------------------------------------- TNL2K layout
-
-def write_tnl2k_seq(split_dir, name, img_names, rows, text="the man in white shirt running on the road ",
-                    attributes=None):
-    folder = split_dir / name
-    write_images(folder / "imgs", img_names)
-    write_rows(folder / "groundtruth.txt", rows)
-    if text is not None:
-        (folder / "language.txt").write_text(text)
-    if attributes is not None:
-        (folder / "attributes.txt").write_text(attributes)
-    return folder
-
 
 def test_tnl2k_one_level_png_sorted_by_number(tmp_path):
     test = tmp_path / "TNL2K" / "test"
@@ -213,20 +251,6 @@ def test_tnl2k_duplicate_frame_number_is_an_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- OTB-Lang layout
-
-def write_otb_video(root, folder, gt, n_imgs, fmt="{:04d}.jpg", sep=",", img_dir="img"):
-    """OTB_videos/<folder>/img/%04d.jpg + gt files {file name: rows}."""
-    video = root / "OTB_videos" / folder
-    write_images(video / img_dir, [fmt.format(i) for i in range(1, n_imgs + 1)])
-    for fname, rows in gt.items():
-        write_rows(video / fname, rows, sep)
-    return video
-
-
-def write_query(root, split, name, text):
-    (root / f"OTB_query_{split}").mkdir(parents=True, exist_ok=True)
-    (root / f"OTB_query_{split}" / f"{name}.txt").write_text(text)
-
 
 @pytest.fixture
 def otb(tmp_path):
@@ -560,7 +584,7 @@ def test_lasot_images_after_last_gt_row_warn_and_are_not_frames(lasot):
     write_images(img, ["00000004.jpg", "00000005.jpg"])  # gt has 3 rows
     with pytest.warns(UserWarning, match="2 images after the last ground-truth row") as w:
         (s,) = [s for s in load_benchmark("lasot", lasot) if s.name == "bird-2"]
-    assert str(img) in str(w[0].message)
+    assert any(str(img) in str(x.message) for x in w)  # (next to the fixture's custom-split warning)
     assert [f.name for f in s.frames] == ["00000001.jpg", "00000002.jpg", "00000003.jpg"]
     assert s.extra["unannotated_images"] == 2
 

@@ -178,6 +178,74 @@ def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
     assert "1.8 min" in text and "affords **5 seed(s)**" in text and "**3 seed(s)**" in text
 
 
+def _verdict_runs(root, full_k5, static, seeds=(0, 1, 2)):
+    """Table 2's rows 1 and 9 on the synthetic OTB-Lang and the static baseline: {sequence: AUC} each."""
+    for seed in seeds:
+        _write_run(root, "synthetic_otb_lang", "dmtrack-full", f"k5_seed{seed}", "full", 5, seed,
+                   {n: _seq(a + 0.1 * seed) for n, a in full_k5.items()})
+        _write_run(root, "synthetic_otb_lang", "dmtrack-no_diffusion", f"k1_seed{seed}", "no_diffusion", 1, seed,
+                   {n: _seq(a - 0.5 * seed) for n, a in full_k5.items()})
+    _write_run(root, "synthetic_otb_lang", "static", "seed0", "static", None, 0, {n: _seq(a) for n, a in static.items()})
+    return tables.Results(*tables.load_runs(root), synthetic=True)
+
+
+def test_verdicts_are_held_back_when_the_full_model_does_not_beat_static(tmp_path):
+    static = {f"S{i}": 40.0 + i for i in range(6)}  # mean 42.5
+    collapsed = _verdict_runs(tmp_path / "a", {f"S{i}": 3.0 + 0.2 * i for i in range(6)}, static)  # mean 3.5 (+0.1 seed)
+    gate = tables.verdict_gate(collapsed)
+    assert not gate.ok and gate.diff.estimate == pytest.approx(3.6 - 42.5) and gate.diff.high < 0
+    assert "does not clearly beat the static baseline" in gate.reason and "-38.9" in gate.reason
+    v = tables.verdicts(collapsed)
+    assert v.loc["Diffusion helps (k=5)", "verdict"] == verdicts.HELD_BACK and v.loc["Diffusion helps (k=5)", "why"] == gate.reason
+    assert v.loc["Diffusion helps (k=5)", "ours: difference [CI]"].startswith("+0.6")  # the numbers stay visible
+    assert v.loc["Language helps", "verdict"] == "not run"  # a row never evaluated stays "not run"
+    tracking = _verdict_runs(tmp_path / "b", {f"S{i}": 60.0 + 3 * i for i in range(6)}, static)  # +25 over static
+    gate = tables.verdict_gate(tracking)
+    assert gate.ok and gate.diff.estimate == pytest.approx(25.1) and gate.diff.low > 0
+    assert tables.verdicts(tracking).loc["Diffusion helps (k=5)", "verdict"] in (verdicts.HOLDS, verdicts.INCONCLUSIVE)
+    # the same static values on other sequences, or no static run: held back, saying why
+    other = verdicts.full_beats_static(tracking.matrix("dmtrack-full", "synthetic_otb_lang", 5, "pytracking"),
+                                       collapsed.matrix("static", "synthetic_otb_lang", None, "pytracking").rename(columns=str.lower))
+    assert not other.ok and "different sequences" in other.reason
+    import pandas as pd
+    assert "static baseline was not scored" in verdicts.full_beats_static(tracking.matrix("dmtrack-full", "synthetic_otb_lang", 5, "pytracking"), pd.DataFrame()).reason
+
+
+def test_styled_tables_print_one_decimal():
+    import pandas as pd
+
+    html = tables.styled(pd.DataFrame({"k": [1, 2], "auc": [3.73, 41.25], "fps": [12.0, 9.5]}).set_index("k"),
+                         "k sweep", "pytracking", True).to_html()
+    assert "3.7<" in html and "41.2<" in html and "12.0<" in html and "3.730000" not in html
+
+
+def test_coverage_and_flags_of_a_partial_run_on_the_real_benchmarks(tmp_path):
+    root = tmp_path / "work" / "results"
+    _write_run(root, "otb_lang", "dmtrack-full", "k1_seed0", "full", 1, 0, {"Biker": _seq(50), "Board": _seq(60)})
+    for name, rows in (("Biker", 3), ("Board", 4)):  # raw results: one row per scored frame
+        (root / "otb_lang" / "dmtrack-full" / "k1_seed0" / f"{name}.txt").write_text("1,2,3,4\n" * rows)
+    res = tables.Results(*tables.load_runs(root), synthetic=False)
+    cover = tables.coverage(res, tmp_path / "work")
+    otb = cover.set_index("loader").loc["otb_lang"]
+    assert (otb.sequences, otb.official_sequences, otb.frames, otb.official_frames) == (2, 48, 7, 29077)
+    assert cover.set_index("loader").loc["lasot"].sequences is None  # not run
+    manifest = dict(profile="paper", synthetic=False, seeds=[0], max_frames=5, lasot_split_check=False,
+                    config_changes={"depth": [12, 2], "pretrained": ["", "none"]},
+                    weights={"pretrained": dict(setting="none", path=None, sha256=None, note="random initialisation"),
+                             "text_encoder": dict(setting="minilm", name="model", path="/x/model", sha256="ab" * 32, files=9)},
+                    data_env={"DMTRACK_DATA": "/data"})
+    flags = tables.run_flags(manifest, cover)
+    assert flags[0] == "**2 config override(s)** of the profile `paper`: `depth`, `pretrained` (values below)"
+    assert any("trained from random initialisation" in f for f in flags) and any("**MiniLM**" in f for f in flags)
+    assert "OTB-Lang: **2 of the official 48 sequences** and 7 of the official 29,077 frames scored" in flags
+    assert "LaSOT: **not scored**" in flags and any("not checked" in f for f in flags) and any("first 5 frames" in f for f in flags)
+    md = tables.provenance_markdown(manifest, cover, ["the verdicts are **held back**: because"])
+    assert "> **This run differs from the paper's setup**" in md and "> - the verdicts are **held back**: because" in md
+    assert "| training seeds | 1 per variant (seed 0) |" in md and "| `depth` | `12` | `2` |" in md
+    assert f"| `{'ab' * 32}` |" in md and "| OTB-Lang (`otb_lang`) | 2 | 48 | 7 | 29,077 |" in md
+    assert md.index("This run differs") < md.index("| profile |")  # the flags come first
+
+
 def test_published_table_labels_sources():
     df = tables.published_table(real=False)
     assert df.loc["DMTrack (paper, Table 1 text, k=1)", ("TNL2K", "AUC")] == "57.7"
@@ -451,7 +519,7 @@ def test_report_cli_help(capsys):
 
 
 def test_unknown_training_override_fails_before_any_step(tmp_path):
-    with pytest.raises(KeyError, match="unknown config key.*nope"):
+    with pytest.raises(pipeline.PreflightError, match="unknown config key.*nope"):
         pipeline.reproduce("smoke", reports=tmp_path / "r", work=tmp_path / "w", data=tmp_path / "d",
                            train_overrides={"nope": 1}, log=lambda s: None)
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
@@ -526,3 +594,103 @@ def test_a_second_report_on_a_busy_work_folder_stops_before_any_step(tmp_path, m
         first.kill()
         first.wait()
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists() and sorted(work.iterdir()) == [work / ".lock"]
+
+
+# --- before the chain runs: preflight, the plan and its estimate -------------------------------------------
+def test_paper_profile_refuses_to_start_without_its_weights(tmp_path, capsys):
+    from dmtrack.cli import main
+
+    args = ["report", "--profile", "paper", "--reports", str(tmp_path / "r"), "--work", str(tmp_path / "w")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dmtrack report: profile paper trains at the paper's settings")
+    assert "pretrained= is not set" in err and "--set pretrained=none" in err
+    assert "text_encoder=minilm is not a BERT directory" in err and "--allow-minilm" in err
+    assert 'README.md, section "Pointing the project at real datasets and weights"' in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
+    assert main(args + ["--set", f"pretrained={tmp_path / 'nope.pth'}", "--allow-minilm"]) == 2
+    assert f"pretrained={tmp_path / 'nope.pth'}: no such file" in capsys.readouterr().err
+
+
+def test_preflight_resolves_paths_and_records_the_weights(tmp_path, monkeypatch):
+    import hashlib
+
+    from dmtrack.provenance import folder_sha256
+    from dmtrack.report.preflight import preflight
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "ostrack.pth").write_bytes(b"weights")
+    bert = tmp_path / "w" / "bert-base-uncased"
+    bert.mkdir()
+    (bert / "config.json").write_text("{}")
+    (bert / "vocab.txt").write_text("[PAD]\n")
+    over = {"pretrained": "w/ostrack.pth", "text_encoder": "w/bert-base-uncased", "depth": 12}
+    rec = preflight("paper", over, [0, 1], require_weights=True)  # relative paths: against the caller's folder
+    assert rec["overrides"] == {"pretrained": str(tmp_path / "w" / "ostrack.pth"), "text_encoder": str(bert), "depth": 12}
+    assert rec["weights"]["pretrained"]["sha256"] == hashlib.sha256(b"weights").hexdigest()
+    te = rec["weights"]["text_encoder"]
+    files = [("config.json", b"{}"), ("vocab.txt", b"[PAD]\n")]
+    expect = hashlib.sha256("".join(f"{n}\0{hashlib.sha256(c).hexdigest()}\n" for n, c in files).encode()).hexdigest()
+    assert te["name"] == "bert-base-uncased" and te["files"] == 2 and te["sha256"] == expect == folder_sha256(bert)[0]
+    assert rec["config_changes"]["depth"] == [12, 12] and rec["data_env"]["DMTRACK_DATA"] == str(tmp_path / "data")
+    # the explicit opt-outs: scratch training, and the packaged MiniLM with allow_minilm
+    rec = preflight("paper", {"pretrained": "none"}, [0], require_weights=True, allow_minilm=True)
+    assert rec["weights"]["pretrained"] == dict(setting="none", path=None, sha256=None, note="random initialisation")
+    assert rec["weights"]["text_encoder"]["setting"] == "minilm" and len(rec["weights"]["text_encoder"]["sha256"]) == 64
+
+
+def test_every_config_of_the_chain_is_validated_before_the_first_step(tmp_path):
+    with pytest.raises(pipeline.PreflightError, match=r"profile smoke, variant full, seed 0: config key 'ce_layers' = \(5,\)"):
+        pipeline.reproduce("smoke", reports=tmp_path / "r", work=tmp_path / "w", data=tmp_path / "d",
+                           train_overrides={"ce_layers": [5]}, log=lambda s: None)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+def test_manifest_seeds_agree_with_the_settings(tmp_path):
+    settings = pipeline.chain_settings("demo", seeds=1, max_frames=7)
+    paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
+    m = json.loads(pipeline.write_manifest(paths, settings, [0], {}, []).read_text())
+    assert m["seeds"] == [0] and m["settings"]["seeds"] == 1 and m["max_frames"] == m["settings"]["max_frames"] == 7
+    assert pipeline.chain_settings("paper", k_sweep=[1, 5]).k_sweep == (1, 5)
+    with pytest.raises(pipeline.PreflightError, match="max_frames must be a positive integer, got 0"):
+        pipeline.chain_settings("smoke", max_frames=0)
+
+
+def _calibration(**kw):
+    from dmtrack.report.estimate import Calibration
+
+    return Calibration(**{**dict(device="cpu", threads=1, batch=2, train_s_per_pair=0.1, frame_s={1: 0.02, 5: 0.06},
+                                 seconds=1.0, text_encoder="minilm", notebook_s=3.0), **kw})
+
+
+def test_plan_estimate_follows_the_cost_model():
+    from dmtrack.report import estimate
+
+    paths = pipeline.default_paths("smoke", "/r", "/w", "/d")
+    steps = pipeline.plan("smoke", paths)
+    benches = {b for s in steps if s.name.startswith("20_evaluate/") for b in s.params["benchmarks"]}
+    sizes = {b: dict(sequences=2, frames=24, source="test", seconds=0.5) for b in benches}
+    est = estimate.estimate("smoke", steps, sizes, _calibration(), jobs=2)
+    by = {s["step"]: s for s in est["steps"]}
+    assert by["10_train/full_seed0"]["work"] == dict(variant="full", seed=0, epochs=2, steps=8, batch=4, pairs=32)
+    assert by["10_train/full_seed0"]["seconds"] == pytest.approx(32 * 0.1 + 3)  # pairs x s/pair + notebook start
+    assert by["20_evaluate/full_otb_lang_k5"]["seconds"] == pytest.approx(24 * 0.06 + 3)
+    assert by["20_evaluate/full_otb_lang_k2"]["seconds"] == pytest.approx(24 * 0.03 + 3)  # linear in k: 0.02 + 0.01 (k - 1)
+    assert by["20_evaluate/no_diffusion_otb_lang_k1"]["seconds"] == pytest.approx(24 * 0.02 + 3)
+    assert by["20_evaluate/full_drift_k1"]["work"]["frames"] == 48
+    assert by["00_data"]["seconds"] == pytest.approx(3 * 0.5 * len(sizes) + 3)
+    assert by["30_visualize"]["seconds"] == pytest.approx(5 * 2 * 12 * 0.06 + 2 * 12 * 0.02 + 3)  # no_diffusion at k=1
+    assert by["40_report"]["seconds"] == 3.0 and est["not_estimated"] == []
+    assert est["total_seconds"] == pytest.approx(sum(s["seconds"] for s in est["steps"]))
+    assert est["wall_seconds"] == pytest.approx(est["total_seconds"] / 2)
+    text = estimate.format_plan(est)
+    assert "10_train/full_seed0" in text and "2 epochs, 8 steps x 4 pairs = 32 pairs" in text and "total:" in text
+    logs = []
+    progress = estimate.Progress(est, logs.append)
+    progress([])
+    progress([dict(step="00_data", status="ran", seconds=2 * by["00_data"]["seconds"])])  # twice as slow as estimated
+    left = (est["total_seconds"] - by["00_data"]["seconds"]) * 2 / 2
+    assert logs[0].startswith(f"[eta ] 0/{len(steps)} steps done")
+    assert logs[1].startswith(f"[eta ] 1/{len(steps)} steps done") and f"about {estimate.duration(left)} left" in logs[1]
+    assert "x 2.00" in logs[1]

@@ -134,11 +134,29 @@ def test_flip_swaps_left_and_right_in_the_sentence(tmp_path):
 
 
 def test_image_dataset_reuses_its_frame(tmp_path):
-    img = Sequence("ref1", write_video(tmp_path / "ref", [[50, 50, 30, 40]]), np.array([[50.0, 50, 30, 40]]),
+    img = Sequence("ref1", write_video(tmp_path / "ref", [[50, 50, 60, 70]]), np.array([[50.0, 50, 60, 70]]),
                    "a man on the left", "refcocog")
     ds = PairDataset(smoke_cfg(train_datasets={"refcocog": 1.0}), {"refcocog": [img]})
     s = ds.raw(0, 0)
     assert s["frame_ids"] == (0, 0) and s["dataset"] == "refcocog"
+
+
+def test_refcocog_crowd_and_small_references_are_not_trained_on(tmp_path):
+    # JointNLT's rule (docs/datasets.md): a reference is a training target when iscrowd == 0 and w, h > 50
+    from dmtrack.data import load_benchmark
+    from fixtures import ref, write_refcocog
+
+    anns = [dict(id=1, image_id=1, bbox=[10, 10, 60, 55], category_id=1, iscrowd=0),  # kept
+            dict(id=2, image_id=1, bbox=[5, 5, 80, 70], category_id=1, iscrowd=1),  # a crowd
+            dict(id=3, image_id=2, bbox=[10, 10, 50, 90], category_id=1, iscrowd=0),  # w = 50: not over 50
+            dict(id=4, image_id=2, bbox=[10, 10, 90, 50.5], category_id=1, iscrowd=0)]  # kept
+    refs = [ref(i, i, anns[i - 1]["image_id"], "train", [(10 * i, f"person number {i}")]) for i in (1, 2, 3, 4)]
+    root = write_refcocog(tmp_path / "refcoco", refs, anns, [{"id": 1, "name": "person"}], size=(120, 100))
+    seqs = load_benchmark("refcocog", root)
+    assert [s.name for s in seqs] == ["1_10", "2_20", "3_30", "4_40"]  # the reader keeps every one
+    assert [bool(visible_frames(s)[0]) for s in seqs] == [True, False, False, True]
+    ds = PairDataset(smoke_cfg(train_datasets={"refcocog": 1.0}), {"refcocog": seqs})
+    assert {ds.raw(0, i)["seq"] for i in range(40)} == {"1_10", "4_40"}
 
 
 def test_whole_padding_crops_are_rejected(tmp_path):
@@ -154,7 +172,7 @@ def test_whole_padding_crops_are_rejected(tmp_path):
 
 
 def test_mixture_ratios(video, tmp_path):
-    img = Sequence("ref1", write_video(tmp_path / "ref", [[50, 50, 30, 40]]), np.array([[50.0, 50, 30, 40]]), "a cup", "refcocog")
+    img = Sequence("ref1", write_video(tmp_path / "ref", [[50, 50, 60, 70]]), np.array([[50.0, 50, 60, 70]]), "a cup", "refcocog")
     ds = PairDataset(smoke_cfg(train_datasets={"synthetic": 3.0, "refcocog": 1.0, "lasot": 0.0}),
                      {"synthetic": [video], "refcocog": [img]})
     names = [ds.raw(0, i)["dataset"] for i in range(400)]

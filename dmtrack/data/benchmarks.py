@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from . import lasot, otb, refcoco, tnl2k
-from .sequence import Sequence, dataset_root
+from .sequence import DATA_ENV, DEFAULT_SUBDIRS, Sequence, data_root, dataset_root, root_env
 
 # How reports and printed tables call the synthetic suites, always (never "the benchmark").
 STAND_IN = "synthetic stand-in"
@@ -30,6 +30,12 @@ BENCHMARKS = {
     "synthetic_tnl2k": f"{STAND_IN} for TNL2K (<root>/tnl2k)",
     "synthetic_otb_lang": f"{STAND_IN} for OTB-Lang (<root>/otb_lang)",
 }  # plus synthetic_drift_<level> (e.g. synthetic_drift_0.50): the drift sweep, LaSOT layout at <root>/drift/<level>
+
+# The official test sets: (sequences, frames = ground-truth rows), what a full run scores. Counted
+# on the toolkits' annotations (LaSOT: LaSOT_Evaluation_Toolkit annos; TNL2K: TNL2K_evaluation_toolkit
+# annos; OTB-Lang: the OTB-100 annotations of the 48 test videos). No frame count is known to the
+# project for LaSOT_ext (None): its sequences are checked, its frames only shown.
+OFFICIAL_SIZE = {"lasot": (280, 685_360), "lasot_ext": (150, None), "tnl2k": (700, 516_038), "otb_lang": (48, 29_077)}
 
 # synthetic benchmark -> (folder under the synthetic root, layout)
 SUITES = {
@@ -85,8 +91,23 @@ def suite_location(name: str) -> tuple[str, str]:
     raise KeyError(f"unknown synthetic benchmark {name!r}; known: {', '.join(SUITES)}, {_DRIFT}<level>")
 
 
+def data_environment(cwd=None) -> dict[str, str]:
+    """Every DMTRACK_* path the readers use, made absolute against `cwd` (default: the working
+    directory): DMTRACK_DATA (its default `data` included) and, where set, DMTRACK_<NAME>_ROOT
+    and DMTRACK_LASOT_SPLIT. The report sets these before its notebooks start: papermill runs
+    them in notebooks/, where a relative root would name another folder."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    absolute = lambda p: str(base / Path(p).expanduser())  # an absolute p replaces base
+    env = {DATA_ENV: absolute(data_root())}
+    for var in [root_env(name) for name in DEFAULT_SUBDIRS] + [lasot.SPLIT_ENV]:
+        if os.environ.get(var):
+            env[var] = absolute(os.environ[var])
+    return env
+
+
 def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str | None = None,
-                   allow_empty_text: bool = False, progress: bool | None = None) -> list[Sequence]:
+                   allow_empty_text: bool = False, progress: bool | None = None,
+                   custom_split: bool = False) -> list[Sequence]:
     """The sequences of benchmark `name` (a key of BENCHMARKS, or synthetic_drift_<level>): sorted by
     name for the video benchmarks, in the refs file's order for refcocog.
 
@@ -97,13 +118,15 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
     allow_empty_text: an empty description file is an error by default (TNL2K's
         Fight_video_6-Done shipped one); True loads it as "" with a warning.
     progress: tqdm bar over sequences (None = only on a terminal).
+    custom_split: lasot only: accept a split file other than the official 280 test names (the
+        same as DMTRACK_LASOT_SPLIT_CHECK=0); by default that is an error (see lasot.py).
     """
     if name not in BENCHMARKS and drift_level(name) is None:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, {_DRIFT}<level>")
     root = Path(root) if root is not None else dataset_root(name)
     opts = dict(allow_empty_text=allow_empty_text, progress=progress)
     if name == "lasot":
-        seqs = lasot.load(root, split or "test", tag="lasot", **opts)
+        seqs = lasot.load(root, split or "test", tag="lasot", official=True, custom_split=custom_split, **opts)
     elif name == "lasot_ext":
         seqs = lasot.load(root, split or "test", tag="lasot_extension_subset", all_test=True, **opts)
     elif name == "tnl2k":

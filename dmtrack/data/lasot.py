@@ -1,12 +1,17 @@
 """LaSOT and LaSOT_ext: <root>/<class>/<class>-<k>/{img/%08d.jpg, groundtruth.txt,
 full_occlusion.txt, out_of_view.txt, nlp.txt} (formats_metrics.md §1-2).
 
-The official test split is the LaSOT toolkit's sequence_evaluation_config/testing_set.txt
-(HengLan/LaSOT_Evaluation_Toolkit), which the user copies to <root>/testing_set.txt or
-points DMTRACK_LASOT_SPLIT at; the project ships no lists. Train = every other sequence.
+The test split is read from the LaSOT toolkit's sequence_evaluation_config/testing_set.txt
+(HengLan/LaSOT_Evaluation_Toolkit), which the user copies to <root>/testing_set.txt or points
+DMTRACK_LASOT_SPLIT at; train = every other sequence folder. For the real LaSOT that file is
+checked against the official 280 names the project ships (lasot_test.txt, pytracking's list):
+a shortened list would move test sequences into training without a word. A file that differs,
+or a train split other than the official 1,120, is an error unless the check is turned off
+(DMTRACK_LASOT_SPLIT_CHECK=0 or custom_split=True; the report then flags the run).
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -16,6 +21,62 @@ from .files import (DatasetError, MissingFileError, numbered_frames, progress_ba
 from .sequence import Sequence
 
 SPLIT_ENV = "DMTRACK_LASOT_SPLIT"
+SPLIT_CHECK_ENV = "DMTRACK_LASOT_SPLIT_CHECK"  # "0": accept a split file other than the official 280 names
+VIDEOS_PER_CLASS = 20  # LaSOT: 70 classes x 20 videos = 1,400
+
+
+@functools.cache
+def official_test_names() -> tuple[str, ...]:
+    """The 280 sequences of LaSOT's test split (Protocol II), in class order: the list of the LaSOT
+    toolkit's testing_set.txt, as pytracking's evaluation/lasotdataset.py hard-codes it."""
+    return tuple(Path(__file__).with_name("lasot_test.txt").read_text().split())
+
+
+@functools.cache
+def official_train_names() -> frozenset[str]:
+    """The 1,120 training sequences: every <class>-<1..20> of the 70 test classes minus the test
+    names (equal to pytracking's ltr/data_specs/lasot_train_split.txt, checked)."""
+    classes = {n.rsplit("-", 1)[0] for n in official_test_names()}
+    return frozenset(f"{c}-{i}" for c in classes for i in range(1, VIDEOS_PER_CLASS + 1)) - set(official_test_names())
+
+
+def split_check_enabled(custom_split: bool = False) -> bool:
+    """False when the user opted out of the official-split check (custom_split or DMTRACK_LASOT_SPLIT_CHECK=0)."""
+    return not custom_split and os.environ.get(SPLIT_CHECK_ENV, "1").strip() != "0"
+
+
+def _first(names, n: int = 5) -> str:
+    names = sorted(names)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def check_official_split(path: Path, test: dict, root: Path, found: dict | None, check: bool) -> None:
+    """Raise (or, with the check off, warn) when the split file is not the official 280 names, or
+    when `found` (the sequence folders, given for the train split) minus them is not the official 1,120."""
+    problems = []
+    official = set(official_test_names())
+    if set(test) != official:
+        missing, extra = official - set(test), set(test) - official
+        problems.append(f"{path} lists {len(test)} names, not the official {len(official)} LaSOT test sequences"
+                        + (f"; missing: {_first(missing)}" if missing else "")
+                        + (f"; not in the official test list: {_first(extra)}" if extra else "")
+                        + " (a shortened list moves test sequences into training)")
+    if found is not None:
+        train, want = set(found) - set(test), official_train_names()
+        if train != want:
+            missing, extra = want - train, train - want
+            problems.append(f"the LaSOT train split under {root} (every folder not in the test list) is {len(train)} "
+                            f"sequences, not the official {len(want)}"
+                            + (f"; missing folders: {_first(missing)}" if missing else "")
+                            + (f"; folders that are no official training sequence: {_first(extra)}" if extra else ""))
+    if not problems:
+        return
+    text = "; ".join(problems)
+    if check:
+        raise DatasetError(f"{text}. Copy the LaSOT toolkit's testing_set.txt unchanged, or set {SPLIT_CHECK_ENV}=0 "
+                           "(custom_split=True) to use this split anyway; the report then flags the run")
+    warnings.warn(f"custom LaSOT split ({SPLIT_CHECK_ENV}=0 or custom_split): {text}")
+
 
 def find_sequences(root: Path) -> dict[str, Path]:
     """{sequence name: folder} for every <root>/<class>/<name>/ (hidden folders skipped)."""
@@ -53,9 +114,11 @@ def split_file_path(root: Path, split_file: Path | None) -> Path:
     return path
 
 def load(root: Path, split: str, tag: str, split_file: Path | None = None, all_test: bool = False,
-         all_train: bool = False, allow_empty_text: bool = False, progress: bool | None = None) -> list[Sequence]:
+         all_train: bool = False, allow_empty_text: bool = False, progress: bool | None = None,
+         official: bool = False, custom_split: bool = False) -> list[Sequence]:
     """Sequences of a LaSOT-layout root. all_test (LaSOT_ext) / all_train (synthetic train):
-    every sequence belongs to that one split, no split file is read."""
+    every sequence belongs to that one split, no split file is read. official (the real LaSOT):
+    the split must be the official 280 / 1,120 sequences, unless custom_split (or the env opt-out)."""
     found = find_sequences(root)
     if all_test or all_train:
         only = "test" if all_test else "train"
@@ -65,6 +128,8 @@ def load(root: Path, split: str, tag: str, split_file: Path | None = None, all_t
     elif split in ("test", "train"):
         path = split_file_path(root, split_file)
         test = read_split_file(path)
+        if official:
+            check_official_split(path, test, root, found if split == "train" else None, split_check_enabled(custom_split))
         if split == "test":
             for name, line in test.items():
                 if name not in found:

@@ -10,8 +10,9 @@ One sequence per (referring expression, sentence): a ref with three sentences gi
 sequences sharing the image and the box, so every annotated sentence is used (JointNLT
 keeps only the last one, MMTrack draws one at random per sample). The description is the
 sentence's 'sent' field (the tokenised, lowercased form every VL tracker trains on); 'raw'
-is kept in extra. Nothing is filtered: crowd flags and box sizes are in the sequence so
-the sampler can apply its own validity rule (w, h > 50 in JointNLT and MMTrack).
+is kept in extra. The reader filters nothing: crowd flags and box sizes are in the sequence,
+and the training sampler drops crowd references and boxes of w or h <= 50 (JointNLT's rule,
+dmtrack.train.sampler.visible_frames).
 """
 from __future__ import annotations
 

@@ -21,8 +21,16 @@ DEFAULT_SUBDIRS = {
 }
 
 
+DATA_ENV = "DMTRACK_DATA"
+
+
+def root_env(name: str) -> str:
+    """The variable that overrides one dataset's root: 'lasot' -> 'DMTRACK_LASOT_ROOT'."""
+    return f"DMTRACK_{name.upper()}_ROOT"
+
+
 def data_root() -> Path:
-    return Path(os.environ.get("DMTRACK_DATA", "data"))
+    return Path(os.environ.get(DATA_ENV, "data"))
 
 
 def dataset_root(name: str) -> Path:
@@ -30,7 +38,7 @@ def dataset_root(name: str) -> Path:
     base = "synthetic" if name.startswith("synthetic") else name
     if base not in DEFAULT_SUBDIRS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DEFAULT_SUBDIRS)}")
-    env = os.environ.get(f"DMTRACK_{base.upper()}_ROOT")
+    env = os.environ.get(root_env(base))
     return Path(env) if env else data_root() / DEFAULT_SUBDIRS[base]
 
 

@@ -283,7 +283,7 @@ def build_model(cfg: Config) -> DMTrack:
     the visual encoder, and the missing / unexpected keys are kept in `model.pretrained_report`."""
     model = DMTrack(cfg)
     model.pretrained_report = None
-    if cfg.pretrained:
+    if cfg.pretrained_file:
         from .weights import load_pretrained_backbone
-        model.pretrained_report = load_pretrained_backbone(model.visual, cfg.pretrained)
+        model.pretrained_report = load_pretrained_backbone(model.visual, cfg.pretrained_file)
     return model

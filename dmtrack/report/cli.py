@@ -8,10 +8,16 @@
 Executed notebooks are kept under <reports>/runs/<profile>/ with a JSON stamp each; a rerun skips
 the steps done for the same parameters. A failing notebook stops the chain and is named (exit 1);
 Ctrl-C or SIGTERM kills the running notebooks' kernels and names the steps left undone (exit 130 / 143).
+`--plan` prints every step with its work and estimated duration on this machine, and runs nothing.
 """
 from __future__ import annotations
 
 import argparse
+
+
+def k_list(text: str) -> list[int]:
+    """'1,5' -> [1, 5] (argparse names this function when a value is not a list of integers)."""
+    return [int(k) for k in text.split(",")]
 
 
 def add_arguments(p) -> None:
@@ -27,6 +33,13 @@ def add_arguments(p) -> None:
                    help="synthetic profiles: the synthetic benchmark's root (default: $DMTRACK_DATA/synthetic[_<preset>]); "
                         "the real datasets' roots come from DMTRACK_DATA / DMTRACK_<NAME>_ROOT")
     p.add_argument("--jobs", type=int, default=None, help="notebooks run at the same time (default: the profile's)")
+    p.add_argument("--max-frames", type=int, default=None, help="track and score only the first N frames of each sequence")
+    p.add_argument("--k-sweep", default=None, metavar="K,K,...", type=k_list,
+                   help="the test-time samplings of the accuracy / speed sweep (default: the profile's, 1..10)")
+    p.add_argument("--allow-minilm", action="store_true",
+                   help="paper profile: run with the packaged MiniLM instead of a bert-base-uncased directory")
+    p.add_argument("--plan", action="store_true", help="print every step, its work and estimated duration; run nothing")
+    p.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
     add_override_arguments(p)  # for every training run, e.g. --set pretrained=/w/OSTrack_ep0300.pth.tar
     p.add_argument("--other", action="append", default=[], metavar="NAME=DIR", type=_other,
                    help="another tracker's raw results: DIR/<benchmark>/<seq>.txt (benchmark = lasot, lasot_ext, tnl2k, "
@@ -48,14 +61,22 @@ def _other(item: str) -> tuple[str, str]:
 
 
 def run(args) -> int:
+    import json
+
     from ..cli import UsageError
     from ..config import overrides_from_args
-    from .pipeline import reproduce
+    from .estimate import format_plan
+    from .pipeline import plan_estimate, reproduce
 
     names = [name.casefold() for name, _ in args.other]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UsageError(f"--other NAME given twice (names are compared ignoring case): {', '.join(twice)}")
-    reproduce(args.profile, seeds=args.seeds, force=args.force, reports=args.reports, work=args.work,
-              data=args.data_root, others=dict(args.other), jobs=args.jobs, train_overrides=overrides_from_args(args))
+    common = dict(seeds=args.seeds, reports=args.reports, work=args.work, data=args.data_root, others=dict(args.other),
+                  jobs=args.jobs, max_frames=args.max_frames, k_sweep=args.k_sweep, allow_minilm=args.allow_minilm)
+    if args.plan:
+        est = plan_estimate(args.profile, train_overrides=overrides_from_args(args), **common)
+        print(json.dumps(est, indent=1) if args.json else format_plan(est))
+        return 0
+    reproduce(args.profile, force=args.force, train_overrides=overrides_from_args(args), **common)
     return 0

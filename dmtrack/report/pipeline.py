@@ -1,7 +1,9 @@
 """The profiles' reproduction chains (smoke, demo, paper) on the generic papermill chain of chain.py.
 
 `plan` lists a profile's steps (data, trainings, evaluations, figures, report), `reproduce` runs
-them with skip-if-done and renders the last notebook (40_report) to a self-contained HTML page.
+them with skip-if-done and renders the last notebook (40_report) to a self-contained HTML page,
+after the checks of preflight.py (weights, every config, absolute data paths) and with an ETA from
+estimate.py; `plan_estimate` is `dmtrack report --plan`: the steps and their cost, nothing run.
 
     html = reproduce("smoke")                      # = python -m dmtrack report --profile smoke
     # or, piece by piece:
@@ -17,9 +19,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from dmtrack.config import VARIANTS, load_config
+from dmtrack.config import VARIANTS
 from dmtrack.data import STAND_IN, dataset_root
-from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
+from dmtrack.data.benchmarks import data_environment, drift_benchmark, synthetic_name
+from dmtrack.data.lasot import split_check_enabled
 from dmtrack.eval.baselines import BASELINES
 from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
@@ -27,12 +30,14 @@ from dmtrack.io import atomic_write_text, exclusive_lock
 from dmtrack.layout import dmtrack_results, model_path, results_root, run_tag, scores_path, tracker_name
 from dmtrack.provenance import REPO, cpu_cores, provenance
 from dmtrack.report.chain import Step, StepFailed, render_html, run_chain
+from dmtrack.report.estimate import Progress, chain_estimate, duration
 from dmtrack.report.paper import BENCHMARKS, TABLE2, TABLE2_BENCHMARK
+from dmtrack.report.preflight import PreflightError, absolute_path_overrides, chain_configs, environment, preflight
 from dmtrack.report.tables import Results, caption, table1
 
 NOTEBOOKS = REPO / "notebooks"
-__all__ = ["CHAINS", "ChainPaths", "ChainSettings", "NOTEBOOKS", "Step", "StepFailed", "check_other", "default_paths",
-           "plan", "render_html", "reproduce", "run_chain"]
+__all__ = ["CHAINS", "ChainPaths", "ChainSettings", "NOTEBOOKS", "PreflightError", "Step", "StepFailed", "chain_settings",
+           "check_other", "default_paths", "plan", "plan_estimate", "render_html", "reproduce", "run_chain"]
 
 
 # --- the chain of one profile ----------------------------------------------------------------------
@@ -55,6 +60,7 @@ class ChainSettings:
     jobs: int = 1  # notebooks run at the same time (each gets cores // jobs torch threads)
     fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
     budget_minutes: float | None = None  # the wall time the chain must fit in on its reference machine (None = none)
+    require_weights: bool = False  # refuse to start without pretrained= and a BERT text_encoder= (preflight.py)
 
 
 CHAINS = {
@@ -65,7 +71,7 @@ CHAINS = {
     "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2,
                           budget_minutes=60.0),
     "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
-                           fig7_sequences=3),
+                           fig7_sequences=3, require_weights=True),
 }
 
 
@@ -143,14 +149,14 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
     steps = [Step("00_data", "00_data.ipynb", dict(common, preset=s.preset, max_frames=s.max_frames, drift_levels=levels),
                   outputs=[str(paths.data / "manifest.json")] if s.synthetic else [], fingerprint=data_fp)]
     trained = {}
+    configs = chain_configs(profile, s.train, seed_list)  # every config validated before a step runs
     for v in VARIANTS:
         for seed in seed_list:
             name = f"10_train/{v}_seed{seed}"
             # keyed by the resolved config too: a changed profile definition retrains, it is not skipped
-            resolved = load_config(profile, v, seed=seed, **s.train).to_dict()
             steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train, threads=threads),
                               outputs=[str(model_path(paths.work, v, seed))], deps=["00_data"],
-                              fingerprint={"config": resolved}))
+                              fingerprint={"config": configs[v, seed].to_dict()}))
             trained.setdefault(v, []).append(name)
     evaluated = []
     for (variant, benches, k, average, n_steps), eval_seeds in _evaluations(profile, s, seed_list, sweep, levels).items():
@@ -228,11 +234,13 @@ def _step_seeds(params: dict) -> list | None:
 
 def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int], env: dict, stamps: list[dict],
                    others: dict | None = None) -> Path:
-    """runs/<profile>/manifest.json: what the report's provenance section shows."""
-    manifest = dict(profile=paths.profile, synthetic=settings.synthetic,
-                    data=(f"{STAND_IN}s (preset {settings.preset}) at {paths.data}" if settings.synthetic
-                          else "the real benchmarks (roots from DMTRACK_DATA)"),
-                    settings=asdict(settings), seeds=seeds, work=str(paths.work), others=others or {},
+    """runs/<profile>/manifest.json: what the report's provenance section shows. `env` holds the
+    provenance record and preflight's (data_env, overrides, config_changes, weights)."""
+    data = (f"{STAND_IN}s (preset {settings.preset}) at {paths.data}" if settings.synthetic
+            else f"the real benchmarks under {env.get('data_env', {}).get('DMTRACK_DATA', 'DMTRACK_DATA')}")
+    manifest = dict(profile=paths.profile, synthetic=settings.synthetic, data=data, settings=asdict(settings), seeds=seeds,
+                    max_frames=settings.max_frames, lasot_split_check=split_check_enabled(), work=str(paths.work),
+                    others=others or {},
                     steps=[dict(step=s["step"], status=s["status"], seconds=s["seconds"], loadavg=s.get("loadavg"),
                                 seeds=_step_seeds(s.get("params", {}))) for s in stamps], **env)
     path = paths.runs / "manifest.json"
@@ -240,42 +248,78 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
     return path
 
 
+def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = None, train_overrides: dict | None = None,
+                   max_frames: int | None = None, k_sweep=None) -> ChainSettings:
+    """The profile's ChainSettings with the command line's changes: the number of seeds, notebooks at
+    a time, training overrides (paths made absolute), --max-frames and the k sweep's values."""
+    if profile not in CHAINS:
+        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
+    for name, value in (("seeds", seeds), ("jobs", jobs), ("max_frames", max_frames), *(("k", k) for k in k_sweep or ())):
+        if value is not None and (type(value) is not int or value < 1):
+            raise PreflightError(f"{name} must be a positive integer, got {value!r}")
+    s = CHAINS[profile]
+    changes = dict(seeds=seeds, jobs=jobs, max_frames=max_frames, k_sweep=tuple(k_sweep) if k_sweep else None,
+                   train={**s.train, **absolute_path_overrides(train_overrides)} if train_overrides else None)
+    return replace(s, **{k: v for k, v in changes.items() if v is not None})
+
+
+def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None, work=None, data=None,
+                  others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
+                  max_frames: int | None = None, k_sweep=None, allow_minilm: bool = False) -> dict:
+    """`dmtrack report --plan`: every step of the chain with its work and estimated duration on this
+    machine (estimate.py), and the problems that would stop `reproduce` before its first step. Runs nothing."""
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep)
+    problems = []
+    try:
+        preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, allow_minilm)
+    except PreflightError as e:
+        problems.append(str(e))
+    paths = default_paths(profile, reports, work, data)
+    with environment(data_environment()):
+        steps = plan(profile, paths, others=others, settings=settings)  # an invalid config raises here
+        return chain_estimate(profile, steps, paths.data, settings, problems)
+
+
 def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = False, reports=None, work=None, data=None,
               others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-              log=print) -> Path:
+              max_frames: int | None = None, k_sweep=None, allow_minilm: bool = False, log=print) -> Path:
     """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook).
 
     train_overrides: config overrides for every training run (e.g. pretrained=<OSTrack checkpoint>,
     text_encoder=<bert-base-uncased folder> for the paper profile); they are part of the steps' keys.
+    Nothing runs when preflight.py finds a problem (PreflightError): the paper profile needs its weights
+    (or pretrained=none, and --allow-minilm for the packaged MiniLM), every config must be valid.
     Holds the work folder's lock: a second report on it raises dmtrack.io.RunLocked."""
-    if profile not in CHAINS:
-        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
-    settings = CHAINS[profile] if jobs is None else replace(CHAINS[profile], jobs=jobs)
-    if train_overrides:
-        load_config(profile, "full", **{**settings.train, **train_overrides})  # unknown keys fail here, not in a notebook
-        settings = replace(settings, train={**settings.train, **train_overrides})
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep)
+    seed_list = list(range(settings.seeds))
+    record = preflight(profile, settings.train, seed_list, settings.require_weights, allow_minilm)
     others = {name: str(check_other(name, folder)) for name, folder in (others or {}).items()}
     paths = default_paths(profile, reports, work, data)
+    env = dict(provenance(), **record, started=time.strftime("%Y-%m-%d %H:%M:%S"))
     with exclusive_lock(paths.work, "dmtrack report"):  # one chain per work folder (RunLocked for a second)
-        return _reproduce(profile, paths, settings, seeds, force, others, log)
+        return _reproduce(profile, paths, settings, seed_list, record, env, force, others, log)
 
 
-def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seeds: int | None, force: bool,
-               others: dict | None, log) -> Path:
+def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seed_list: list, record: dict, env: dict,
+               force: bool, others: dict, log) -> Path:
     """The body of `reproduce`, run while this process holds the work folder."""
-    seed_list = list(range(seeds if seeds is not None else settings.seeds))
-    steps = plan(profile, paths, len(seed_list), others, settings)
-    env = dict(provenance(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
-    log(f"dmtrack report --profile {profile}: {len(steps)} steps, seeds {seed_list}, "
-        f"data {'synthetic (' + str(paths.data) + ')' if settings.synthetic else 'real (DMTRACK_DATA)'}, "
-        f"executed notebooks in {paths.runs}")
     t0 = time.time()
+    with environment(record["data_env"]):  # the notebooks' kernels inherit these absolute paths
+        steps = plan(profile, paths, others=others, settings=settings)
+        est = chain_estimate(profile, steps, paths.data, settings)
+        log(f"dmtrack report --profile {profile}: {len(steps)} steps, seeds {seed_list}, "
+            f"data {'synthetic (' + str(paths.data) + ')' if settings.synthetic else 'real (' + record['data_env']['DMTRACK_DATA'] + ')'}, "
+            f"executed notebooks in {paths.runs}; estimated {duration(est['wall_seconds'])} on this machine "
+            f"(`dmtrack report --plan` lists every step)")
+        progress = Progress(est, log)
 
-    def before(step, stamps):
-        if step.name == "40_report":
-            write_manifest(paths, settings, seed_list, env, stamps, others)
+        def before(step, stamps):
+            progress(stamps)
+            if step.name == "40_report":
+                write_manifest(paths, settings, seed_list, env, stamps, others)
 
-    stamps = run_chain(steps, paths.runs, NOTEBOOKS, force=force, log=log, before=before, jobs=settings.jobs)
+        stamps = run_chain(steps, paths.runs, NOTEBOOKS, force=force, log=log, before=before, jobs=settings.jobs)
+        progress(stamps)
     wall = time.time() - t0
     write_manifest(paths, settings, seed_list, dict(env, wall_seconds=round(wall, 1)), stamps, others)
     appendix = durations_markdown(stamps, wall)

@@ -149,16 +149,21 @@ def score_others(others: dict, results_root, synthetic: bool, data_dir=None) -> 
 
 def notebook_figures(path) -> list[tuple[str, bytes]]:
     """(heading, PNG bytes) of every figure in an executed notebook, in order; heading = the last
-    markdown heading above it. The report shows 30_visualize's figures this way instead of redrawing them."""
+    markdown heading above it, in a markdown cell or displayed by a code cell (a figure's own heading,
+    e.g. the benchmark it shows). The report shows the data and Fig. 7 figures this way instead of redrawing them."""
     import nbformat
+
+    def last_heading(text: str, current: str) -> str:
+        lines = [ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("#")]
+        return lines[-1] if lines else current
 
     nb = nbformat.read(str(path), as_version=4)
     heading, out = "", []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            lines = [ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")]
-            heading = lines[-1] if lines else heading
+            heading = last_heading(cell.source, heading)
         for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            heading = last_heading(o.get("data", {}).get("text/markdown", ""), heading)
             png = o.get("data", {}).get("image/png")
             if png:
                 out.append((heading, base64.b64decode(png)))

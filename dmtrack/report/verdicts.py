@@ -25,6 +25,11 @@ numbers hide, each training seed (a row's seeds are independent trainings) and e
 
 `Components` is the two-level variance components estimate behind the degrees of freedom; it
 also predicts the CI's half-width for another number of seeds (`seeds_needed`).
+
+Every verdict is held back when the full model does not clearly beat the static baseline (the
+first box held still) on the claims' benchmark: the lower end of the paired 95% bootstrap CI of
+(full - static) must be above 0. A model that does not track (AUC 3.5 against static's 42.5) makes
+each ablation look like "no difference", and verdicts drawn from it would be noise presented as findings.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from scipy import stats
 
 from dmtrack.eval.stats import CI
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+HOLDS, FAILS, INCONCLUSIVE, HELD_BACK = "holds", "does not hold", "inconclusive", "held back"
 MIN_SEEDS = 2  # one training seed cannot tell a variant's effect from training noise
 MIN_SEQUENCES = 5  # fewer sequences give a CI that means little
 SIMILAR_MARGIN = 1.0  # points of AUC; the paper calls 0.2 "similar" and 1.2 its smallest "decrease"
@@ -279,3 +284,28 @@ def judge(claim, better_values, worse_values, family: int, n: int = N_BOOT, seed
                                          f"sequences; a verdict needs >= {MIN_SEEDS} seeds and >= {MIN_SEQUENCES} sequences)")
     return Verdict(claim.key, verdict, reason, seed_sequence_ci(a, n, seed), seed_sequence_ci(b, n, seed + 1), test,
                    variance_components(a, b), (a.shape[0], b.shape[0]), a.shape[1])
+
+
+@dataclass
+class Gate:
+    """Whether verdicts may be drawn at all (see the module docstring), and why."""
+    ok: bool
+    reason: str
+    diff: CI | None  # full minus static, paired over sequences
+
+
+def full_beats_static(full: pd.DataFrame, static: pd.DataFrame, n: int = N_BOOT, seed: int = 0) -> Gate:
+    """The gate on every verdict: the paired 95% percentile CI of full minus static (seeds x sequences
+    tables of the same metric, aligned on sequences; `paired_boot`) lies above 0. A sanity check that the
+    model tracks at all, so a plain percentile CI suffices (with one seed it resamples sequences only)."""
+    if full.empty or static.empty:
+        return Gate(False, f"the {'full model' if full.empty else 'static baseline'} was not scored on this benchmark", None)
+    if set(full.columns) != set(static.columns):
+        return Gate(False, "the full model and the static baseline were scored on different sequences", None)
+    a, b = _matrix(full), _matrix(static[full.columns])
+    d = _ci(float(a.mean() - b.mean()), paired_boot(a, b, n, seed), LEVEL, a.shape[1])
+    text = f"AUC difference {d.estimate:+.1f}, 95% CI [{d.low:+.1f}, {d.high:+.1f}] over {d.n} sequences"
+    if d.low > 0:
+        return Gate(True, f"the full model beats the static baseline ({text})", d)
+    return Gate(False, f"the full model does not clearly beat the static baseline, the first box held still ({text}): "
+                       "the ablations of a model that does not track say nothing about the paper's claims", d)

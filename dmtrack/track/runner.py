@@ -38,7 +38,7 @@ from ..io import (LOCK_NAME, atomic_open, atomic_write_text, exclusive_lock, exi
                   sigterm_as_interrupt)
 from ..layout import RUN_META, read_run_meta, spread_dir, spread_path, write_run_meta
 from ..model import build_model, load_checkpoint, sampling_plan
-from ..provenance import cpu_cores, resolve_device
+from ..provenance import cpu_cores, file_sha256, resolve_device
 from .tracker import Tracker, mask_to_image
 
 
@@ -178,11 +178,6 @@ class CheckpointTracker:
         model, cfg = load_model(self.checkpoint, self.device)
         return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed, steps=self.steps,
                        average=self.average)
-
-
-def file_sha256(path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ----------------------------------------------------------------------------- the run

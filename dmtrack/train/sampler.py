@@ -4,7 +4,8 @@ One training sample (a "pair") is drawn as follows, every random choice coming f
 numpy Generator seeded by (seed, epoch, index), so an epoch is the same whatever the
 number of workers, and a resumed run sees the very samples the interrupted one would have:
 
-1. a dataset by its ratio in `cfg.train_datasets`, then a sequence uniformly;
+1. a dataset by its ratio in `cfg.train_datasets`, then a sequence uniformly (RefCOCOg: only
+   non-crowd references with w, h > 50, JointNLT's rule; see `visible_frames`);
 2. a visible template frame t, then a visible search frame in (t, t + max_gap]; when the
    chosen t has no visible frame in that window, the gap widens by 5 and t is redrawn
    (OSTrack `causal` mode). One-frame sequences (RefCOCOg) use their frame twice;
@@ -67,12 +68,21 @@ def load_train_sequences(cfg, roots: dict | None = None) -> dict[str, list[Seque
     return out
 
 
+# RefCOCOg references that are training targets: JointNLT's rule (lib/train/dataset/refcoco_seq.py:
+# train refs with iscrowd == 0, a box valid only when w > 50 and h > 50; MMTrack's loader also asks
+# w, h > 50). A crowd box covers a group, and a small box gives a search crop of mostly context.
+REFERENCE_MIN_SIDE = 50
+
+
 def visible_frames(seq: Sequence) -> np.ndarray:
-    """(N,) bool: frames whose target is visible (dataset flag, if any) and has a real box."""
+    """(N,) bool: frames whose target is visible (dataset flag, if any) and has a real box; for
+    RefCOCOg, a non-crowd reference whose box is over REFERENCE_MIN_SIDE pixels each way."""
     b = np.asarray(seq.boxes, dtype=np.float64)
     ok = np.isfinite(b).all(1) & (b[:, 2] > 0) & (b[:, 3] > 0)
     if seq.visible is not None:
         ok &= np.asarray(seq.visible, dtype=bool)
+    if seq.dataset == "refcocog":
+        ok &= (b[:, 2] > REFERENCE_MIN_SIDE) & (b[:, 3] > REFERENCE_MIN_SIDE) & (not seq.extra.get("iscrowd", False))
     return ok
 
 
