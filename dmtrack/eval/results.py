@@ -54,13 +54,23 @@ def write_results(directory, seq_name: str, boxes, times=None, decimals: int | N
     return path
 
 
+def _fields(line: str) -> list[str]:
+    """A row's fields: split at commas if the line has one, else at tabs, else at runs of spaces.
+    Spaces around a comma or tab are part of the separator; an empty field stays (an error)."""
+    line = line.strip()
+    sep = "," if "," in line else "\t" if "\t" in line else None
+    return [f.strip() for f in line.split(sep)] if sep else line.split()
+
+
 def _parse_slow(path: Path, lines: list[str], ncols: int | None) -> np.ndarray:
     """Line-by-line parse that names the file and line of the first bad row."""
     rows, last = [], max((i for i, l in enumerate(lines) if l.strip()), default=-1)
     for i, line in enumerate(lines[: last + 1]):
-        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
+        fields = _fields(line)
         if not fields:
             raise ValueError(f"{path}, line {i + 1}: empty line inside the results (frames would shift)")
+        if "" in fields:
+            raise ValueError(f"{path}, line {i + 1}: empty field in {line.strip()!r} (field {fields.index('') + 1})")
         if ncols is not None and len(fields) != ncols:
             raise ValueError(f"{path}, line {i + 1}: {len(fields)} fields, expected {ncols}: {line.strip()!r}")
         try:
@@ -80,12 +90,16 @@ def _read_table(path, ncols: int | None) -> np.ndarray:
         raise ValueError(f"{path}: not a text file") from None
     body = text.strip()
     # fast path: separators -> spaces, then pandas' C parser. Any doubt (a short row shows up as
-    # NaN, a long one as an error, a blank line would be skipped) -> the slow, explicit parser.
+    # NaN, a long one as an error, a blank line would be skipped, an empty field such as the one
+    # in '58,64,,15,15' would vanish, leaving more commas or tabs than fields need) -> the slow,
+    # explicit parser.
     if body and "\n\n" not in body.replace("\r", ""):
         try:
             arr = pd.read_csv(io.StringIO(body.replace(",", " ").replace("\t", " ")), sep=r"\s+", header=None,
                               dtype=np.float64).to_numpy()
-            if (ncols is None or arr.shape[1] == ncols) and not np.isnan(arr).any():
+            seps = body.count(",") + body.count("\t")
+            if ((ncols is None or arr.shape[1] == ncols) and not np.isnan(arr).any()
+                    and seps in (0, arr.shape[0] * (arr.shape[1] - 1))):
                 return arr
         except (ValueError, pd.errors.ParserError):
             pass
