@@ -92,6 +92,7 @@ def test_read_results_keeps_nan(tmp_path):
     (",1,2,3,4\n", "line 1: empty field"),
     ("1\t2\t3\t4\n1\t2\t\t3\t4\n", "line 2: empty field"),
     ("1, 2, 3, 4\n1, 2, , 3, 4\n", "line 2: empty field"),
+    ("1 2 3 4\n   \n5 6 7 8\n", "line 2: empty line"),  # a blank line of spaces would shift every later frame
 ])
 def test_read_results_errors_name_file_and_line(tmp_path, text, message):
     p = tmp_path / "bad.txt"

@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dmtrack.data.names import canonical_name
 from dmtrack.io import atomic_write_json, atomic_write_text
@@ -88,21 +87,19 @@ def _read_table(path, ncols: int | None) -> np.ndarray:
         text = path.read_text()
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file") from None
-    body = text.strip()
-    # fast path: separators -> spaces, then pandas' C parser. Any doubt (a short row shows up as
-    # NaN, a long one as an error, a blank line would be skipped, an empty field such as the one
-    # in '58,64,,15,15' would vanish, leaving more commas or tabs than fields need) -> the slow,
-    # explicit parser.
-    if body and "\n\n" not in body.replace("\r", ""):
-        try:
-            arr = pd.read_csv(io.StringIO(body.replace(",", " ").replace("\t", " ")), sep=r"\s+", header=None,
-                              dtype=np.float64).to_numpy()
-            seps = body.count(",") + body.count("\t")
-            if ((ncols is None or arr.shape[1] == ncols) and not np.isnan(arr).any()
-                    and seps in (0, arr.shape[0] * (arr.shape[1] - 1))):
-                return arr
-        except (ValueError, pd.errors.ParserError):
-            pass
+    lines = text.strip().replace(",", " ").replace("\t", " ").splitlines()
+    # fast path: separators -> spaces, then numpy's C parser (a row with another number of
+    # fields is an error there). Any doubt -> the slow, explicit parser: a blank line would be
+    # skipped (every later frame shifted), an empty field such as the one in '58,64,,15,15'
+    # would vanish, leaving more commas or tabs than the fields need.
+    try:
+        arr = np.loadtxt(lines, dtype=np.float64, comments=None, ndmin=2) if lines else None
+        seps = text.count(",") + text.count("\t")
+        if (arr is not None and len(arr) == len(lines) and (ncols is None or arr.shape[1] == ncols)
+                and seps in (0, arr.shape[0] * (arr.shape[1] - 1))):
+            return arr
+    except ValueError:
+        pass
     return _parse_slow(path, text.splitlines(), ncols)
 
 
