@@ -6,12 +6,15 @@ real values; one test per error case asserting that the file (and line) is named
 import json
 import os
 import pickle
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dmtrack.data import BENCHMARKS, DatasetError, MissingFileError, canonical_name, dataset_root, load_benchmark
+from dmtrack.data import (BENCHMARKS, DatasetError, FrameError, MissingFileError, canonical_name, dataset_root,
+                          load_benchmark, read_frame)
 from dmtrack.data.benchmarks import OFFICIAL_SIZE, data_environment
 from dmtrack.data.lasot import official_test_names, official_train_names
 from dmtrack.data.names import split_target
@@ -460,6 +463,13 @@ def test_fewer_images_than_gt_rows_tnl2k(tmp_path):
     ("1,2,3,4\n5,6,7,8,9\n", 2, "got 5"),
     ("1,2,3,4\n5,6,x,8\n", 2, "unparsable"),
     ("1,2,3,4\n\n5,6,7,8\n", 2, "got 1"),  # a blank line inside would shift every later row
+    ("1,2,3,4\n5,nan,7,8\n9,10,11,12\n", 2, "NaN or infinite value in '5,nan,7,8'"),  # was read as NaN
+    ("1,2,3,4\n5,6,7,8\nNaN,NaN,NaN,NaN\n", 3, "NaN or infinite value"),
+    ("1,2,3,4\n5,6,inf,8\n", 2, "NaN or infinite value"),
+    ("1,2,3,4\n5,6,,8\n", 2, "unparsable value in '5,6,,8'"),  # an empty field is not skipped
+    ("0,0,0,0\n5,6,7,8\n", 1, "the first frame needs a box with w, h > 0"),  # absent at frame 1: nothing to start from
+    ("3,4,0,20\n5,6,7,8\n", 1, "got '3,4,0,20'"),
+    ("nan,2,3,4\n5,6,7,8\n", 1, "NaN or infinite value"),
 ])
 def test_bad_gt_row_names_file_and_line(tmp_path, content, line, what):
     folder = write_tnl2k_seq(tmp_path / "TNL2K" / "test", "v", ["1.jpg", "2.jpg", "3.jpg", "4.jpg"], boxes(1))
@@ -467,6 +477,31 @@ def test_bad_gt_row_names_file_and_line(tmp_path, content, line, what):
     with pytest.raises(DatasetError) as e:
         load_benchmark("tnl2k", tmp_path / "TNL2K")
     assert f"{folder / 'groundtruth.txt'}, line {line}:" in str(e.value) and what in str(e.value)
+
+
+def test_zero_rows_after_frame_1_are_absent_targets_not_errors(lasot):
+    # LaSOT / TNL2K write 0,0,0,0 for an absent target; only frame 1 must hold a box
+    gt = lasot / "airplane" / "airplane-1" / "groundtruth.txt"
+    gt.write_text("1,2,3,4\n0,0,0,0\n0,0,0,0\n5,6,7,8\n5,6,0,8\n")
+    s = load_benchmark("lasot", lasot)[0]
+    np.testing.assert_array_equal(s.boxes[1:3], 0)
+    gt.write_text("0,0,0,0\n0,0,0,0\n0,0,0,0\n5,6,7,8\n5,6,7,8\n")
+    with pytest.raises(DatasetError, match=re.escape(f"{gt}, line 1: the first frame needs a box with w, h > 0")):
+        load_benchmark("lasot", lasot)
+
+
+def test_otb_first_box_is_checked_after_init_omit(otb):
+    # Tiger1 starts at gt row 6 (initOmit=5): rows 1-5 are never tracked, row 6 must be a box
+    gt = otb / "OTB_videos" / "Tiger1" / "groundtruth_rect.txt"
+    rows = boxes(8)
+    rows[0] = [0, 0, 0, 0]
+    write_rows(gt, rows)
+    seqs = {s.name: s for s in load_benchmark("otb_lang", otb, split="train")}
+    np.testing.assert_array_equal(seqs["Tiger1"].boxes, boxes(8)[5:])
+    rows[5] = [3, 3, 0, 0]
+    write_rows(gt, rows)
+    with pytest.raises(DatasetError, match=re.escape(f"{gt}, line 6: the first frame needs a box with w, h > 0")):
+        load_benchmark("otb_lang", otb, split="train")
 
 
 def test_bad_gt_row_otb_whitespace(otb):
@@ -706,3 +741,68 @@ def test_refcocog_refs_python2_pickle_sets_and_truncation(tmp_path):
     path.write_bytes(pickle.dumps(refs, protocol=2)[:-5])
     with pytest.raises(DatasetError, match=r"refs\(google\)\.p: cannot read the refs pickle"):
         _load_refs(path)
+
+
+# ----------------------------------------------------------------------------- annotations only
+
+def test_annotations_only_load_lists_no_image_folder(lasot, otb, tmp_path):
+    # frames=False (what `dmtrack score` reads): boxes, flags and sentences as a full load, no frame
+    # paths, and the image folders are never listed (here they are gone altogether)
+    write_tnl2k_seq(tmp_path / "TNL2K" / "test", "v", ["1.jpg", "2.jpg", "3.jpg"], boxes(3))
+    cases = [("lasot", lasot, {}), ("otb_lang", otb, {}), ("otb_lang", otb, {"split": "train"}),
+             ("tnl2k", tmp_path / "TNL2K", {})]
+    full = {(b, tuple(kw.items())): load_benchmark(b, root, **kw) for b, root, kw in cases}
+    for folder in [*lasot.glob("*/*/img"), *(otb / "OTB_videos").glob("*/img"), *(otb / "OTB_videos").glob("*/jpg"),
+                   tmp_path / "TNL2K" / "test" / "v" / "imgs"]:
+        shutil.rmtree(folder)
+    for b, root, kw in cases:
+        ann = load_benchmark(b, root, frames=False, **kw)
+        ref = full[(b, tuple(kw.items()))]
+        assert [s.name for s in ann] == [s.name for s in ref] and all(s.frames is None for s in ann)
+        for a, r in zip(ann, ref):
+            assert len(a) == len(r) and a.description == r.description and a.dataset == r.dataset
+            np.testing.assert_array_equal(a.boxes, r.boxes)
+            assert (a.visible is None) == (r.visible is None)
+            if a.visible is not None:
+                np.testing.assert_array_equal(a.visible, r.visible)
+    with pytest.raises(MissingFileError, match="missing image folder"):  # a full load still checks the frames
+        load_benchmark("lasot", lasot)
+
+
+# ----------------------------------------------------------------------------- frame images
+
+def _noise_image(h=48, w=64):
+    return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)  # noise: no tiny file
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_read_frame_refuses_truncated_images(tmp_path, ext):
+    data = cv2.imencode(ext, _noise_image())[1].tobytes()
+    whole = tmp_path / f"whole{ext}"
+    whole.write_bytes(data)
+    expect = read_frame(whole)
+    assert expect.shape == (48, 64, 3)
+    padded = tmp_path / f"padded{ext}"
+    padded.write_bytes(data + b"\x00" * 7 + b"\n")  # padding some encoders write after the end marker
+    np.testing.assert_array_equal(read_frame(padded), expect)
+    cut = tmp_path / f"00000003{ext}"
+    cut.write_bytes(data[: len(data) // 2])  # OpenCV alone decodes a half JPEG with grey rows
+    with pytest.raises(FrameError, match=re.escape(f"{cut}: incomplete image: no ")) as e:
+        read_frame(cut)
+    assert ("FF D9" if ext == ".jpg" else "IEND") in str(e.value) and "truncated" in str(e.value)
+
+
+def test_read_frame_checks_the_content_not_the_name(tmp_path):
+    # a PNG saved under a .jpg name (it happens in real datasets) is checked as a PNG
+    data = cv2.imencode(".png", _noise_image())[1].tobytes()
+    path = tmp_path / "00000001.jpg"
+    path.write_bytes(data)
+    assert read_frame(path).shape == (48, 64, 3)
+    path.write_bytes(data[:-20])
+    with pytest.raises(FrameError, match="no PNG IEND chunk"):
+        read_frame(path)
+    path.write_bytes(b"")
+    with pytest.raises(FrameError, match=re.escape(f"empty frame image (0 bytes): {path}")):
+        read_frame(path)
+    with pytest.raises(FrameError, match=re.escape(f"missing frame image: {tmp_path / 'nope.jpg'}")):
+        read_frame(tmp_path / "nope.jpg")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dmtrack.config import VARIANTS
-from dmtrack.report import paper, pipeline, tables
+from dmtrack.report import paper, pipeline, tables, verdicts
 from dmtrack.report.chain import Step, StepFailed, run_chain, step_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,6 +143,8 @@ def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
         write("full", f"k1_seed{seed}", 1, seed, 5.0, sampling_steps=3)  # no average / steps: a final-reading run
     write("full", "k1c_seed0", 1, 0, 1.0, average="chain", steps=None, sampling_steps=1)
     write("full", "k1_steps2_seed0", 1, 0, 2.0, average="final", steps=2, sampling_steps=2)
+    # the static baseline far below the full model: the verdicts are not held back (tables.verdict_gate)
+    _write_run(root, bench, "static", "seed0", "static", None, 0, {n: _seq(5.0) for n in names})
     res = tables.Results.load(root, synthetic=True)
     s5, c5 = (res.summary("dmtrack-full", bench, 5, "pytracking", average=a) for a in ("final", "chain"))
     assert s5["auc"] == pytest.approx(65.0) and c5["auc"] == pytest.approx(55.0)
@@ -197,7 +199,7 @@ def test_verdicts_are_held_back_when_the_full_model_does_not_beat_static(tmp_pat
     assert "does not clearly beat the static baseline" in gate.reason and "-38.9" in gate.reason
     v = tables.verdicts(collapsed)
     assert v.loc["Diffusion helps (k=5)", "verdict"] == verdicts.HELD_BACK and v.loc["Diffusion helps (k=5)", "why"] == gate.reason
-    assert v.loc["Diffusion helps (k=5)", "ours: difference [CI]"].startswith("+0.6")  # the numbers stay visible
+    assert v.loc["Diffusion helps (k=5)", "ours: difference [99.4% CI]"].startswith("+0.6")  # the numbers stay visible
     assert v.loc["Language helps", "verdict"] == "not run"  # a row never evaluated stays "not run"
     tracking = _verdict_runs(tmp_path / "b", {f"S{i}": 60.0 + 3 * i for i in range(6)}, static)  # +25 over static
     gate = tables.verdict_gate(tracking)

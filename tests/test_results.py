@@ -1,6 +1,7 @@
 """Raw-result files (pytracking layout), name aliases, the trivial baselines and `dmtrack score`."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -86,6 +87,12 @@ def test_read_results_keeps_nan(tmp_path):
     ("1,2,3,4,5\n1,2,3,4,5\n", "line 1: 5 fields"),
     ("1,2,3,4\n\n1,2,3,4\n", "line 2: empty line"),
     ("", "no rows"),
+    ("1,2,3,4\n58,64,,15,15\n", r"line 2: empty field in '58,64,,15,15' \(field 3\)"),  # not 4 numbers
+    ("1,2,3,4,\n1,2,3,4,\n", "line 1: empty field"),
+    (",1,2,3,4\n", "line 1: empty field"),
+    ("1\t2\t3\t4\n1\t2\t\t3\t4\n", "line 2: empty field"),
+    ("1, 2, 3, 4\n1, 2, , 3, 4\n", "line 2: empty field"),
+    ("1 2 3 4\n   \n5 6 7 8\n", "line 2: empty line"),  # a blank line of spaces would shift every later frame
 ])
 def test_read_results_errors_name_file_and_line(tmp_path, text, message):
     p = tmp_path / "bad.txt"
@@ -325,6 +332,9 @@ def test_cli_on_a_lasot_layout_fixture(tmp_path, capsys, monkeypatch):
     j = score("--protocol", "official")
     assert (j["overall"]["precision"], j["overall"]["norm_precision"]) == (50, 50)
     assert "protocol=official valid_rule=all4 dataset_tag='lasot'" in capsys.readouterr().out
+    # scoring reads the annotations only: the same scores with the frames gone (never listed)
+    shutil.rmtree(d / "img")
+    assert score("--protocol", "official") == j
 
 
 def test_score_baselines_on_the_synthetic_suites(tmp_path):

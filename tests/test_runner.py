@@ -270,6 +270,46 @@ def test_bad_frames_raise_naming_the_file(root, ckpt, loaded, tmp_path):
         evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, progress=False)
 
 
+def _copy_otb_lang(root, tmp_path):
+    data = tmp_path / "syn"
+    shutil.copytree(root / "otb_lang", data / "otb_lang")
+    return data, load_benchmark("synthetic_otb_lang", root=data)[0]
+
+
+def test_truncated_frame_stops_evaluate_naming_the_file(root, ckpt, tmp_path):
+    data, seq = _copy_otb_lang(root, tmp_path)
+    bad = seq.frames[3]
+    whole = bad.read_bytes()
+    assert whole[:2] == b"\xff\xd8"  # a JPEG: OpenCV alone decodes half of one with grey rows, no error
+    bad.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(FrameError, match=re.escape(f"{bad}: incomplete image: no JPEG end marker FF D9")):
+        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, max_frames=6,
+                 sequences=[seq.name], progress=False)
+    assert not list((tmp_path / "out").glob(f"{seq.name}*"))  # nothing written, nothing scored
+
+
+def test_frame_of_another_size_stops_tracking_naming_both_files(root, loaded, tmp_path):
+    _, seq = _copy_otb_lang(root, tmp_path)
+    other = seq.frames[4]
+    img = cv2.imread(str(other))
+    h, w = img.shape[:2]
+    cv2.imwrite(str(other), cv2.resize(img, (w + 8, h)))
+    with pytest.raises(FrameError) as e:
+        track_sequence(Tracker(*loaded), seq, frames=6)
+    assert str(e.value) == (f"{other}: {w + 8}x{h} pixels, but the first frame of {seq.name} ({seq.frames[0]}) is "
+                            f"{w}x{h}; a sequence's frames must share one size")
+
+
+@pytest.mark.parametrize("first", [[np.nan, 5, 10, 10], [5, 5, 0, 10], [5, 5, 10, np.nan]])
+def test_first_box_without_size_names_the_sequence(root, tracker, first):
+    # the readers refuse such files; a Sequence built in memory is checked before the tracker sees it
+    seq = load_benchmark("synthetic_otb_lang", root=root)[0]
+    boxes = seq.boxes.copy()
+    boxes[0] = first
+    with pytest.raises(ValueError, match=f"sequence {seq.name}: the first box .* is not a box with w, h > 0"):
+        track_sequence(tracker, Sequence(seq.name, seq.frames, boxes, seq.description, seq.dataset), frames=3)
+
+
 def test_track_sequence_returns_masks_of_chosen_frames(root, tracker):
     seq = load_benchmark("synthetic_otb_lang", root=root)[0]
     h, w = cv2.imread(str(seq.frames[0])).shape[:2]

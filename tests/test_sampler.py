@@ -1,4 +1,6 @@
 """Pair sampling: gap rule, visible frames, crop-box correctness, flips vs left/right, determinism, sharding."""
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -6,8 +8,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from dmtrack.config import load_config
+from dmtrack.data import FrameError
 from dmtrack.data.sequence import Sequence
-from dmtrack.train.sampler import (PairDataset, PairSampler, collate, jitter_box, mirror_sentence,
+from dmtrack.train.sampler import (FrameCache, PairDataset, PairSampler, collate, jitter_box, mirror_sentence,
                                    sample_frame_ids, visible_frames)
 
 RED, BLUE, GREY = (255, 0, 0), (0, 0, 255), (100, 100, 100)
@@ -208,3 +211,20 @@ def test_ranks_get_disjoint_shares_and_resume_offsets(video):
     assert list(r1) == [(5, 7), (5, 9)] and len(r1) == 2
     ds = PairDataset(smoke_cfg(), {"synthetic": [video]})
     assert not torch.equal(ds[(4, 0)]["search"], ds[(4, 1)]["search"])
+
+
+def test_truncated_frame_stops_sampling_naming_the_file(tmp_path):
+    # a half-written JPEG (OpenCV alone decodes it with grey rows) must not become a training sample
+    boxes = np.array([[20, 40, 24, 18], [23, 41, 24, 18]])
+    seq = Sequence("cut", write_video(tmp_path / "cut", boxes), boxes.astype(float), "x", "synthetic")
+    noise = np.random.default_rng(0).integers(0, 256, (160, 200, 3), dtype=np.uint8)
+    data = cv2.imencode(".jpg", noise)[1].tobytes()
+    bad = tmp_path / "cut" / "00000002.jpg"
+    bad.write_bytes(data[: len(data) // 2])
+    seq.frames[1] = bad
+    message = re.escape(f"{bad}: incomplete image: no JPEG end marker FF D9")
+    with pytest.raises(FrameError, match=message):
+        FrameCache(8)(bad)
+    ds = PairDataset(smoke_cfg(frame_cache_mb=8), {"synthetic": [seq]})
+    with pytest.raises(FrameError, match=message):  # every pair of a 2-frame video reads frame 2
+        ds[(0, 0)]

@@ -107,7 +107,7 @@ def data_environment(cwd=None) -> dict[str, str]:
 
 def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str | None = None,
                    allow_empty_text: bool = False, progress: bool | None = None,
-                   custom_split: bool = False) -> list[Sequence]:
+                   custom_split: bool = False, frames: bool = True) -> list[Sequence]:
     """The sequences of benchmark `name` (a key of BENCHMARKS, or synthetic_drift_<level>): sorted by
     name for the video benchmarks, in the refs file's order for refcocog.
 
@@ -120,11 +120,15 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
     progress: tqdm bar over sequences (None = only on a terminal).
     custom_split: lasot only: accept a split file other than the official 280 test names (the
         same as DMTRACK_LASOT_SPLIT_CHECK=0); by default that is an error (see lasot.py).
+    frames: list every sequence's frame images (a missing one is an error here, before any
+        tracking or training starts). False reads the annotations only (boxes, flags,
+        sentences; Sequence.frames is None): what scoring needs, and on the LaSOT test set
+        (685k frames) listing the frames is most of the cost of a full load.
     """
     if name not in BENCHMARKS and drift_level(name) is None:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, {_DRIFT}<level>")
     root = Path(root) if root is not None else dataset_root(name)
-    opts = dict(allow_empty_text=allow_empty_text, progress=progress)
+    opts = dict(allow_empty_text=allow_empty_text, progress=progress, frames=frames)
     if name == "lasot":
         seqs = lasot.load(root, split or "test", tag="lasot", official=True, custom_split=custom_split, **opts)
     elif name == "lasot_ext":

@@ -2,11 +2,13 @@
 
 Strict parsing of ground-truth rows, flag files and description files, finding frame
 images with one folder listing, and decoding a frame image (`read_frame`, used by
-training, tracking and the plots alike). Every problem raises a `DatasetError` naming the
-file (and the 1-based line); nothing is ever shifted, dropped or padded silently.
+training, tracking and the plots alike; a truncated JPEG or PNG is refused, not decoded
+with grey rows). Every problem raises a `DatasetError` naming the file (and the 1-based
+line); nothing is ever shifted, dropped or padded silently.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -30,16 +32,43 @@ class FrameError(DatasetError, FileNotFoundError):
     """A frame image is missing or cannot be decoded; the message names the file."""
 
 
+# A complete JPEG ends with the EOI marker, a complete PNG with its IEND chunk (type + CRC).
+# Some encoders pad the file after it with zeros or whitespace, which decoders ignore.
+_END_MARKERS = {b"\xff\xd8": (b"\xff\xd9", "JPEG end marker FF D9"),
+                b"\x89PNG\r\n\x1a\n": (b"IEND\xaeB`\x82", "PNG IEND chunk")}
+_PADDING = b"\x00 \t\r\n"
+
+
+def incomplete_image(data: bytes) -> str | None:
+    """Why the bytes of a JPEG or PNG file are incomplete (truncated), or None if they end as
+    they should. The format is read from the first bytes, not the file name; other formats
+    (BMP) are left to the decoder. OpenCV decodes a truncated JPEG without an error, filling
+    the missing rows with grey, so this check is what turns that into an error."""
+    for magic, (end, what) in _END_MARKERS.items():
+        if data.startswith(magic):
+            if data.endswith(end) or data.rstrip(_PADDING).endswith(end):
+                return None
+            return f"incomplete image: no {what} at the end of its {len(data)} bytes (a truncated file)"
+    return None
+
+
 def read_frame(path) -> np.ndarray:
-    """HxWx3 uint8 RGB image read with OpenCV; a missing or undecodable file raises FrameError."""
+    """HxWx3 uint8 RGB image read with OpenCV; a missing, truncated or undecodable file raises
+    FrameError naming it. The file is read once and decoded from memory."""
     path = Path(path)
-    if not path.is_file():
-        raise FrameError(f"missing frame image: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise FrameError(f"missing frame image: {path}") from None
+    if not data:
+        raise FrameError(f"empty frame image (0 bytes): {path}")
+    why = incomplete_image(data)
+    if why:
+        raise FrameError(f"{path}: {why}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise FrameError(f"cannot decode frame image: {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
 
 
 def require(path: Path, what: str) -> Path:
@@ -86,20 +115,31 @@ def _lines(path: Path, what: str) -> list[str]:
     return lines
 
 
-def read_boxes(path: Path, what: str = "ground-truth file") -> np.ndarray:
+def read_boxes(path: Path, what: str = "ground-truth file", start: int = 1) -> np.ndarray:
     """(N, 4) float64 x, y, w, h rows, comma- or whitespace-separated (one separator per file).
 
-    Fast path: np.loadtxt. When it fails, or a blank line would make it skip a row, the
-    file is re-read line by line to name the first bad line.
+    Every value must be a finite number: none of the benchmarks read here writes NaN (checked
+    for LaSOT, formats_metrics.md §1), so a NaN is a damaged file, not an absent target (LaSOT
+    and TNL2K mark those with 0,0,0,0 rows, which are kept). Line `start` (1-based: the row a
+    tracker starts from, 1, or 6 for OTB's Tiger1) must hold a box with w, h > 0.
+    Fast path: np.loadtxt. When it fails, finds a non-finite value, or a blank line would make
+    it skip a row, the file is re-read line by line to name the first bad line.
     """
     lines = _lines(path, what)
     sep = "," if "," in lines[0] else None
     try:
         boxes = np.loadtxt(lines, delimiter=sep, comments=None, ndmin=2, dtype=np.float64)
-        if boxes.shape == (len(lines), 4):
-            return boxes
     except ValueError:
-        pass
+        boxes = None
+    if boxes is None or boxes.shape != (len(lines), 4) or not np.isfinite(boxes).all():
+        _raise_first_bad_row(path, lines, sep)
+    if start <= len(boxes) and not (boxes[start - 1, 2] > 0 and boxes[start - 1, 3] > 0):
+        raise DatasetError(f"{path}, line {start}: the first frame needs a box with w, h > 0 (the tracker "
+                           f"starts from it), got {lines[start - 1].strip()!r}")
+    return boxes
+
+
+def _raise_first_bad_row(path: Path, lines: list[str], sep: str | None) -> None:
     for i, line in enumerate(lines, 1):
         fields = line.split(sep)
         if len(fields) != 4:
@@ -107,9 +147,12 @@ def read_boxes(path: Path, what: str = "ground-truth file") -> np.ndarray:
             raise DatasetError(f"{path}, line {i}: expected 4 {kind}-separated values x,y,w,h, "
                                f"got {len(fields)}: {line!r}")
         try:
-            [float(f) for f in fields]
+            values = [float(f) for f in fields]
         except ValueError:
             raise DatasetError(f"{path}, line {i}: unparsable value in {line!r}") from None
+        if not all(map(math.isfinite, values)):
+            raise DatasetError(f"{path}, line {i}: NaN or infinite value in {line!r} (an absent target is "
+                               f"written 0,0,0,0 in these benchmarks)")
     raise DatasetError(f"{path}: could not parse the ground truth")  # unreachable in practice
 
 
@@ -117,6 +160,11 @@ def read_flags(path: Path, n: int, what: str) -> np.ndarray:
     """(n,) bool from 0/1 flags separated by commas and/or newlines (LaSOT's one-line files,
     one-per-line drift files); a wrong count or a value other than 0/1 names file and line."""
     lines = _lines(path, what)
+    text = "\n".join(lines).strip()
+    # fast path for the usual layouts, one-character flags with one character between them
+    # ("0,0,1", "0\n0\n1"): the flags are then exactly the characters at even positions
+    if len(text) == 2 * n - 1 and set(text[::2]) <= {"0", "1"} and set(text[1::2]) <= {",", "\n", " ", "\t"}:
+        return np.frombuffer(text[::2].encode(), np.uint8) == ord("1")
     flags = []
     for i, line in enumerate(lines, 1):
         for tok in re.split(r"[,\s]+", line.strip()):

@@ -115,10 +115,11 @@ def split_file_path(root: Path, split_file: Path | None) -> Path:
 
 def load(root: Path, split: str, tag: str, split_file: Path | None = None, all_test: bool = False,
          all_train: bool = False, allow_empty_text: bool = False, progress: bool | None = None,
-         official: bool = False, custom_split: bool = False) -> list[Sequence]:
+         official: bool = False, custom_split: bool = False, frames: bool = True) -> list[Sequence]:
     """Sequences of a LaSOT-layout root. all_test (LaSOT_ext) / all_train (synthetic train):
     every sequence belongs to that one split, no split file is read. official (the real LaSOT):
-    the split must be the official 280 / 1,120 sequences, unless custom_split (or the env opt-out)."""
+    the split must be the official 280 / 1,120 sequences, unless custom_split (or the env opt-out).
+    frames=False: annotations only (Sequence.frames is None, the image folders are not listed)."""
     found = find_sequences(root)
     if all_test or all_train:
         only = "test" if all_test else "train"
@@ -141,19 +142,19 @@ def load(root: Path, split: str, tag: str, split_file: Path | None = None, all_t
             names = sorted(set(found) - set(test))
     else:
         raise ValueError(f"LaSOT split must be 'test' or 'train', got {split!r}")
-    return [read_sequence(found[n], tag, allow_empty_text) for n in progress_bar(names, root.name, progress)]
+    return [read_sequence(found[n], tag, allow_empty_text, frames) for n in progress_bar(names, root.name, progress)]
 
-def read_sequence(folder: Path, tag: str, allow_empty_text: bool = False) -> Sequence:
+def read_sequence(folder: Path, tag: str, allow_empty_text: bool = False, frames: bool = True) -> Sequence:
     gt = folder / "groundtruth.txt"
     boxes = read_boxes(gt)
     n = len(boxes)
-    frames, unannotated = numbered_frames(folder / "img", 1, n, gt)
+    paths, unannotated = numbered_frames(folder / "img", 1, n, gt) if frames else (None, None)
     if unannotated:
         warnings.warn(f"{folder / 'img'}: {unannotated} images after the last ground-truth row; ignored")
     occluded = read_flags(folder / "full_occlusion.txt", n, "full-occlusion")
     out_of_view = read_flags(folder / "out_of_view.txt", n, "out-of-view")
     return Sequence(
-        name=folder.name, frames=frames, boxes=boxes,
+        name=folder.name, frames=paths, boxes=boxes,
         description=read_description(folder / "nlp.txt", allow_empty_text),
         dataset=tag, visible=~occluded & ~out_of_view, drift=read_drift(folder, n),
         extra={"class": folder.parent.name, "path": folder, "unannotated_images": unannotated})

@@ -45,7 +45,7 @@ def candidates(videos: Path, stem: str) -> list[tuple[Path, str]]:
 
 
 def load(root: Path, split: str, real_quirks: bool = True, allow_empty_text: bool = False,
-         progress: bool | None = None) -> list[Sequence]:
+         progress: bool | None = None, frames: bool = True) -> list[Sequence]:
     if split not in ("test", "train"):
         raise ValueError(f"OTB-Lang split must be 'test' or 'train', got {split!r}")
     queries = root / f"OTB_query_{split}"
@@ -56,20 +56,22 @@ def load(root: Path, split: str, real_quirks: bool = True, allow_empty_text: boo
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise DatasetError(f"{queries}: several query files name sequence {sorted(dup)[0]}")
-    return [read_sequence(root / "OTB_videos", q, real_quirks, allow_empty_text)
+    return [read_sequence(root / "OTB_videos", q, real_quirks, allow_empty_text, frames)
             for q in progress_bar(files, f"otb_lang/{split}", progress)]
 
 
-def read_sequence(videos: Path, query: Path, real_quirks: bool = True, allow_empty_text: bool = False) -> Sequence:
+def read_sequence(videos: Path, query: Path, real_quirks: bool = True, allow_empty_text: bool = False,
+                  frames: bool = True) -> Sequence:
+    """One query's sequence; frames=False reads the annotations only (Sequence.frames is None)."""
     tried = candidates(videos, query.stem)
     folder, gt = next(((d, d / f) for d, f in tried if (d / f).is_file()), (None, None))
     if gt is None:
         raise MissingFileError(f"no ground truth for query {query}: tried "
                                + ", ".join(str(d / f) for d, f in tried))
-    boxes = read_boxes(gt)
     video = split_target(folder.name)[0]
     omit = INIT_OMIT.get(video, 0) if real_quirks else 0
     first = (START_FRAME.get(video, 1) if real_quirks else 1) + omit
+    boxes = read_boxes(gt, start=omit + 1)
     if omit:
         if len(boxes) <= omit:
             raise DatasetError(f"{gt}: {len(boxes)} rows, but the first {omit} are omitted (initOmit)")
@@ -78,11 +80,11 @@ def read_sequence(videos: Path, query: Path, real_quirks: bool = True, allow_emp
     imgs = folder / "img"
     if not imgs.is_dir() and (folder / "jpg").is_dir():  # pytracking's KiteSurf/jpg/%04d.png
         imgs = folder / "jpg"
-    frames, unannotated = numbered_frames(imgs, first, n, gt)
+    paths, unannotated = numbered_frames(imgs, first, n, gt) if frames else (None, None)
     if unannotated:
         log.info("%s: %d images after the last ground-truth row are not part of the sequence", imgs, unannotated)
     return Sequence(
-        name=canonical_name(query.stem), frames=frames, boxes=boxes,
+        name=canonical_name(query.stem), frames=paths, boxes=boxes,
         description=read_description(query, allow_empty_text), dataset="otb",
         drift=read_drift(folder, n),
         extra={"path": folder, "gt_file": gt.name, "first_frame": first, "omitted_rows": omit,

@@ -55,7 +55,8 @@ def _load_refs(path: Path) -> list[dict]:
 
 
 def load(root: Path, split: str = "train", allow_empty_text: bool = False,
-         progress: bool | None = None) -> list[Sequence]:
+         progress: bool | None = None, frames: bool = True) -> list[Sequence]:
+    """frames=False: annotations only (Sequence.frames is None, the image folder is not listed)."""
     if split not in ("train", "val"):
         raise ValueError(f"RefCOCOg google split has 'train' and 'val' only (no test released), got {split!r}")
     refs_path = root / "refcocog" / "refs(google).p"
@@ -69,7 +70,7 @@ def load(root: Path, split: str = "train", allow_empty_text: bool = False,
     cats = {c["id"]: c["name"] for c in inst.get("categories", [])}
     image_dir = root / IMAGE_DIR
     try:
-        on_disk = set(os.listdir(image_dir))
+        on_disk = set(os.listdir(image_dir)) if frames else None
     except FileNotFoundError:
         raise MissingFileError(f"missing COCO train2014 image folder: {image_dir}") from None
     seqs = []
@@ -79,14 +80,14 @@ def load(root: Path, split: str = "train", allow_empty_text: bool = False,
             raise DatasetError(f"{refs_path}: ref {ref['ref_id']} points to annotation {ref['ann_id']}, "
                                f"which {inst_path} does not have")
         file_name = f"COCO_train2014_{ref['image_id']:012d}.jpg"
-        if file_name not in on_disk:
+        if frames and file_name not in on_disk:
             raise MissingFileError(f"missing image {image_dir / file_name} (ref {ref['ref_id']} in {refs_path})")
         for sent in ref["sentences"]:
             text = sent["sent"].strip()
             if not text and not allow_empty_text:
                 raise DatasetError(f"{refs_path}: ref {ref['ref_id']} sentence {sent['sent_id']} is empty")
             seqs.append(Sequence(
-                name=f"{ref['ref_id']}_{sent['sent_id']}", frames=[image_dir / file_name],
+                name=f"{ref['ref_id']}_{sent['sent_id']}", frames=[image_dir / file_name] if frames else None,
                 boxes=np.asarray([ann["bbox"]], dtype=np.float64), description=text, dataset="refcocog",
                 extra={"ref_id": ref["ref_id"], "sent_id": sent["sent_id"], "ann_id": ref["ann_id"],
                        "image_id": ref["image_id"], "category": cats.get(ref["category_id"]),

@@ -55,7 +55,8 @@ def clean_text(text: str) -> str:
 @dataclass
 class Sequence:
     name: str
-    frames: list[Path]  # one image path per ground-truth row, in order
+    frames: list[Path] | None  # one image path per ground-truth row, in order; None: annotations only
+    # (load_benchmark(..., frames=False), what scoring reads)
     boxes: np.ndarray  # (N, 4) float64, x, y, w, h exactly as in the ground-truth file
     description: str  # the sentence as written in the file
     dataset: str  # tag the metrics key on ('lasot', 'lasot_extension_subset', 'tnl2k', 'otb', ...)
@@ -70,7 +71,7 @@ class Sequence:
         return clean_text(self.description)
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.boxes)  # one row per frame (frames may be None: annotations only)
 
     def __repr__(self) -> str:
         return f"Sequence({self.name!r}, {self.dataset!r}, {len(self)} frames, {self.description[:40]!r})"
@@ -81,5 +82,5 @@ def truncate(seq: Sequence, n: int | None) -> Sequence:
     if n is None or n >= len(seq):
         return seq
     cut = lambda a: None if a is None else a[:n]
-    return dataclasses.replace(seq, frames=seq.frames[:n], boxes=seq.boxes[:n], visible=cut(seq.visible),
+    return dataclasses.replace(seq, frames=cut(seq.frames), boxes=seq.boxes[:n], visible=cut(seq.visible),
                                drift=cut(seq.drift))

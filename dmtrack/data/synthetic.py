@@ -41,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 from dmtrack.io import atomic_write_text
 
-from .benchmarks import (STAND_IN, SUITES, drift_benchmark, drift_folder, level_tag, suite_location,
+from .benchmarks import (STAND_IN, drift_benchmark, drift_folder, level_tag, suite_location,
                          synthetic_name)
 
 GENERATOR_VERSION = 1

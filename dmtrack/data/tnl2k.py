@@ -82,18 +82,18 @@ def sorted_images(folder: Path) -> list[str]:
     return [numbered[k] for k in order]
 
 
-def load(root: Path, split: str, allow_empty_text: bool = False, progress: bool | None = None) -> list[Sequence]:
+def load(root: Path, split: str, allow_empty_text: bool = False, progress: bool | None = None,
+         frames: bool = True) -> list[Sequence]:
+    """frames=False: annotations only (Sequence.frames is None, imgs/ is not listed)."""
     if split not in ("test", "train"):
         raise ValueError(f"TNL2K split must be 'test' or 'train', got {split!r}")
     found = find_sequences(root / split)
-    return [read_sequence(found[n], allow_empty_text) for n in progress_bar(sorted(found), f"tnl2k/{split}", progress)]
+    return [read_sequence(found[n], allow_empty_text, frames)
+            for n in progress_bar(sorted(found), f"tnl2k/{split}", progress)]
 
 
-def read_sequence(folder: Path, allow_empty_text: bool = False) -> Sequence:
-    gt = folder / "groundtruth.txt"
-    boxes = read_boxes(gt)
-    n = len(boxes)
-    imgs = folder / "imgs"
+def frame_paths(imgs: Path, n: int, gt: Path) -> tuple[list[Path], int]:
+    """The first n images of imgs/ in frame order, and how many images come after them."""
     names = sorted_images(imgs)
     if len(names) < n:
         raise DatasetError(f"{imgs}: {len(names)} images for {n} ground-truth rows in {gt} "
@@ -101,14 +101,22 @@ def read_sequence(folder: Path, allow_empty_text: bool = False) -> Sequence:
     if len(names) > n:
         warnings.warn(f"{imgs}: {len(names) - n} images after the last ground-truth row of {gt}; ignored")
     base = str(imgs) + os.sep
+    return [Path(base + s) for s in names[:n]], len(names) - n
+
+
+def read_sequence(folder: Path, allow_empty_text: bool = False, frames: bool = True) -> Sequence:
+    gt = folder / "groundtruth.txt"
+    boxes = read_boxes(gt)
+    n = len(boxes)
+    paths, unannotated = frame_paths(folder / "imgs", n, gt) if frames else (None, None)
     attributes = None
     if (folder / "attributes.txt").is_file():
         attributes = {"flags": _read_attributes(folder / "attributes.txt")}
     return Sequence(
-        name=folder.name, frames=[Path(base + s) for s in names[:n]], boxes=boxes,
+        name=folder.name, frames=paths, boxes=boxes,
         description=read_description(folder / "language.txt", allow_empty_text, EMPTY_TEXT_HINT),
         dataset="tnl2k", attributes=attributes, drift=read_drift(folder, n),
-        extra={"path": folder, "unannotated_images": len(names) - n})
+        extra={"path": folder, "unannotated_images": unannotated})
 
 
 def _read_attributes(path: Path) -> np.ndarray:

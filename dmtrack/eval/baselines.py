@@ -76,7 +76,7 @@ def score_baselines(benchmarks, results_root, data_root=None, seed: int = 0, max
 
     rows = []
     for bench in [benchmarks] if isinstance(benchmarks, str) else benchmarks:
-        seqs = [truncate(s, max_frames) for s in load_benchmark(bench, data_root, split, progress=False)]
+        seqs = [truncate(s, max_frames) for s in load_benchmark(bench, data_root, split, progress=False, frames=False)]
         for name in baselines:
             out = run_baseline(name, seqs, results_dir(results_root, bench, name, baseline_param(seed)), seed)
             write_run_meta(out, dict(benchmark=bench, variant=name, samples=None, seed=seed, max_frames=max_frames))

@@ -60,7 +60,8 @@ def run(args) -> int:
         return 0
     if not args.benchmark:
         raise UsageError("--benchmark is required with --results / --baseline")
-    seqs = load_benchmark(args.benchmark, args.data_root, args.split)
+    # scoring reads the annotations only: listing the frames would be most of the time on LaSOT
+    seqs = load_benchmark(args.benchmark, args.data_root, args.split, frames=False)
     folders = [args.results] if isinstance(args.results, str) else args.results
     if args.baseline:
         folders = [run_baseline(args.baseline, seqs, args.out or Path("runs/baselines") / args.benchmark / args.baseline, args.seed)]

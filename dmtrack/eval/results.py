@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dmtrack.data.names import canonical_name
 from dmtrack.io import atomic_write_json, atomic_write_text
@@ -54,13 +53,23 @@ def write_results(directory, seq_name: str, boxes, times=None, decimals: int | N
     return path
 
 
+def _fields(line: str) -> list[str]:
+    """A row's fields: split at commas if the line has one, else at tabs, else at runs of spaces.
+    Spaces around a comma or tab are part of the separator; an empty field stays (an error)."""
+    line = line.strip()
+    sep = "," if "," in line else "\t" if "\t" in line else None
+    return [f.strip() for f in line.split(sep)] if sep else line.split()
+
+
 def _parse_slow(path: Path, lines: list[str], ncols: int | None) -> np.ndarray:
     """Line-by-line parse that names the file and line of the first bad row."""
     rows, last = [], max((i for i, l in enumerate(lines) if l.strip()), default=-1)
     for i, line in enumerate(lines[: last + 1]):
-        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
+        fields = _fields(line)
         if not fields:
             raise ValueError(f"{path}, line {i + 1}: empty line inside the results (frames would shift)")
+        if "" in fields:
+            raise ValueError(f"{path}, line {i + 1}: empty field in {line.strip()!r} (field {fields.index('') + 1})")
         if ncols is not None and len(fields) != ncols:
             raise ValueError(f"{path}, line {i + 1}: {len(fields)} fields, expected {ncols}: {line.strip()!r}")
         try:
@@ -78,17 +87,19 @@ def _read_table(path, ncols: int | None) -> np.ndarray:
         text = path.read_text()
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file") from None
-    body = text.strip()
-    # fast path: separators -> spaces, then pandas' C parser. Any doubt (a short row shows up as
-    # NaN, a long one as an error, a blank line would be skipped) -> the slow, explicit parser.
-    if body and "\n\n" not in body.replace("\r", ""):
-        try:
-            arr = pd.read_csv(io.StringIO(body.replace(",", " ").replace("\t", " ")), sep=r"\s+", header=None,
-                              dtype=np.float64).to_numpy()
-            if (ncols is None or arr.shape[1] == ncols) and not np.isnan(arr).any():
-                return arr
-        except (ValueError, pd.errors.ParserError):
-            pass
+    lines = text.strip().replace(",", " ").replace("\t", " ").splitlines()
+    # fast path: separators -> spaces, then numpy's C parser (a row with another number of
+    # fields is an error there). Any doubt -> the slow, explicit parser: a blank line would be
+    # skipped (every later frame shifted), an empty field such as the one in '58,64,,15,15'
+    # would vanish, leaving more commas or tabs than the fields need.
+    try:
+        arr = np.loadtxt(lines, dtype=np.float64, comments=None, ndmin=2) if lines else None
+        seps = text.count(",") + text.count("\t")
+        if (arr is not None and len(arr) == len(lines) and (ncols is None or arr.shape[1] == ncols)
+                and seps in (0, arr.shape[0] * (arr.shape[1] - 1))):
+            return arr
+    except ValueError:
+        pass
     return _parse_slow(path, text.splitlines(), ncols)
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from dmtrack.config import VARIANTS
+from dmtrack.config import VARIANTS, load_config
 from dmtrack.data import STAND_IN, dataset_root
 from dmtrack.data.benchmarks import data_environment, drift_benchmark, synthetic_name
 from dmtrack.data.lasot import split_check_enabled

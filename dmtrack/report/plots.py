@@ -3,7 +3,6 @@ diffusion sampling strips, the k and drift sweeps. Each function returns a matpl
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -54,15 +54,29 @@ def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), recor
     Returns {'boxes': (n,4), 'times': (n,) seconds of the tracker calls only (image reading
     excluded, as pytracking), 'scores': (n,) (NaN for frame 0), 'spread': (n,) the sample spread
     of each frame (`dmtrack.track.tracker.sample_spread`; NaN for frame 0 and trackers without samples),
-    'masks': {index: HxW float32}} (+ 'crop_masks' (n-1,M,M), 'windows' (n-1,3) with record_crop_masks)."""
+    'masks': {index: HxW float32}} (+ 'crop_masks' (n-1,M,M), 'windows' (n-1,3) with record_crop_masks).
+    A frame whose size differs from the first frame's raises FrameError naming both files: no
+    benchmark read here changes resolution within a video, and the boxes would not match it."""
     n = len(seq) if frames is None else min(int(frames), len(seq))
     if n < 1:
         raise ValueError(f"{seq.name}: nothing to track (frames={frames})")
+    if seq.frames is None:
+        raise ValueError(f"{seq.name}: loaded without its frames (load_benchmark(..., frames=False))")
+    x, y, w, h = first = [float(v) for v in seq.boxes[0]]
+    if not (np.isfinite([x, y]).all() and w > 0 and h > 0):  # a NaN w or h fails the comparison
+        raise ValueError(f"sequence {seq.name}: the first box {first} is not a box with w, h > 0 "
+                         f"(the tracker starts from it)")
     keep = range(n) if keep_masks is True else set(int(i) for i in keep_masks)
     boxes, times, scores, spread = np.zeros((n, 4)), np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
     masks, crop_masks, windows = {}, [], []
     for i in range(n):
         image = read_frame(seq.frames[i])
+        if i == 0:
+            size = image.shape[:2]
+        elif image.shape[:2] != size:
+            raise FrameError(f"{seq.frames[i]}: {image.shape[1]}x{image.shape[0]} pixels, but the first frame of "
+                             f"{seq.name} ({seq.frames[0]}) is {size[1]}x{size[0]}; a sequence's frames must share "
+                             f"one size")
         t0 = time.perf_counter()
         if i == 0:
             tracker.initialize(image, seq.boxes[0], seq.text)  # the cleaned sentence, as in training
