@@ -13,7 +13,6 @@ names are matched across codebases (Jogging-1 / Jogging_1 / Jogging.1, Human4 / 
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 import numpy as np
