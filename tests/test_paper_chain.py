@@ -62,7 +62,7 @@ def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DMTRACK_DATA", "data")  # relative: the notebooks run in notebooks/, it must still work
     monkeypatch.setenv("DMTRACK_LASOT_SPLIT_CHECK", "0")
     write_datasets(tmp_path / "data")
-    args = ["report", "--profile", "paper", "--seeds", "1", "--max-frames", "4", "--k-sweep", "1,5", "--jobs", "2", "--allow-minilm",
+    args = ["report", "--profile", "paper", "--seeds", "1", "--max-frames", "4", "--k-sweep", "1,5", "--steps-sweep", "2", "--readings", "final", "--jobs", "2", "--allow-minilm",
             "--reports", "reports", "--work", "runs"] + [w for kv in TOY for w in ("--set", kv)]
 
     assert main(args + ["--plan", "--json"]) == 0  # the plan first: it reads the data and runs nothing
