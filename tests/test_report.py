@@ -605,7 +605,7 @@ def test_paper_profile_refuses_to_start_without_its_weights(tmp_path, capsys):
     args = ["report", "--profile", "paper", "--reports", str(tmp_path / "r"), "--work", str(tmp_path / "w")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("dmtrack report: profile paper trains at the paper's settings")
+    assert len(err.splitlines()) == 1 and err.startswith("dmtrack report: error: profile paper trains at the paper's settings")
     assert "pretrained= is not set" in err and "--set pretrained=none" in err
     assert "text_encoder=minilm is not a BERT directory" in err and "--allow-minilm" in err
     assert 'README.md, section "Pointing the project at real datasets and weights"' in err
