@@ -490,6 +490,11 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
         dmtrack_param(5, 0, "chain", 3)
     with pytest.raises(ValueError, match="final or chain"):
         dmtrack_param(5, 0, "mean")
+    # the robustness test's sentences: their own folders; the true sentence keeps today's names
+    assert [dmtrack_param(1, 0, sentence=s) for s in ("true", "misleading", "uninformative")] == \
+        ["k1_seed0", "k1_mislead_seed0", "k1_uninf_seed0"]
+    with pytest.raises(ValueError, match="sentence must be one of"):
+        dmtrack_param(1, 0, sentence="wrong")
 
 
 def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
