@@ -70,8 +70,11 @@ def test_lasot_robustness_sentences_come_from_the_next_sequence_of_the_class(las
                    "bird-3": "bird-like thing (small)"}
     assert {s.name: s.text for s in with_sentence(seqs, "uninformative")} == {
         "airplane-1": "airplane", "airplane-2": "airplane", "airplane-10": "airplane", "bird-2": "bird", "bird-3": "bird"}
-    with pytest.raises(ValueError, match="class 'bird': only bird-2 is loaded"):
-        with_sentence([s for s in seqs if s.name != "bird-3"], "misleading")
+    with pytest.warns(UserWarning, match="class 'bird': only bird-2 is loaded; .* airplane-1, another class"):
+        alone = with_sentence([s for s in seqs if s.name != "bird-3"], "misleading")
+    assert alone[-1].description == "White airplane flying in the sky."  # the next sequence, wrapping round
+    with pytest.raises(ValueError, match="bird-2: the only sequence loaded"):
+        with_sentence([s for s in seqs if s.name == "bird-2"], "misleading")
 
 
 def test_lasot_train_split_is_everything_not_in_testing_set(lasot):
