@@ -766,3 +766,18 @@ def test_within_test_pairs_models_and_sequences():
     assert t.se == pytest.approx(0.5, rel=0.05) and 0 < t.diff.low < 2 < t.diff.high
     with pytest.raises(ValueError, match="same seeds and sequences"):
         verdicts.within_test(a, a[:1], 0.95)
+
+
+def test_drift_sweep_gives_differences_against_no_language_on_the_same_videos(tmp_path):
+    root, names = tmp_path / "results", [f"c-{j}" for j in range(5)]
+    for level, shift in ((0.5, 0.0), (1.0, 10.0)):  # the videos of level 1.0 are easier for every variant
+        bench = f"synthetic_drift_{level:.2f}"
+        for variant, gain in (("full", 4.0), ("no_language", 0.0)):
+            _write_run(root, bench, f"dmtrack-{variant}", "k1_seed0", variant, 1, 0,
+                       {n: _seq(40 + shift + gain + j) for j, n in enumerate(names)})
+    dr = tables.drift_sweep(tables.Results(*tables.load_runs(root), synthetic=True), [0.5, 1.0], ["full", "no_language"], 1)
+    full = dr[dr.variant == "full"].set_index("level")
+    assert list(full.auc) == [46.0, 56.0]  # the level moves the AUC by 10 ...
+    # ... but not the difference on the same videos: +4 on every sequence, so the paired CI is 4 too
+    assert list(full.vs_no_language) == [4.0, 4.0] and list(full.vs_no_language_low) == [4.0, 4.0]
+    assert dr[dr.variant == "no_language"].vs_no_language.isna().all()
