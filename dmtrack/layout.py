@@ -9,6 +9,8 @@ of the evaluate.json that marks a scored run. A leaf module: of dmtrack it impor
             k<k>            k chains of the config's sampling_steps, final masks averaged (test_average final)
             k<k>c           one chain of k steps, its x0 predictions averaged (test_average chain)
             k<k>_steps<n>   final reading with n DDIM steps per chain instead of the config's
+            k<k>_mislead, k<k>_uninf   tracked with the robustness test's misleading / uninformative
+                            sentence instead of the true one (dmtrack.data.sentences)
         tracker = static | oracle-jitter, param = seed<N> (the trivial trackers)
         tracker = <name given to --other>, param = raw    (another tracker's results, re-scored)
 
@@ -43,18 +45,25 @@ def tracker_name(variant: str) -> str:
     return f"dmtrack-{variant}"
 
 
-def run_tag(k: int, average: str = "final", steps: int | None = None) -> str:
-    """How a trained model was run: k samplings, the reading of "k samplings" (final | chain) and,
-    for the final reading, an override of the DDIM steps per chain (None = the config's)."""
+SENTENCE_TAGS = {"true": "", "misleading": "_mislead", "uninformative": "_uninf"}  # dmtrack.data.sentences
+
+
+def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: str = "true") -> str:
+    """How a trained model was run: k samplings, the reading of "k samplings" (final | chain), for the
+    final reading an override of the DDIM steps per chain (None = the config's), and the sentence the
+    sequences were tracked with (true | misleading | uninformative: the robustness test)."""
     if average not in ("final", "chain"):
         raise ValueError(f"average must be final or chain, got {average!r}")
     if average == "chain" and steps is not None:
         raise ValueError("the chain reading has k steps; a steps override applies to the final reading only")
-    return f"k{k}" + ("c" if average == "chain" else "") + (f"_steps{steps}" if steps is not None else "")
+    if sentence not in SENTENCE_TAGS:
+        raise ValueError(f"sentence must be one of {', '.join(SENTENCE_TAGS)}, got {sentence!r}")
+    return (f"k{k}" + ("c" if average == "chain" else "") + (f"_steps{steps}" if steps is not None else "")
+            + SENTENCE_TAGS[sentence])
 
 
-def dmtrack_param(k: int, seed: int, average: str = "final", steps: int | None = None) -> str:
-    return f"{run_tag(k, average, steps)}_seed{seed}"
+def dmtrack_param(k: int, seed: int, average: str = "final", steps: int | None = None, sentence: str = "true") -> str:
+    return f"{run_tag(k, average, steps, sentence)}_seed{seed}"
 
 
 def baseline_param(seed: int) -> str:
@@ -67,9 +76,10 @@ def results_dir(root, benchmark: str, tracker: str, param: str) -> Path:
 
 
 def dmtrack_results(work, benchmark: str, variant: str, k: int, seed: int, average: str = "final",
-                    steps: int | None = None) -> Path:
+                    steps: int | None = None, sentence: str = "true") -> Path:
     """The results folder of a trained variant's seed at k samplings (see run_tag)."""
-    return results_dir(results_root(work), benchmark, tracker_name(variant), dmtrack_param(k, seed, average, steps))
+    return results_dir(results_root(work), benchmark, tracker_name(variant),
+                       dmtrack_param(k, seed, average, steps, sentence))
 
 
 def scores_path(folder, protocol: str) -> Path:
@@ -97,6 +107,7 @@ def score_files(folder) -> list[Path]:
 # count and first image's size}, dmtrack.track.runner.sequence_inputs; what a resume compares, not paths).
 # Trained models add average (final | chain), steps (the override of the DDIM steps per chain, None =
 # the config's) and sampling_steps (the steps each chain ran); a record without them is a final-reading run.
+# sentence: true | misleading | uninformative (the robustness test's; a record without it is a true-sentence run).
 RUN_META_KEYS = ("benchmark", "variant", "samples", "seed")
 
 

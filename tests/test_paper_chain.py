@@ -2,7 +2,7 @@
 run the way a user runs it: `dmtrack report --profile paper` from the folder holding data/ (a relative
 DMTRACK_DATA), with tiny overrides on the command line, scratch training (pretrained=none), the packaged
 MiniLM (--allow-minilm), one seed, --max-frames and a k sweep of the two k Table 2 runs anyway
-(21 notebooks). The LaSOT fixture lists 2 test sequences, so it
+(43 notebooks: 11 of them the language-robustness test on LaSOT). The LaSOT fixture lists 2 test sequences, so it
 runs with the custom-split opt-out (DMTRACK_LASOT_SPLIT_CHECK=0), which the report must flag."""
 import html as htmllib
 import json
@@ -68,7 +68,7 @@ def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
     assert main(args + ["--plan", "--json"]) == 0  # the plan first: it reads the data and runs nothing
     plan = json.loads(capsys.readouterr().out)
     assert plan["problems"] == [] and not (tmp_path / "reports").exists() and not (tmp_path / "runs").exists()
-    assert len(plan["steps"]) == 21 and plan["not_estimated"] == []
+    assert len(plan["steps"]) == 43 and plan["not_estimated"] == []
     assert {b: (s["sequences"], s["frames"], s["source"]) for b, s in plan["sizes"].items()} == {
         b: (2, 8, "read from the dataset") for b in ("lasot", "lasot_ext", "otb_lang", "tnl2k")}
     train = next(s for s in plan["steps"] if s["step"] == "10_train/full_seed0")

@@ -57,6 +57,27 @@ def test_lasot_test_split_layout_flags_and_text(lasot):
     assert seqs[1].text == "bird like thing small" and len(seqs[1]) == 3
 
 
+def test_lasot_robustness_sentences_come_from_the_next_sequence_of_the_class(lasot):
+    from dmtrack.data.sentences import with_sentence
+
+    write_lasot_seq(lasot, "airplane-10", text="a jet taking off\n")
+    write_lasot_seq(lasot, "bird-3", text="the parrot on a branch\n")
+    (lasot / "testing_set.txt").write_text("airplane-1\nairplane-2\nairplane-10\nbird-2\nbird-3\n")
+    seqs = load_benchmark("lasot", lasot)  # sorted by name: airplane-1, airplane-10, airplane-2, bird-2, bird-3
+    mis = {s.name: s.description for s in with_sentence(seqs, "misleading")}
+    # within a class in number order 1, 2, 10, wrapping round
+    assert mis == {"airplane-1": "white airplane flying in the sky", "airplane-2": "a jet taking off",
+                   "airplane-10": "White airplane flying in the sky.", "bird-2": "the parrot on a branch",
+                   "bird-3": "bird-like thing (small)"}
+    assert {s.name: s.text for s in with_sentence(seqs, "uninformative")} == {
+        "airplane-1": "airplane", "airplane-2": "airplane", "airplane-10": "airplane", "bird-2": "bird", "bird-3": "bird"}
+    with pytest.warns(UserWarning, match="class 'bird': only bird-2 is loaded; .* airplane-1, another class"):
+        alone = with_sentence([s for s in seqs if s.name != "bird-3"], "misleading")
+    assert alone[-1].description == "White airplane flying in the sky."  # the next sequence, wrapping round
+    with pytest.raises(ValueError, match="bird-2: the only sequence loaded"):
+        with_sentence([s for s in seqs if s.name == "bird-2"], "misleading")
+
+
 def test_lasot_train_split_is_everything_not_in_testing_set(lasot):
     assert [s.name for s in load_benchmark("lasot", lasot, split="train")] == ["airplane-2", "bird-10"]
 

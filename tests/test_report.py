@@ -464,10 +464,22 @@ def test_plan_of_the_demo_profile(tmp_path):
     # the steps sweep at k = 1: the demo's 3 steps is row 8 itself, 1 step is the chain reading at k = 1
     sweep = {s.params["steps_per_chain"]: s.name for s in evals if s.params["steps_per_chain"] is not None}
     assert sweep == {n: f"20_evaluate/full_otb_lang_k1_steps{n}" for n in (2, 5, 10)}
+    # the language-robustness test: four variants at k = 1 on the LaSOT stand-in (a twin in every sequence)
+    # under the three sentences; the true sentence's steps keep their parameters (no `sentence` key)
+    robust = {(s.params["variant"], s.params.get("sentence", "true")): s.name for s in evals
+              if s.params["benchmarks"] == ["synthetic_lasot"] and s.params["k"] == 1}
+    assert robust == {(v, sn): f"20_evaluate/{v}_lasot_k1" + {"true": "", "misleading": "_mislead", "uninformative": "_uninf"}[sn]
+                      for v in ("full", "not_mask_driven", "no_diffusion", "no_language")
+                      for sn in ("true", "misleading", "uninformative")}
+    mislead = next(s for s in evals if s.name == "20_evaluate/not_mask_driven_lasot_k1_mislead")
+    assert mislead.outputs == [str(tmp_path / "runs" / "results" / "synthetic_lasot" / "dmtrack-not_mask_driven" /
+                                   "k1_mislead_seed0" / "scores_pytracking.json")]
+    assert steps[-1].params["robust_variants"] == ["full", "not_mask_driven", "no_diffusion", "no_language"]
     table_rows = {(r.variant, r.k) for r in paper.TABLE2} | {("full", 1)}
-    for s in evals:  # Tables 1 and 2 for every seed; the extra k values, steps and the drift sweep for seed 0
+    for s in evals:  # Tables 1 and 2 for every seed; the extra k values, steps, drift and robustness tests for seed 0
         in_tables = (len(s.params["benchmarks"]) == 1 and (s.params["variant"], s.params["k"]) in table_rows
-                     and s.params["steps_per_chain"] is None)
+                     and s.params["steps_per_chain"] is None and s.params.get("sentence") is None
+                     and (s.params["benchmarks"] == ["synthetic_otb_lang"] or s.params["variant"] == "full"))
         assert s.params["seeds"] == ([0, 1, 2] if in_tables else [0]), s.name
         assert set(s.deps) == {f"10_train/{s.params['variant']}_seed{i}" for i in s.params["seeds"]}
     assert len(steps[-1].deps) == len(steps) - 1
@@ -490,6 +502,11 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
         dmtrack_param(5, 0, "chain", 3)
     with pytest.raises(ValueError, match="final or chain"):
         dmtrack_param(5, 0, "mean")
+    # the robustness test's sentences: their own folders; the true sentence keeps today's names
+    assert [dmtrack_param(1, 0, sentence=s) for s in ("true", "misleading", "uninformative")] == \
+        ["k1_seed0", "k1_mislead_seed0", "k1_uninf_seed0"]
+    with pytest.raises(ValueError, match="sentence must be one of"):
+        dmtrack_param(1, 0, sentence="wrong")
 
 
 def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
@@ -696,3 +713,71 @@ def test_plan_estimate_follows_the_cost_model():
     assert logs[0].startswith(f"[eta ] 0/{len(steps)} steps done")
     assert logs[1].startswith(f"[eta ] 1/{len(steps)} steps done") and f"about {estimate.duration(left)} left" in logs[1]
     assert "x 2.00" in logs[1]
+
+
+def _robust_runs(root, aucs: dict, seeds=(0, 1)):
+    """{(variant, sentence): {sequence: AUC}} written as the pipeline's results folders (synthetic LaSOT, k=1);
+    seed s adds s to every AUC."""
+    from dmtrack.layout import dmtrack_param
+    for (variant, sentence), per in aucs.items():
+        for seed in seeds:
+            _write_run(root, "synthetic_lasot", f"dmtrack-{variant}", dmtrack_param(1, seed, sentence=sentence), variant, 1,
+                       seed, {n: _seq(a + seed) for n, a in per.items()}, sentence=sentence)
+    return tables.Results(*tables.load_runs(root), synthetic=True)
+
+
+def test_robustness_table_drops_control_and_verdict(tmp_path):
+    names = [f"s{j}-1" for j in range(5)]
+    true = {n: 60.0 + 3 * j for j, n in enumerate(names)}
+    aucs = {("full", "true"): true, ("full", "misleading"): {n: a - 2 for n, a in true.items()},
+            ("full", "uninformative"): {n: a - 1 for n, a in true.items()},
+            ("not_mask_driven", "true"): true,  # drops 10, 11, 10, 11, 10 under the misleading sentence: mean 10.4
+            ("not_mask_driven", "misleading"): {n: a - 10 - j % 2 for j, (n, a) in enumerate(true.items())},
+            ("not_mask_driven", "uninformative"): true}
+    aucs.update({("no_language", s): true for s in ("true", "misleading", "uninformative")})
+    res = _robust_runs(tmp_path / "results", aucs)
+    t = tables.robustness(res, ["full", "not_mask_driven", "no_diffusion", "no_language"])
+    full, nmd, blind = t.loc["full"], t.loc["not_mask_driven"], t.loc["no_language"]
+    assert full.auc_true == pytest.approx(66.5) and full.auc_misleading == pytest.approx(64.5)  # mean of 60..72, + 0.5 seed
+    # the same drop on every sequence and seed: the CI is that drop
+    assert (full.drop_misleading, full.drop_misleading_low, full.drop_misleading_high) == pytest.approx((2, 2, 2))
+    assert full.drop_uninformative == pytest.approx(1.0) and nmd.drop_uninformative == 0.0
+    assert nmd.drop_misleading == pytest.approx(10.4) and nmd.drop_misleading_low < 10.4 < nmd.drop_misleading_high
+    assert (blind.drop_misleading, blind.drop_misleading_low, blind.drop_misleading_high) == (0.0, 0.0, 0.0)
+    assert blind.note == "control: drops zero within noise" and (blind.seeds, blind.sequences) == (2, 5)
+    assert t.loc["no_diffusion", "note"] == "not run under all three sentences"
+    v = t.loc["full vs not_mask_driven"]  # its drop minus full's: 10.4 - 2
+    assert v.drop_misleading == pytest.approx(8.4) and v.drop_misleading_low > 0 and v.note.startswith("holds (")
+    assert "full vs no_diffusion" not in t.index  # not run
+    # a control that moves with the sentence says the test itself is broken
+    aucs[("no_language", "misleading")] = {n: a - 5 for n, a in true.items()}
+    bad = tables.robustness(_robust_runs(tmp_path / "bad", aucs), ["full", "no_language"])
+    assert bad.loc["no_language", "note"].startswith("control FAILS")
+    # the true-sentence tables never see the other sentences' runs
+    assert res.summary("dmtrack-not_mask_driven", "synthetic_lasot", 1, "pytracking")["auc"] == pytest.approx(66.5)
+
+
+def test_within_test_pairs_models_and_sequences():
+    a = np.array([[10.0, 20, 30, 40], [12, 22, 32, 42]])
+    t = verdicts.within_test(a, a - np.array([1.0, 3, 1, 3]), 0.95)
+    # one source only, the sequences: differences 1, 3, 1, 3 (mean 2); the seeds add nothing, so df = 4 - 1
+    # and the bootstrap's SE is the differences' plug-in sd (1) over sqrt(4)
+    assert t.diff.estimate == pytest.approx(2.0) and t.df == pytest.approx(3.0)
+    assert t.se == pytest.approx(0.5, rel=0.05) and 0 < t.diff.low < 2 < t.diff.high
+    with pytest.raises(ValueError, match="same seeds and sequences"):
+        verdicts.within_test(a, a[:1], 0.95)
+
+
+def test_drift_sweep_gives_differences_against_no_language_on_the_same_videos(tmp_path):
+    root, names = tmp_path / "results", [f"c-{j}" for j in range(5)]
+    for level, shift in ((0.5, 0.0), (1.0, 10.0)):  # the videos of level 1.0 are easier for every variant
+        bench = f"synthetic_drift_{level:.2f}"
+        for variant, gain in (("full", 4.0), ("no_language", 0.0)):
+            _write_run(root, bench, f"dmtrack-{variant}", "k1_seed0", variant, 1, 0,
+                       {n: _seq(40 + shift + gain + j) for j, n in enumerate(names)})
+    dr = tables.drift_sweep(tables.Results(*tables.load_runs(root), synthetic=True), [0.5, 1.0], ["full", "no_language"], 1)
+    full = dr[dr.variant == "full"].set_index("level")
+    assert list(full.auc) == [46.0, 56.0]  # the level moves the AUC by 10 ...
+    # ... but not the difference on the same videos: +4 on every sequence, so the paired CI is 4 too
+    assert list(full.vs_no_language) == [4.0, 4.0] and list(full.vs_no_language_low) == [4.0, 4.0]
+    assert dr[dr.variant == "no_language"].vs_no_language.isna().all()

@@ -495,3 +495,29 @@ def test_got10k_experiment_otb_drives_the_tracker(root, tracker, tmp_path):
     assert 100 * perf["overall"]["precision_score"] == pytest.approx(ref["precision"], abs=1e-9)
     with pytest.raises(KeyError, match="no sentence"):
         adapter.sentence_for([str(otb / "Boy" / "img" / "0001.jpg")])
+
+
+def test_other_sentences_go_to_their_own_folders_and_no_language_ignores_them(root, ckpt, tmp_path):
+    from dmtrack.layout import dmtrack_results
+
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "no_language")
+    blind = tmp_path / "no_language.pth"
+    save_checkpoint(blind, build_model(cfg), cfg)
+    seqs = load_benchmark("synthetic_lasot", root=root)
+    kw = dict(samples=1, seed=0, data_root=root, max_frames=6, progress=False)
+    boxes = {}
+    for variant, path in (("no_language", blind), ("full", ckpt)):
+        for sentence in ("true", "misleading", "uninformative"):
+            out = dmtrack_results(tmp_path / "work", "synthetic_lasot", variant, 1, 0, sentence=sentence)
+            evaluate(path, "synthetic_lasot", out, sentence=sentence, **kw)
+            assert json.loads((out / "evaluate.json").read_text())["sentence"] == sentence
+            boxes[variant, sentence] = {s.name: (out / f"{s.name}.txt").read_text() for s in seqs}
+    names = sorted(p.name for p in (tmp_path / "work" / "results" / "synthetic_lasot" / "dmtrack-full").iterdir())
+    assert names == ["k1_mislead_seed0", "k1_seed0", "k1_uninf_seed0"]  # "true" keeps today's name
+    # the control: a tracker that never reads the sentence gives bit-identical boxes under all three
+    assert boxes["no_language", "true"] == boxes["no_language", "misleading"] == boxes["no_language", "uninformative"]
+    assert boxes["full", "true"] != boxes["full", "misleading"]  # the full model does read it
+    mislead = dmtrack_results(tmp_path / "work", "synthetic_lasot", "full", 1, 0, sentence="misleading")
+    with pytest.raises(ValueError, match="other settings.*sentence='misleading' \\(now 'true'\\)"):
+        evaluate(ckpt, "synthetic_lasot", mislead, **kw)  # one folder, one sentence

@@ -281,3 +281,67 @@ def test_cli_data_help(argv, expect, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 0 and expect in capsys.readouterr().out
+
+
+# --- the language-robustness test's sentences ------------------------------------------------------------
+def _half(scene, xy):
+    return (("left" if xy[0] < scene.width / 2 else "right") if scene.pos in ("left", "right")
+            else ("top" if xy[1] < scene.height / 2 else "bottom"))
+
+
+def test_misleading_sentence_describes_a_twin_or_else_another_distractor():
+    seen = set()
+    for scene in _scenes(24) + _scenes(24, suite="otb_lang"):
+        twins = [o for o in scene.objects if o.kind == "twin"]
+        others = [o for o in scene.objects if o.kind == "distractor"]
+        if twins:  # the twin's own half and the way it moves between frames 0 and 1
+            (x0, y0), (x1, y1) = syn.position(scene, twins[0], 0), syn.position(scene, twins[0], 1)
+            dx, dy = x1 - x0, y1 - y0
+            moving = ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
+            assert _half(scene, (x0, y0)) == syn.OPPOSITE[scene.pos]
+            want = f"the {scene.colour} {scene.cls} {syn.POS_PHRASES[_half(scene, (x0, y0))][0]} {syn.DIR_PHRASES[moving][0]}"
+            seen.add("twin")
+        else:
+            d = others[0]
+            want = f"the {d.colour} {d.cls} {syn.POS_PHRASES[_half(scene, syn.position(scene, d, 0))][0]}"
+            seen.add("distractor")
+        assert syn.misleading_sentence(scene) == want
+        assert syn.uninformative_sentence(scene) == f"the {scene.cls}"
+    assert seen == {"twin", "distractor"}  # both branches were exercised
+
+
+def test_sentence_files_are_written_for_the_test_suites_and_replace_descriptions(smoke):
+    from dmtrack.data.sentences import with_sentence
+
+    m = json.loads((smoke / "manifest.json").read_text())
+    for name in TEST_SUITES + ["synthetic_drift_1.00"]:
+        seqs = load_benchmark(name, smoke)
+        facts = m["suites"][name]["per_sequence"]
+        assert with_sentence(seqs, "true") == seqs
+        mis, uninf = with_sentence(seqs, "misleading"), with_sentence(seqs, "uninformative")
+        for s, a, b in zip(seqs, mis, uninf):
+            assert a.description == facts[s.name]["misleading"] and a.text != s.text
+            assert b.description == f"the {facts[s.name]['cls']}" and b.text == f"the {facts[s.name]['cls']}"
+            assert (a.name, len(a), a.frames) == (s.name, len(s), s.frames)
+    assert not list((smoke / "train").rglob("nlp_misleading.txt"))  # training data keeps its sentences only
+    with pytest.raises(ValueError, match="sentence must be one of"):
+        with_sentence(load_benchmark("synthetic_lasot", smoke), "wrong")
+
+
+def test_data_from_before_the_robustness_test_get_their_sentences_without_new_frames(smoke, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(smoke, old)
+    m = json.loads((old / "manifest.json").read_text())
+    for suite in m["suites"].values():
+        for r in suite["per_sequence"].values():
+            del r["misleading"], r["uninformative"]
+    (old / "manifest.json").write_text(json.dumps(m, indent=1))
+    for p in list(old.rglob("nlp_misleading.txt")) + list(old.rglob("nlp_uninformative.txt")):
+        p.unlink()
+    frame = next(old.rglob("*.jpg"))
+    before = frame.stat().st_mtime_ns
+    with pytest.raises(Exception, match="nlp_misleading.txt: missing"):
+        from dmtrack.data.sentences import with_sentence
+        with_sentence(load_benchmark("synthetic_lasot", old), "misleading")
+    syn.generate(old, "smoke", seed=0, progress=False)
+    assert _files(old) == _files(smoke) and frame.stat().st_mtime_ns == before

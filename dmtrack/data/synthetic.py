@@ -349,6 +349,42 @@ def _sentence(rng, colour, cls, pos, direction):
     return tpl.format(colour=colour, cls=cls, pos=POS_PHRASES[pos][rng.integers(2)], dir=DIR_PHRASES[direction][rng.integers(3)])
 
 
+# The language-robustness test's other sentences (dmtrack.data.sentences). Worded from the scene's facts
+# with the first phrase of each kind and no random draw, so adding them leaves every frame unchanged.
+SENTENCE_FILES = {"misleading": "nlp_misleading.txt", "uninformative": "nlp_uninformative.txt"}
+
+
+def _moving(o: Obj) -> str:
+    """The direction a lane object starts moving in."""
+    return (("left", "right") if o.axis == 0 else ("up", "down"))[int(o.v > 0)]
+
+
+def _half(scene: Scene, xy: tuple) -> str:
+    """The half of the view (on the target's position axis) that the point (x, y) lies in."""
+    if scene.pos in ("left", "right"):
+        return "left" if xy[0] < scene.width / 2 else "right"
+    return "top" if xy[1] < scene.height / 2 else "bottom"
+
+
+def misleading_sentence(scene: Scene) -> str:
+    """A sentence that describes a distractor instead of the target: the first twin (same looks, the
+    other half, its own motion); without twins the first other distractor (its class, colour and half
+    in frame 1); without any, an object that is not there (the target's looks, other half and motion)."""
+    twin = next((o for o in scene.objects if o.kind == "twin"), None)
+    if twin is not None:
+        return f"the {scene.colour} {scene.cls} {POS_PHRASES[OPPOSITE[scene.pos]][0]} {DIR_PHRASES[_moving(twin)][0]}"
+    other = next((o for o in scene.objects if o.kind == "distractor"), None)
+    if other is not None:
+        return f"the {other.colour} {other.cls} {POS_PHRASES[_half(scene, position(scene, other, 0))][0]}"
+    return (f"the {scene.colour} {scene.cls} {POS_PHRASES[OPPOSITE[scene.pos]][0]} "
+            f"{DIR_PHRASES[OPPOSITE[scene.direction]][0]}")
+
+
+def uninformative_sentence(scene: Scene) -> str:
+    """The class word alone: it fits the target and every twin and same-class distractor."""
+    return f"the {scene.cls}"
+
+
 def _twins(rng, spec, target, near, lane_lo, lane_hi, wrap, L, Lp, smax) -> list:
     """Twins: pixel-identical sprites in the other half; half of them move the other way."""
     twins = []
@@ -547,7 +583,8 @@ def scene_meta(scene: Scene) -> dict:
     """What the manifest records about one sequence."""
     return dict(sentence=scene.sentence, cls=scene.cls, colour=scene.colour, pos=scene.pos, direction=scene.direction,
                 twins=sum(o.kind == "twin" for o in scene.objects), distractors=len(scene.objects) - 1, frames=scene.length,
-                drift_mode=scene.drift_mode if scene.t_drift is not None else None, t_drift=scene.t_drift)
+                drift_mode=scene.drift_mode if scene.t_drift is not None else None, t_drift=scene.t_drift,
+                misleading=misleading_sentence(scene), uninformative=uninformative_sentence(scene))
 
 
 @dataclass(frozen=True)
@@ -631,6 +668,26 @@ def plan(out: Path, preset: str, seed: int, drift: float | None, sweep: bool) ->
     return jobs, names
 
 
+def _meta_key(job: Job) -> tuple[str, str]:
+    return (job.suite if job.suite != "sweep" else drift_folder(job.drift), job.name)
+
+
+def _write_sentences(jobs: list[Job], meta: dict) -> None:
+    """The robustness test's sentences as nlp_misleading.txt and nlp_uninformative.txt in each test
+    sequence's folder (beside LaSOT's nlp.txt; one line, like it)."""
+    for j in jobs:
+        if j.suite != "train":
+            for kind, fname in SENTENCE_FILES.items():
+                atomic_write_text(Path(j.dest) / fname, meta[_meta_key(j)][kind] + "\n")
+
+
+def _has_sentences(manifest: dict) -> bool:
+    """Whether a manifest's data have the robustness test's sentences (data made before them are
+    completed by a rerun: their sequences are kept, only the sentence files are written)."""
+    return all("misleading" in r for suite in manifest.get("suites", {}).values()
+               for r in suite.get("per_sequence", {}).values())
+
+
 def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = None, sweep: bool = True,
              workers: int | None = None, force: bool = False, progress: bool = True) -> dict:
     """Generate the synthetic benchmark at `out`; returns the manifest.
@@ -652,7 +709,7 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
             old = json.loads(mpath.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{mpath}: unreadable manifest ({e}); delete it or pick another --out") from e
-        if old.get("params") == params and old.get("complete"):
+        if old.get("params") == params and old.get("complete") and _has_sentences(old):
             return old
         if old.get("params") != params:
             if not force:
@@ -668,11 +725,12 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
     t0 = time.time()
     jobs, names = plan(out, preset, seed, drift, sweep)
     results = _run(jobs, workers, progress)
-    meta = dict(zip([(j.suite if j.suite != "sweep" else drift_folder(j.drift), j.name) for j in jobs], results))
+    meta = dict(zip(map(_meta_key, jobs), results))
     # split / query files, as the real benchmarks ship them
     p = PRESETS[preset]
     for key in ("lasot", "lasot_ext") + tuple(k for k in names if k.startswith("drift/")):
         atomic_write_text(out / key / "testing_set.txt", "\n".join(names[key]) + "\n")
+    _write_sentences(jobs, meta)
     qdir = out / "otb_lang" / "OTB_query_test"
     qdir.mkdir(parents=True, exist_ok=True)
     for n in names["otb_lang"]:
@@ -705,7 +763,8 @@ def make_drift_sweep(root, levels=(0.0, 0.25, 0.5, 0.75, 1.0), preset: str = "de
     root, out_names = Path(root), []
     for level in levels:
         jobs, names = _sweep_jobs(root, preset, seed, level)
-        _run(jobs, workers, progress, desc=f"drift {level_tag(level)}")
+        results = _run(jobs, workers, progress, desc=f"drift {level_tag(level)}")
+        _write_sentences(jobs, dict(zip(map(_meta_key, jobs), results)))
         atomic_write_text(root / drift_folder(level) / "testing_set.txt", "\n".join(names) + "\n")
         out_names.append(drift_benchmark(level))
     return out_names

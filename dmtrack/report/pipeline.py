@@ -22,6 +22,7 @@ from pathlib import Path
 from dmtrack.config import VARIANTS, load_config
 from dmtrack.data import STAND_IN, dataset_root
 from dmtrack.data.benchmarks import data_environment, drift_benchmark, synthetic_name
+from dmtrack.data.sentences import SENTENCES
 from dmtrack.data.lasot import split_check_enabled
 from dmtrack.eval.baselines import BASELINES
 from dmtrack.eval.metrics import PROTOCOLS
@@ -53,7 +54,12 @@ class ChainSettings:
     drift: bool = True  # run the language-drift sweep (synthetic suites)
     drift_variants: tuple = ("full", "no_language", "not_mask_driven")
     drift_k: int = 1
-    sweep_seeds: int | None = None  # seeds evaluated in the k and drift sweeps beyond Tables 1 and 2 (None = all)
+    sweep_seeds: int | None = None  # seeds evaluated in the k, drift and robustness sweeps beyond Tables 1 and 2 (None = all)
+    # the language-robustness test (dmtrack.data.sentences): these variants at k = 1 on the same drift-free
+    # videos under the true, a misleading and an uninformative sentence. The LaSOT stand-in has a twin in
+    # every sequence (the misleading sentence describes it); real LaSOT gives another video's sentence of the class.
+    robust_variants: tuple = ("full", "not_mask_driven", "no_diffusion", "no_language")
+    robust_benchmark: str = "lasot"
     max_frames: int | None = None  # track only the first N frames of each sequence (smoke)
     train: dict = field(default_factory=dict)  # config overrides for every training run of the chain
     workers: int = 1  # tracking processes inside one evaluation
@@ -64,7 +70,9 @@ class ChainSettings:
 
 
 CHAINS = {
-    "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), steps_sweep=(1, 2), max_frames=12, jobs=2),
+    # smoke: the robustness test with its control only (5 notebooks more, not 11)
+    "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), steps_sweep=(1, 2), max_frames=12, jobs=2,
+                           robust_variants=("full", "no_language")),
     # demo: 18 trainings at the demo profile's recipe (480 steps of 32 pairs, width 128), one thread each,
     # two at a time: the whole chain took 41 min on 2 idle cores (README), before the chain reading's
     # Table 2 rows and the steps sweep were added. The report says how many seeds its verdicts would need.
@@ -159,15 +167,18 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                               fingerprint={"config": configs[v, seed].to_dict()}))
             trained.setdefault(v, []).append(name)
     evaluated = []
-    for (variant, benches, k, average, n_steps), eval_seeds in _evaluations(profile, s, seed_list, sweep, levels).items():
+    for (variant, benches, k, average, n_steps, sentence), eval_seeds in _evaluations(profile, s, seed_list, sweep,
+                                                                                      levels).items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
-        name = f"20_evaluate/{variant}_{tag}_{run_tag(k, average, n_steps)}"
-        outs = [str(scores_path(dmtrack_results(paths.work, b, variant, k, seed, average, n_steps), "pytracking"))
+        name = f"20_evaluate/{variant}_{tag}_{run_tag(k, average, n_steps, sentence)}"
+        outs = [str(scores_path(dmtrack_results(paths.work, b, variant, k, seed, average, n_steps, sentence), "pytracking"))
                 for b in benches for seed in eval_seeds]
-        steps.append(Step(name, "20_evaluate.ipynb", dict(common, variant=variant, benchmarks=list(benches), k=k,
-                                                          average=average, steps_per_chain=n_steps, seeds=eval_seeds,
-                                                          max_frames=s.max_frames, workers=s.workers, threads=threads),
-                          outputs=outs, deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds]))
+        params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
+                      seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers, threads=threads)
+        if sentence != "true":  # only then: the other steps keep the keys their finished runs were stamped with
+            params["sentence"] = sentence
+        steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,
+                          deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds]))
         evaluated.append(name)
     all_train = [n for v in VARIANTS for n in trained[v]]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
@@ -178,6 +189,7 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                       dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
                            steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,
                            drift_levels=levels, drift_variants=list(s.drift_variants), drift_k=s.drift_k,
+                           robust_variants=list(s.robust_variants), robust_benchmark=s.robust_benchmark,
                            others=others or {}, max_frames=s.max_frames,
                            data_notebook=str(paths.runs / "00_data.ipynb"),
                            visualize_notebook=str(paths.runs / "30_visualize.ipynb")),
@@ -186,9 +198,21 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
 
 
 def _evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list) -> dict:
-    """{(variant, benchmarks, k, average, steps): seeds} of every evaluation: Table 2's nine rows under
-    each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds),
-    the drift sweep (sweep: their seeds). An evaluation needed twice is run once, for the larger set of seeds."""
+    """{(variant, benchmarks, k, average, steps, sentence): seeds} of every evaluation: Table 2's nine rows
+    under each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds),
+    the drift sweep and the robustness test's three sentences (sweep: their seeds). An evaluation needed
+    twice is run once, for the larger set of seeds."""
+    evals = {key + ("true",): seeds for key, seeds in _true_sentence_evaluations(profile, s, seed_list, sweep,
+                                                                                 levels).items()}
+    robust = synthetic_name(s.robust_benchmark, s.synthetic)
+    for v in s.robust_variants:
+        for sentence in SENTENCES:
+            evals.setdefault((v, (robust,), 1, "final", None, sentence), sweep)
+    return evals
+
+
+def _true_sentence_evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list) -> dict:
+    """{(variant, benchmarks, k, average, steps): seeds} of the evaluations with the true sentence."""
     t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)
     evals = {(r.variant, (t2,), r.k, "final", None): seed_list for r in TABLE2}
     evals.update({("full", (synthetic_name(b, s.synthetic),), 1, "final", None): seed_list for b in BENCHMARKS})

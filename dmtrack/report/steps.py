@@ -75,9 +75,10 @@ def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, ov
 
 # --- 20_evaluate ------------------------------------------------------------------------------------
 def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=None, max_frames: int | None = None,
-                     workers: int = 1, average: str = "final", steps: int | None = None):
+                     workers: int = 1, average: str = "final", steps: int | None = None, sentence: str = "true"):
     """Track `benchmarks` with every seed's model of `variant` at k samplings (average: the reading of
-    "k samplings", final | chain; steps: DDIM steps per chain, None = the config's), scored under both
+    "k samplings", final | chain; steps: DDIM steps per chain, None = the config's; sentence: true |
+    misleading | uninformative, the robustness test's sentence), scored under both
     protocols; returns the overall scores (one row per benchmark, seed and protocol). Results of an
     earlier model.pth (retrained since) are redone, never resumed."""
     import pandas as pd
@@ -88,12 +89,13 @@ def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=Non
         if not path.exists():
             raise FileNotFoundError(f"{path}: variant {variant} seed {seed} has not been trained (run 10_train)")
         for bench in benchmarks:
-            scores = evaluate(path, bench, dmtrack_results(work, bench, variant, k, seed, average, steps), samples=k,
-                              seed=seed, workers=workers, max_frames=max_frames, progress=False, replace_stale=True,
-                              data_root=data_dir if bench.startswith("synthetic") else None, steps=steps, average=average)
+            out = dmtrack_results(work, bench, variant, k, seed, average, steps, sentence)
+            scores = evaluate(path, bench, out, samples=k, seed=seed, workers=workers, max_frames=max_frames,
+                              progress=False, replace_stale=True, sentence=sentence, steps=steps, average=average,
+                              data_root=data_dir if bench.startswith("synthetic") else None)
             for protocol, sc in scores.items():
-                rows.append(dict(benchmark=bench, variant=variant, k=k, average=average, steps=steps, seed=seed,
-                                 protocol=protocol, **sc.overall()))
+                rows.append(dict(benchmark=bench, variant=variant, k=k, average=average, steps=steps, sentence=sentence,
+                                 seed=seed, protocol=protocol, **sc.overall()))
     return pd.DataFrame(rows)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from dmtrack.data import STAND_IN
 from dmtrack.data.benchmarks import OFFICIAL_SIZE, drift_benchmark, synthetic_name
+from dmtrack.data.sentences import SENTENCES
 from dmtrack.eval.results import find_result_files
 from dmtrack.layout import results_root, score_files, scored_runs, scores_path, spread_dir, tracker_name
 from dmtrack.provenance import git_label
@@ -48,7 +49,7 @@ def _spreads(folder: Path) -> dict[str, float]:
 def load_runs(results_root) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, per_sequence) of every scored run below results_root.
 
-    runs: one row per (benchmark, tracker, k, average, steps, seed, protocol) with the overall metrics,
+    runs: one row per (benchmark, tracker, k, average, steps, sentence, seed, protocol) with the overall metrics,
     fps, the DDIM steps each chain ran and the sample spread (median over sequences of each
     sequence's median over frames; NaN without samples); per_sequence: the same keys plus
     `sequence`, one row per sequence, with its spread."""
@@ -56,7 +57,7 @@ def load_runs(results_root) -> tuple[pd.DataFrame, pd.DataFrame]:
     for folder, meta in scored_runs(results_root):
         key = dict(benchmark=meta["benchmark"], tracker=folder.parent.name, variant=meta.get("variant"),
                    k=meta.get("samples"), average=meta.get("average", "final"), steps=meta.get("steps"),
-                   seed=meta.get("seed"))
+                   sentence=meta.get("sentence", "true"), seed=meta.get("seed"))
         fps, spread, chain_steps = _times_fps(folder), _spreads(folder), meta.get("sampling_steps")
         overall_spread = float(np.median(list(spread.values()))) if spread else float("nan")
         for sp in score_files(folder):
@@ -67,7 +68,7 @@ def load_runs(results_root) -> tuple[pd.DataFrame, pd.DataFrame]:
             for name, vals in sc["per_sequence"].items():
                 per_seq.append({**key, "protocol": sc["protocol"], "sequence": name, **vals,
                                 "spread": spread.get(name, float("nan"))})
-    cols = ["benchmark", "tracker", "variant", "k", "average", "steps", "seed", "protocol"]
+    cols = ["benchmark", "tracker", "variant", "k", "average", "steps", "sentence", "seed", "protocol"]
     runs = pd.DataFrame(runs, columns=cols + ["n_sequences", "fps", "sampling_steps", "spread", "auc", "precision",
                                               "norm_precision", "op50", "op75"])
     per_seq = pd.DataFrame(per_seq, columns=cols + ["sequence", "auc", "precision", "norm_precision", "op50", "op75", "spread"])
@@ -89,8 +90,8 @@ class Results:
         """Loader name of the paper's benchmark `b` in this chain (synthetic_<b> on synthetic data)."""
         return synthetic_name(b, self.synthetic)
 
-    def _sel(self, df, tracker, benchmark, k, protocol, seeds=None, average="final", steps=None):
-        m = (df.tracker == tracker) & (df.benchmark == benchmark) & (df.protocol == protocol)
+    def _sel(self, df, tracker, benchmark, k, protocol, seeds=None, average="final", steps=None, sentence="true"):
+        m = (df.tracker == tracker) & (df.benchmark == benchmark) & (df.protocol == protocol) & (df.sentence == sentence)
         if k is not None:  # trained models: the reading and the steps override (None = the config's) too
             m &= (df.k == k) & (df.average == average) & (df.steps.isna() if steps is None else df.steps == steps)
         if seeds is not None:
@@ -98,20 +99,20 @@ class Results:
         return df[m]
 
     def matrix(self, tracker: str, benchmark: str, k, protocol: str, metric: str = "auc", seeds=None,
-               average: str = "final", steps=None) -> pd.DataFrame:
+               average: str = "final", steps=None, sentence: str = "true") -> pd.DataFrame:
         """Per-sequence `metric`: rows = seeds, columns = sequences (empty if never run)."""
-        d = self._sel(self.per_sequence, tracker, benchmark, k, protocol, seeds, average, steps)
+        d = self._sel(self.per_sequence, tracker, benchmark, k, protocol, seeds, average, steps, sentence)
         return d.pivot_table(index="seed", columns="sequence", values=metric) if len(d) else pd.DataFrame()
 
     def summary(self, tracker: str, benchmark: str, k, protocol: str, seeds=None, average: str = "final",
-                steps=None) -> dict | None:
+                steps=None, sentence: str = "true") -> dict | None:
         """Mean over seeds of each overall metric, the AUC CI, fps, the sample spread (median over
         seeds) and the number of seeds; None if not run."""
-        r = self._sel(self.runs, tracker, benchmark, k, protocol, seeds, average, steps)
+        r = self._sel(self.runs, tracker, benchmark, k, protocol, seeds, average, steps, sentence)
         if r.empty:
             return None
         out = {m: float(r[m].mean()) for m in METRICS}
-        auc = self.matrix(tracker, benchmark, k, protocol, seeds=seeds, average=average, steps=steps)
+        auc = self.matrix(tracker, benchmark, k, protocol, seeds=seeds, average=average, steps=steps, sentence=sentence)
         out.update(fps=float(r.fps.mean()), seeds=int(r.seed.nunique()), spread=float(r.spread.median()),
                    sampling_steps=r.sampling_steps.iloc[0], auc_ci=seed_sequence_ci(auc.dropna(axis=1)))
         return out
@@ -383,7 +384,8 @@ def steps_sweep(res: Results, steps, protocol: str = "pytracking", variant: str 
     the one whose chains ran that many steps: the config's own, a steps override, or (one step) the
     chain reading at k = 1, which is exactly one denoiser pass."""
     bench = res.bench(paper.TABLE2_BENCHMARK)
-    r = res.runs[(res.runs.tracker == tracker_name(variant)) & (res.runs.benchmark == bench) & (res.runs.k == 1)]
+    r = res.runs[(res.runs.tracker == tracker_name(variant)) & (res.runs.benchmark == bench) & (res.runs.k == 1)
+              & (res.runs.sentence == "true")]
     rows = []
     for n in steps:
         runs = r[r.sampling_steps == n][["average", "steps"]].drop_duplicates()
@@ -420,17 +422,95 @@ def spread_table(res: Results, protocol: str = "pytracking", readings=("final", 
 
 
 def drift_sweep(res: Results, levels, variants, k: int, protocol: str = "pytracking", seeds=None) -> pd.DataFrame:
-    """AUC against the language-drift level of the synthetic sweep, per variant (and the static tracker)."""
+    """AUC against the language-drift level of the synthetic sweep, per variant (and the static tracker),
+    and each variant's difference from no_language on the same videos at the same level with its paired
+    95% CI (verdicts.paired_ci: the level's own video changes, which move no_language too, cancel out)."""
     rows = []
     for level, bench in zip(levels, map(drift_benchmark, levels)):
+        blind = res.matrix(tracker_name(ROBUST_CONTROL), bench, k, protocol, seeds=seeds)
         for v in list(variants) + ["static"]:
             s = (res.summary("static", bench, None, protocol) if v == "static"
                  else res.summary(tracker_name(v), bench, k, protocol, seeds))
             if s is None:
                 continue
-            ci = s["auc_ci"]
-            rows.append(dict(level=float(level), variant=v, auc=s["auc"], auc_low=ci.low, auc_high=ci.high, seeds=s["seeds"]))
-    return pd.DataFrame(rows, columns=["level", "variant", "auc", "auc_low", "auc_high", "seeds"])
+            ci, vs = s["auc_ci"], None
+            if v not in ("static", ROBUST_CONTROL) and not blind.empty:
+                m = res.matrix(tracker_name(v), bench, k, protocol, seeds=seeds)
+                vs = vd.paired_ci(m, blind[m.columns]) if set(m.columns) == set(blind.columns) else None
+            rows.append(dict(level=float(level), variant=v, auc=s["auc"], auc_low=ci.low, auc_high=ci.high, seeds=s["seeds"],
+                             vs_no_language=vs.estimate if vs else np.nan, vs_no_language_low=vs.low if vs else np.nan,
+                             vs_no_language_high=vs.high if vs else np.nan))
+    return pd.DataFrame(rows, columns=["level", "variant", "auc", "auc_low", "auc_high", "seeds", "vs_no_language",
+                                       "vs_no_language_low", "vs_no_language_high"])
+
+
+# --- the language-robustness test --------------------------------------------------------------------------
+ROBUST_CONTROL = "no_language"  # ignores the sentence: its drops must be zero within noise
+ROBUST_COMPARED = ("not_mask_driven", "no_diffusion")  # the variants full's drop is compared with
+OTHER_SENTENCES = ("misleading", "uninformative")
+
+
+def _sentence_matrices(res: Results, variant: str, bench: str, k: int, protocol: str, seeds) -> dict | None:
+    """{sentence: (seeds x sequences) AUC} of one variant, on the seeds and sequences all three share; None if
+    a sentence was not run."""
+    m = {s: res.matrix(tracker_name(variant), bench, k, protocol, seeds=seeds, sentence=s) for s in SENTENCES}
+    if any(x.empty for x in m.values()):
+        return None
+    rows = sorted(set.intersection(*(set(x.index) for x in m.values())))
+    cols = sorted(set.intersection(*(set(x.columns) for x in m.values())))
+    return {s: x.loc[rows, cols] for s, x in m.items()}
+
+
+def _robust_row(variant: str, m: dict | None) -> dict:
+    """One variant's AUC under each sentence and its drops (true minus the other) with 95% CIs."""
+    row = {"variant": variant}
+    if m is None:
+        return {**row, "note": "not run under all three sentences"}
+    row.update({f"auc_{s}": float(x.to_numpy().mean()) for s, x in m.items()})
+    for other in OTHER_SENTENCES:
+        t = vd.within_test(m["true"], m[other], vd.LEVEL)
+        row.update({f"drop_{other}": t.diff.estimate, f"drop_{other}_low": t.diff.low, f"drop_{other}_high": t.diff.high})
+    row.update(seeds=len(m["true"]), sequences=m["true"].shape[1], note="")
+    if variant == ROBUST_CONTROL:
+        inside = all(row[f"drop_{o}_low"] <= 0 <= row[f"drop_{o}_high"] for o in OTHER_SENTENCES)
+        row["note"] = ("control: drops zero within noise" if inside else
+                       "control FAILS: a model that ignores the sentence changed with it; the test itself is suspect")
+    return row
+
+
+def _drop_verdict(variant: str, full: dict, other: dict, family: int) -> dict:
+    """full's misleading drop against `variant`'s: the claim "full loses less than `variant`" from the
+    paired difference of the two drops (verdicts.judge: sequences paired, each variant's seeds on their own)."""
+    key = f"full vs {variant}"
+    d_full, d_other = full["true"] - full["misleading"], other["true"] - other["misleading"]
+    claim = paper.Claim(key, key, f"full's AUC drops less than {variant}'s under a misleading sentence", 0, 0, None)
+    v = vd.judge(claim, d_other, d_full, family)
+    ci, what = v.diff, f"{variant}'s drop minus full's, {100 * v.test.level:.3g}% CI"
+    if min(v.seeds) < vd.MIN_SEEDS:  # the verdict's CI is unbounded: show the one for these trainings instead
+        ci = vd.paired_ci(d_other, d_full[d_other.columns], v.test.level)
+        what += " over sequences only (these trainings, not the variants)"
+    return {"variant": key, "drop_misleading": ci.estimate, "drop_misleading_low": ci.low,
+            "drop_misleading_high": ci.high, "seeds": min(v.seeds), "sequences": v.sequences,
+            "note": f"{v.verdict} ({v.reason}; {what})"}
+
+
+def robustness(res: Results, variants, protocol: str = "pytracking", seeds=None, benchmark: str = "lasot",
+               k: int = 1) -> pd.DataFrame:
+    """The language-robustness test on the same drift-free videos (dmtrack.data.sentences): per variant, AUC
+    under the true, a misleading and an uninformative sentence, and the drops true - misleading and true -
+    uninformative with their 95% CIs (verdicts.within_test: the same models on the same sequences). Then one
+    row per variant of ROBUST_COMPARED: the difference of misleading drops (its drop minus full's) at the
+    family level over those comparisons, and the verdict. ROBUST_CONTROL (no_language) is the built-in check."""
+    bench = res.bench(benchmark)
+    m = {v: _sentence_matrices(res, v, bench, k, protocol, seeds) for v in variants}
+    rows = [_robust_row(v, m[v]) for v in variants]
+    compared = [v for v in ROBUST_COMPARED if v in m]
+    for v in compared:
+        if m.get("full") is not None and m[v] is not None:
+            rows.append(_drop_verdict(v, m["full"], m[v], len(compared)))
+    cols = (["variant"] + [f"auc_{s}" for s in SENTENCES]
+            + [f"drop_{o}{e}" for o in OTHER_SENTENCES for e in ("", "_low", "_high")] + ["seeds", "sequences", "note"])
+    return pd.DataFrame(rows, columns=cols).set_index("variant")
 
 
 def styled(df: pd.DataFrame, title: str, protocol: str | None, synthetic: bool | None, precision: int = 1):

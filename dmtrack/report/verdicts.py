@@ -228,6 +228,37 @@ def paired_test(a, b, level: float, n: int = N_BOOT, seed: int = 0) -> PairedTes
     return PairedTest(CI(est, est - t * se, est + t * se, a.shape[1]), se, df, p, level)
 
 
+def within_test(a, b, level: float, n: int = N_BOOT, seed: int = 0) -> PairedTest:
+    """Studentized CI of mean(a) - mean(b) when both rows come from the same trained models on the same
+    sequences (each seed's model tracked twice, e.g. under two sentences): the (seeds x sequences)
+    difference a - b is resampled over its seeds and sequences (the sequences only, with one seed), so
+    models and sequences are both paired; df: Welch-Satterthwaite of the seed term (s - 1) and the
+    sequence term (q - 1)."""
+    a, b = _matrix(a), _matrix(b)
+    if a.shape != b.shape:
+        raise ValueError(f"the two rows must hold the same seeds and sequences: {a.shape} vs {b.shape}")
+    d = a - b
+    s, q = d.shape
+    est = float(d.mean())
+    si, qi = _draws(d, np.random.default_rng(seed), n)
+    se = float(_boot_means(_spread_seeds(d), si, qi).std())
+    terms = [(float(d.mean(0).var(ddof=1)) / q, q - 1)] if q > 1 else []
+    terms += [(float(d.mean(1).var(ddof=1)) / s, s - 1)] if s > 1 else []
+    terms = [(v, f) for v, f in terms if v > 0]
+    df = sum(v for v, _ in terms) ** 2 / sum(v * v / f for v, f in terms) if terms else float(max(q - 1, 1))
+    if se == 0.0:
+        return PairedTest(CI(est, est, est, q), 0.0, df, 0.0 if est != 0 else 1.0, level)
+    t = float(stats.t.ppf((1 + level) / 2, df))
+    return PairedTest(CI(est, est - t * se, est + t * se, q), se, df, float(2 * stats.t.sf(abs(est) / se, df)), level)
+
+
+def paired_ci(a, b, level: float = LEVEL, n: int = N_BOOT, seed: int = 0) -> CI:
+    """Percentile CI of mean(a) - mean(b) from `paired_boot` (descriptive: with one seed per row it
+    resamples the sequences only, so it holds for these trainings, not for the variants)."""
+    a, b = _matrix(a), _matrix(b)
+    return _ci(float(a.mean() - b.mean()), paired_boot(a, b, n, seed), level, a.shape[1])
+
+
 def decide(diff: CI, kind: str = "better", margin: float = SIMILAR_MARGIN) -> tuple[str, str]:
     """(verdict, reason) from the family-level CI of the difference better - worse."""
     if kind == "similar":
@@ -302,8 +333,7 @@ def full_beats_static(full: pd.DataFrame, static: pd.DataFrame, n: int = N_BOOT,
         return Gate(False, f"the {'full model' if full.empty else 'static baseline'} was not scored on this benchmark", None)
     if set(full.columns) != set(static.columns):
         return Gate(False, "the full model and the static baseline were scored on different sequences", None)
-    a, b = _matrix(full), _matrix(static[full.columns])
-    d = _ci(float(a.mean() - b.mean()), paired_boot(a, b, n, seed), LEVEL, a.shape[1])
+    d = paired_ci(full, static[full.columns], LEVEL, n, seed)
     text = f"AUC difference {d.estimate:+.1f}, 95% CI [{d.low:+.1f}, {d.high:+.1f}] over {d.n} sequences"
     if d.low > 0:
         return Gate(True, f"the full model beats the static baseline ({text})", d)

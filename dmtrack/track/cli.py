@@ -10,6 +10,8 @@ from __future__ import annotations
 
 
 def add_arguments(parser):
+    from ..layout import SENTENCE_TAGS
+
     parser.add_argument("--checkpoint", required=True, help="model file written by save_checkpoint (weights + config)")
     parser.add_argument("--benchmark", required=True,
                         help="lasot | lasot_ext | tnl2k | otb_lang | synthetic_lasot | synthetic_lasot_ext | "
@@ -19,6 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=int, default=None, help="k diffusion samplings per frame (default: the config's test_samples)")
     parser.add_argument("--steps", type=int, default=None,
                         help="DDIM steps per sampling chain (default: the config's sampling_steps; final reading only)")
+    parser.add_argument("--sentence", choices=tuple(SENTENCE_TAGS), default="true",
+                        help="track with the sequences' own sentence, one describing a distractor, or the class word "
+                             "alone (the language-robustness test; dmtrack.data.sentences)")
     parser.add_argument("--average", choices=("final", "chain"), default=None,
                         help="final: k chains, final masks averaged; chain: one chain of k steps, its x0 predictions "
                              "averaged (default: the config's test_average; docs/method.md)")
@@ -43,7 +48,8 @@ def run(args) -> int:
     scores = evaluate(args.checkpoint, args.benchmark, args.out, args.samples, data_root=args.data_root,
                       split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
                       protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
-                      progress=False if args.no_progress else None, steps=args.steps, average=args.average)
+                      progress=False if args.no_progress else None, steps=args.steps, average=args.average,
+                      sentence=args.sentence)
     for s in scores.values():
         print(s.table())
     print(f"raw results and scores in {args.out}")

@@ -32,6 +32,7 @@ import torch
 
 from ..config import config_from_dict
 from ..data import FrameError, load_benchmark, read_frame, truncate
+from ..data.sentences import with_sentence
 from ..eval.metrics import PROTOCOLS
 from ..eval.results import save_scores, write_results
 from ..io import (LOCK_NAME, atomic_open, atomic_write_text, exclusive_lock, exit_with_parent, remove_stale_temps,
@@ -195,7 +196,7 @@ class CheckpointTracker:
 
 
 # ----------------------------------------------------------------------------- the run
-SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant", "average", "steps")  # what evaluate.json must share to resume
+SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant", "average", "steps", "sentence")  # what evaluate.json must share to resume
 
 
 def _clear(out: Path) -> None:
@@ -212,7 +213,8 @@ def _check_settings(out: Path, old: dict | None, meta: dict, replace_stale: bool
     old record, or None when the folder was emptied."""
     if old is None:
         return None
-    old = {"average": "final", "steps": None, **old}  # records from before the two readings were final-reading runs
+    # records from before the two readings were final-reading runs, those from before the robustness test true-sentence ones
+    old = {"average": "final", "steps": None, "sentence": "true", **old}
     diff = {k: (old.get(k), meta.get(k)) for k in SETTINGS if k in meta and old.get(k) != meta[k]}
     if diff and replace_stale:
         _clear(out)
@@ -305,22 +307,25 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
              split: str | None = None, workers: int = 1, max_frames: int | None = None,
              sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
              seed: int | None = None, progress: bool | None = None, replace_stale: bool = False,
-             steps: int | None = None, average: str | None = None) -> dict:
+             steps: int | None = None, average: str | None = None, sentence: str = "true") -> dict:
     """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
 
     samples: k (default: the config's test_samples); steps: DDIM steps per chain (default the config's
     sampling_steps; final reading only); average: final | chain, the reading of "k samplings" (default
     the config's test_average; see dmtrack.model.sampling_plan); data_root: the benchmark's folder (default:
     `dataset_root`); sequences: names to run (default all); protocols: those to score at the end;
-    seed: torch seed set at each sequence start (default: the config's seed). Finished sequences
-    are resumed only from the same weights (the checkpoint's SHA-256), k, seed and sequence inputs
+    seed: torch seed set at each sequence start (default: the config's seed); sentence: true | misleading |
+    uninformative, the sentence every sequence is tracked with (dmtrack.data.sentences: the robustness test;
+    give each its own `out`). Finished sequences
+    are resumed only from the same weights (the checkpoint's SHA-256), k, seed, sentence and sequence inputs
     (`sequence_inputs`), so a retrained model.pth or another data root never reuses old results;
     replace_stale deletes such results and redoes them instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
     k = int(samples if samples is not None else cfg.test_samples)
     _, n_steps, average = sampling_plan(cfg, k, steps, average)  # a plan that cannot run fails here, not midway
     seed = cfg.seed if seed is None else seed
-    seqs = select_sequences(load_benchmark(benchmark, root=data_root, split=split, progress=False), sequences, benchmark)
+    seqs = with_sentence(load_benchmark(benchmark, root=data_root, split=split, progress=False), sentence)
+    seqs = select_sequences(seqs, sequences, benchmark)  # after: a misleading sentence may come from another sequence
     if not seqs:
         raise ValueError(f"{benchmark}: no sequences to evaluate")
     # Sentences are checked up front: one empty description must not stop a long run midway.
@@ -330,7 +335,8 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
             "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
             "max_frames": max_frames, "data_root": str(data_root) if data_root else None,
-            "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None}
+            "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
+            "sentence": sentence}
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
         track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average), seqs, out, meta,
                         workers=workers, max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion,
