@@ -1,9 +1,9 @@
 """The paper profile's chain end to end on fixture datasets in the real layouts of all five datasets,
 run the way a user runs it: `dmtrack report --profile paper` from the folder holding data/ (a relative
 DMTRACK_DATA), with tiny overrides on the command line, scratch training (pretrained=none), the packaged
-MiniLM (--allow-minilm), one seed, --max-frames and a k sweep of the two k Table 2 runs anyway
-(43 notebooks: 11 of them the language-robustness test on LaSOT). The LaSOT fixture lists 2 test sequences, so it
-runs with the custom-split opt-out (DMTRACK_LASOT_SPLIT_CHECK=0), which the report must flag."""
+MiniLM (--allow-minilm), one seed, --max-frames, a k sweep of the two k Table 2 runs anyway, the final
+reading only and the robustness test with its control (26 notebooks: 5 of them the language-robustness
+test on LaSOT). The LaSOT fixture lists 2 test sequences, so it runs with the custom-split opt-out (DMTRACK_LASOT_SPLIT_CHECK=0), which the report must flag."""
 import html as htmllib
 import json
 import os
@@ -62,13 +62,14 @@ def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DMTRACK_DATA", "data")  # relative: the notebooks run in notebooks/, it must still work
     monkeypatch.setenv("DMTRACK_LASOT_SPLIT_CHECK", "0")
     write_datasets(tmp_path / "data")
-    args = ["report", "--profile", "paper", "--seeds", "1", "--max-frames", "4", "--k-sweep", "1,5", "--steps-sweep", "2", "--readings", "final", "--jobs", "2", "--allow-minilm",
+    args = ["report", "--profile", "paper", "--seeds", "1", "--max-frames", "4", "--k-sweep", "1,5", "--steps-sweep", "2",
+            "--readings", "final", "--robust-variants", "full,no_language", "--jobs", "2", "--allow-minilm",
             "--reports", "reports", "--work", "runs"] + [w for kv in TOY for w in ("--set", kv)]
 
     assert main(args + ["--plan", "--json"]) == 0  # the plan first: it reads the data and runs nothing
     plan = json.loads(capsys.readouterr().out)
     assert plan["problems"] == [] and not (tmp_path / "reports").exists() and not (tmp_path / "runs").exists()
-    assert len(plan["steps"]) == 43 and plan["not_estimated"] == []
+    assert len(plan["steps"]) == 26 and plan["not_estimated"] == []  # 21 + the robustness test's 5
     assert {b: (s["sequences"], s["frames"], s["source"]) for b, s in plan["sizes"].items()} == {
         b: (2, 8, "read from the dataset") for b in ("lasot", "lasot_ext", "otb_lang", "tnl2k")}
     train = next(s for s in plan["steps"] if s["step"] == "10_train/full_seed0")

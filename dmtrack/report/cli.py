@@ -40,6 +40,8 @@ def add_arguments(p) -> None:
                    help="the DDIM steps per chain of the accuracy / speed sweep at k = 1 (default: the profile's, 1,2,3,5,10)")
     p.add_argument("--readings", default=None, metavar="final[,chain]", type=lambda v: tuple(v.split(",")),
                    help="readings of 'k samplings' Table 2 is evaluated under (default: final,chain; final is primary)")
+    p.add_argument("--robust-variants", default=None, metavar="V,V,...", type=lambda v: tuple(x for x in v.split(",") if x),
+                   help="variants of the language-robustness test (default: the profile's; an empty value runs none)")
     p.add_argument("--allow-minilm", action="store_true",
                    help="paper profile: run with the packaged MiniLM instead of a bert-base-uncased directory")
     p.add_argument("--plan", action="store_true", help="print every step, its work and estimated duration; run nothing")
@@ -78,7 +80,8 @@ def run(args) -> int:
         raise UsageError(f"--other NAME given twice (names are compared ignoring case): {', '.join(twice)}")
     common = dict(seeds=args.seeds, reports=args.reports, work=args.work, data=args.data_root, others=dict(args.other),
                   jobs=args.jobs, max_frames=args.max_frames, k_sweep=args.k_sweep,
-                  steps_sweep=args.steps_sweep, readings=args.readings, allow_minilm=args.allow_minilm)
+                  steps_sweep=args.steps_sweep, readings=args.readings, robust_variants=args.robust_variants,
+                  allow_minilm=args.allow_minilm)
     if args.plan:
         est = plan_estimate(args.profile, train_overrides=overrides_from_args(args), **common)
         print(json.dumps(est, indent=1) if args.json else format_plan(est))

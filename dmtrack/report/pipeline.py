@@ -273,12 +273,15 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
 
 
 def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-                   max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None) -> ChainSettings:
+                   max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None,
+                   robust_variants=None) -> ChainSettings:
     """The profile's ChainSettings with the command line's changes: the number of seeds, notebooks at
     a time, training overrides (paths made absolute), --max-frames, the k and steps sweeps' values and
-    the readings of "k samplings" Table 2 is evaluated under."""
+    the readings of "k samplings" Table 2 is evaluated under, and the variants of the robustness test."""
     if profile not in CHAINS:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
+    if robust_variants is not None and not set(robust_variants) <= set(VARIANTS):
+        raise PreflightError(f"robustness variants must be among {', '.join(VARIANTS)}, got {robust_variants!r}")
     if readings is not None and (not readings or readings[0] != "final" or not set(readings) <= {"final", "chain"}):
         raise PreflightError(f"readings must start with final (the primary reading) and be final or chain, got {readings!r}")
     counts = (*(("k", k) for k in k_sweep or ()), *(("steps", n) for n in steps_sweep or ()))
@@ -288,6 +291,7 @@ def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = No
     s = CHAINS[profile]
     changes = dict(seeds=seeds, jobs=jobs, max_frames=max_frames, k_sweep=tuple(k_sweep) if k_sweep else None,
                    steps_sweep=tuple(steps_sweep) if steps_sweep else None, readings=tuple(readings) if readings else None,
+                   robust_variants=tuple(robust_variants) if robust_variants is not None else None,
                    train={**s.train, **absolute_path_overrides(train_overrides)} if train_overrides else None)
     return replace(s, **{k: v for k, v in changes.items() if v is not None})
 
@@ -295,10 +299,11 @@ def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = No
 def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None, work=None, data=None,
                   others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
                   max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None,
-                  allow_minilm: bool = False) -> dict:
+                  robust_variants=None, allow_minilm: bool = False) -> dict:
     """`dmtrack report --plan`: every step of the chain with its work and estimated duration on this
     machine (estimate.py), and the problems that would stop `reproduce` before its first step. Runs nothing."""
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep, readings)
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep, readings,
+                              robust_variants)
     problems = []
     try:
         preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, allow_minilm)
@@ -312,8 +317,8 @@ def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None,
 
 def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = False, reports=None, work=None, data=None,
               others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-              max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None, allow_minilm: bool = False,
-              log=print) -> Path:
+              max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None, robust_variants=None,
+              allow_minilm: bool = False, log=print) -> Path:
     """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook).
 
     train_overrides: config overrides for every training run (e.g. pretrained=<OSTrack checkpoint>,
@@ -321,7 +326,8 @@ def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = Fal
     Nothing runs when preflight.py finds a problem (PreflightError): the paper profile needs its weights
     (or pretrained=none, and --allow-minilm for the packaged MiniLM), every config must be valid.
     Holds the work folder's lock: a second report on it raises dmtrack.io.RunLocked."""
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep, readings)
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep, readings,
+                              robust_variants)
     seed_list = list(range(settings.seeds))
     record = preflight(profile, settings.train, seed_list, settings.require_weights, allow_minilm)
     others = {name: str(check_other(name, folder)) for name, folder in (others or {}).items()}
