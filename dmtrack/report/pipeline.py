@@ -190,7 +190,7 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                            steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,
                            drift_levels=levels, drift_variants=list(s.drift_variants), drift_k=s.drift_k,
                            robust_variants=list(s.robust_variants), robust_benchmark=s.robust_benchmark,
-                           others=others or {}, max_frames=s.max_frames,
+                           others=others or {}, max_frames=s.max_frames, overrides=s.train,
                            data_notebook=str(paths.runs / "00_data.ipynb"),
                            visualize_notebook=str(paths.runs / "30_visualize.ipynb")),
                       deps=[st.name for st in steps]))
