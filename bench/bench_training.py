@@ -25,7 +25,7 @@ from dmtrack.config import load_config
 from dmtrack.data import load_benchmark
 from dmtrack.model import build_model
 from dmtrack.train.loop import make_scheduler, train_step
-from dmtrack.train.sampler import PairDataset, PairSampler, collate
+from dmtrack.train.sampler import PairDataset, PairSampler, collate, data_workers, single_threaded_workers, worker_init
 from dmtrack.io import atomic_write_json
 
 
@@ -54,8 +54,9 @@ def measure(cfg, seqs, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
     data = PairDataset(cfg, {"synthetic": seqs})
     sampler = PairSampler(cfg.pairs_per_epoch)
-    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        collate_fn=collate, drop_last=True)
+    single_threaded_workers(data_workers(cfg))
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=data_workers(cfg),
+                        worker_init_fn=worker_init, collate_fn=collate, drop_last=True)
     n = warmup + steps
     batches = iter(loader)
     t = time.perf_counter()

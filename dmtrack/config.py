@@ -103,7 +103,7 @@ class Config:
     lr_drop_frac: float = 0.8  # lr / 10 after this fraction of the epochs
     grad_clip: float = 0.1
     amp: bool = False  # mixed precision; only takes effect on cuda
-    num_workers: int = 4
+    num_workers: int | str = "auto"  # DataLoader workers; "auto" = min(cores per training process, 16) (train.sampler.data_workers)
     train_datasets: dict = field(default_factory=lambda: {"lasot": 1.0, "tnl2k": 1.0, "otb_lang": 1.0, "refcocog": 1.0})
     max_gap: int = 200  # frames between template and search frame
     search_center_jitter: float = 3.0
@@ -112,6 +112,7 @@ class Config:
     flip_prob: float = 0.5  # joint horizontal flip of template+search; the sentence's left/right words are swapped (docs/training.md)
     brightness_jitter: float = 0.2  # per-crop brightness factor in [1-b, 1+b] (OSTrack); no grayscale: it would contradict colour words
     frame_cache_mb: int = 0  # decoded frames kept in memory per data worker (LRU); 0 = decode every time
+    reduced_decode: bool = True  # a crop shrinking its region >= 2x cuts a JPEG decoded at 1/2, 1/4, 1/8 size (False: whole frames, exact)
     text_cache: int = 0  # training: frozen-BERT outputs memoised for this many sentences (exact, see docs/training.md); 0 = off
 
     def __post_init__(self):
@@ -120,12 +121,15 @@ class Config:
     def validate(self) -> "Config":
         """Raise a ConfigError (a TypeError) for a value of the wrong type, a ConfigError (a ValueError) naming
         the key, the value and the allowed range for a value out of range (RANGES, CHOICES, then the rules between keys)."""
+        auto = {k for k in AUTO_KEYS if getattr(self, k) == "auto"}
         for f in fields(self):
             v, t = getattr(self, f.name), _TYPES[f.name]
-            if type(v) is not t:  # exact: a bool is no int, an int no float (apply_overrides converts those)
-                raise ConfigError(f"config key {f.name!r} expects {t.__name__}, got {v!r}")
+            if type(v) is not t and f.name not in auto:  # exact: a bool is no int, an int no float (apply_overrides converts those)
+                expects = t.__name__ + (" or 'auto'" if f.name in AUTO_KEYS else "")
+                raise ConfigError(f"config key {f.name!r} expects {expects}, got {v!r}")
         for key, interval in RANGES.items():
-            _require(key, getattr(self, key), _in_interval(getattr(self, key), interval), interval)
+            if key not in auto:
+                _require(key, getattr(self, key), _in_interval(getattr(self, key), interval), interval)
         for key, choices in CHOICES.items():
             _require(key, getattr(self, key), getattr(self, key) in choices, " | ".join(choices))
         # the rules between keys, evaluated only now that every key is in range (no division by 0 heads)
@@ -194,7 +198,10 @@ CHOICES: dict[str, tuple] = {
     "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
     "head_features": ("visual", "fused"), "test_average": ("final", "chain"),
 }
-_TYPES = {f.name: type(f.default if f.default is not MISSING else f.default_factory()) for f in fields(Config)}
+# Keys whose value is "auto" (resolved where it is used) or a number of the type and range below.
+AUTO_KEYS = {"num_workers": int}
+_TYPES = {f.name: AUTO_KEYS.get(f.name) or type(f.default if f.default is not MISSING else f.default_factory())
+          for f in fields(Config)}
 
 
 def _in_interval(value, interval: str) -> bool:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from dmtrack.config import (CHOICES, PROFILES, RANGES, VARIANTS, Config, apply_overrides, config_from_dict,
+from dmtrack.config import (AUTO_KEYS, CHOICES, PROFILES, RANGES, VARIANTS, Config, apply_overrides, config_from_dict,
                             load_config, parse_overrides)
 
 PAPER = load_config("paper", "full")
@@ -27,7 +27,8 @@ def test_every_profile_and_variant_validates(profile, variant):
 
 def test_every_key_has_a_rule():
     # a new numeric key must get a range, a new string key a choice list or a rule in validate
-    kinds = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
+    # (a key that may be "auto" is checked as the number it otherwise is: AUTO_KEYS)
+    kinds = {f.name: AUTO_KEYS.get(f.name) or type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
     assert set(RANGES) == {k for k, t in kinds.items() if t in (int, float)}
     assert {k for k, t in kinds.items() if t is str} - set(CHOICES) == {"device", "text_encoder", "pretrained"}
 

@@ -7,11 +7,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dmtrack.config import load_config
-from dmtrack.data import FrameError
+from dmtrack.config import ConfigError, load_config
+from dmtrack.data import FrameError, read_frame
+from dmtrack.data.crop import crop_square, decode_scale
+from dmtrack.data.files import jpeg_size, read_frame_reduced
 from dmtrack.data.sequence import Sequence
-from dmtrack.train.sampler import (FrameCache, PairDataset, PairSampler, collate, jitter_box, mirror_sentence,
-                                   sample_frame_ids, visible_frames)
+from dmtrack.train.loop import make_loader
+from dmtrack.train.sampler import (FrameCache, PairDataset, PairSampler, collate, data_workers, jitter_box,
+                                   mirror_sentence, sample_frame_ids, visible_frames, worker_init)
 
 RED, BLUE, GREY = (255, 0, 0), (0, 0, 255), (100, 100, 100)
 
@@ -228,3 +231,127 @@ def test_truncated_frame_stops_sampling_naming_the_file(tmp_path):
     ds = PairDataset(smoke_cfg(frame_cache_mb=8), {"synthetic": [seq]})
     with pytest.raises(FrameError, match=message):  # every pair of a 2-frame video reads frame 2
         ds[(0, 0)]
+
+
+def textured_jpeg(path, seed=0, size=(1280, 720)):
+    """A 1280x720 JPEG (quality 90) with detail from 4 to 256 pixels: smoothed noise at four scales."""
+    rng, (w, h) = np.random.default_rng(seed), size
+    img = np.zeros((h, w, 3), np.float32)
+    for s, amp in [(4, 40), (16, 50), (64, 60), (256, 60)]:
+        noise = rng.random((h // s + 2, w // s + 2, 3)).astype(np.float32)
+        img += amp * (cv2.resize(noise, ((w // s + 2) * s, (h // s + 2) * s), interpolation=cv2.INTER_CUBIC)[:h, :w] - 0.5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.clip(img + 128, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return path
+
+
+def test_decode_scale_is_the_largest_power_of_two_the_crop_shrinks_by():
+    # crop side ceil(factor sqrt(w h)) over the output side
+    assert decode_scale([0, 0, 100, 100], 4.0, 256) == 1  # 400 / 256 = 1.56
+    assert decode_scale([0, 0, 128, 128], 4.0, 256) == 2  # 512 / 256 = 2 exactly
+    assert decode_scale([0, 0, 127, 128], 4.0, 256) == 1  # ceil(4 sqrt(127 * 128)) = 510 < 512
+    assert decode_scale([0, 0, 300, 300], 4.0, 256) == 4  # 1200 / 256 = 4.69
+    assert decode_scale([0, 0, 300, 300], 2.0, 64) == 8  # 600 / 64 = 9.4: 8 is the largest DCT scaling
+
+
+def test_reduced_jpeg_decode_and_its_size(tmp_path):
+    path = textured_jpeg(tmp_path / "f.jpg")
+    assert jpeg_size(path.read_bytes()) == (720, 1280)
+    for f in (2, 4, 8):
+        image, scale, size = read_frame_reduced(path, f)
+        assert scale == f and size == (720, 1280) and image.shape == (720 // f, 1280 // f, 3)
+    odd = textured_jpeg(tmp_path / "odd.jpg", size=(201, 99))  # the reduced side is ceil(side / f)
+    image, scale, size = read_frame_reduced(odd, 4)
+    assert (scale, size, image.shape) == (4, (99, 201), (25, 51, 3))
+    png = tmp_path / "f.png"  # no reduced decoding for other formats: decoded whole, scale 1
+    cv2.imwrite(str(png), cv2.imread(str(path)))
+    image, scale, size = read_frame_reduced(png, 4)
+    assert jpeg_size(png.read_bytes()) is None and scale == 1 and size == (720, 1280) and image.shape == (720, 1280, 3)
+    data = path.read_bytes()  # the end-marker check holds on the reduced path too
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FrameError, match=re.escape(f"{path}: incomplete image: no JPEG end marker FF D9")):
+        read_frame_reduced(path, 2)
+
+
+@pytest.mark.parametrize("box,factor,out", [
+    ([500, 300, 200, 150], 4.0, 256),  # 1/2, inside the frame
+    ([100, 100, 300, 300], 4.0, 256),  # 1/4, padded on the left and top
+    ([1100, 600, 150, 100], 4.0, 128),  # 1/4, padded right and bottom
+    ([-20, 500, 400, 300], 4.0, 128),  # 1/8, partly outside the frame
+    ([600, 300, 160, 120], 2.0, 64),  # 1/4, a template-like crop
+])
+def test_crop_from_reduced_decode_is_close_with_the_same_geometry(tmp_path, box, factor, out):
+    path = textured_jpeg(tmp_path / "f.jpg")
+    f = decode_scale(box, factor, out)
+    assert f > 1
+    whole, rf_whole, pad_whole = crop_square(read_frame(path), box, factor, out)
+    image, scale, size = read_frame_reduced(path, f)
+    reduced, rf, pad = crop_square(image, box, factor, out, scale=scale, size=size)
+    assert rf == rf_whole and np.array_equal(pad, pad_whole)  # geometry in frame pixels: identical
+    assert reduced.shape == whole.shape == (out, out, 3)
+    assert np.abs(reduced.astype(int) - whole).mean() < 3  # pixels: libjpeg's DCT scaling, not a resize
+
+
+def jpeg_video(folder, n=6):
+    """Textured 1280x720 JPEG frames with a large target (sqrt(w h) = 240: search crops shrink 3.75x)."""
+    boxes = np.array([[400 + 20 * i, 200 + 10 * i, 320, 180] for i in range(n)], float)
+    paths = [textured_jpeg(folder / f"{i + 1:08d}.jpg", seed=i) for i in range(n)]
+    return Sequence("big", paths, boxes, "a large textured box", "synthetic")
+
+
+def test_pairs_with_reduced_decode_keep_boxes_and_masks(tmp_path):
+    seq = jpeg_video(tmp_path / "big")
+    cfg = load_config("paper", train_datasets={"synthetic": 1.0}, pairs_per_epoch=64, max_gap=5, frame_cache_mb=64)
+    exact, reduced = PairDataset(cfg.replace(reduced_decode=False), {"synthetic": [seq]}), PairDataset(cfg, {"synthetic": [seq]})
+    for i in range(4):
+        a, b = exact[(0, i)], reduced[(0, i)]
+        assert torch.equal(a["box"], b["box"]) and a["text"] == b["text"] and a["flipped"] == b["flipped"]
+        assert torch.equal(a["search_pad"], b["search_pad"]) and torch.equal(a["template_pad"], b["template_pad"])
+        for k in ("template", "search"):  # normalised crops: 3 grey levels is 3 / 255 / 0.225 = 0.052
+            assert (a[k] - b[k]).abs().mean() < 0.052
+    # the cache holds frames by (path, scale): whole ones for the exact path, reduced ones here
+    assert {f for _, f in exact.read.frames} == {1}
+    scales = {f for _, f in reduced.read.frames}
+    assert scales and min(scales) >= 2  # template 2 x 240 / 128 = 3.75, search 4 x 240 / 256 = 3.75 (jittered)
+    for (path, f), (image, scale, size) in reduced.read.frames.items():
+        assert scale == f and size == (720, 1280) and image.shape == (720 // f, 1280 // f, 3)
+
+
+def test_auto_workers_share_the_cores_between_processes(monkeypatch):
+    assert load_config("paper").num_workers == "auto"
+    assert load_config("demo").num_workers == 0 and load_config("smoke").num_workers == 0  # CPU training: no workers
+    cfg = load_config("paper")
+    for cores, env, expected in [(2, {}, 2), (64, {}, 16), (64, {"WORLD_SIZE": "8"}, 8), (12, {"WORLD_SIZE": "16"}, 0),
+                                 (64, {"WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8"}, 8)]:  # two nodes of 8 processes
+        monkeypatch.setattr("dmtrack.train.sampler.cpu_cores", lambda: cores)
+        for key in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert data_workers(cfg) == expected
+        assert data_workers(cfg.replace(num_workers=3)) == 3  # an explicit number is kept
+    with pytest.raises(ConfigError, match="config key 'num_workers' expects int or 'auto', got 'four'"):
+        load_config("paper", num_workers="four")
+
+
+class ThreadCounts(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return torch.tensor([cv2.getNumThreads(), torch.get_num_threads()])
+
+
+def test_data_workers_run_single_threaded(video, monkeypatch):
+    monkeypatch.setattr("dmtrack.train.sampler.cpu_cores", lambda: 2)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cv2.resize(np.zeros((800, 800, 3), np.uint8), (100, 100))  # this process's OpenCV pool has run
+    threads = cv2.getNumThreads()
+    try:
+        loader, _ = make_loader(smoke_cfg(num_workers="auto"), {"synthetic": [video]}, 0, 1, torch.device("cpu"))
+        assert loader.num_workers == 2 and loader.worker_init_fn is worker_init
+        counts = next(iter(DataLoader(ThreadCounts(), num_workers=1, worker_init_fn=worker_init)))
+        assert counts.tolist() == [[1, 1]]  # OpenCV and torch threads seen in a worker
+    finally:
+        cv2.setNumThreads(threads)

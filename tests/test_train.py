@@ -67,8 +67,10 @@ def read_rows(path):
         return list(csv.DictReader(f))
 
 
-def test_run_folder_losses_lr_drop_and_model(env, tmp_path):
-    cfg = smoke(epochs=3, lr_drop_frac=0.67, lr=1e-3, backbone_lr=2e-4, amp=True)  # drop from epoch round(2.01) = 2
+def test_run_folder_losses_lr_drop_and_model(env, tmp_path, monkeypatch):
+    monkeypatch.setattr("dmtrack.train.sampler.cpu_cores", lambda: 1)  # "auto" data workers: 1 core, 1 process
+    cfg = smoke(epochs=3, lr_drop_frac=0.67, lr=1e-3, backbone_lr=2e-4, amp=True,  # drop from epoch round(2.01) = 2
+                num_workers="auto")
     path = train(cfg, tmp_path / "run", progress=False)
     assert path == tmp_path / "run" / "model.pth"
     rows = read_rows(tmp_path / "run" / "losses.csv")
@@ -88,6 +90,7 @@ def test_run_folder_losses_lr_drop_and_model(env, tmp_path):
     session = info["sessions"][0]
     assert session["from_step"] == 0 and session["to_step"] == 6 and session["pairs_per_second"] > 0
     assert session["amp"] is False  # cfg.amp asks for it, but mixed precision only runs on cuda
+    assert session["num_workers"] == 1  # the resolved "auto"
     ckpt = load_checkpoint(path)  # weights_only=True
     assert ckpt["config"] == cfg.to_dict() and ckpt["global_step"] == 6
     build_model(config_from_dict(ckpt["config"])).load_state_dict(ckpt["model"])

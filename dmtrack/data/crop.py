@@ -3,6 +3,11 @@
 A crop of side ceil(factor * sqrt(w h)) is centred on the box, padded with zeros where it
 leaves the image, and resized to `out_size`. Coordinates map between the image and the
 crop by `resize_factor = out_size / crop_side`.
+
+A crop that shrinks its region 2x or more can be cut from a frame decoded at 1/f of its size
+(`decode_scale`, `read_frame(path, reduce=f)`): the crop's geometry (side, position, padding
+mask, resize_factor) stays in full-image pixels, only the pixels are sampled from the reduced
+image, so the boxes in crop coordinates are the very same and the pixels nearly so.
 """
 from __future__ import annotations
 
@@ -15,28 +20,58 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def crop_square(image: np.ndarray, box_xywh, factor: float, out_size: int):
+REDUCED_SCALES = (8, 4, 2)  # the JPEG decoder's DCT scalings (cv2.IMREAD_REDUCED_COLOR_f)
+
+
+def crop_side(box_xywh, factor: float) -> int:
+    """The side in image pixels of the square crop around a box: ceil(factor * sqrt(w h)), at least 1."""
+    _, _, w, h = [float(v) for v in box_xywh]
+    return max(math.ceil(math.sqrt(max(w, 1e-6) * max(h, 1e-6)) * factor), 1)
+
+
+def decode_scale(box_xywh, factor: float, out_size: int) -> int:
+    """The largest f in 2, 4, 8 with the crop shrunk at least f times (crop side / out_size >= f), else 1."""
+    shrink = crop_side(box_xywh, factor) / out_size
+    return next((f for f in REDUCED_SCALES if shrink >= f), 1)
+
+
+def crop_square(image: np.ndarray, box_xywh, factor: float, out_size: int, scale: int = 1, size=None):
     """Return (crop HxWx3 uint8, resize_factor, pad_mask out_size x out_size bool [True = padding]).
 
-    `image` is HxWx3 (RGB). The crop is centred on the box centre."""
+    `image` is HxWx3 (RGB): the frame itself (scale 1), or the frame decoded at 1/scale of its
+    size, whose full (height, width) is then `size`. `box_xywh` and resize_factor are in the
+    frame's own pixels whatever the scale. The crop is centred on the box centre."""
     x, y, w, h = [float(v) for v in box_xywh]
-    side = math.ceil(math.sqrt(max(w, 1e-6) * max(h, 1e-6)) * factor)
-    side = max(side, 1)
+    side = crop_side(box_xywh, factor)
     cx, cy = x + 0.5 * w, y + 0.5 * h
     x1 = int(round(cx - 0.5 * side))
     y1 = int(round(cy - 0.5 * side))
     x2, y2 = x1 + side, y1 + side
-    H, W = image.shape[:2]
+    H, W = size if scale > 1 else image.shape[:2]
     pad_l, pad_t = max(0, -x1), max(0, -y1)
     pad_r, pad_b = max(0, x2 - W), max(0, y2 - H)
+    mask = np.ones((side, side), dtype=np.uint8)
+    mask[pad_t:side - pad_b, pad_l:side - pad_r] = 0
+    mask = cv2.resize(mask, (out_size, out_size), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if scale > 1:
+        return _crop_reduced(image, x1, y1, side, out_size, scale), out_size / side, mask
     patch = image[max(0, y1):min(H, y2), max(0, x1):min(W, x2)]
     if pad_l or pad_t or pad_r or pad_b:
         patch = cv2.copyMakeBorder(patch, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    mask = np.ones((side, side), dtype=np.uint8)
-    mask[pad_t:side - pad_b, pad_l:side - pad_r] = 0
     crop = cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
-    mask = cv2.resize(mask, (out_size, out_size), interpolation=cv2.INTER_NEAREST).astype(bool)
     return crop, out_size / side, mask
+
+
+def _crop_reduced(image: np.ndarray, x1: int, y1: int, side: int, out_size: int, scale: int) -> np.ndarray:
+    """The crop of the full-size square [x1, x1 + side) x [y1, y1 + side) sampled from the frame
+    reduced `scale` times. In edge coordinates (pixel j spans [j, j + 1)) output pixel u's centre
+    lies at x1 + (u + 0.5) side / out_size in the frame, that over `scale` in the reduced image,
+    and a pixel index is an edge coordinate - 0.5. Bilinear with zeros outside, as the full path."""
+    a = side / (out_size * scale)
+    m = np.array([[a, 0, (x1 + 0.5 * side / out_size) / scale - 0.5],
+                  [0, a, (y1 + 0.5 * side / out_size) / scale - 0.5]])
+    return cv2.warpAffine(image, m, (out_size, out_size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
 def box_in_crop(box_xywh, crop_center_box_xywh, resize_factor: float, out_size: int) -> np.ndarray:

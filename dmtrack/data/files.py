@@ -55,6 +55,50 @@ def incomplete_image(data: bytes) -> str | None:
 def read_frame(path) -> np.ndarray:
     """HxWx3 uint8 RGB image read with OpenCV; a missing, truncated or undecodable file raises
     FrameError naming it. The file is read once and decoded from memory."""
+    return _decode(path, _frame_bytes(path), cv2.IMREAD_COLOR)
+
+
+# cv2.imdecode flags that decode a JPEG at 1/f of its size with libjpeg's DCT scaling
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_frame_reduced(path, reduce: int) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """(image, f, (H, W)): a JPEG decoded at 1/f of its size, f = `reduce` (2, 4 or 8; reduced
+    pixel j covers frame pixels [f j, f j + f)), with the frame's full height and width from its
+    header; any other format (or reduce 1) decoded whole, f = 1 (OpenCV would decode it whole
+    and resize). The same checks and errors as `read_frame`."""
+    data = _frame_bytes(path)
+    size = jpeg_size(data) if reduce in _REDUCED_FLAGS else None
+    if size is not None:
+        image = _decode(path, data, _REDUCED_FLAGS[reduce])
+        if image.shape[:2] == (-(-size[0] // reduce), -(-size[1] // reduce)):
+            return image, reduce, size
+        # else the decoder turned the picture (EXIF orientation): the header's size is not its size
+    image = _decode(path, data, cv2.IMREAD_COLOR)
+    return image, 1, image.shape[:2]
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame segment, or None for bytes that are not a
+    JPEG or have no readable SOF before the scan (the decoder then has the last word)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0..15 (C4 DHT, C8 JPG, CC DAC are not)
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+        elif marker == 0xDA:  # start of scan: no SOF before it
+            return None
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def _frame_bytes(path) -> bytes:
+    """The bytes of a frame image file, refused (FrameError naming it) when missing, empty or truncated."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -65,7 +109,11 @@ def read_frame(path) -> np.ndarray:
     why = incomplete_image(data)
     if why:
         raise FrameError(f"{path}: {why}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return data
+
+
+def _decode(path, data: bytes, flag: int) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None:
         raise FrameError(f"cannot decode frame image: {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -36,7 +36,8 @@ from tqdm import tqdm
 from ..config import Config, config_from_dict
 from ..io import RunLocked, atomic_open, atomic_write_text, exclusive_lock, remove_stale_temps
 from ..provenance import provenance
-from .sampler import PairDataset, PairSampler, collate, load_train_sequences
+from .sampler import (PairDataset, PairSampler, collate, data_workers, load_train_sequences, single_threaded_workers,
+                      worker_init)
 
 # Keys that may differ between an interrupted run and its resume without changing the result.
 RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every"}
@@ -239,8 +240,10 @@ def make_loader(cfg: Config, sequences, rank: int, world: int, device: torch.dev
     """(DataLoader, PairSampler) over this rank's share of each epoch's pairs."""
     data = PairDataset(cfg, sequences if sequences is not None else load_train_sequences(cfg))
     sampler = PairSampler(cfg.pairs_per_epoch, rank, world)
-    loader = DataLoader(data, batch_size=cfg.batch_size // world, sampler=sampler, num_workers=cfg.num_workers,
-                        collate_fn=collate, drop_last=True, persistent_workers=cfg.num_workers > 0,
+    workers = data_workers(cfg)
+    single_threaded_workers(workers)
+    loader = DataLoader(data, batch_size=cfg.batch_size // world, sampler=sampler, num_workers=workers,
+                        collate_fn=collate, drop_last=True, persistent_workers=workers > 0, worker_init_fn=worker_init,
                         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global torch RNG untouched
                         pin_memory=device.type == "cuda")
     return loader, sampler
@@ -263,7 +266,7 @@ def start_session(out: Path, cfg: Config, resume: bool, world: int, device, run:
     """run.json with a new session appended (the file of an earlier session is kept on resume)."""
     info = json.loads((out / "run.json").read_text()) if resume and (out / "run.json").exists() else run_info(cfg, world, device)
     info["sessions"].append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "from_step": run.global_step, "amp": run.use_amp})
+                             "from_step": run.global_step, "amp": run.use_amp, "num_workers": data_workers(cfg)})
     atomic_write_text(out / "run.json", json.dumps(info, indent=2))
     return info
 

@@ -18,19 +18,28 @@ number of workers, and a resumed run sees the very samples the interrupted one w
    grayscale (it would contradict colour words);
 5. the target box in search-crop coordinates, cxcywh normalised by the crop side (what the
    model's losses and its token-grid box mask take).
+
+A crop that shrinks its frame region 2x or more is cut from the JPEG decoded at 1/2, 1/4 or
+1/8 of its size (`reduced_decode`, `dmtrack.data.crop.decode_scale`): same boxes and padding
+masks, pixels within a few grey levels, several times less decoding (bench/bench_data_pipeline.py).
+Data workers default to the cores per training process (`data_workers`), one thread each.
 """
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
 
+import os
+
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..data import Sequence, load_benchmark, read_frame
-from ..data.crop import box_in_crop, crop_square, normalize
+from ..data import Sequence, load_benchmark
+from ..data.crop import box_in_crop, crop_square, decode_scale, normalize
+from ..data.files import read_frame_reduced
+from ..provenance import cpu_cores
 
 # cfg.train_datasets key -> (benchmark name for dmtrack.data.load_benchmark, split)
 TRAIN_SETS = {
@@ -112,24 +121,53 @@ def jitter_box(box_xywh, center_jitter: float, scale_jitter: float, rng: np.rand
     return np.array([cx - wj / 2, cy - hj / 2, wj, hj])
 
 
+MAX_AUTO_WORKERS = 16
+
+
+def data_workers(cfg) -> int:
+    """DataLoader workers: cfg.num_workers, or for "auto" the cores this process may use shared by
+    the training processes of this node (torchrun's LOCAL_WORLD_SIZE, else WORLD_SIZE, else 1),
+    at most MAX_AUTO_WORKERS."""
+    if cfg.num_workers != "auto":
+        return cfg.num_workers
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return min(cpu_cores() // max(processes, 1), MAX_AUTO_WORKERS)
+
+
+def single_threaded_workers(workers: int) -> None:
+    """One thread per data worker: the workers are the parallelism, and OpenCV's and torch's own
+    thread pools in every worker would oversubscribe the cores. OpenCV's is set here, in the
+    process the workers fork from (which then does no image work): cv2.setNumThreads called in a
+    forked worker deadlocks once this process's OpenCV pool has run (seen with OpenCV 5.0)."""
+    if workers > 0:
+        cv2.setNumThreads(1)
+
+
+def worker_init(_worker_id: int) -> None:
+    """A data worker's start (see single_threaded_workers): torch single-threaded."""
+    torch.set_num_threads(1)
+
+
 class FrameCache:
-    """Decoded RGB frames by path, least recently used dropped beyond `max_mb` (0 = no cache)."""
+    """Decoded RGB frames by (path, reduce), least recently used dropped beyond `max_mb` (0 = no cache).
+
+    A call returns `read_frame_reduced(path, reduce)`: (image, the scale it was decoded at, full (H, W))."""
 
     def __init__(self, max_mb: int = 0):
         self.max_bytes, self.bytes, self.frames = max_mb * 2**20, 0, OrderedDict()
 
-    def __call__(self, path) -> np.ndarray:
-        key = str(path)
+    def __call__(self, path, reduce: int = 1) -> tuple[np.ndarray, int, tuple[int, int]]:
+        key = (str(path), reduce)
         if key in self.frames:
             self.frames.move_to_end(key)
             return self.frames[key]
-        img = read_frame(key)
-        if self.max_bytes > 0 and img.nbytes <= self.max_bytes:
-            self.frames[key] = img
-            self.bytes += img.nbytes
+        frame = read_frame_reduced(key[0], reduce)
+        if self.max_bytes > 0 and frame[0].nbytes <= self.max_bytes:
+            self.frames[key] = frame
+            self.bytes += frame[0].nbytes
             while self.bytes > self.max_bytes:
-                self.bytes -= self.frames.popitem(last=False)[1].nbytes
-        return img
+                self.bytes -= self.frames.popitem(last=False)[1][0].nbytes
+        return frame
 
 
 class PairDataset(Dataset):
@@ -183,9 +221,9 @@ class PairDataset(Dataset):
     def _pair(self, seq: Sequence, t: int, s: int, rng: np.random.Generator) -> dict | None:
         cfg = self.cfg
         tbox, sbox = np.asarray(seq.boxes[t], float), np.asarray(seq.boxes[s], float)
-        tcrop, _, tpad = crop_square(self.read(seq.frames[t]), tbox, cfg.template_factor, cfg.template_size)
+        tcrop, _, tpad = self._crop(seq.frames[t], tbox, cfg.template_factor, cfg.template_size)
         jbox = jitter_box(sbox, cfg.search_center_jitter, cfg.search_scale_jitter, rng)
-        scrop, rf, spad = crop_square(self.read(seq.frames[s]), jbox, cfg.search_factor, cfg.search_size)
+        scrop, rf, spad = self._crop(seq.frames[s], jbox, cfg.search_factor, cfg.search_size)
         grid = cfg.search_size // cfg.patch_size
         if cv2.resize(spad.astype(np.uint8), (grid, grid), interpolation=cv2.INTER_NEAREST).all():
             return None  # OSTrack: a search crop that is padding on every token is useless
@@ -207,6 +245,13 @@ class PairDataset(Dataset):
                     template_pad=np.ascontiguousarray(tpad), search_pad=np.ascontiguousarray(spad),
                     box=cxcywh.astype(np.float32), text=text, flipped=flipped, seq=seq.name,
                     frame_ids=(t, s), search_box_image=sbox, jittered_box=jbox)
+
+
+    def _crop(self, path, box, factor: float, out_size: int):
+        """crop_square of the frame, decoded at reduced size when the crop shrinks it 2x or more."""
+        reduce = decode_scale(box, factor, out_size) if self.cfg.reduced_decode else 1
+        image, scale, size = self.read(path, reduce)
+        return crop_square(image, box, factor, out_size, scale=scale, size=size)
 
 
 class PairSampler(Sampler):

@@ -1,0 +1,138 @@
+"""Training pairs per second per core: whole-frame decoding against reduced JPEG decoding.
+
+Writes a LaSOT-layout root in a temporary folder (--sequences sequences of --frames textured
+1280x720 JPEGs; the target's sqrt(w h) is log-uniform in [--min-side, --max-side] pixels, one
+size per sequence, moving and breathing), loads it with the real LaSOT reader, and draws the
+same pairs from PairDataset at the paper profile's crop sizes (template 128 at factor 2, search
+256 at factor 4) with reduced_decode=False (every frame decoded whole: the code before) and
+reduced_decode=True, in one process with one thread, alternating rounds so that both see the
+same machine load. Pairs per second per core = pairs / CPU seconds of this process (wall-clock
+rates are printed too). Prints a table and writes bench/results/bench_data_pipeline.json.
+
+    .venv/bin/python bench/bench_data_pipeline.py [--pairs 200] [--rounds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dmtrack.config import load_config  # noqa: E402
+from dmtrack.data import load_benchmark  # noqa: E402
+from dmtrack.data.crop import decode_scale  # noqa: E402
+from dmtrack.io import atomic_write_json  # noqa: E402
+from dmtrack.provenance import provenance  # noqa: E402
+from dmtrack.train.sampler import PairDataset  # noqa: E402
+
+W, H = 1280, 720
+
+
+def texture(rng: np.random.Generator) -> np.ndarray:
+    """A 1280x720 RGB picture with detail at 4 to 256 pixels (smoothed noise at four scales), so
+    that its JPEG is about as large as a real frame's (~200 kB at quality 90)."""
+    img = np.zeros((H, W, 3), np.float32)
+    for s, amp in [(4, 40), (16, 50), (64, 60), (256, 60)]:
+        noise = rng.random((H // s + 2, W // s + 2, 3)).astype(np.float32)
+        img += amp * (cv2.resize(noise, ((W // s + 2) * s, (H // s + 2) * s), interpolation=cv2.INTER_CUBIC)[:H, :W] - 0.5)
+    return np.clip(img + 128, 0, 255).astype(np.uint8)
+
+
+def write_lasot(root: Path, n_seq: int, n_frames: int, sides: tuple[float, float], seed: int = 0) -> list[float]:
+    """A LaSOT root of n_seq training sequences (and a testing_set.txt naming none of them);
+    returns each sequence's target sqrt(w h)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.exp(rng.uniform(math.log(sides[0]), math.log(sides[1]), n_seq))
+    for k, side in enumerate(sizes):
+        folder = root / "synth" / f"synth-{k + 1}"
+        (folder / "img").mkdir(parents=True)
+        rows = []
+        for i in range(n_frames):
+            w, h = side * 1.3 * (1 + 0.1 * math.sin(i / 5)), side / 1.3
+            cx = W / 2 + (W / 2 - w / 2 - 10) * math.sin(i / 7 + k)
+            cy = H / 2 + (H / 2 - h / 2 - 10) * math.cos(i / 9 + k) * 0.8
+            x, y = cx - w / 2, cy - h / 2
+            img = texture(rng)
+            cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), (255, 40, 40), 3)
+            cv2.imwrite(str(folder / "img" / f"{i + 1:08d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+            rows.append(f"{x:.0f},{y:.0f},{w:.0f},{h:.0f}")
+        (folder / "groundtruth.txt").write_text("\n".join(rows) + "\n")
+        for flags in ("full_occlusion.txt", "out_of_view.txt"):
+            (folder / flags).write_text(",".join("0" * n_frames) + "\n")
+        (folder / "nlp.txt").write_text("the red box moving around\n")
+    (root / "testing_set.txt").write_text("none-1\n")
+    return [float(s) for s in sizes]
+
+
+def pairs_rate(data: PairDataset, keys: list[int]) -> tuple[float, float]:
+    """(pairs per CPU second, pairs per wall second) over `keys`, full items as the DataLoader gets them."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    for k in keys:
+        data[(0, k)]
+    return len(keys) / (time.process_time() - c0), len(keys) / (time.perf_counter() - w0)
+
+
+def scales_used(cfg, data: PairDataset, keys: list[int]) -> dict:
+    """How many template and search crops decode at 1/1, 1/2, 1/4, 1/8 (the same draws as the timed ones)."""
+    count = Counter()
+    for k in keys:
+        s = data.raw(0, k)
+        seq = next(q for qs in data.seqs for q, _ in qs if q.name == s["seq"])
+        count[decode_scale(seq.boxes[s["frame_ids"][0]], cfg.template_factor, cfg.template_size)] += 1
+        count[decode_scale(s["jittered_box"], cfg.search_factor, cfg.search_size)] += 1
+    return {f"1/{f}": count[f] for f in sorted(count)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sequences", type=int, default=6)
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--min-side", type=float, default=48.0, help="smallest target sqrt(w h), pixels")
+    ap.add_argument("--max-side", type=float, default=320.0, help="largest target sqrt(w h), pixels")
+    ap.add_argument("--pairs", type=int, default=200, help="pairs per mode per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    cv2.setNumThreads(1)  # one core, as one data worker (dmtrack.train.sampler.worker_init)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="bench_data_pipeline_") as tmp:
+        root = Path(tmp) / "LaSOT"
+        sizes = write_lasot(root, args.sequences, args.frames, (args.min_side, args.max_side))
+        seqs = load_benchmark("lasot", root, split="train", custom_split=True, progress=False)
+        paper = load_config("paper", train_datasets={"lasot": 1.0}, pairs_per_epoch=10**6)
+        modes = {"whole frames (reduced_decode=False)": paper.replace(reduced_decode=False),
+                 "reduced decode (reduced_decode=True)": paper.replace(reduced_decode=True)}
+        data = {name: PairDataset(cfg, {"lasot": seqs}) for name, cfg in modes.items()}
+        rates = {name: [] for name in modes}
+        for r in range(args.rounds):
+            keys = list(range(r * args.pairs, (r + 1) * args.pairs))
+            for name in modes:
+                rates[name].append(pairs_rate(data[name], keys))
+        scales = scales_used(paper, data[next(iter(modes))], list(range(args.rounds * args.pairs)))
+    cpu = {name: statistics.median(c for c, _ in v) for name, v in rates.items()}
+    wall = {name: statistics.median(w for _, w in v) for name, v in rates.items()}
+    before, after = cpu.values()
+    print(f"{'mode':40s} {'pairs/s/core (CPU)':>19s} {'pairs/s (wall)':>15s}")
+    for name in modes:
+        print(f"{name:40s} {cpu[name]:19.1f} {wall[name]:15.1f}")
+    print(f"ratio reduced / whole (CPU): {after / before:.2f}x; crops by decode scale: {scales}")
+    out = Path(__file__).with_name("results") / "bench_data_pipeline.json"
+    atomic_write_json(out, {
+        "pairs_per_cpu_second": cpu, "pairs_per_wall_second": wall, "ratio": after / before,
+        "rounds": {name: [list(x) for x in v] for name, v in rates.items()}, "crops_by_decode_scale": scales,
+        "target_sqrt_wh": sizes, "frame_size": [W, H], "template": [paper.template_size, paper.template_factor],
+        "search": [paper.search_size, paper.search_factor], "args": vars(args), **provenance()})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
