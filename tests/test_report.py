@@ -625,7 +625,8 @@ def test_notebooks_declare_every_parameter_the_chain_passes(tmp_path):
     for profile in ("smoke", "demo", "paper"):
         paths = pipeline.default_paths(profile, tmp_path / "r", tmp_path / "w", tmp_path / "d")
         for step in pipeline.plan(profile, paths):
-            assert set(step.params) <= declared[step.notebook], (profile, step.name, set(step.params) - declared[step.notebook])
+            given = set(step.params) | set(step.runtime)
+            assert given <= declared[step.notebook], (profile, step.name, given - declared[step.notebook])
 
 
 def test_a_second_report_on_a_busy_work_folder_stops_before_any_step(tmp_path, monkeypatch):

@@ -61,6 +61,7 @@ class ChainSettings:
     fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
     budget_minutes: float | None = None  # the wall time the chain must fit in on its reference machine (None = none)
     require_weights: bool = False  # refuse to start without pretrained= and a BERT text_encoder= (preflight.py)
+    gpus_per_train: int = 1  # processes (GPUs) per training: torchrun DDP when > 1
 
 
 CHAINS = {
@@ -154,9 +155,12 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
         for seed in seed_list:
             name = f"10_train/{v}_seed{seed}"
             # keyed by the resolved config too: a changed profile definition retrains, it is not skipped
-            steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train, threads=threads),
+            # processes is keyed: DDP shards each batch over them, which changes the run's numbers
+            steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train,
+                                                           processes=s.gpus_per_train),
                               outputs=[str(model_path(paths.work, v, seed))], deps=["00_data"],
-                              fingerprint={"config": configs[v, seed].to_dict()}))
+                              fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
+                              devices=s.gpus_per_train))
             trained.setdefault(v, []).append(name)
     evaluated = []
     for (variant, benches, k, average, n_steps), eval_seeds in _evaluations(profile, s, seed_list, sweep, levels).items():
@@ -166,14 +170,14 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                 for b in benches for seed in eval_seeds]
         steps.append(Step(name, "20_evaluate.ipynb", dict(common, variant=variant, benchmarks=list(benches), k=k,
                                                           average=average, steps_per_chain=n_steps, seeds=eval_seeds,
-                                                          max_frames=s.max_frames, workers=s.workers, threads=threads),
-                          outputs=outs, deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds]))
+                                                          max_frames=s.max_frames, workers=s.workers),
+                          outputs=outs, deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
         evaluated.append(name)
     all_train = [n for v in VARIANTS for n in trained[v]]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
                       dict(common, benchmark=synthetic_name("tnl2k", s.synthetic), variants=list(VARIANTS), seed=seed_list[0],
-                           k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}, threads=threads),
-                      deps=all_train + evaluated))
+                           k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
+                      deps=all_train + evaluated, runtime=dict(threads=threads)))
     steps.append(Step("40_report", "40_report.ipynb",
                       dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
                            steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,
