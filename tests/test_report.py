@@ -380,6 +380,27 @@ def test_one_step_alone_needs_its_inputs_done_and_shares_the_chain_keys(tmp_path
     assert run_one(steps, "second", runs, nbdir, log=lambda s: None)["status"] == "skipped"
 
 
+def test_the_plan_gives_each_steps_command_and_a_step_alone_refuses_without_its_inputs(tmp_path, monkeypatch, capsys):
+    from dmtrack.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["report", "--profile", "smoke", "--reports", "r", "--work", "w", "--data-root", "d", "--gpus-per-train", "2",
+            "--set", "epochs=1", "--set", "pretrained=none"]
+    assert main(args + ["--plan", "--json"]) == 0
+    plan = {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    train, report = plan["10_train/full_seed0"], plan["40_report"]
+    assert train["deps"] == ["00_data"] and train["gpus"] == 2 and report["gpus"] == 1
+    assert set(report["deps"]) == set(plan) - {"40_report"}
+    assert train["command"] == (f"python -m dmtrack report --profile smoke --reports {tmp_path}/r --work {tmp_path}/w "
+                                f"--data-root {tmp_path}/d --gpus-per-train 2 --set epochs=1 --set 'pretrained=\"none\"' "
+                                "--step 10_train/full_seed0")
+    assert main(args + ["--step", "10_train/full_seed0"]) == 1
+    assert "step 10_train/full_seed0 reads from step(s) not done for this config: 00_data; run them first" in capsys.readouterr().err
+    assert main(args + ["--step", "10_train/nope"]) == 2
+    assert "no step '10_train/nope' in this chain" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
 # a chain run by a child process (the way `dmtrack report` runs it), so that the test can signal it
 _CHAIN_SCRIPT = """
 import sys
