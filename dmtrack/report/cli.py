@@ -117,7 +117,7 @@ def run(args) -> int:
                   jobs=args.jobs, max_frames=args.max_frames, k_sweep=args.k_sweep, allow_minilm=args.allow_minilm)
     overrides = overrides_from_args(args)
     if args.plan:
-        est = plan_estimate(args.profile, train_overrides=overrides, gpus_per_train=args.gpus_per_train,
+        est = plan_estimate(args.profile, train_overrides=overrides, gpus_per_train=args.gpus_per_train, gpus=args.gpus,
                             command=step_base_command(args, overrides), **common)
         print(json.dumps(est, indent=1) if args.json else format_plan(est))
         return 0

@@ -277,12 +277,13 @@ def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = No
 def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None, work=None, data=None,
                   others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
                   max_frames: int | None = None, k_sweep=None, allow_minilm: bool = False, gpus_per_train: int | None = None,
-                  command: list[str] | None = None) -> dict:
+                  command: list[str] | None = None, gpus: list | None = None) -> dict:
     """`dmtrack report --plan`: every step of the chain with its work and estimated duration on this
     machine (estimate.py), the steps it reads from, the GPUs it takes, and (given `command`, the
     `dmtrack report` command line of this chain) the command that runs it alone (`command --step NAME`),
-    and the problems that would stop `reproduce` before its first step. Runs nothing."""
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, gpus_per_train)
+    and the problems that would stop `reproduce` before its first step (gpus: as reproduce takes them). Runs nothing."""
+    pool = (visible_gpus() if gpus is None else list(gpus)) or None
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, gpus_per_train, pool)
     problems = []
     try:
         preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, allow_minilm)
