@@ -360,6 +360,20 @@ def test_running_steps_hold_their_own_gpus_and_never_share_one(tmp_path, nbdir):
         run_chain(steps, tmp_path / "runs2", notebooks=nbdir, gpus=["0"], log=lambda s: None)
 
 
+def test_the_default_gpus_are_those_cuda_visible_devices_names(monkeypatch):
+    import torch
+
+    from dmtrack.provenance import visible_gpus
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_gpus() == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5, 3,7")  # a SLURM job's: the ids a child's variable must name
+    assert visible_gpus() == ["5", "3"]  # as many as torch counts
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert visible_gpus() == []  # a CPU machine: no pool, whatever the variable says
+
+
 def test_one_step_alone_needs_its_inputs_done_and_shares_the_chain_keys(tmp_path, nbdir):
     outs = [str(tmp_path / f"o{i}.txt") for i in range(2)]
     steps = [Step("first", "write.ipynb", {"x": 1, "out": outs[0]}, outputs=[outs[0]]),
