@@ -96,6 +96,16 @@ def folder_sha256(folder) -> tuple[str, int]:
     return digest.hexdigest(), len(files)
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (e.g. ["2", "5"]; a process started
+    with CUDA_VISIBLE_DEVICES=2,5 sees them as cuda:0 and cuda:1, and a child given "5" sees only the latter);
+    without CUDA_VISIBLE_DEVICES, 0..n-1. [] without a GPU, whatever CUDA_VISIBLE_DEVICES says."""
+    import torch
+    n = torch.cuda.device_count()
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (listed if "CUDA_VISIBLE_DEVICES" in os.environ else [str(i) for i in range(n)])[:n]
+
+
 def resolve_device(requested: str = "auto") -> str:
     """A config's device: "auto" = cuda when a GPU is visible, else cpu; anything else as given."""
     if requested != "auto":

@@ -15,7 +15,7 @@ import pytest
 
 from dmtrack.config import VARIANTS
 from dmtrack.report import paper, pipeline, tables, verdicts
-from dmtrack.report.chain import Step, StepFailed, run_chain, step_key
+from dmtrack.report.chain import DependenciesNotDone, Step, StepFailed, run_chain, run_one, step_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -257,8 +257,8 @@ def test_published_table_labels_sources():
 
 
 # --- pipeline machinery (tiny notebooks) ---------------------------------------------------------
-def _notebook(path, code):
-    params = nbformat.v4.new_code_cell("x = 1\nout = ''")
+def _notebook(path, code, params="x = 1\nout = ''"):
+    params = nbformat.v4.new_code_cell(params)
     params.metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(code)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -327,6 +327,92 @@ def test_parallel_jobs_respect_dependencies(tmp_path, nbdir):
     assert [s["step"] for s in stamps] == ["s0", "s1", "s2"] and all(o.exists() for o in outs)
     with pytest.raises(ValueError, match="depends on"):
         run_chain([Step("z", "write.ipynb", {}, deps=["later"])], tmp_path / "runs", notebooks=nbdir)
+
+
+# A step that records the GPUs its kernel sees and when it ran; `meet` names a step it must run at the
+# same time as (each waits for the other's start file), so that concurrency is checked without timing.
+_GPU_STEP = """import json, os, time
+from pathlib import Path
+t0 = time.time()
+Path(out + '.started').touch()
+if meet:
+    while not Path(meet + '.started').exists():
+        assert time.time() - t0 < 120, 'the step it should run beside never started'
+        time.sleep(0.05)
+Path(out).write_text(json.dumps(dict(gpus=os.environ.get('CUDA_VISIBLE_DEVICES'), t0=t0, t1=time.time())))"""
+
+
+def test_running_steps_hold_their_own_gpus_and_never_share_one(tmp_path, nbdir):
+    _notebook(nbdir / "gpu.ipynb", _GPU_STEP, params="out = ''\nmeet = ''")
+    o = {n: str(tmp_path / f"{n}.json") for n in ("a", "b", "wide", "after")}
+    gpu_step = lambda n, devices=1, meet="", deps=(): Step(n, "gpu.ipynb", {"out": o[n], "meet": meet}, outputs=[o[n]],
+                                                            deps=list(deps), devices=devices)
+    steps = [gpu_step("a", meet=o["b"]), gpu_step("b", meet=o["a"]), gpu_step("wide", 2), gpu_step("after", deps=["wide"])]
+    stamps = run_chain(steps, tmp_path / "runs", notebooks=nbdir, jobs=4, gpus=["3", "7"], log=lambda s: None)
+    seen = {n: json.loads(Path(f).read_text()) for n, f in o.items()}
+    # a and b ran at once (each waited for the other), one GPU each; wide took both, so it ran alone
+    assert sorted([seen["a"]["gpus"], seen["b"]["gpus"]]) == ["3", "7"] and sorted(seen["wide"]["gpus"].split(",")) == ["3", "7"]
+    assert seen["after"]["gpus"] in ("3", "7") and sorted(stamps[2]["gpus"]) == ["3", "7"]
+    for x, y in [(x, y) for x in seen for y in seen if x < y]:
+        if set(seen[x]["gpus"].split(",")) & set(seen[y]["gpus"].split(",")):  # a shared GPU: one after the other
+            assert seen[x]["t1"] <= seen[y]["t0"] or seen[y]["t1"] <= seen[x]["t0"], (x, y, seen[x], seen[y])
+    with pytest.raises(ValueError, match="need more GPUs than the 1 given"):
+        run_chain(steps, tmp_path / "runs2", notebooks=nbdir, gpus=["0"], log=lambda s: None)
+
+
+def test_the_default_gpus_are_those_cuda_visible_devices_names(monkeypatch):
+    import torch
+
+    from dmtrack.provenance import visible_gpus
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_gpus() == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5, 3,7")  # a SLURM job's: the ids a child's variable must name
+    assert visible_gpus() == ["5", "3"]  # as many as torch counts
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert visible_gpus() == []  # a CPU machine: no pool, whatever the variable says
+
+
+def test_one_step_alone_needs_its_inputs_done_and_shares_the_chain_keys(tmp_path, nbdir):
+    outs = [str(tmp_path / f"o{i}.txt") for i in range(2)]
+    steps = [Step("first", "write.ipynb", {"x": 1, "out": outs[0]}, outputs=[outs[0]]),
+             Step("second", "write.ipynb", {"x": 2, "out": outs[1]}, outputs=[outs[1]], deps=["first"])]
+    runs = tmp_path / "runs"
+    with pytest.raises(DependenciesNotDone, match="step second reads from step.s. not done for this config: first"):
+        run_one(steps, "second", runs, nbdir, log=lambda s: None)
+    with pytest.raises(KeyError, match="no step 'third'"):
+        run_one(steps, "third", runs, nbdir, log=lambda s: None)
+    assert run_one(steps, "first", runs, nbdir, log=lambda s: None)["status"] == "ran"
+    assert run_one(steps, "second", runs, nbdir, log=lambda s: None, gpus=["5"])["gpus"] == ["5"]
+    assert [st["status"] for st in run_chain(steps, runs, nbdir, log=lambda s: None)] == ["skipped", "skipped"]
+    steps[0].params["x"] = 3  # first's key changes: second's input is no longer done
+    with pytest.raises(DependenciesNotDone, match="first"):
+        run_one(steps, "second", runs, nbdir, log=lambda s: None)
+    steps[0].params["x"] = 1
+    steps[0].runtime["threads"] = 9  # how a step runs is not part of its key
+    assert run_one(steps, "second", runs, nbdir, log=lambda s: None)["status"] == "skipped"
+
+
+def test_the_plan_gives_each_steps_command_and_a_step_alone_refuses_without_its_inputs(tmp_path, monkeypatch, capsys):
+    from dmtrack.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["report", "--profile", "smoke", "--reports", "r", "--work", "w", "--data-root", "d", "--gpus-per-train", "2",
+            "--set", "epochs=1", "--set", "pretrained=none"]
+    assert main(args + ["--plan", "--json"]) == 0
+    plan = {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    train, report = plan["10_train/full_seed0"], plan["40_report"]
+    assert train["deps"] == ["00_data"] and train["gpus"] == 2 and report["gpus"] == 1
+    assert set(report["deps"]) == set(plan) - {"40_report"}
+    assert train["command"] == (f"python -m dmtrack report --profile smoke --reports {tmp_path}/r --work {tmp_path}/w "
+                                f"--data-root {tmp_path}/d --gpus-per-train 2 --set epochs=1 --set 'pretrained=\"none\"' "
+                                "--step 10_train/full_seed0")
+    assert main(args + ["--step", "10_train/full_seed0"]) == 1
+    assert "step 10_train/full_seed0 reads from step(s) not done for this config: 00_data; run them first" in capsys.readouterr().err
+    assert main(args + ["--step", "10_train/nope"]) == 2
+    assert "no step '10_train/nope' in this chain" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 # a chain run by a child process (the way `dmtrack report` runs it), so that the test can signal it
@@ -591,7 +677,8 @@ def test_notebooks_declare_every_parameter_the_chain_passes(tmp_path):
     for profile in ("smoke", "demo", "paper"):
         paths = pipeline.default_paths(profile, tmp_path / "r", tmp_path / "w", tmp_path / "d")
         for step in pipeline.plan(profile, paths):
-            assert set(step.params) <= declared[step.notebook], (profile, step.name, set(step.params) - declared[step.notebook])
+            given = set(step.params) | set(step.runtime)
+            assert given <= declared[step.notebook], (profile, step.name, given - declared[step.notebook])
 
 
 def test_a_second_report_on_a_busy_work_folder_stops_before_any_step(tmp_path, monkeypatch):

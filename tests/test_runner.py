@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -343,6 +344,30 @@ def test_cli_parallel_workers_with_saved_masks(root, ckpt, tmp_path, capsys):
         assert mask.shape == (h, w) and 0 <= mask.min() and mask.max() <= 1 and mask.max() > 0
     assert not list(out.rglob(".*.tmp"))
     assert json.loads((out / "evaluate.json").read_text())["samples"] == 2
+
+
+@dataclass(frozen=True)
+class _GpuRecordingTracker:
+    """A worker's tracker factory that first writes the CUDA_VISIBLE_DEVICES its process was given."""
+    inner: runner.CheckpointTracker
+    record: str
+
+    def __call__(self):
+        Path(self.record, f"{os.getpid()}.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+        return self.inner()
+
+
+def test_each_worker_sees_one_gpu_of_the_list(root, ckpt, tmp_path):
+    record, out = tmp_path / "record", tmp_path / "eval"
+    record.mkdir()
+    seqs = load_benchmark("synthetic_otb_lang", root=root)
+    assert len(seqs) >= 2  # as many sequences as workers: both workers start
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    runner.track_benchmark(_GpuRecordingTracker(runner.CheckpointTracker(str(ckpt), 1, 0), str(record)), seqs, out,
+                           dict(benchmark="synthetic_otb_lang", variant="full", samples=1, seed=0), workers=2, max_frames=3, gpus=["4", "6"], progress=False)
+    assert sorted(f.read_text() for f in record.iterdir()) == ["4", "6"]  # worker i: gpus[i % 2]; on CPU they track anyway
+    assert all(read_results(out / f"{s.name}.txt").shape == (3, 4) for s in seqs)
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == before  # this process's own is untouched
 
 
 def _long_tnl2k(root: Path, data: Path, frames: int) -> str:

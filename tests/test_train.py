@@ -162,6 +162,23 @@ def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path
     assert load_checkpoint(tmp_path / "ddp" / "model.pth")["global_step"] == 4
 
 
+def test_the_chain_trains_a_variant_over_two_gloo_processes_with_torchrun(data_root, tmp_path):
+    from dmtrack.report.steps import torchrun_command, train_variant
+
+    overrides = {"pairs_per_epoch": 16, "batch_size": 4, "epochs": 1, "pretrained": "/w/a b.pth"}
+    cmd = torchrun_command("smoke", "full", 0, tmp_path / "out", overrides, processes=2, threads=5)
+    assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert cmd[5:] == ["-m", "dmtrack", "train", "--profile", "smoke", "--variant", "full", "--seed", "0", "--out",
+                       str(tmp_path / "out"), "--resume", "--no-progress", "--threads", "2", "batch_size=4", "epochs=1",
+                       "pairs_per_epoch=16", 'pretrained="/w/a b.pth"']  # 5 threads // 2 processes; JSON values
+    del overrides["pretrained"]
+    model = train_variant("smoke", "full", 0, tmp_path / "work", data_root, overrides, processes=2, threads=2)
+    ddp = json.loads((model.parent / "run.json").read_text())["sessions"][0]["ddp"]
+    assert ddp["world_size"] == 2 and ddp["backend"] == "gloo" and ddp["replicas_identical"] is True
+    assert load_checkpoint(model)["global_step"] == 4  # 16 pairs / global batch 4
+    assert train_variant("smoke", "full", 0, tmp_path / "work", data_root, overrides, processes=2) == model  # done: kept
+
+
 DDP_LOCK_RANK = """import sys
 from pathlib import Path
 import torch.distributed as dist

@@ -4,7 +4,9 @@ A chain is a list of `Step`s, each one notebook run with papermill on its parame
 executed notebook is kept under <runs>/ next to a JSON stamp holding the hash of the step's
 parameters (and of the steps it reads from), its duration and its outputs. A rerun skips a
 step whose stamp has the same hash and whose outputs all exist; a failing cell stops the
-chain with `StepFailed`, whose message names the notebook, the cell and the error. SIGINT
+chain with `StepFailed`, whose message names the notebook, the cell and the error. Given a list
+of GPUs, the chain hands each running step `Step.devices` of them (its kernel's CUDA_VISIBLE_DEVICES)
+and gives them back when it ends: two running steps never share a GPU. SIGINT
 (Ctrl-C) or SIGTERM kills the running steps' kernels at once and raises `ChainInterrupted`
 naming them; they get no stamp, so a rerun runs them again. This module knows nothing of
 DMTrack: dmtrack.report.pipeline builds the profiles' chains.
@@ -38,6 +40,9 @@ class Step:
     outputs: list = field(default_factory=list)  # paths that must exist for the step to count as done
     deps: list = field(default_factory=list)  # names of earlier steps whose results this step reads
     fingerprint: dict = field(default_factory=dict)  # what else fixes the result (e.g. the resolved config), not a parameter
+    runtime: dict = field(default_factory=dict)  # parameters saying how it runs, not what (threads): not in its key,
+    # so that a step run on another machine (a cluster node with other cores) finds its inputs' stamps valid
+    devices: int = 1  # GPUs it takes from the chain's pool while it runs (when the chain is given GPUs)
 
 
 def step_key(step: Step, dep_keys: dict) -> str:
@@ -111,8 +116,10 @@ def stop_kernels() -> None:
 
 
 @functools.cache
-def kernel_manager_class():
-    """The kernel manager papermill uses for the chain's steps: registered so `stop_kernels` reaches it.
+def kernel_manager_class(env: tuple = ()):
+    """The kernel manager papermill uses for the chain's steps: registered so `stop_kernels` reaches it;
+    its kernels start with this process's environment updated by `env` ((name, value) pairs, e.g. the
+    step's CUDA_VISIBLE_DEVICES: papermill takes a class, not an instance, hence one class per env).
 
     It also skips the SIGINT jupyter_client 8 sends to a kernel's process group before every shutdown:
     the steps' kernels are idle when shut down, and a kernel that the signal caught inside a message
@@ -125,6 +132,8 @@ def kernel_manager_class():
         async def start_kernel(self, **kw):
             with _LIVE_LOCK:
                 _LIVE.add(self)
+            if env:
+                kw["env"] = {**kw.get("env", os.environ), **dict(env)}
             await super().start_kernel(**kw)
             if _STOPPING.is_set():  # the chain was interrupted while this kernel started
                 _kill(self)
@@ -167,26 +176,37 @@ def _signals_interrupt():
             signal.signal(sig, old)
 
 
-def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = False, log=print) -> dict:
-    """Run one step unless its stamp says it is done for `key`; return its stamp (+ "status")."""
+def done_stamp(step: Step, runs: Path, key: str) -> dict | None:
+    """The step's stamp if it is done for `key` (same key, every output present), else None."""
+    stamp_path = runs / f"{step.name}.json"
+    if not stamp_path.exists():
+        return None
+    stamp = json.loads(stamp_path.read_text())
+    return stamp if stamp.get("key") == key and all(Path(o).exists() for o in step.outputs) else None
+
+
+def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = False, log=print,
+             gpus: list | None = None) -> dict:
+    """Run one step unless its stamp says it is done for `key`; return its stamp (+ "status").
+    gpus: the GPU ids its kernel sees (CUDA_VISIBLE_DEVICES); None: this process's own."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     out = runs / f"{step.name}.ipynb"
     stamp_path = out.with_suffix(".json")
-    if not force and stamp_path.exists():
-        stamp = json.loads(stamp_path.read_text())
-        if stamp.get("key") == key and all(Path(o).exists() for o in step.outputs):
-            log(f"[skip] {step.name} (done for this config in {stamp['seconds']:.0f} s)")
-            return {**stamp, "status": "skipped"}
+    stamp = None if force else done_stamp(step, runs, key)
+    if stamp is not None:
+        log(f"[skip] {step.name} (done for this config in {stamp['seconds']:.0f} s)")
+        return {**stamp, "status": "skipped"}
     stamp_path.unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    log(f"[run ] {step.name} ({step.notebook})")
+    env = () if gpus is None else (("CUDA_VISIBLE_DEVICES", ",".join(map(str, gpus))),)
+    log(f"[run ] {step.name} ({step.notebook})" + (f" on GPU(s) {env[0][1] or 'none'}" if env else ""))
     t0 = time.time()
     try:
-        pm.execute_notebook(str(notebooks / step.notebook), str(out), parameters=step.params, kernel_name=KERNEL,
-                            cwd=str(notebooks), progress_bar=False, log_output=False,
-                            kernel_manager_class=kernel_manager_class(),
+        pm.execute_notebook(str(notebooks / step.notebook), str(out), parameters={**step.params, **step.runtime},
+                            kernel_name=KERNEL, cwd=str(notebooks), progress_bar=False, log_output=False,
+                            kernel_manager_class=kernel_manager_class(env),
                             extra_arguments=["--IPKernelApp.log_level=40"])  # no kernel banner warnings
     except Exception as e:
         if _STOPPING.is_set():  # its kernel was killed by stop_kernels
@@ -200,7 +220,8 @@ def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = Fa
     if missing:
         raise StepFailed(step, out, None, "MissingOutput", f"the notebook ran but did not write {missing[0]}")
     stamp = dict(step=step.name, notebook=step.notebook, key=key, params=step.params, outputs=step.outputs,
-                 seconds=round(time.time() - t0, 2), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+                 seconds=round(time.time() - t0, 2), started=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
+                 finished=time.strftime("%Y-%m-%d %H:%M:%S"), gpus=gpus,
                  loadavg=round(os.getloadavg()[0], 1))  # durations on a shared machine need this context
     atomic_write_text(stamp_path, json.dumps(stamp, indent=1, default=str))
     log(f"[done] {step.name} in {stamp['seconds']:.1f} s")
@@ -222,11 +243,13 @@ def chain_keys(steps: list[Step]) -> dict[str, str]:
 
 
 def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = False, log=print,
-              before=None, jobs: int = 1) -> list[dict]:
+              before=None, jobs: int = 1, gpus: list | None = None) -> list[dict]:
     """Run `steps` (each keyed by its parameters and its inputs' keys); stop at the first failure.
 
     A step starts once the steps it depends on are done; up to `jobs` run at the same time (each
-    notebook has its own kernel process). before(step, stamps_so_far) is called as a step starts
+    notebook has its own kernel process). gpus: the pool of GPU ids; a step starts only when
+    `step.devices` of them are free, holds them (its kernel's CUDA_VISIBLE_DEVICES) until it ends;
+    None: no pool, every kernel sees this process's GPUs. before(step, stamps_so_far) is called as a step starts
     (the pipeline uses it to write the manifest the report notebook reads). Returns the stamps in
     step order, each with "status" ran or skipped. SIGINT or SIGTERM (in the main thread) kills the
     running steps' kernels at once and raises ChainInterrupted naming those steps (not stamped).
@@ -235,20 +258,31 @@ def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = Fals
     from concurrent.futures import ThreadPoolExecutor
 
     keys = chain_keys(steps)
+    too_big = [s.name for s in steps if gpus is not None and s.devices > len(gpus)]
+    if too_big:
+        raise ValueError(f"step(s) {', '.join(too_big)} need more GPUs than the {len(gpus)} given ({gpus})")
+    free = None if gpus is None else list(gpus)
     done: dict[str, dict] = {}
-    pending, running = list(steps), {}
+    pending, running, held = list(steps), {}, {}
     _STOPPING.clear()
     logging.getLogger("papermill").addFilter(_quiet_when_stopping)  # nbclient logs through it; added once
     try:
         with ThreadPoolExecutor(max(1, jobs)) as pool, _signals_interrupt():
             try:
                 while pending or running:
-                    for step in [s for s in pending if all(d in done for d in s.deps)][: max(1, jobs) - len(running)]:
+                    for step in [s for s in pending if all(d in done for d in s.deps)]:
+                        if len(running) >= max(1, jobs) or (free is not None and len(free) < step.devices):
+                            continue
                         if before is not None:
                             before(step, [done[s.name] for s in steps if s.name in done])
                         pending.remove(step)
-                        running[pool.submit(run_step, step, runs, keys[step.name], notebooks, force, log)] = step
-                    _collect(running, done)
+                        if free is not None:
+                            held[step.name], free[:] = free[: step.devices], free[step.devices:]
+                        running[pool.submit(run_step, step, runs, keys[step.name], notebooks, force, log,
+                                            held.get(step.name))] = step
+                    for name in _collect(running, done):
+                        if free is not None:  # its GPUs go back to the pool
+                            free.extend(held.pop(name))
             except KeyboardInterrupt as e:
                 raise _interrupted(running, getattr(e, "signum", signal.SIGINT)) from None
     finally:
@@ -256,15 +290,47 @@ def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = Fals
     return [done[s.name] for s in steps]
 
 
-def _collect(running: dict, done: dict) -> None:
-    """Wait until a running step ends and record its stamp; a failure is raised once the other running
-    steps have ended too (their kernels cannot be cut mid-cell cleanly)."""
+class DependenciesNotDone(RuntimeError):
+    """`run_one` was asked for a step whose inputs are not done (for the current keys)."""
+
+
+def run_one(steps: list[Step], name: str, runs: Path, notebooks: Path, force: bool = False, log=print,
+            gpus: list | None = None) -> dict:
+    """Run the chain's step `name` alone (skip-if-done, with the key and stamp it has in the whole chain),
+    as one job of a cluster scheduler does; DependenciesNotDone, naming them, when a step it reads from is
+    not done for its current key. gpus: as in run_chain (the step takes the first `step.devices`)."""
+    keys = chain_keys(steps)
+    by_name = {s.name: s for s in steps}
+    if name not in by_name:
+        raise KeyError(f"no step {name!r} in this chain; `dmtrack report --plan` lists them")
+    step = by_name[name]
+    missing = [d for d in step.deps if done_stamp(by_name[d], runs, keys[d]) is None]
+    if missing:
+        raise DependenciesNotDone(f"step {name} reads from step(s) not done for this config: {', '.join(missing)}; "
+                                  "run them first")
+    if gpus is not None and len(gpus) < step.devices:
+        raise ValueError(f"step {name} needs {step.devices} GPUs, {len(gpus)} given ({gpus})")
+    _STOPPING.clear()
+    with _signals_interrupt():
+        try:
+            return run_step(step, runs, keys[name], notebooks, force, log, None if gpus is None else gpus[: step.devices])
+        except KeyboardInterrupt as e:
+            stop_kernels()
+            raise ChainInterrupted([name], getattr(e, "signum", signal.SIGINT)) from None
+        finally:
+            _STOPPING.clear()
+
+
+def _collect(running: dict, done: dict) -> list[str]:
+    """Wait until a running step ends, record its stamp and return the names of the steps that ended; a
+    failure is raised once the other running steps have ended too (their kernels cannot be cut mid-cell cleanly)."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     finished, _ = wait(running, return_when=FIRST_COMPLETED)
-    failure = None
+    failure, ended = None, []
     for future in finished:
         step = running.pop(future)
+        ended.append(step.name)
         try:
             done[step.name] = future.result()
         except StepFailed as e:
@@ -272,6 +338,7 @@ def _collect(running: dict, done: dict) -> None:
     if failure is not None:
         wait(running)
         raise failure
+    return ended
 
 
 def _interrupted(running: dict, signum: int) -> ChainInterrupted:

@@ -8,11 +8,22 @@
 Executed notebooks are kept under <reports>/runs/<profile>/ with a JSON stamp each; a rerun skips
 the steps done for the same parameters. A failing notebook stops the chain and is named (exit 1);
 Ctrl-C or SIGTERM kills the running notebooks' kernels and names the steps left undone (exit 130 / 143).
-`--plan` prints every step with its work and estimated duration on this machine, and runs nothing.
+`--plan` prints every step with its work and estimated duration on this machine, and runs nothing;
+`--plan --json` adds each step's dependencies and the command that runs it alone (`--step NAME`), for
+a cluster scheduler (README: a SLURM example). `--gpus 0,1,...` (default: every GPU visible) runs
+independent steps at once, one GPU each (`--gpus-per-train N`: trainings over N GPUs with torchrun).
 """
 from __future__ import annotations
 
 import argparse
+
+
+def gpu_list(text: str) -> list[str]:
+    """'0,1' -> ['0', '1'] (CUDA_VISIBLE_DEVICES ids); 'none' or '' -> [] (no GPU pool)."""
+    ids = [] if text.strip().lower() in ("", "none") else [g.strip() for g in text.split(",")]
+    if any(not g for g in ids) or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"expects distinct GPU ids separated by commas (or none), got {text!r}")
+    return ids
 
 
 def k_list(text: str) -> list[int]:
@@ -44,8 +55,16 @@ def add_arguments(p) -> None:
                    help="variants of the language-robustness test (default: the profile's; an empty value runs none)")
     p.add_argument("--allow-minilm", action="store_true",
                    help="paper profile: run with the packaged MiniLM instead of a bert-base-uncased directory")
+    p.add_argument("--gpus", default=None, metavar="ID,ID,...", type=gpu_list,
+                   help="GPUs to spread the steps over, one running step each, as CUDA_VISIBLE_DEVICES names them "
+                        "(default: every GPU this process sees; none: the kernels see this process's GPUs, one step per --jobs)")
+    p.add_argument("--gpus-per-train", type=int, default=None, metavar="N",
+                   help="train each variant with torchrun DDP over N GPUs (processes); default 1")
+    p.add_argument("--step", default=None, metavar="NAME",
+                   help="run only this step (e.g. 10_train/full_seed0), skip-if-done; the steps it reads from must be done")
     p.add_argument("--plan", action="store_true", help="print every step, its work and estimated duration; run nothing")
-    p.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="with --plan: print the plan as JSON, with each step's dependencies and the command running it alone")
     add_override_arguments(p)  # for every training run, e.g. --set pretrained=/w/OSTrack_ep0300.pth.tar
     p.add_argument("--other", action="append", default=[], metavar="NAME=DIR", type=_other,
                    help="another tracker's raw results: DIR/<benchmark>/<seq>.txt (benchmark = lasot, lasot_ext, tnl2k, "
@@ -66,6 +85,28 @@ def _other(item: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def step_base_command(args, overrides: dict) -> list[str]:
+    """This chain's `python -m dmtrack report` command line, paths absolute, that `--step NAME` completes
+    (--gpus is left out: a cluster job runs on the GPUs it was given)."""
+    import json
+    from pathlib import Path
+
+    from .preflight import absolute_path_overrides
+
+    cmd = ["python", "-m", "dmtrack", "report", "--profile", args.profile, "--reports", str(Path(args.reports).resolve())]
+    for flag, value in (("--seeds", args.seeds), ("--work", args.work and Path(args.work).resolve()),
+                        ("--data-root", args.data_root and Path(args.data_root).resolve()), ("--jobs", args.jobs),
+                        ("--max-frames", args.max_frames), ("--k-sweep", args.k_sweep and ",".join(map(str, args.k_sweep))),
+                        ("--gpus-per-train", args.gpus_per_train)):
+        cmd += [flag, str(value)] if value is not None else []
+    cmd += ["--allow-minilm"] if args.allow_minilm else []
+    for name, folder in args.other:
+        cmd += ["--other", f"{name}={folder}"]
+    for key, value in absolute_path_overrides(overrides).items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]  # read back exactly (JSON values)
+    return cmd
+
+
 def run(args) -> int:
     import json
 
@@ -82,9 +123,12 @@ def run(args) -> int:
                   jobs=args.jobs, max_frames=args.max_frames, k_sweep=args.k_sweep,
                   steps_sweep=args.steps_sweep, readings=args.readings, robust_variants=args.robust_variants,
                   allow_minilm=args.allow_minilm)
+    overrides = overrides_from_args(args)
     if args.plan:
-        est = plan_estimate(args.profile, train_overrides=overrides_from_args(args), **common)
+        est = plan_estimate(args.profile, train_overrides=overrides, gpus_per_train=args.gpus_per_train, gpus=args.gpus,
+                            command=step_base_command(args, overrides), **common)
         print(json.dumps(est, indent=1) if args.json else format_plan(est))
         return 0
-    reproduce(args.profile, force=args.force, train_overrides=overrides_from_args(args), **common)
+    reproduce(args.profile, force=args.force, train_overrides=overrides, gpus=args.gpus, gpus_per_train=args.gpus_per_train,
+              step=args.step, **common)
     return 0

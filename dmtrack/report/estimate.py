@@ -249,7 +249,7 @@ def chain_estimate(profile: str, steps, data_dir, settings, problems=()) -> dict
     evals = [st for st in steps if st.name.startswith("20_evaluate/")]
     benches = sorted({b for st in evals for b in st.params["benchmarks"]})
     sizes = {b: benchmark_size(b, data_dir, settings.max_frames, settings.preset) for b in benches}
-    threads = next(st.params["threads"] for st in steps if st.name.startswith("10_train/"))
+    threads = next(st.runtime["threads"] for st in steps if st.name.startswith("10_train/"))
     ks = [st.params["k"] for st in evals] + [st.params["k"] for st in steps if st.name == "30_visualize"]
     cal = calibrate(load_config(profile, "full", **settings.train), ks, threads)
     return estimate(profile, steps, sizes, cal, settings.jobs, problems)

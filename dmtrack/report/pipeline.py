@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,8 +30,8 @@ from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.io import atomic_write_text, exclusive_lock
 from dmtrack.layout import dmtrack_results, model_path, results_root, run_tag, scores_path, tracker_name
-from dmtrack.provenance import REPO, cpu_cores, provenance
-from dmtrack.report.chain import Step, StepFailed, render_html, run_chain
+from dmtrack.provenance import REPO, cpu_cores, provenance, visible_gpus
+from dmtrack.report.chain import Step, StepFailed, chain_keys, done_stamp, render_html, run_chain, run_one
 from dmtrack.report.estimate import Progress, chain_estimate, duration
 from dmtrack.report.paper import BENCHMARKS, TABLE2, TABLE2_BENCHMARK
 from dmtrack.report.preflight import PreflightError, absolute_path_overrides, chain_configs, environment, preflight
@@ -67,6 +68,7 @@ class ChainSettings:
     fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
     budget_minutes: float | None = None  # the wall time the chain must fit in on its reference machine (None = none)
     require_weights: bool = False  # refuse to start without pretrained= and a BERT text_encoder= (preflight.py)
+    gpus_per_train: int = 1  # processes (GPUs) per training: torchrun DDP when > 1
 
 
 CHAINS = {
@@ -162,9 +164,12 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
         for seed in seed_list:
             name = f"10_train/{v}_seed{seed}"
             # keyed by the resolved config too: a changed profile definition retrains, it is not skipped
-            steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train, threads=threads),
+            # processes is keyed: DDP shards each batch over them, which changes the run's numbers
+            steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train,
+                                                           processes=s.gpus_per_train),
                               outputs=[str(model_path(paths.work, v, seed))], deps=["00_data"],
-                              fingerprint={"config": configs[v, seed].to_dict()}))
+                              fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
+                              devices=s.gpus_per_train))
             trained.setdefault(v, []).append(name)
     evaluated = []
     for (variant, benches, k, average, n_steps, sentence), eval_seeds in _evaluations(profile, s, seed_list, sweep,
@@ -174,17 +179,17 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
         outs = [str(scores_path(dmtrack_results(paths.work, b, variant, k, seed, average, n_steps, sentence), "pytracking"))
                 for b in benches for seed in eval_seeds]
         params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
-                      seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers, threads=threads)
+                      seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers)
         if sentence != "true":  # only then: the other steps keep the keys their finished runs were stamped with
             params["sentence"] = sentence
         steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,
-                          deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds]))
+                          deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
         evaluated.append(name)
     all_train = [n for v in VARIANTS for n in trained[v]]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
                       dict(common, benchmark=synthetic_name("tnl2k", s.synthetic), variants=list(VARIANTS), seed=seed_list[0],
-                           k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}, threads=threads),
-                      deps=all_train + evaluated))
+                           k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
+                      deps=all_train + evaluated, runtime=dict(threads=threads)))
     steps.append(Step("40_report", "40_report.ipynb",
                       dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
                            steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,
@@ -274,10 +279,11 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
 
 def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = None, train_overrides: dict | None = None,
                    max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None,
-                   robust_variants=None) -> ChainSettings:
+                   robust_variants=None, gpus_per_train: int | None = None, gpus: list | None = None) -> ChainSettings:
     """The profile's ChainSettings with the command line's changes: the number of seeds, notebooks at
-    a time, training overrides (paths made absolute), --max-frames, the k and steps sweeps' values and
-    the readings of "k samplings" Table 2 is evaluated under, and the variants of the robustness test."""
+    a time (default with a GPU pool: one per GPU), training overrides (paths made absolute), --max-frames,
+    the k and steps sweeps' values, the readings of "k samplings" Table 2 is evaluated under, the
+    variants of the robustness test and the processes (GPUs) per training."""
     if profile not in CHAINS:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
     if robust_variants is not None and not set(robust_variants) <= set(VARIANTS):
@@ -285,11 +291,15 @@ def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = No
     if readings is not None and (not readings or readings[0] != "final" or not set(readings) <= {"final", "chain"}):
         raise PreflightError(f"readings must start with final (the primary reading) and be final or chain, got {readings!r}")
     counts = (*(("k", k) for k in k_sweep or ()), *(("steps", n) for n in steps_sweep or ()))
-    for name, value in (("seeds", seeds), ("jobs", jobs), ("max_frames", max_frames), *counts):
+    for name, value in (("seeds", seeds), ("jobs", jobs), ("max_frames", max_frames), ("gpus_per_train", gpus_per_train),
+                        *counts):
         if value is not None and (type(value) is not int or value < 1):
             raise PreflightError(f"{name} must be a positive integer, got {value!r}")
+    if gpus and gpus_per_train and gpus_per_train > len(gpus):
+        raise PreflightError(f"--gpus-per-train {gpus_per_train} is more than the {len(gpus)} GPU(s) given ({','.join(gpus)})")
     s = CHAINS[profile]
-    changes = dict(seeds=seeds, jobs=jobs, max_frames=max_frames, k_sweep=tuple(k_sweep) if k_sweep else None,
+    changes = dict(seeds=seeds, jobs=jobs or (len(gpus) if gpus else None), max_frames=max_frames,
+                   k_sweep=tuple(k_sweep) if k_sweep else None, gpus_per_train=gpus_per_train,
                    steps_sweep=tuple(steps_sweep) if steps_sweep else None, readings=tuple(readings) if readings else None,
                    robust_variants=tuple(robust_variants) if robust_variants is not None else None,
                    train={**s.train, **absolute_path_overrides(train_overrides)} if train_overrides else None)
@@ -299,11 +309,15 @@ def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = No
 def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None, work=None, data=None,
                   others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
                   max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None,
-                  robust_variants=None, allow_minilm: bool = False) -> dict:
+                  robust_variants=None, allow_minilm: bool = False, gpus_per_train: int | None = None,
+                  command: list[str] | None = None, gpus: list | None = None) -> dict:
     """`dmtrack report --plan`: every step of the chain with its work and estimated duration on this
-    machine (estimate.py), and the problems that would stop `reproduce` before its first step. Runs nothing."""
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep, readings,
-                              robust_variants)
+    machine (estimate.py), the steps it reads from, the GPUs it takes, and (given `command`, the
+    `dmtrack report` command line of this chain) the command that runs it alone (`command --step NAME`),
+    and the problems that would stop `reproduce` before its first step (gpus: as reproduce takes them). Runs nothing."""
+    pool = (visible_gpus() if gpus is None else list(gpus)) or None
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep=steps_sweep,
+                              readings=readings, robust_variants=robust_variants, gpus_per_train=gpus_per_train, gpus=pool)
     problems = []
     try:
         preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, allow_minilm)
@@ -312,33 +326,47 @@ def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None,
     paths = default_paths(profile, reports, work, data)
     with environment(data_environment()):
         steps = plan(profile, paths, others=others, settings=settings)  # an invalid config raises here
-        return chain_estimate(profile, steps, paths.data, settings, problems)
+        est = chain_estimate(profile, steps, paths.data, settings, problems)
+    by_name = {st.name: st for st in steps}
+    for row in est["steps"]:
+        st = by_name[row["step"]]
+        row.update(deps=st.deps, gpus=st.devices, **({"command": shlex.join([*command, "--step", st.name])} if command else {}))
+    return est
 
 
 def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = False, reports=None, work=None, data=None,
               others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
               max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None, robust_variants=None,
-              allow_minilm: bool = False, log=print) -> Path:
+              allow_minilm: bool = False, log=print, gpus: list | None = None, gpus_per_train: int | None = None,
+              step: str | None = None) -> Path:
     """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook).
 
     train_overrides: config overrides for every training run (e.g. pretrained=<OSTrack checkpoint>,
     text_encoder=<bert-base-uncased folder> for the paper profile); they are part of the steps' keys.
     Nothing runs when preflight.py finds a problem (PreflightError): the paper profile needs its weights
     (or pretrained=none, and --allow-minilm for the packaged MiniLM), every config must be valid.
-    Holds the work folder's lock: a second report on it raises dmtrack.io.RunLocked."""
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep, readings,
-                              robust_variants)
+    gpus: the GPU pool (CUDA_VISIBLE_DEVICES ids; default: every GPU this process sees; [] or none: no
+    pool, every kernel sees this process's GPUs); steps run one per GPU (a training takes gpus_per_train).
+    step: run only that step (`run_one`: its inputs must be done) and return its executed notebook
+    (40_report: the HTML page); many such jobs run at once on a cluster, so this takes no work-folder lock
+    (the trainer and the evaluations lock their own folders).
+    Else holds the work folder's lock: a second report on it raises dmtrack.io.RunLocked."""
+    pool = (visible_gpus() if gpus is None else list(gpus)) or None
+    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep=steps_sweep,
+                              readings=readings, robust_variants=robust_variants, gpus_per_train=gpus_per_train, gpus=pool)
     seed_list = list(range(settings.seeds))
     record = preflight(profile, settings.train, seed_list, settings.require_weights, allow_minilm)
     others = {name: str(check_other(name, folder)) for name, folder in (others or {}).items()}
     paths = default_paths(profile, reports, work, data)
-    env = dict(provenance(), **record, started=time.strftime("%Y-%m-%d %H:%M:%S"))
+    env = dict(provenance(), **record, gpus=pool, started=time.strftime("%Y-%m-%d %H:%M:%S"))
+    if step is not None:
+        return _reproduce_step(profile, paths, settings, seed_list, record, env, force, others, log, pool, step)
     with exclusive_lock(paths.work, "dmtrack report"):  # one chain per work folder (RunLocked for a second)
-        return _reproduce(profile, paths, settings, seed_list, record, env, force, others, log)
+        return _reproduce(profile, paths, settings, seed_list, record, env, force, others, log, pool)
 
 
 def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seed_list: list, record: dict, env: dict,
-               force: bool, others: dict, log) -> Path:
+               force: bool, others: dict, log, gpus: list | None = None) -> Path:
     """The body of `reproduce`, run while this process holds the work folder."""
     t0 = time.time()
     with environment(record["data_env"]):  # the notebooks' kernels inherit these absolute paths
@@ -355,16 +383,38 @@ def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seed_li
             if step.name == "40_report":
                 write_manifest(paths, settings, seed_list, env, stamps, others)
 
-        stamps = run_chain(steps, paths.runs, NOTEBOOKS, force=force, log=log, before=before, jobs=settings.jobs)
+        stamps = run_chain(steps, paths.runs, NOTEBOOKS, force=force, log=log, before=before, jobs=settings.jobs, gpus=gpus)
         progress(stamps)
     wall = time.time() - t0
     write_manifest(paths, settings, seed_list, dict(env, wall_seconds=round(wall, 1)), stamps, others)
-    appendix = durations_markdown(stamps, wall)
-    html = render_html(paths.runs / "40_report.ipynb", paths.reports / "index.html", appendix)
+    return _render(paths, settings, stamps, wall, log)
+
+
+def _render(paths: ChainPaths, settings: ChainSettings, stamps: list[dict], wall: float, log) -> Path:
+    """index.html from the executed 40_report notebook, with the steps' durations appended."""
+    html = render_html(paths.runs / "40_report.ipynb", paths.reports / "index.html", durations_markdown(stamps, wall))
     (paths.runs / "index.html").write_text(html.read_text())  # a per-profile copy that other profiles do not overwrite
     log(console_summary(paths, settings))
     log(f"report: {html}")
     return html
+
+
+def _reproduce_step(profile: str, paths: ChainPaths, settings: ChainSettings, seed_list: list, record: dict, env: dict,
+                    force: bool, others: dict, log, gpus: list | None, name: str) -> Path:
+    """`dmtrack report --step NAME`: one step of the chain, as in the whole chain (same key and stamp); the
+    report step writes the manifest from the other steps' stamps first and renders the HTML after."""
+    t0 = time.time()
+    with environment(record["data_env"]):
+        steps = plan(profile, paths, others=others, settings=settings)
+        if name == "40_report":
+            keys = chain_keys(steps)
+            stamps = [dict(st, status="skipped") for s in steps if s.name != name
+                      for st in [done_stamp(s, paths.runs, keys[s.name])] if st is not None]
+            write_manifest(paths, settings, seed_list, env, stamps, others)
+        stamp = run_one(steps, name, paths.runs, NOTEBOOKS, force=force, log=log, gpus=gpus)
+    if name == "40_report":
+        return _render(paths, settings, stamps + [stamp], time.time() - t0, log)
+    return paths.runs / f"{name}.ipynb"
 
 
 def console_summary(paths: ChainPaths, settings: ChainSettings) -> str:

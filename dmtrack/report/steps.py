@@ -6,7 +6,11 @@ tables.py. This module never imports tables.py, nor the reverse.
 from __future__ import annotations
 
 import base64
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -15,11 +19,13 @@ import torch
 from dmtrack.config import load_config
 from dmtrack.data import load_benchmark, read_frame, truncate
 from dmtrack.data.benchmarks import synthetic_name
+from dmtrack.data.sequence import root_env
 from dmtrack.data.synthetic import generate
 from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.eval.results import find_result_files, read_results, save_scores
 from dmtrack.layout import (OTHER_PARAM, dmtrack_results, model_path, results_dir, train_dir, write_run_meta)
 from dmtrack.model.weights import load_checkpoint
+from dmtrack.provenance import visible_gpus
 from dmtrack.report.paper import BENCHMARKS
 from dmtrack.track.runner import CheckpointTracker, evaluate, track_sequence
 from dmtrack.train import load_train_sequences, train
@@ -52,9 +58,20 @@ def prepare_data(synthetic: bool, data_dir, preset: str | None = None, seed: int
 
 
 # --- 10_train ---------------------------------------------------------------------------------------
+def torchrun_command(profile: str, variant: str, seed: int, out, overrides: dict, processes: int, threads: int) -> list[str]:
+    """`torchrun --standalone --nproc_per_node=N -m dmtrack train ...` resuming one variant's run in `out`
+    (torch.distributed.run is torchrun's module: the venv's own, whatever PATH holds; --standalone picks a
+    free port, so trainings on one node do not meet). Overrides go as key=<JSON>, which the CLI reads back exactly."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+            "-m", "dmtrack", "train", "--profile", profile, "--variant", variant, "--seed", str(seed), "--out", str(out),
+            "--resume", "--no-progress", "--threads", str(max(1, threads // processes)),
+            *(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items()))]
+
+
 def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, overrides: dict | None = None,
-                  progress: bool = False) -> Path:
-    """Train one Table 2 variant (resumes a stopped run); returns model.pth."""
+                  progress: bool = False, processes: int = 1, threads: int = 1) -> Path:
+    """Train one Table 2 variant (resumes a stopped run); returns model.pth. processes > 1: DDP over that
+    many processes with torchrun (one per GPU of this kernel's CUDA_VISIBLE_DEVICES, gloo on a CPU)."""
     cfg = load_config(profile, variant, seed=seed, **(overrides or {}))
     out = train_dir(work, variant, seed)
     model = model_path(work, variant, seed)
@@ -68,9 +85,23 @@ def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, ov
             shutil.rmtree(aside, ignore_errors=True)
             out.rename(aside)
             print(f"{out} was trained with other settings ({', '.join(diff[:6])}); moved to {aside}, training afresh")
+    if processes > 1:
+        return _torchrun(torchrun_command(profile, variant, seed, out, overrides or {}, processes, threads), data_dir, model)
     roots = {"synthetic": str(data_dir)} if data_dir else None
     sequences = load_train_sequences(cfg, roots=roots)
     return train(cfg, out, resume=True, sequences=sequences, progress=progress)
+
+
+def _torchrun(cmd: list[str], data_dir, model: Path) -> Path:
+    """Run a torchrun training (the synthetic root passed as its environment variable); its output is
+    printed into the notebook; a failure raises with the end of its stderr."""
+    env = dict(os.environ, **({root_env("synthetic"): str(data_dir)} if data_dir else {}))
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    print(res.stdout)
+    if res.returncode != 0 or not model.exists():
+        tail = "\n".join(res.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(cmd[:5])} ... exited with {res.returncode} without writing {model}:\n{tail}")
+    return model
 
 
 # --- 20_evaluate ------------------------------------------------------------------------------------
@@ -83,6 +114,8 @@ def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=Non
     earlier model.pth (retrained since) are redone, never resumed."""
     import pandas as pd
 
+    gpus = visible_gpus()  # this kernel's: one tracking process per GPU
+    workers = max(workers, len(gpus))
     rows = []
     for seed in seeds:
         path = model_path(work, variant, seed)
@@ -92,7 +125,7 @@ def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=Non
             out = dmtrack_results(work, bench, variant, k, seed, average, steps, sentence)
             scores = evaluate(path, bench, out, samples=k, seed=seed, workers=workers, max_frames=max_frames,
                               progress=False, replace_stale=True, sentence=sentence, steps=steps, average=average,
-                              data_root=data_dir if bench.startswith("synthetic") else None)
+                              data_root=data_dir if bench.startswith("synthetic") else None, gpus=gpus or None)
             for protocol, sc in scores.items():
                 rows.append(dict(benchmark=bench, variant=variant, k=k, average=average, steps=steps, sentence=sentence,
                                  seed=seed, protocol=protocol, **sc.overall()))

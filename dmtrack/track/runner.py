@@ -261,7 +261,7 @@ def _plan_run(out: Path, sequences, meta: dict, max_frames, save_masks: bool, re
 
 def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 1, max_frames: int | None = None,
                     save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False,
-                    spread: bool = False) -> None:
+                    spread: bool = False, gpus: list | None = None) -> None:
     """Track `sequences` into `out` (raw results in pytracking's layout), resuming a stopped run.
 
     make_tracker: a zero-argument callable returning a Tracker, called once in this process
@@ -271,7 +271,8 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
     replace_stale; a finished sequence whose inputs changed is refused, or redone with
     replace_stale); max_frames: track only the first N frames of each sequence; save_masks: also
     write <out>/masks/<seq>.npz (see load_masks); spread: the tracker samples masks, so a sequence is
-    finished only with its spread file. Holds <out>'s lock: a second run into the same folder raises
+    finished only with its spread file; gpus: worker i sees only GPU gpus[i % len(gpus)] (its
+    CUDA_VISIBLE_DEVICES; ids as `dmtrack.provenance.visible_gpus` lists them). Holds <out>'s lock: a second run into the same folder raises
     dmtrack.io.RunLocked."""
     from tqdm.auto import tqdm
 
@@ -288,7 +289,7 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
                 for s in todo:
                     run_sequence(tracker, s, out, max_frames, save_masks, on_frame=lambda: bar.update(1))
             elif todo:
-                _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar)
+                _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar, gpus)
 
 
 def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> list:
@@ -307,13 +308,15 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
              split: str | None = None, workers: int = 1, max_frames: int | None = None,
              sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
              seed: int | None = None, progress: bool | None = None, replace_stale: bool = False,
-             steps: int | None = None, average: str | None = None, sentence: str = "true") -> dict:
+             steps: int | None = None, average: str | None = None, sentence: str = "true",
+             gpus: list | None = None) -> dict:
     """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
 
     samples: k (default: the config's test_samples); steps: DDIM steps per chain (default the config's
     sampling_steps; final reading only); average: final | chain, the reading of "k samplings" (default
     the config's test_average; see dmtrack.model.sampling_plan); data_root: the benchmark's folder (default:
-    `dataset_root`); sequences: names to run (default all); protocols: those to score at the end;
+    `dataset_root`); sequences: names to run (default all); gpus: one per worker in turn (track_benchmark);
+    protocols: those to score at the end;
     seed: torch seed set at each sequence start (default: the config's seed); sentence: true | misleading |
     uninformative, the sentence every sequence is tracked with (dmtrack.data.sentences: the robustness test;
     give each its own `out`). Finished sequences
@@ -340,7 +343,7 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
         track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average), seqs, out, meta,
                         workers=workers, max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion,
-                        progress=progress, replace_stale=replace_stale, spread=cfg.use_diffusion)
+                        progress=progress, replace_stale=replace_stale, spread=cfg.use_diffusion, gpus=gpus)
         return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
 
 
@@ -348,8 +351,10 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
 _WORKER = {}
 
 
-def _worker_init(make_tracker, threads, parent):
+def _worker_init(make_tracker, threads, parent, gpus=None):
     exit_with_parent(parent)  # a killed evaluate must not leave workers writing into its folder
+    if gpus is not None:  # before anything touches CUDA (it reads the variable once, when it starts)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     torch.set_num_threads(threads)
     cv2.setNumThreads(1)
     _WORKER["tracker"] = make_tracker()
@@ -375,13 +380,18 @@ def _stop_pool(pool) -> None:
             p.join()
 
 
-def _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar):
+def _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar, gpus=None):
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    handout = None
+    if gpus:  # each worker takes one id as it starts (the initializer's arguments are the same for all)
+        handout = ctx.Queue()
+        for i in range(workers):
+            handout.put(str(gpus[i % len(gpus)]))
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(make_tracker, max(1, cpu_cores() // workers), os.getpid()))
+                               initargs=(make_tracker, max(1, cpu_cores() // workers), os.getpid(), handout))
     try:
         with sigterm_as_interrupt():  # SIGTERM, like Ctrl-C, reaches the cleanup below
             pending = {pool.submit(_worker_run, s, str(out), max_frames, save_masks) for s in todo}
