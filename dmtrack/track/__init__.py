@@ -7,7 +7,7 @@ _WHERE = {
     "Tracker": "tracker", "hann1d": "tracker", "hann2d": "tracker", "mask_to_image": "tracker",
     "evaluate": "runner", "track_benchmark": "runner", "track_sequence": "runner", "load_model": "runner",
     "CheckpointTracker": "runner", "load_masks": "runner",
-    "Got10kTracker": "interop",
+    "Got10kTracker": "interop", "BatchTracker": "batched",
 }
 __all__ = list(_WHERE)
 

@@ -19,6 +19,8 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=int, default=None, help="k diffusion samplings per frame (default: the config's test_samples)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one sequence each (default 1)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="sequences tracked at once, one batched forward per frame (same results; with --workers 1)")
     parser.add_argument("--max-frames", type=int, default=None, help="track only the first N frames of each sequence")
     parser.add_argument("--sequences", default=None, help="comma-separated sequence names to run (default: all)")
     parser.add_argument("--protocol", default="both", choices=("both", "pytracking", "official", "none"),
@@ -38,7 +40,7 @@ def run(args) -> int:
     scores = evaluate(args.checkpoint, args.benchmark, args.out, args.samples, data_root=args.data_root,
                       split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
                       protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
-                      progress=False if args.no_progress else None)
+                      progress=False if args.no_progress else None, batch=args.batch)
     for s in scores.values():
         print(s.table())
     print(f"raw results and scores in {args.out}")

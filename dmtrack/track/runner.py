@@ -30,7 +30,7 @@ from ..eval.metrics import PROTOCOLS
 from ..eval.results import save_scores, write_results
 from ..io import atomic_open
 from ..layout import RUN_META, read_run_meta, write_run_meta
-from ..model import build_model, load_checkpoint
+from ..model import build_model, load_checkpoint, load_weights
 from ..provenance import cpu_cores, resolve_device
 from .tracker import Tracker, mask_to_image
 
@@ -119,6 +119,11 @@ def run_sequence(tracker, seq, out: Path, max_frames: int | None = None, save_ma
                  on_frame=None) -> int:
     """Track one sequence and write its files (masks, then times and boxes); returns frames tracked."""
     res = track_sequence(tracker, seq, frames=max_frames, record_crop_masks=save_masks, on_frame=on_frame)
+    return write_sequence(out, seq, res, save_masks)
+
+
+def write_sequence(out: Path, seq, res: dict, save_masks: bool) -> int:
+    """Write one tracked sequence's files (masks, then times and boxes); returns its frame count."""
     if save_masks:
         h, w = read_frame(seq.frames[0]).shape[:2]
         write_masks(out / "masks" / f"{seq.name}.npz", res, (h, w))
@@ -133,7 +138,7 @@ def load_model(checkpoint, device=None, ckpt: dict | None = None):
     cfg = config_from_dict(ckpt["config"])
     # The trained weights replace any pretrained start point; do not require that file to exist.
     model = build_model(cfg.replace(pretrained=""))
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt, checkpoint)  # strict; a frozen BERT the checkpoint left out comes from cfg.text_encoder
     return model.to(device or resolve_device(cfg.device)).eval(), cfg
 
 
@@ -175,14 +180,17 @@ def _check_meta(out: Path, meta: dict, replace_stale: bool = False) -> None:
 
 
 def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 1, max_frames: int | None = None,
-                    save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False) -> None:
+                    save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False,
+                    batch: int = 1) -> None:
     """Track `sequences` into `out` (raw results in pytracking's layout), resuming a stopped run.
 
     make_tracker: a zero-argument callable returning a Tracker, called once in this process
     (workers=1) or once in each worker process (then it must be picklable, e.g. CheckpointTracker);
     meta: what identifies the results (written to evaluate.json; a folder holding results of
     other settings is refused, or emptied with replace_stale); max_frames: track only the first N
-    frames of each sequence; save_masks: also write <out>/masks/<seq>.npz (see load_masks)."""
+    frames of each sequence; save_masks: also write <out>/masks/<seq>.npz (see load_masks); batch:
+    sequences tracked at once in one process (dmtrack.track.batched: the same results, one
+    batched forward per frame), with workers=1."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -193,10 +201,16 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
     todo = [s for s in sequences if not is_finished(out, s.name, n_of[s.name], save_masks)]
     todo.sort(key=lambda s: -n_of[s.name])  # longest first: better load balance across workers
     workers = max(1, min(int(workers), len(todo) or 1))
+    if batch > 1 and workers > 1:
+        raise ValueError(f"batch {batch} tracks sequences together in one process; use workers=1 with it")
     with tqdm(total=sum(n_of[s.name] for s in todo), desc=f"{meta.get('benchmark', '')} k={meta.get('samples')}",
               unit="frame", disable=(None if progress is None else not progress)) as bar:
         bar.set_postfix(done=len(sequences) - len(todo), of=len(sequences))
-        if workers == 1 and todo:
+        if batch > 1 and todo:
+            from .batched import BatchTracker
+            BatchTracker(make_tracker(), batch).run(todo, max_frames, save_masks, on_frame=lambda: bar.update(1),
+                                                    on_done=lambda s, res: write_sequence(out, s, res, save_masks))
+        elif workers == 1 and todo:
             tracker = make_tracker()
             for s in todo:
                 run_sequence(tracker, s, out, max_frames, save_masks, on_frame=lambda: bar.update(1))
@@ -219,12 +233,13 @@ def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> lis
 def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, data_root=None,
              split: str | None = None, workers: int = 1, max_frames: int | None = None,
              sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
-             seed: int | None = None, progress: bool | None = None, replace_stale: bool = False) -> dict:
+             seed: int | None = None, progress: bool | None = None, replace_stale: bool = False, batch: int = 1) -> dict:
     """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
 
     samples: k (default: the config's test_samples); data_root: the benchmark's folder (default:
     `dataset_root`); sequences: names to run (default all); protocols: those to score at the end;
-    seed: torch seed set at each sequence start (default: the config's seed). Finished sequences
+    seed: torch seed set at each sequence start (default: the config's seed); batch: sequences
+    tracked at once (track_benchmark). Finished sequences
     are resumed only from the same weights (the checkpoint's SHA-256), so a retrained model.pth
     never reuses old results; replace_stale deletes such results instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
@@ -242,7 +257,7 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
             "max_frames": max_frames, "data_root": str(data_root) if data_root else None}
     track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device), seqs, out, meta, workers=workers,
                     max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion, progress=progress,
-                    replace_stale=replace_stale)
+                    replace_stale=replace_stale, batch=batch)
     return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
 
 
