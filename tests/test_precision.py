@@ -115,3 +115,23 @@ def test_autocast_is_a_no_op_for_fp32():
         assert not torch.is_autocast_enabled("cpu")
     with autocast("bf16", "cpu"):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_evaluate_records_the_precision_and_never_mixes_two(tmp_path, monkeypatch):
+    import json
+
+    import dmtrack.track.runner as runner
+    from dmtrack.data.synthetic import generate
+    from dmtrack.model import save_checkpoint
+    from dmtrack.track import evaluate
+
+    root = tmp_path / "synthetic"
+    generate(root, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
+    cfg = load_config("smoke", "full", precision="auto")
+    ckpt = save_checkpoint(tmp_path / "model.pth", build_model(cfg), cfg)
+    run = lambda: evaluate(ckpt, "synthetic_otb_lang", tmp_path / "eval", data_root=root, max_frames=3, progress=False)
+    run()
+    assert json.loads((tmp_path / "eval" / "evaluate.json").read_text())["precision"] == "fp32"  # auto on a CPU
+    monkeypatch.setattr(runner, "resolve_precision", lambda requested, device: "bf16")  # the same file where bf16 runs
+    with pytest.raises(ValueError, match=r"other settings precision='fp32' \(now 'bf16'\)"):
+        run()

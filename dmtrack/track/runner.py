@@ -31,6 +31,7 @@ from ..eval.results import save_scores, write_results
 from ..io import atomic_open
 from ..layout import RUN_META, read_run_meta, write_run_meta
 from ..model import build_model, load_checkpoint, load_weights
+from ..precision import resolve_precision
 from ..provenance import cpu_cores, resolve_device
 from .tracker import Tracker, mask_to_image
 
@@ -169,6 +170,8 @@ def _check_meta(out: Path, meta: dict, replace_stale: bool = False) -> None:
     if old is not None:
         diff = {k: (old.get(k), v) for k, v in meta.items()
                 if k in ("checkpoint", "weights_sha256", "benchmark", "samples", "seed", "variant") and old.get(k) != v}
+        if "precision" in meta and old.get("precision", "fp32") != meta["precision"]:  # unrecorded: the fp32 of before
+            diff["precision"] = (old.get("precision", "fp32"), meta["precision"])
         if diff and replace_stale:
             shutil.rmtree(out)
             out.mkdir(parents=True)
@@ -254,7 +257,8 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
         raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
             "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
-            "max_frames": max_frames, "data_root": str(data_root) if data_root else None}
+            "max_frames": max_frames, "data_root": str(data_root) if data_root else None,
+            "precision": resolve_precision(cfg.precision, device or resolve_device(cfg.device))}
     track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device), seqs, out, meta, workers=workers,
                     max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion, progress=progress,
                     replace_stale=replace_stale, batch=batch)

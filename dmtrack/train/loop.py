@@ -4,7 +4,7 @@
     train(cfg, "runs/demo/full", resume=True)    # continue exactly where last.pth stopped
 
 Run folder: run.json (config, git commit, versions, hardware, sessions), losses.csv (every
-loss term per step), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
+loss term, averaged over `log_every` steps), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
 every rank's RNG states, position in the epoch), model.pth (the final weights, what
 `dmtrack evaluate --checkpoint` loads). Under torchrun every rank trains on its own share
 of each epoch's pairs; cfg.batch_size is the global batch (each rank takes batch_size / W),
@@ -359,7 +359,7 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
                 batches = iter(loader)
             batch = next(batches)
             first_batch = first_batch or first_batch_keys(batch)
-            # fractional epoch: CE keep rate and GT-CE start
+            # fractional epoch: CE keep rate and GT-CE start (compile_parts keeps it out of compiled code)
             window.add(train_step(run.model, run.net, run.optimizer, run.scaler, batch, epoch + step / steps_per_epoch,
                                   cfg.grad_clip, run.precision))
             run.global_step += 1
