@@ -68,11 +68,11 @@ def measure(cfg, seqs, steps: int, warmup: int) -> dict:
     model.text.cache_outputs(cfg.text_cache)  # as the training loop does (demo: on; paper: off)
     opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     make_scheduler(opt, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
     times = []
     for i, batch in enumerate(cached):
         t = time.perf_counter()
-        train_step(model, model, opt, scaler, batch, float(cfg.ce_start_epoch + cfg.ce_warm_epochs), cfg.grad_clip, False)
+        train_step(model, model, opt, scaler, batch, float(cfg.ce_start_epoch + cfg.ce_warm_epochs), cfg.grad_clip, "fp32")
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times[warmup:]))
     load_s = cfg.batch_size / data_pps

@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 PROFILES = ("smoke", "demo", "paper")
 SCRATCH = "none"  # pretrained=none: train the visual encoder from random initialisation, on purpose
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # what each means: dmtrack/precision.py
 VARIANTS = ("full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce", "single_sample_train")
 
 
@@ -102,7 +103,9 @@ class Config:
     weight_decay: float = 1e-4
     lr_drop_frac: float = 0.8  # lr / 10 after this fraction of the epochs
     grad_clip: float = 0.1
-    amp: bool = False  # mixed precision; only takes effect on cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where the GPU has it natively, else fp32): dmtrack/precision.py
+    compile: bool = False  # torch.compile the training forward (docs/training.md: it does not pay at the demo size on a CPU)
+    log_every: int = 1  # losses.csv gets a row (the mean of the steps since the last one) every this many steps
     num_workers: int | str = "auto"  # DataLoader workers; "auto" = min(cores per training process, 16) (train.sampler.data_workers)
     train_datasets: dict = field(default_factory=lambda: {"lasot": 1.0, "tnl2k": 1.0, "otb_lang": 1.0, "refcocog": 1.0})
     max_gap: int = 200  # frames between template and search frame
@@ -191,12 +194,12 @@ RANGES: dict[str, str] = {
     "grad_clip": "[0, inf)",  # 0 = no clipping
     "num_workers": "[0, inf)", "max_gap": "[1, inf)", "search_center_jitter": "[0, inf)", "search_scale_jitter": "[0, inf)",
     "checkpoint_every": "[0, inf)", "flip_prob": "[0, 1]", "brightness_jitter": "[0, 1]",
-    "frame_cache_mb": "[0, inf)", "text_cache": "[0, inf)",
+    "frame_cache_mb": "[0, inf)", "text_cache": "[0, inf)", "log_every": "[1, inf)",
 }
 CHOICES: dict[str, tuple] = {
     "profile": PROFILES, "variant": VARIANTS, "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
     "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
-    "head_features": ("visual", "fused"), "test_average": ("final", "chain"),
+    "head_features": ("visual", "fused"), "test_average": ("final", "chain"), "precision": PRECISIONS,
 }
 # Keys whose value is "auto" (resolved where it is used) or a number of the type and range below.
 AUTO_KEYS = {"num_workers": int}
@@ -217,7 +220,7 @@ def _require(key: str, value, ok, allowed: str) -> None:
 # Profiles: sizes and recipe. "paper" is Sec. 4.1 of the paper; "demo" trains on 2 CPU cores;
 # "smoke" exists so the whole chain runs in tests within seconds per step.
 _PROFILES: dict[str, dict] = {
-    "paper": dict(),
+    "paper": dict(precision="auto", log_every=50),  # bf16 on GPUs that have it (docs/training.md)
     "demo": dict(
         template_size=64, search_size=128, embed_dim=128, depth=4, num_heads=2,
         drop_path_rate=0.0, ce_layers=(1, 2), ce_keep_ratio=0.7, ce_start_epoch=3, ce_warm_epochs=5,
@@ -314,5 +317,8 @@ def overrides_from_args(args) -> dict:
 def config_from_dict(d: dict) -> Config:
     """Rebuild a Config saved with `to_dict` (e.g. inside a checkpoint); unknown keys raise."""
     d = dict(d)
+    if "amp" in d:  # configs saved before `precision` replaced the boolean `amp` (float16 autocast on cuda)
+        amp = d.pop("amp")
+        d.setdefault("precision", "fp16" if amp else "fp32")
     base = Config(profile=d.get("profile", "demo"), variant=d.get("variant", "full"))
     return apply_overrides(base, d)

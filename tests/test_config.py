@@ -124,8 +124,8 @@ def test_train_dataset_ratios(ratios):
 def test_types():
     with pytest.raises(TypeError, match="'epochs' expects int, got 1.5"):
         load_config("paper", epochs=1.5)
-    with pytest.raises(TypeError, match="'amp' expects bool, got 1"):
-        load_config("paper", amp=1)
+    with pytest.raises(TypeError, match="'compile' expects bool, got 1"):
+        load_config("paper", compile=1)
     assert load_config("paper", lr=1).lr == 1.0 and isinstance(load_config("paper", lr=1).lr, float)  # int -> float
 
 
@@ -149,3 +149,15 @@ def test_pretrained_none_means_scratch_on_purpose(tmp_path):
         assert cfg.pretrained_file is None
         assert build_model(cfg).pretrained_report is None  # "none" is not read as a file name
     assert load_config("smoke", pretrained=str(tmp_path / "w.pth")).pretrained_file == str(tmp_path / "w.pth")
+
+
+def test_precision_replaces_amp_and_old_configs_still_load():
+    assert load_config("paper").precision == "auto" and load_config("demo").precision == "fp32"
+    assert load_config("paper").log_every == 50 and load_config("smoke").log_every == 1
+    refused("precision", "fp8", "fp32 | bf16 | fp16 | auto", precision="fp8")
+    refused("log_every", 0, "[1, inf)", log_every=0)
+    with pytest.raises(KeyError, match="unknown config key.*amp"):
+        load_config("paper", amp=True)  # the old switch is no override any more ...
+    old = {k: v for k, v in load_config("smoke").to_dict().items() if k not in ("precision", "log_every", "compile")}
+    assert config_from_dict({**old, "amp": True}).precision == "fp16"  # ... but a checkpoint saved with it loads:
+    assert config_from_dict({**old, "amp": False}) == load_config("smoke")  # float16 autocast, or float32 as before

@@ -154,3 +154,28 @@ def test_structure_loss_weights_the_bce_per_pixel():
     # the CamoDiffusion bug (unweighted BCE mean) gives a different number
     buggy = bce.mean() + 1 - (inter + 1) / (union - inter + 1)
     assert abs(got.item() - buggy.item()) > 1e-3
+
+
+def _heatmap_loop(boxes, grid, min_overlap=0.7):
+    """The per-box Python loop the heat-map was built with before (host floats, one box at a time)."""
+    heat = torch.zeros(boxes.shape[0], 1, grid, grid)
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    for i, (cx, cy, w, h) in enumerate((boxes.float() * grid).tolist()):
+        r = max(0, int(gaussian_radius(h, w, min_overlap)))
+        ci, cj = min(max(math.floor(cx), 0), grid - 1), min(max(math.floor(cy), 0), grid - 1)
+        sigma = (2 * r + 1) / 6
+        dx, dy = (xs - ci).float(), (ys - cj).float()
+        g = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+        heat[i, 0] = torch.where((dx.abs() <= r) & (dy.abs() <= r), g, torch.zeros_like(g))
+    return heat
+
+
+def test_gaussian_heatmap_is_tensor_ops_equal_to_the_loop():
+    g = torch.Generator().manual_seed(0)
+    # centres inside and outside the crop, boxes from a sliver to larger than the crop
+    boxes = torch.rand(2000, 4, generator=g) * torch.tensor([1.4, 1.4, 1.2, 1.2]) - torch.tensor([0.2, 0.2, 0.0, 0.0])
+    for grid in (4, 16):
+        torch.testing.assert_close(gaussian_heatmap(boxes, grid), _heatmap_loop(boxes, grid), rtol=0, atol=1e-7)
+    # no host round trip: dynamo captures it as one graph (a .tolist() or .item() would break it)
+    whole = torch.compile(gaussian_heatmap, fullgraph=True, backend="eager")
+    assert torch.equal(whole(boxes[:8], 16), gaussian_heatmap(boxes[:8], 16))

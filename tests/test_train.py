@@ -19,6 +19,7 @@ from dmtrack.config import config_from_dict, load_config
 from dmtrack.io import RunLocked
 from dmtrack.model import build_model, load_checkpoint
 from dmtrack.train import make_scheduler, train
+from dmtrack.train.loop import TrainRun, train_step, wrap_net
 
 SENTENCES = ["the red square on the left", "a small green box moving right", "blue block"]
 
@@ -69,7 +70,7 @@ def read_rows(path):
 
 def test_run_folder_losses_lr_drop_and_model(env, tmp_path, monkeypatch):
     monkeypatch.setattr("dmtrack.train.sampler.cpu_cores", lambda: 1)  # "auto" data workers: 1 core, 1 process
-    cfg = smoke(epochs=3, lr_drop_frac=0.67, lr=1e-3, backbone_lr=2e-4, amp=True,  # drop from epoch round(2.01) = 2
+    cfg = smoke(epochs=3, lr_drop_frac=0.67, lr=1e-3, backbone_lr=2e-4, precision="bf16",  # drop from epoch round(2.01) = 2
                 num_workers="auto")
     path = train(cfg, tmp_path / "run", progress=False)
     assert path == tmp_path / "run" / "model.pth"
@@ -89,7 +90,7 @@ def test_run_folder_losses_lr_drop_and_model(env, tmp_path, monkeypatch):
     assert info["world_size"] == 1 and info["device"] == "cpu"
     session = info["sessions"][0]
     assert session["from_step"] == 0 and session["to_step"] == 6 and session["pairs_per_second"] > 0
-    assert session["amp"] is False  # cfg.amp asks for it, but mixed precision only runs on cuda
+    assert session["precision"] == "bf16" and session["compile"] is False  # bf16 autocast runs on a CPU too
     assert session["num_workers"] == 1  # the resolved "auto"
     ckpt = load_checkpoint(path)  # weights_only=True
     assert ckpt["config"] == cfg.to_dict() and ckpt["global_step"] == 6
@@ -274,3 +275,65 @@ def test_a_second_run_into_a_busy_folder_stops_and_a_killed_run_leaves_no_lock(d
     (fresh / f".run.json.{first.pid}.z1x2c3v4.tmp").write_text("{")
     train(smoke(epochs=1), fresh, progress=False)
     assert not list(fresh.glob(".*"))
+
+
+def test_log_every_writes_the_mean_of_the_steps_since_the_last_row(env, tmp_path):
+    cfg = smoke(pairs_per_epoch=12)  # 3 steps per epoch, 6 in all
+    train(cfg, tmp_path / "every", progress=False)
+    train(cfg.replace(log_every=2), tmp_path / "two", progress=False)
+    each = {int(r["step"]): r for r in read_rows(tmp_path / "every" / "losses.csv")}
+    rows = read_rows(tmp_path / "two" / "losses.csv")
+    # every 2nd step, and at each checkpoint (the epoch ends, 3 and 6), so no window spans a resume point
+    windows = {2: [1, 2], 3: [3], 4: [4], 6: [5, 6]}
+    assert [int(r["step"]) for r in rows] == list(windows)
+    assert [int(r["epoch"]) for r in rows] == [0, 0, 1, 1]
+    for r in rows:
+        for term in ("total", "focal", "giou", "l1", "struct", "iou"):
+            want = np.mean([float(each[s][term]) for s in windows[int(r["step"])]])
+            assert float(r[term]) == pytest.approx(want, abs=2e-6), (r["step"], term)
+    a = load_checkpoint(tmp_path / "every" / "model.pth")["model"]
+    b = load_checkpoint(tmp_path / "two" / "model.pth")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # logging less never changes the training
+
+
+@pytest.mark.parametrize("variant", ["full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce",
+                                     "single_sample_train"])
+def test_every_trainable_parameter_gets_a_gradient_at_every_step(variant):
+    """What lets DDP run without find_unused_parameters: one training step of every variant, at
+    every choice the random double-sampling mode can make, with candidate elimination and GT-CE on."""
+    modes = ["first", "second", "mean"] if variant != "single_sample_train" else ["random"]
+    for mode in modes:
+        cfg = load_config("smoke", variant, double_sample_mode=mode)
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        opt = torch.optim.AdamW(model.param_groups(), lr=1e-3)
+        g = torch.Generator().manual_seed(0)
+        batch = {"template": torch.randn(4, 3, 32, 32, generator=g), "search": torch.randn(4, 3, 64, 64, generator=g),
+                 "box": torch.rand(4, 4, generator=g) * 0.4 + 0.3, "text": SENTENCES + SENTENCES[:1]}
+        train_step(model, model, opt, torch.amp.GradScaler("cpu", enabled=False), batch, cfg.gt_ce_start_epoch + 1.0,
+                   cfg.grad_clip, "fp32")
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not missing, f"{variant}, {mode}: no gradient for {missing}"
+
+
+def test_distinct_sentences_are_found_on_the_host_before_the_tokens_move(monkeypatch):
+    model = build_model(load_config("smoke", "full"))
+    tokens = model.tokenize(SENTENCES + SENTENCES[:1])
+    events, real_unique, real_to = [], torch.unique, torch.Tensor.to
+    monkeypatch.setattr(torch, "unique", lambda x, *a, **k: events.append(("unique", x.device.type)) or real_unique(x, *a, **k))
+    monkeypatch.setattr(torch.Tensor, "to", lambda x, *a, **k: events.append(("to",)) or real_to(x, *a, **k))
+    feats, mask = model.encode_text(tokens)
+    assert events[0] == ("unique", "cpu")  # found first, on the host; only then do the rows travel
+    assert feats.shape == (4, 36, 48) and torch.equal(feats[0], feats[3])
+
+
+def test_compile_compiles_the_parts_and_keeps_the_weights_names():
+    cfg = load_config("smoke", "full", compile=True, depth=3, ce_layers=(1,))
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.param_groups())
+    run = TrainRun(model, model, opt, make_scheduler(opt, cfg), torch.amp.GradScaler("cpu", enabled=False), "fp32")
+    wrap_net(run, cfg, world=1)
+    compiled = lambda m: m._compiled_call_impl is not None
+    assert [compiled(b) for b in model.visual.blocks] == [True, False, True]  # the CE block's top-k stays eager
+    assert compiled(model.fusion) and compiled(model.denoiser) and compiled(model.head) and not compiled(model.visual)
+    assert run.net is model and list(model.state_dict()) == list(build_model(cfg).state_dict())  # checkpoints unchanged

@@ -283,3 +283,48 @@ def test_build_model_with_ostrack_pretrained_and_mismatched_checkpoint(tmp_path)
     again = build_model(cfg)
     load_checkpoint(path, model=again)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_checkpoint_leaves_out_the_frozen_bert_and_loads_back_identical(tmp_path):
+    from dmtrack import build_model
+    from dmtrack.track import load_model
+
+    cfg = load_config("smoke", "full")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    bert = model.frozen_text_state()
+    n_bert = sum(v.numel() for v in bert.values())
+    assert bert and all(k.startswith("text.bert.") for k in bert) and n_bert == 22_565_376  # MiniLM
+    whole = tmp_path / "whole.pth"  # what save_checkpoint wrote before: every tensor
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "format": "dmtrack-v1"}, whole)
+    path = save_checkpoint(tmp_path / "model.pth", model, cfg)
+    assert whole.stat().st_size - path.stat().st_size == pytest.approx(4 * n_bert, rel=0.01)  # float32 bytes of BERT
+    ckpt = load_checkpoint(path)
+    assert set(ckpt["model"]) == set(model.state_dict()) - set(bert)
+    assert ckpt["left_out"]["prefix"] == "text.bert." and ckpt["left_out"]["text_encoder"] == "minilm"
+
+    loaded, _ = load_model(path)  # a fresh model: the BERT comes from cfg.text_encoder, the rest from the file
+    z, x = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 64, 64)
+    outs = []
+    for m in (model, loaded):
+        torch.manual_seed(1)
+        with torch.inference_mode():
+            outs.append(m(z, x, m.encode_text(m.tokenize(["a red car", "the dog"])), samples=2))
+    for name in ("score_map", "offset_map", "size_map", "mask"):
+        assert torch.equal(getattr(outs[0], name), getattr(outs[1], name)), name
+
+    other = build_model(cfg)  # the text encoder's files changed since: refused, naming the file
+    with torch.no_grad():
+        other.text.bert.embeddings.word_embeddings.weight[5] += 1
+    with pytest.raises(ValueError, match=r"model\.pth: saved without its frozen text encoder 'minilm', whose weights have changed"):
+        load_checkpoint(path, model=other)
+    partial = {k: v for k, v in model.state_dict().items() if k != "text.bert.encoder.layer.0.output.dense.weight"}
+    with pytest.raises(RuntimeError, match="Missing key.*text.bert.encoder.layer.0.output.dense.weight"):
+        build_model(cfg).load_state_dict(partial)  # some of BERT's keys but not all: never a partial load
+    tuned = cfg.replace(text_finetune=True)  # a fine-tuned BERT is the model's own: kept
+    kept = load_checkpoint(save_checkpoint(tmp_path / "tuned.pth", build_model(tuned), tuned))
+    assert set(bert) <= set(kept["model"]) and "left_out" not in kept
+    del kept["model"]["text.bert.embeddings.word_embeddings.weight"]
+    torch.save(kept, tmp_path / "tuned.pth")
+    with pytest.raises(ValueError, match=r"tuned\.pth: does not match .*missing text\.bert\.embeddings\.word_embeddings"):
+        load_checkpoint(tmp_path / "tuned.pth", model=build_model(tuned))

@@ -5,7 +5,7 @@
 from .dmtrack import DMTrack, DMTrackOutput, box_mask, build_model, sampling_plan
 from .head import decode_boxes
 
-from .weights import load_checkpoint, load_pretrained_backbone, save_checkpoint
+from .weights import load_checkpoint, load_pretrained_backbone, load_weights, save_checkpoint
 
 __all__ = ["DMTrack", "DMTrackOutput", "build_model", "decode_boxes", "box_mask", "save_checkpoint", "load_checkpoint",
-           "load_pretrained_backbone", "sampling_plan"]
+           "load_pretrained_backbone", "load_weights", "sampling_plan"]

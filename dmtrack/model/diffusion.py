@@ -248,7 +248,9 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
     the same function, far fewer ops per step (tests/test_inference_fastpath.py checks both agree).
     A step it was not fused for sends the whole chain down the plain path."""
     n, _, m, _ = cond.shape
-    x = torch.randn(n, 1, m, m, device=cond.device, dtype=cond.dtype) if noise is None else noise
+    # x_T drawn in float32 whatever the autocast dtype, so a tracker that draws it itself
+    # (dmtrack.track.batched, one generator per sequence) gets the same numbers
+    x = (torch.randn(n, 1, m, m, device=cond.device) if noise is None else noise).to(cond.dtype)
     chain = [x] if return_chain else None
     logits, all_logits = None, []
     plan = schedule.ddim_plan(steps)

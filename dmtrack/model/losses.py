@@ -18,33 +18,34 @@ import torch.nn.functional as F
 from ..boxes import cxcywh_to_xyxy, giou_xyxy
 
 
-def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
-    """CornerNet radius: the largest corner shift keeping IoU >= min_overlap (min of 3 cases)."""
-    b1, c1 = h + w, w * h * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + math.sqrt(max(b1 ** 2 - 4 * c1, 0))) / 2
-    b2, c2 = 2 * (h + w), (1 - min_overlap) * w * h
-    r2 = (b2 + math.sqrt(max(b2 ** 2 - 16 * c2, 0))) / 2
-    a3, b3, c3 = 4 * min_overlap, -2 * min_overlap * (h + w), (min_overlap - 1) * w * h
-    r3 = (b3 + math.sqrt(max(b3 ** 2 - 4 * a3 * c3, 0))) / 2
-    return min(r1, r2, r3)
+def gaussian_radius(h, w, min_overlap: float = 0.7) -> torch.Tensor:
+    """CornerNet radius: the largest corner shift keeping IoU >= min_overlap (min of 3 cases);
+    h, w numbers or tensors of box sides in grid cells (elementwise, in their floating dtype)."""
+    h, w = (torch.as_tensor(v, dtype=v.dtype if torch.is_tensor(v) else torch.float64) for v in (h, w))
+    root = lambda a, b, c: (b + (b ** 2 - 4 * a * c).clamp(min=0).sqrt()) / 2  # over 2, not 2a: CornerNet's code
+    r1 = root(1, h + w, w * h * (1 - min_overlap) / (1 + min_overlap))
+    r2 = root(4, 2 * (h + w), (1 - min_overlap) * w * h)
+    r3 = root(4 * min_overlap, -2 * min_overlap * (h + w), (min_overlap - 1) * w * h)
+    return torch.minimum(torch.minimum(r1, r2), r3)
 
 
 def gaussian_heatmap(boxes: torch.Tensor, grid: int, min_overlap: float = 0.7) -> torch.Tensor:
     """(B,4) cxcywh normalised -> (B,1,G,G) heat-map: a Gaussian with sigma = (2r+1)/6 inside a
-    (2r+1)^2 window around the cell that contains the box centre (exactly 1 there)."""
-    b = boxes.shape[0]
-    heat = torch.zeros(b, 1, grid, grid, dtype=torch.float32, device=boxes.device)
-    ys, xs = torch.meshgrid(torch.arange(grid, device=boxes.device), torch.arange(grid, device=boxes.device), indexing="ij")
-    for i, (cx, cy, w, h) in enumerate((boxes.detach().float() * grid).tolist()):
-        r = max(0, int(gaussian_radius(h, w, min_overlap)))
-        ci = min(max(int(math.floor(cx)), 0), grid - 1)  # the cell the centre falls in, as decode_boxes reads it
-        cj = min(max(int(math.floor(cy)), 0), grid - 1)
-        sigma = (2 * r + 1) / 6
-        dx, dy = (xs - ci).float(), (ys - cj).float()
-        g = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
-        inside = (dx.abs() <= r) & (dy.abs() <= r)
-        heat[i, 0] = torch.where(inside, g, torch.zeros_like(g))
-    return heat
+    (2r+1)^2 window around the cell that contains the box centre (exactly 1 there). Tensor ops
+    only, so building the target never waits for the device; the radius in float64 (float32 on
+    MPS, which has no float64), the window's integer radius truncated from it."""
+    b = boxes.detach().float() * grid
+    cx, cy, w, h = b.unbind(1)
+    wide = torch.float32 if b.device.type == "mps" else torch.float64
+    r = gaussian_radius(h.to(wide), w.to(wide), min_overlap).trunc().clamp(min=0).float()[:, None, None]
+    ci = cx.floor().clamp(0, grid - 1)[:, None, None]  # the cell the centre falls in, as decode_boxes reads it
+    cj = cy.floor().clamp(0, grid - 1)[:, None, None]
+    cells = torch.arange(grid, device=b.device, dtype=torch.float32)
+    dx, dy = cells[None, None, :] - ci, cells[None, :, None] - cj
+    sigma = (2 * r + 1) / 6
+    g = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+    inside = (dx.abs() <= r) & (dy.abs() <= r)
+    return torch.where(inside, g, torch.zeros_like(g)).unsqueeze(1)
 
 
 def focal_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

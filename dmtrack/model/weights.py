@@ -16,6 +16,7 @@ torch's own weights_only allow-list and turns every other class into an inert pl
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import pickle
@@ -192,20 +193,58 @@ def _check_plain(obj, where: str) -> None:
                         "python values can be saved (they must load with weights_only=True)")
 
 
+def tensors_sha256(state: dict) -> str:
+    """SHA-256 over the bytes of a state dict's tensors, in key order (which weights, exactly)."""
+    digest = hashlib.sha256()
+    for k in sorted(state):
+        digest.update(k.encode())
+        digest.update(state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path, model, cfg, **extra) -> Path:
-    """Atomically write {'model': state_dict, 'config': cfg.to_dict(), 'format': 'dmtrack-v1', **extra}."""
+    """Atomically write {'model': state_dict, 'config': cfg.to_dict(), 'format': 'dmtrack-v1', **extra}.
+    A frozen BERT (DMTrack.frozen_text_state) is left out, since cfg.text_encoder rebuilds it:
+    'left_out' records its keys' prefix, the encoder and the SHA-256 of its weights instead."""
     path = Path(path)
-    payload = {"model": model.state_dict(), "config": cfg.to_dict(), "format": FORMAT, **extra}
+    state = model.state_dict()
+    frozen = model.frozen_text_state() if hasattr(model, "frozen_text_state") else {}
+    payload = {"model": {k: v for k, v in state.items() if k not in frozen}, "config": cfg.to_dict(), "format": FORMAT, **extra}
+    if frozen:
+        payload["left_out"] = {"prefix": "text.bert.", "text_encoder": cfg.text_encoder, "sha256": tensors_sha256(frozen)}
     _check_plain(payload, "checkpoint")
     with atomic_open(path, "wb") as f:  # readers see the old file or the new one, never half of one
         torch.save(payload, f)
     return path
 
 
+def load_weights(model, ckpt: dict, path) -> None:
+    """Load a checkpoint's weights into `model`, strictly: a checkpoint of another variant or size
+    is a ValueError naming the file and the missing / unexpected / mismatched keys. The keys a
+    checkpoint left out (its 'left_out' record: a frozen BERT) are the only ones allowed missing,
+    and only when the model's own BERT, built from cfg.text_encoder, has the weights saved then."""
+    own, state, left = model.state_dict(), ckpt["model"], ckpt.get("left_out")
+    skip = {k for k in own if left and k.startswith(left["prefix"]) and k not in state}
+    problems = ([f"missing {k}" for k in own if k not in state and k not in skip] + [f"unexpected {k}" for k in state if k not in own]
+                + [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+                   if k in own and v.shape != own[k].shape])
+    if problems:
+        saved = ckpt["config"]
+        raise ValueError(f"{path}: does not match the model (checkpoint of profile {saved.get('profile')!r}, "
+                         f"variant {saved.get('variant')!r}): {'; '.join(problems[:8])}"
+                         + (f" and {len(problems) - 8} more" if len(problems) > 8 else ""))
+    if skip:
+        now = tensors_sha256({k: own[k] for k in skip})
+        if now != left["sha256"]:
+            raise ValueError(f"{path}: saved without its frozen text encoder {left['text_encoder']!r}, whose weights have "
+                             f"changed since (SHA-256 {left['sha256'][:12]}... then, {now[:12]}... now); point "
+                             "text_encoder at the model it was trained with")
+    model.load_state_dict(state)
+
+
 def load_checkpoint(path, map_location="cpu", model=None) -> dict:
     """Read a checkpoint written by save_checkpoint (weights_only=True); bad files raise naming the file.
-    With `model`, its weights are also loaded (strict); a checkpoint of another variant or size is a
-    ValueError naming the file and the missing / unexpected / mismatched keys."""
+    With `model`, its weights are also loaded (`load_weights`: strict, errors name the file and keys)."""
     path = Path(path)
     ckpt = _read(path, map_location)
     if not isinstance(ckpt, dict):
@@ -216,14 +255,5 @@ def load_checkpoint(path, map_location="cpu", model=None) -> dict:
     if ckpt["format"] != FORMAT:
         raise ValueError(f"{path}: checkpoint format {ckpt['format']!r}, expected {FORMAT!r}")
     if model is not None:
-        own, state = model.state_dict(), ckpt["model"]
-        problems = ([f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
-                    + [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
-                       if k in own and v.shape != own[k].shape])
-        if problems:
-            saved = ckpt["config"]
-            raise ValueError(f"{path}: does not match the model (checkpoint of profile {saved.get('profile')!r}, "
-                             f"variant {saved.get('variant')!r}): {'; '.join(problems[:8])}"
-                             + (f" and {len(problems) - 8} more" if len(problems) > 8 else ""))
-        model.load_state_dict(state)
+        load_weights(model, ckpt, path)
     return ckpt

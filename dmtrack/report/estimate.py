@@ -64,11 +64,12 @@ def _sync(device) -> None:
 def _train_seconds(model, cfg: Config, batch: int, steps: int) -> float:
     """Median seconds of one optimiser step on `batch` random crops (after one warm-up step)."""
     import torch
+    from dmtrack.precision import resolve_precision
     from dmtrack.train.loop import train_step
 
-    use_amp = bool(cfg.amp and model.device.type == "cuda")
+    precision = resolve_precision(cfg.precision, model.device)  # what the training will run
     opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(model.device.type, enabled=precision == "fp16")
     g = torch.Generator().manual_seed(0)
     data = dict(template=torch.rand(batch, 3, cfg.template_size, cfg.template_size, generator=g),
                 search=torch.rand(batch, 3, cfg.search_size, cfg.search_size, generator=g),
@@ -77,7 +78,7 @@ def _train_seconds(model, cfg: Config, batch: int, steps: int) -> float:
     times = []
     for _ in range(1 + steps):
         t = time.perf_counter()
-        train_step(model, model, opt, scaler, data, 0.0, cfg.grad_clip, use_amp)
+        train_step(model, model, opt, scaler, data, 0.0, cfg.grad_clip, precision)
         _sync(model.device)
         times.append(time.perf_counter() - t)
     return statistics.median(times[1:])

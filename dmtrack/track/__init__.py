@@ -8,7 +8,7 @@ _WHERE = {
     "evaluate": "runner", "track_benchmark": "runner", "track_sequence": "runner", "load_model": "runner",
     "CheckpointTracker": "runner", "load_masks": "runner",
     "track_video": "video", "open_frames": "video",
-    "Got10kTracker": "interop",
+    "Got10kTracker": "interop", "BatchTracker": "batched",
 }
 __all__ = list(_WHERE)
 

@@ -29,6 +29,8 @@ def add_arguments(parser):
                              "averaged (default: the config's test_average; docs/method.md)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one sequence each (default 1)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="sequences tracked at once, one batched forward per frame (same results; with --workers 1)")
     parser.add_argument("--max-frames", type=int, default=None, help="track only the first N frames of each sequence")
     parser.add_argument("--sequences", default=None, help="comma-separated sequence names to run (default: all)")
     parser.add_argument("--protocol", default="both", choices=("both", "pytracking", "official", "none"),
@@ -49,7 +51,7 @@ def run(args) -> int:
                       split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
                       protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
                       progress=False if args.no_progress else None, steps=args.steps, average=args.average,
-                      sentence=args.sentence)
+                      sentence=args.sentence, batch=args.batch)
     for s in scores.values():
         print(s.table())
     print(f"raw results and scores in {args.out}")

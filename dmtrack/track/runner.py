@@ -38,7 +38,8 @@ from ..eval.results import save_scores, write_results
 from ..io import (LOCK_NAME, atomic_open, atomic_write_text, exclusive_lock, exit_with_parent, remove_stale_temps,
                   sigterm_as_interrupt)
 from ..layout import RUN_META, read_run_meta, spread_dir, spread_path, write_run_meta
-from ..model import build_model, load_checkpoint, sampling_plan
+from ..model import build_model, load_checkpoint, load_weights, sampling_plan
+from ..precision import resolve_precision
 from ..provenance import cpu_cores, file_sha256, resolve_device
 from .tracker import Tracker, mask_to_image
 
@@ -157,8 +158,14 @@ def run_sequence(tracker, seq, out: Path, max_frames: int | None = None, save_ma
                  on_frame=None) -> int:
     """Track one sequence and write its files (masks and spread, then times and boxes); returns frames tracked."""
     res = track_sequence(tracker, seq, frames=max_frames, record_crop_masks=save_masks, on_frame=on_frame)
-    if np.isfinite(res["spread"][1:]).any():
-        atomic_write_text(spread_path(out, seq.name), "".join(f"{v:.6f}\n" for v in res["spread"][1:]))
+    return write_sequence(out, seq, res, save_masks)
+
+
+def write_sequence(out: Path, seq, res: dict, save_masks: bool) -> int:
+    """Write one tracked sequence's files (spread and masks, then times and boxes); returns its frame count."""
+    spread = res.get("spread")
+    if spread is not None and np.isfinite(spread[1:]).any():
+        atomic_write_text(spread_path(out, seq.name), "".join(f"{v:.6f}\n" for v in spread[1:]))
     if save_masks:
         h, w = read_frame(seq.frames[0]).shape[:2]
         write_masks(out / "masks" / f"{seq.name}.npz", res, (h, w))
@@ -173,7 +180,7 @@ def load_model(checkpoint, device=None, ckpt: dict | None = None):
     cfg = config_from_dict(ckpt["config"])
     # The trained weights replace any pretrained start point; do not require that file to exist.
     model = build_model(cfg.replace(pretrained=""))
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt, checkpoint)  # strict; a frozen BERT the checkpoint left out comes from cfg.text_encoder
     return model.to(device or resolve_device(cfg.device)).eval(), cfg
 
 
@@ -196,7 +203,7 @@ class CheckpointTracker:
 
 
 # ----------------------------------------------------------------------------- the run
-SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant", "average", "steps", "sentence")  # what evaluate.json must share to resume
+SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant", "average", "steps", "sentence", "precision")  # what evaluate.json must share to resume
 
 
 def _clear(out: Path) -> None:
@@ -214,7 +221,7 @@ def _check_settings(out: Path, old: dict | None, meta: dict, replace_stale: bool
     if old is None:
         return None
     # records from before the two readings were final-reading runs, those from before the robustness test true-sentence ones
-    old = {"average": "final", "steps": None, "sentence": "true", **old}
+    old = {"average": "final", "steps": None, "sentence": "true", "precision": "fp32", **old}
     diff = {k: (old.get(k), meta.get(k)) for k in SETTINGS if k in meta and old.get(k) != meta[k]}
     if diff and replace_stale:
         _clear(out)
@@ -261,7 +268,7 @@ def _plan_run(out: Path, sequences, meta: dict, max_frames, save_masks: bool, re
 
 def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 1, max_frames: int | None = None,
                     save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False,
-                    spread: bool = False, gpus: list | None = None) -> None:
+                    spread: bool = False, gpus: list | None = None, batch: int = 1) -> None:
     """Track `sequences` into `out` (raw results in pytracking's layout), resuming a stopped run.
 
     make_tracker: a zero-argument callable returning a Tracker, called once in this process
@@ -272,8 +279,9 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
     replace_stale); max_frames: track only the first N frames of each sequence; save_masks: also
     write <out>/masks/<seq>.npz (see load_masks); spread: the tracker samples masks, so a sequence is
     finished only with its spread file; gpus: worker i sees only GPU gpus[i % len(gpus)] (its
-    CUDA_VISIBLE_DEVICES; ids as `dmtrack.provenance.visible_gpus` lists them). Holds <out>'s lock: a second run into the same folder raises
-    dmtrack.io.RunLocked."""
+    CUDA_VISIBLE_DEVICES; ids as `dmtrack.provenance.visible_gpus` lists them); batch: sequences tracked
+    at once in one process (dmtrack.track.batched: the same results, one batched forward per frame), with
+    workers=1. Holds <out>'s lock: a second run into the same folder raises dmtrack.io.RunLocked."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -281,10 +289,16 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
         todo = _plan_run(out, sequences, meta, max_frames, save_masks, replace_stale, spread)
         n_of = {s.name: len(truncate(s, max_frames)) for s in todo}
         workers = max(1, min(int(workers), len(todo) or 1))
+        if batch > 1 and workers > 1:
+            raise ValueError(f"batch {batch} tracks sequences together in one process; use workers=1 with it")
         with tqdm(total=sum(n_of.values()), desc=f"{meta.get('benchmark', '')} k={meta.get('samples')}", unit="frame",
                   disable=(None if progress is None else not progress)) as bar:
             bar.set_postfix(done=len(sequences) - len(todo), of=len(sequences))
-            if workers == 1 and todo:
+            if batch > 1 and todo:
+                from .batched import BatchTracker
+                BatchTracker(make_tracker(), batch).run(todo, max_frames, save_masks, on_frame=lambda: bar.update(1),
+                                                        on_done=lambda s, res: write_sequence(out, s, res, save_masks))
+            elif workers == 1 and todo:
                 tracker = make_tracker()
                 for s in todo:
                     run_sequence(tracker, s, out, max_frames, save_masks, on_frame=lambda: bar.update(1))
@@ -309,13 +323,14 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
              sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
              seed: int | None = None, progress: bool | None = None, replace_stale: bool = False,
              steps: int | None = None, average: str | None = None, sentence: str = "true",
-             gpus: list | None = None) -> dict:
+             gpus: list | None = None, batch: int = 1) -> dict:
     """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
 
     samples: k (default: the config's test_samples); steps: DDIM steps per chain (default the config's
     sampling_steps; final reading only); average: final | chain, the reading of "k samplings" (default
     the config's test_average; see dmtrack.model.sampling_plan); data_root: the benchmark's folder (default:
     `dataset_root`); sequences: names to run (default all); gpus: one per worker in turn (track_benchmark);
+    batch: sequences tracked at once (track_benchmark);
     protocols: those to score at the end;
     seed: torch seed set at each sequence start (default: the config's seed); sentence: true | misleading |
     uninformative, the sentence every sequence is tracked with (dmtrack.data.sentences: the robustness test;
@@ -339,11 +354,12 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
             "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
             "max_frames": max_frames, "data_root": str(data_root) if data_root else None,
             "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
-            "sentence": sentence}
+            "sentence": sentence, "precision": resolve_precision(cfg.precision, device or resolve_device(cfg.device))}
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
         track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average), seqs, out, meta,
                         workers=workers, max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion,
-                        progress=progress, replace_stale=replace_stale, spread=cfg.use_diffusion, gpus=gpus)
+                        progress=progress, replace_stale=replace_stale, spread=cfg.use_diffusion, gpus=gpus,
+                        batch=batch)
         return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
 
 

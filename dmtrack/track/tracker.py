@@ -25,6 +25,7 @@ from ..boxes import clip_xywh, cxcywh_to_xywh
 from ..data.sequence import clean_text
 from ..data.crop import IMAGENET_MEAN, IMAGENET_STD, box_from_crop, crop_square
 from ..model import decode_boxes
+from ..precision import autocast, enable_tf32, resolve_precision
 
 CLIP_MARGIN = 10  # pixels of the box kept inside the image (OSTrack's clip_box margin)
 
@@ -84,10 +85,12 @@ class Tracker:
     final reading only); average: the reading of "k samplings", final | chain (default
     `config.test_average`, see dmtrack.model.sampling_plan); bgr: frames come in OpenCV's BGR order;
     seed: torch RNG seed set at every `initialize`, so a sequence's result does not depend on
-    which worker or in what order it ran (None = leave the global RNG alone)."""
+    which worker or in what order it ran (None = leave the global RNG alone);
+    precision: fp32 | bf16 | fp16 | auto (default: the config's; dmtrack.precision), the
+    autocast of the network (the Hann window and the box decoding run in float32)."""
 
     def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0,
-                 steps: int | None = None, average: str | None = None):
+                 steps: int | None = None, average: str | None = None, precision: str | None = None):
         self.cfg = config
         self.samples = int(samples if samples is not None else config.test_samples)
         if self.samples < 1:
@@ -96,6 +99,8 @@ class Tracker:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         # once, after the move (the fused constants live on the device), for the steps this tracker runs
         self.model = model.to(self.device).fuse_for_inference(self.samples, steps, average)
+        self.precision = resolve_precision(precision or config.precision, self.device)
+        enable_tf32(self.precision, self.device)
         self.bgr, self.seed = bgr, seed
         S, T = config.search_size, config.template_size
         # Buffers reused every frame: the search tensor is filled in place (no per-frame allocation).
@@ -141,7 +146,8 @@ class Tracker:
             raise ValueError("empty sentence: this model variant needs a description of the target "
                              "(only the no_language variant tracks without one)")
         tokens = self.model.tokenize([text]) if uses_language else None
-        self.text = self.model.encode_text(tokens) if tokens is not None else None
+        with autocast(self.precision, self.device):
+            self.text = self.model.encode_text(tokens) if tokens is not None else None
         crop, _, _ = crop_square(image, box, self.cfg.template_factor, self.cfg.template_size)
         self._load(crop, self._template)
         self.box, self.frame, self.last = box, 0, {}
@@ -163,17 +169,11 @@ class Tracker:
         with record_function("track/crop"):
             crop, resize_factor, _ = crop_square(image, self.box, self.cfg.search_factor, S)
             search = self._load(crop, self._search)
-        with record_function("track/network"):
+        with record_function("track/network"), autocast(self.precision, self.device):
             out = self.model(self._template, search, self.text, samples=self.samples, return_chain=return_chain,
                              steps=self.steps, average=self.average)
         with record_function("track/decode"):
-            score_map = out.score_map
-            if self._hann is None or self._hann.shape[-1] != score_map.shape[-1]:
-                self._hann = hann2d(score_map.shape[-1]).to(score_map.device, score_map.dtype)
-            windowed = score_map * self._hann  # the model's own decoding, on the windowed map
-            pred = decode_boxes(windowed, out.offset_map, out.size_map)[0]
-            score = float(windowed.max())
-            pred = pred.double().cpu().numpy()  # the one unavoidable host copy (4 numbers)
+            pred, score = self.decode(out)[0]  # the one unavoidable host copy (5 numbers)
         window = crop_window(self.box, resize_factor, S)
         box = box_to_image(pred, self.box, resize_factor, S)
         self.box = clip_xywh(box, W, H, margin=CLIP_MARGIN)
@@ -185,10 +185,21 @@ class Tracker:
         if return_mask and mask is not None:
             with record_function("track/mask"):
                 image_mask = mask_to_image(mask[0, 0].float().cpu().numpy(), window, (H, W))
-        result = {"box": self.box.copy(), "score": score, "mask": image_mask}
+        result = {"box": self.box.copy(), "score": float(score), "mask": image_mask}
         if return_chain:
             result.update(crop=crop[..., ::-1].copy() if self.bgr else crop, **chain_arrays(out))
         return result
+
+    def decode(self, out) -> list[tuple[np.ndarray, float]]:
+        """(box cxcywh in the search crop as float64, Hann-windowed peak) of each crop of a forward:
+        the model's own decoding on the windowed score map, in float32 whatever the autocast."""
+        score_map = out.score_map.float()
+        if self._hann is None or self._hann.shape[-1] != score_map.shape[-1]:
+            self._hann = hann2d(score_map.shape[-1]).to(score_map.device)
+        windowed = score_map * self._hann
+        pred = decode_boxes(windowed, out.offset_map.float(), out.size_map.float())
+        both = torch.cat([pred, windowed.flatten(1).amax(1, keepdim=True)], 1).double().cpu().numpy()
+        return [(row[:4], row[4]) for row in both]
 
 
 def sample_spread(samples: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@
     train(cfg, "runs/demo/full", resume=True)    # continue exactly where last.pth stopped
 
 Run folder: run.json (config, git commit, versions, hardware, sessions), losses.csv (every
-loss term per step), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
+loss term, averaged over `log_every` steps), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
 every rank's RNG states, position in the epoch), model.pth (the final weights, what
 `dmtrack evaluate --checkpoint` loads). One run at a time holds the folder (a second one
 raises dmtrack.io.RunLocked); a run starting there deletes temp files of killed writers. Under torchrun every rank trains on its own share
@@ -21,7 +21,7 @@ import random
 import sys
 import time
 import warnings
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,12 +35,13 @@ from tqdm import tqdm
 
 from ..config import Config, config_from_dict
 from ..io import RunLocked, atomic_open, atomic_write_text, exclusive_lock, remove_stale_temps
+from ..precision import autocast, enable_tf32, resolve_precision
 from ..provenance import provenance
 from .sampler import (PairDataset, PairSampler, collate, data_workers, load_train_sequences, single_threaded_workers,
                       worker_init)
 
 # Keys that may differ between an interrupted run and its resume without changing the result.
-RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every"}
+RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every", "log_every"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -117,7 +118,8 @@ def replica_check(model, first_batch, world: int) -> dict:
 
 
 class LossLog:
-    """losses.csv: one row per optimiser step (epoch, step, lr_<param group>, every loss term, seconds)."""
+    """losses.csv: one row per `log_every` optimiser steps and at each checkpoint (epoch, step,
+    lr_<param group>, the mean of every loss term over the steps since the previous row, seconds)."""
 
     def __init__(self, path: Path, resume_step: int):
         self.path, self.fields, self.file = path, None, None
@@ -148,16 +150,45 @@ class LossLog:
             self.file.close()
 
 
+class LossWindow:
+    """The loss terms of the steps since the last losses.csv row, summed on the device: adding a
+    step never makes the host wait for the device; only taking a row does (`row`)."""
+
+    def __init__(self):
+        self.names, self.sum, self.steps = None, None, 0
+
+    def add(self, losses: dict) -> None:
+        self.names = self.names or sorted(losses)
+        vals = torch.stack([losses[k].detach().float() for k in self.names])
+        self.sum, self.steps = vals if self.sum is None else self.sum + vals, self.steps + 1
+
+    def row(self, run: "TrainRun", epoch: int, world: int) -> dict:
+        """One losses.csv row (epoch, step, each param group's lr, every loss term's mean over the
+        window and the ranks); empties the window. Every rank calls it at the same steps."""
+        vals = self.sum / self.steps
+        if world > 1:  # on the device: nccl reduces cuda tensors, gloo cpu ones
+            dist.all_reduce(vals)
+            vals /= world
+        row = {"epoch": epoch, "step": run.global_step}
+        row.update({f"lr_{str(g.get('name', i)).removesuffix('_no_decay')}": g["lr"] for i, g in enumerate(run.optimizer.param_groups)})
+        row.update({k: round(float(v), 6) for k, v in zip(self.names, vals.cpu())})
+        self.sum, self.steps = None, 0
+        return row
+
+
 # ----------------------------------------------------------------------------- train
-def train_step(model, net, optimizer, scaler, batch: dict, epoch: float, grad_clip: float, use_amp: bool) -> dict:
-    """One optimiser step on a collated batch; returns the loss dict. `net` is the model or its
-    DDP wrapper (the forward goes through it so DDP syncs the gradients)."""
+def train_step(model, net, optimizer, scaler, batch: dict, epoch: float, grad_clip: float, precision: str = "fp32") -> dict:
+    """One optimiser step on a collated batch; returns the loss dict (device tensors, never read
+    here, so the host runs ahead of the device). `net` is the model, its DDP wrapper or its
+    compiled form (the forward goes through it so DDP syncs the gradients). precision: resolved
+    (dmtrack.precision): bf16 and fp16 autocast the forward and the losses; fp16 also scales the
+    loss (a disabled scaler is a no-op for the others)."""
     device = model.device
     template = batch["template"].to(device, non_blocking=True)
     search = batch["search"].to(device, non_blocking=True)
     gt = batch["box"].to(device, non_blocking=True)
-    tokens = model.tokenize(batch["text"])  # None without language
-    with torch.autocast(device.type, dtype=torch.float16) if use_amp else nullcontext():
+    tokens = model.tokenize(batch["text"])  # on the host, where encode_text finds the distinct sentences
+    with autocast(precision, device):
         text = model.encode_text(tokens)  # BERT once per distinct sentence of the batch
         outputs = net(template, search, text, gt_boxes=gt, epoch=epoch)
         losses = model.loss(outputs, gt)
@@ -179,7 +210,7 @@ class TrainRun:
     optimizer: torch.optim.Optimizer
     scheduler: object
     scaler: torch.amp.GradScaler
-    use_amp: bool
+    precision: str  # cfg.precision resolved for the device (dmtrack.precision)
     global_step: int = 0
 
 
@@ -192,9 +223,10 @@ def build_run(cfg: Config, device: torch.device, rank: int) -> TrainRun:
     model = build_model(cfg).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    use_amp = bool(cfg.amp and device.type == "cuda")
-    run = TrainRun(model, model, optimizer, make_scheduler(optimizer, cfg), torch.amp.GradScaler("cuda", enabled=use_amp),
-                   use_amp)
+    precision = resolve_precision(cfg.precision, device)
+    enable_tf32(precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    run = TrainRun(model, model, optimizer, make_scheduler(optimizer, cfg), scaler, precision)
     ss = np.random.SeedSequence([cfg.seed, 7919, rank])
     random.seed(int(ss.generate_state(1)[0]))
     np.random.seed(int(ss.generate_state(2)[1]))
@@ -204,7 +236,7 @@ def build_run(cfg: Config, device: torch.device, rank: int) -> TrainRun:
 
 def resume_run(run: TrainRun, last: Path, cfg: Config, rank: int, world: int) -> None:
     """Load last.pth into `run`: weights, optimiser, schedule, scaler, this rank's RNG, position."""
-    from ..model import load_checkpoint
+    from ..model import load_checkpoint, load_weights
 
     state = load_checkpoint(last)
     diff = config_diff(cfg, state["config"])
@@ -212,7 +244,7 @@ def resume_run(run: TrainRun, last: Path, cfg: Config, rank: int, world: int) ->
         raise ValueError(f"{last}: config differs from the run being resumed in {diff}; resume with the same settings")
     if state["world_size"] != world:
         raise ValueError(f"{last} was written by {state['world_size']} processes, resuming with {world} would not be exact")
-    run.model.load_state_dict(state["model"])
+    load_weights(run.model, state, last)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
@@ -249,24 +281,22 @@ def make_loader(cfg: Config, sequences, rank: int, world: int, device: torch.dev
     return loader, sampler
 
 
-def loss_row(run: TrainRun, losses: dict, epoch: int, world: int) -> dict:
-    """One losses.csv row: epoch, step, each param group's lr and every loss term (mean over ranks)."""
-    names = sorted(losses)
-    vals = torch.stack([losses[k].detach().float() for k in names]).cpu()
+def wrap_net(run: TrainRun, cfg: Config, world: int) -> None:
+    """DDP over the ranks (every trainable parameter gets a gradient at every step in every
+    variant, tests/test_train.py checks it, so no find_unused_parameters and its extra graph
+    walk), with the model's parts compiled first when `compile` (DMTrack.compile_parts)."""
+    if cfg.compile:
+        run.model.compile_parts()
     if world > 1:
-        dist.all_reduce(vals)
-        vals /= world
-    row = {"epoch": epoch, "step": run.global_step}
-    row.update({f"lr_{str(g.get('name', i)).removesuffix('_no_decay')}": g["lr"] for i, g in enumerate(run.optimizer.param_groups)})
-    row.update({k: round(float(v), 6) for k, v in zip(names, vals)})
-    return row
+        run.net = DistributedDataParallel(run.model)
 
 
 def start_session(out: Path, cfg: Config, resume: bool, world: int, device, run: TrainRun) -> dict:
     """run.json with a new session appended (the file of an earlier session is kept on resume)."""
     info = json.loads((out / "run.json").read_text()) if resume and (out / "run.json").exists() else run_info(cfg, world, device)
     info["sessions"].append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "from_step": run.global_step, "amp": run.use_amp, "num_workers": data_workers(cfg)})
+                             "from_step": run.global_step, "precision": run.precision, "compile": cfg.compile,
+                             "num_workers": data_workers(cfg)})
     atomic_write_text(out / "run.json", json.dumps(info, indent=2))
     return info
 
@@ -350,8 +380,7 @@ def train_locked(cfg: Config, out: Path, resume: bool, rank: int, world: int, de
     text_cached = text is not None and text.cache_outputs(cfg.text_cache)
     if resume and last.exists():
         resume_run(run, last, cfg, rank, world)
-    if world > 1:
-        run.net = DistributedDataParallel(run.model, find_unused_parameters=True)
+    wrap_net(run, cfg, world)
     loader, sampler = make_loader(cfg, sequences, rank, world, device)
     info = start_session(out, cfg, resume, world, device, run) if main else None
     log = LossLog(out / "losses.csv", run.global_step) if main else None
@@ -360,6 +389,7 @@ def train_locked(cfg: Config, out: Path, resume: bool, rank: int, world: int, de
     bar = tqdm(total=total, initial=run.global_step, disable=not (main and progress), desc=f"train {cfg.variant}",
                dynamic_ncols=True)
     t0, start_step, saved_at, batches, first_batch = time.time(), run.global_step, run.global_step, None, None
+    window = LossWindow()
     try:
         while run.global_step < stop_at:
             epoch, step = divmod(run.global_step, steps_per_epoch)
@@ -368,19 +398,20 @@ def train_locked(cfg: Config, out: Path, resume: bool, rank: int, world: int, de
                 batches = iter(loader)
             batch = next(batches)
             first_batch = first_batch or first_batch_keys(batch)
-            # fractional epoch: CE keep rate and GT-CE start
-            losses = train_step(run.model, run.net, run.optimizer, run.scaler, batch, epoch + step / steps_per_epoch,
-                                cfg.grad_clip, run.use_amp)
+            # fractional epoch: CE keep rate and GT-CE start (compile_parts keeps it out of compiled code)
+            window.add(train_step(run.model, run.net, run.optimizer, run.scaler, batch, epoch + step / steps_per_epoch,
+                                  cfg.grad_clip, run.precision))
             run.global_step += 1
-            row = loss_row(run, losses, epoch, world)
-            if main:
-                log.write({**row, "seconds": round(time.time() - t0, 3)})
-                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "focal", "giou", "l1", "struct") if k in row},
-                                refresh=False)
             bar.update(1)
+            save = step + 1 == steps_per_epoch or (cfg.checkpoint_every and run.global_step % cfg.checkpoint_every == 0)
+            if save or run.global_step % cfg.log_every == 0 or run.global_step == stop_at:  # no window spans a checkpoint
+                row = window.row(run, epoch, world)
+                if main:
+                    log.write({**row, "seconds": round(time.time() - t0, 3)})
+                    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "focal", "giou", "l1", "struct") if k in row})
             if step + 1 == steps_per_epoch:
                 run.scheduler.step()  # epoch end: next epoch's lr, then checkpoint
-            if step + 1 == steps_per_epoch or (cfg.checkpoint_every and run.global_step % cfg.checkpoint_every == 0):
+            if save:
                 save_state(run, last, cfg, steps_per_epoch, main, world)
                 saved_at = run.global_step
         if run.global_step < total and saved_at != run.global_step:  # stopped by max_steps mid-epoch
