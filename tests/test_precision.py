@@ -106,8 +106,8 @@ def test_tracker_runs_the_network_under_its_precision():
         hook.remove()
         assert seen == [torch.float32 if precision == "fp32" else torch.bfloat16]
         assert np.isfinite(out["box"]).all() and isinstance(out["score"], float) and out["mask"].dtype == np.float32
-    assert Tracker(model, cfg.replace(precision="bf16")).precision == "bf16"  # the config's by default
-    assert Tracker(model, cfg.replace(precision="auto")).precision == "fp32"  # auto: fp32 on a CPU
+    assert Tracker(model, cfg.replace(precision="bf16")).precision == "fp32"  # the config's is the training's
+    assert Tracker(model, cfg, precision="auto").precision == "fp32"  # auto: fp32 on a CPU
 
 
 def test_autocast_is_a_no_op_for_fp32():
@@ -127,11 +127,14 @@ def test_evaluate_records_the_precision_and_never_mixes_two(tmp_path, monkeypatc
 
     root = tmp_path / "synthetic"
     generate(root, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
-    cfg = load_config("smoke", "full", precision="auto")
+    cfg = load_config("smoke", "full")
     ckpt = save_checkpoint(tmp_path / "model.pth", build_model(cfg), cfg)
-    run = lambda: evaluate(ckpt, "synthetic_otb_lang", tmp_path / "eval", data_root=root, max_frames=3, progress=False)
-    run()
+    run = lambda p: evaluate(ckpt, "synthetic_otb_lang", tmp_path / "eval", data_root=root, max_frames=3, progress=False,
+                             precision=p)
+    run("auto")
     assert json.loads((tmp_path / "eval" / "evaluate.json").read_text())["precision"] == "fp32"  # auto on a CPU
-    monkeypatch.setattr(runner, "resolve_precision", lambda requested, device: "bf16")  # the same file where bf16 runs
     with pytest.raises(ValueError, match=r"other settings precision='fp32' \(now 'bf16'\)"):
-        run()
+        run("bf16")
+    monkeypatch.setattr(runner, "resolve_precision", lambda requested, device: "bf16")  # auto where bf16 runs
+    with pytest.raises(ValueError, match=r"other settings precision='fp32' \(now 'bf16'\)"):
+        run("auto")

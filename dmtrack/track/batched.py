@@ -72,7 +72,7 @@ class BatchTracker:
         tr.initialize(image, seq.boxes[0], seq.text)
         noise = None  # seed None: the global RNG, as the Tracker's (no reproducible stream to match then)
         if tr.cfg.use_diffusion and tr.seed is not None:  # the stream torch.manual_seed(seed) starts in the Tracker
-            noise = torch.Generator(tr.device).manual_seed(tr.seed)
+            noise = torch.Generator(device=tr.device).manual_seed(tr.seed)
         times = np.zeros(n)
         times[0] = time.perf_counter() - t0
         boxes = np.zeros((n, 4))

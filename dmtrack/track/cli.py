@@ -11,6 +11,7 @@ from __future__ import annotations
 
 def add_arguments(parser):
     from ..layout import SENTENCE_TAGS
+    from ..config import PRECISIONS
 
     parser.add_argument("--checkpoint", required=True, help="model file written by save_checkpoint (weights + config)")
     parser.add_argument("--benchmark", required=True,
@@ -29,6 +30,8 @@ def add_arguments(parser):
                              "averaged (default: the config's test_average; docs/method.md)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, one sequence each (default 1)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="autocast of the tracker's network (default fp32; see docs/tracking.md)")
     parser.add_argument("--batch", type=int, default=1,
                         help="sequences tracked at once, one batched forward per frame (same results; with --workers 1)")
     parser.add_argument("--max-frames", type=int, default=None, help="track only the first N frames of each sequence")
@@ -51,7 +54,7 @@ def run(args) -> int:
                       split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
                       protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
                       progress=False if args.no_progress else None, steps=args.steps, average=args.average,
-                      sentence=args.sentence, batch=args.batch)
+                      sentence=args.sentence, batch=args.batch, precision=args.precision)
     for s in scores.values():
         print(s.table())
     print(f"raw results and scores in {args.out}")

@@ -195,11 +195,12 @@ class CheckpointTracker:
     device: str | None = None
     steps: int | None = None
     average: str | None = None
+    precision: str = "fp32"
 
     def __call__(self) -> Tracker:
         model, cfg = load_model(self.checkpoint, self.device)
         return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed, steps=self.steps,
-                       average=self.average)
+                       average=self.average, precision=self.precision)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -323,19 +324,20 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
              sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
              seed: int | None = None, progress: bool | None = None, replace_stale: bool = False,
              steps: int | None = None, average: str | None = None, sentence: str = "true",
-             gpus: list | None = None, batch: int = 1) -> dict:
+             gpus: list | None = None, batch: int = 1, precision: str = "fp32") -> dict:
     """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
 
     samples: k (default: the config's test_samples); steps: DDIM steps per chain (default the config's
     sampling_steps; final reading only); average: final | chain, the reading of "k samplings" (default
     the config's test_average; see dmtrack.model.sampling_plan); data_root: the benchmark's folder (default:
     `dataset_root`); sequences: names to run (default all); gpus: one per worker in turn (track_benchmark);
-    batch: sequences tracked at once (track_benchmark);
+    batch: sequences tracked at once (track_benchmark); precision: the tracker's autocast
+    (dmtrack.precision; fp32 by default whatever the training's precision);
     protocols: those to score at the end;
     seed: torch seed set at each sequence start (default: the config's seed); sentence: true | misleading |
     uninformative, the sentence every sequence is tracked with (dmtrack.data.sentences: the robustness test;
     give each its own `out`). Finished sequences
-    are resumed only from the same weights (the checkpoint's SHA-256), k, seed, sentence and sequence inputs
+    are resumed only from the same weights (the checkpoint's SHA-256), k, seed, sentence, precision and sequence inputs
     (`sequence_inputs`), so a retrained model.pth or another data root never reuses old results;
     replace_stale deletes such results and redoes them instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
@@ -354,9 +356,9 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
             "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
             "max_frames": max_frames, "data_root": str(data_root) if data_root else None,
             "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
-            "sentence": sentence, "precision": resolve_precision(cfg.precision, device or resolve_device(cfg.device))}
+            "sentence": sentence, "precision": resolve_precision(precision, device or resolve_device(cfg.device))}
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
-        track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average), seqs, out, meta,
+        track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average, precision), seqs, out, meta,
                         workers=workers, max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion,
                         progress=progress, replace_stale=replace_stale, spread=cfg.use_diffusion, gpus=gpus,
                         batch=batch)

@@ -86,11 +86,13 @@ class Tracker:
     `config.test_average`, see dmtrack.model.sampling_plan); bgr: frames come in OpenCV's BGR order;
     seed: torch RNG seed set at every `initialize`, so a sequence's result does not depend on
     which worker or in what order it ran (None = leave the global RNG alone);
-    precision: fp32 | bf16 | fp16 | auto (default: the config's; dmtrack.precision), the
-    autocast of the network (the Hann window and the box decoding run in float32)."""
+    precision: fp32 | bf16 | fp16 | auto (dmtrack.precision), the autocast of the network (the
+    Hann window and the box decoding run in float32). fp32 by default whatever the config's
+    `precision`, which is the training's: bf16 tracking is opt-in until it is shown to keep the
+    AUC (docs/tracking.md)."""
 
     def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0,
-                 steps: int | None = None, average: str | None = None, precision: str | None = None):
+                 steps: int | None = None, average: str | None = None, precision: str = "fp32"):
         self.cfg = config
         self.samples = int(samples if samples is not None else config.test_samples)
         if self.samples < 1:
@@ -99,7 +101,7 @@ class Tracker:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         # once, after the move (the fused constants live on the device), for the steps this tracker runs
         self.model = model.to(self.device).fuse_for_inference(self.samples, steps, average)
-        self.precision = resolve_precision(precision or config.precision, self.device)
+        self.precision = resolve_precision(precision, self.device)
         enable_tf32(self.precision, self.device)
         self.bgr, self.seed = bgr, seed
         S, T = config.search_size, config.template_size

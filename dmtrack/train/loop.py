@@ -408,7 +408,8 @@ def train_locked(cfg: Config, out: Path, resume: bool, rank: int, world: int, de
                 row = window.row(run, epoch, world)
                 if main:
                     log.write({**row, "seconds": round(time.time() - t0, 3)})
-                    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "focal", "giou", "l1", "struct") if k in row})
+                    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "focal", "giou", "l1", "struct") if k in row},
+                                    refresh=False)
             if step + 1 == steps_per_epoch:
                 run.scheduler.step()  # epoch end: next epoch's lr, then checkpoint
             if save:
