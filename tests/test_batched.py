@@ -6,19 +6,11 @@ import torch
 
 from dmtrack.config import load_config
 from dmtrack.data import load_benchmark
-from dmtrack.data.synthetic import generate
 from dmtrack.eval.results import read_results
 from dmtrack.model import build_model, save_checkpoint
 from dmtrack.track import BatchTracker, Tracker, evaluate, track_sequence
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    generate(out, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")

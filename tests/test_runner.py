@@ -24,30 +24,20 @@ from dmtrack.config import load_config
 from dmtrack.data import load_benchmark
 from dmtrack.data import DatasetError, FrameError
 from dmtrack.data.sequence import Sequence
-from dmtrack.data.synthetic import generate
 from dmtrack.eval.results import read_results, read_times, score_folder
 from dmtrack.io import RunLocked
 from dmtrack.layout import spread_path
 from dmtrack.model import build_model, save_checkpoint
 from dmtrack.track import Tracker, evaluate, load_masks, load_model, track_sequence
 
+from conftest import smoke_checkpoint
+
 torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    generate(out, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = load_config("smoke", "full")
-    path = tmp_path_factory.mktemp("ckpt") / "smoke_full.pth"
-    save_checkpoint(path, build_model(cfg), cfg)
-    return path
+    return smoke_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

@@ -12,23 +12,15 @@ import torch
 
 from dmtrack.cli import main as cli_main
 from dmtrack.track import video_cli
-from dmtrack.config import load_config
 from dmtrack.data import DatasetError, load_benchmark
 from dmtrack.data.files import frames_in_folder
-from dmtrack.data.synthetic import generate
 from dmtrack.eval.results import read_results
-from dmtrack.model import build_model, save_checkpoint
 from dmtrack.track import evaluate
 from dmtrack.track.video import BOX_BGR, draw_frame, parse_box
 
+from conftest import smoke_checkpoint
+
 torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    generate(out, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +29,7 @@ def seq(root):
 
 
 def _checkpoint(tmp_path_factory, variant):
-    torch.manual_seed(0)
-    cfg = load_config("smoke", variant)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / f"smoke_{variant}.pth", build_model(cfg), cfg)
+    return smoke_checkpoint(tmp_path_factory.mktemp("ckpt"), variant)
 
 
 @pytest.fixture(scope="module")
