@@ -9,11 +9,11 @@ from torch.utils.data import DataLoader
 
 from dmtrack.config import ConfigError, load_config
 from dmtrack.data import FrameError, read_frame
-from dmtrack.data.crop import crop_square, decode_scale
+from dmtrack.data.crop import crop_square, decode_scale, normalize_images
 from dmtrack.data.files import jpeg_size, read_frame_reduced
 from dmtrack.data.sequence import Sequence
-from dmtrack.train.loop import make_loader
-from dmtrack.train.sampler import (FrameCache, PairDataset, PairSampler, collate, data_workers, jitter_box,
+from dmtrack.train.loop import make_loader, model_input
+from dmtrack.train.sampler import (FrameCache, PairDataset, brightness, PairSampler, collate, data_workers, jitter_box,
                                    mirror_sentence, sample_frame_ids, visible_frames, worker_init)
 
 RED, BLUE, GREY = (255, 0, 0), (0, 0, 255), (100, 100, 100)
@@ -199,7 +199,8 @@ def test_determinism_and_workers(video):
     sampler.set_epoch(3)
     serial = next(iter(DataLoader(a, batch_size=8, sampler=sampler, collate_fn=collate)))
     parallel = next(iter(DataLoader(a, batch_size=8, sampler=sampler, collate_fn=collate, num_workers=2)))
-    assert serial["search"].shape == (8, 3, 64, 64) and serial["template"].shape == (8, 3, 32, 32)
+    assert serial["search"].shape == (8, 64, 64, 3) and serial["template"].shape == (8, 32, 32, 3)
+    assert serial["search"].dtype == torch.uint8  # normalised on the training device (train_step)
     assert serial["box"].dtype == torch.float32 and len(serial["text"]) == 8
     assert torch.equal(serial["search"], parallel["search"]) and serial["text"] == parallel["text"]
 
@@ -307,8 +308,8 @@ def test_pairs_with_reduced_decode_keep_boxes_and_masks(tmp_path):
         a, b = exact[(0, i)], reduced[(0, i)]
         assert torch.equal(a["box"], b["box"]) and a["text"] == b["text"] and a["flipped"] == b["flipped"]
         assert torch.equal(a["search_pad"], b["search_pad"]) and torch.equal(a["template_pad"], b["template_pad"])
-        for k in ("template", "search"):  # normalised crops: 3 grey levels is 3 / 255 / 0.225 = 0.052
-            assert (a[k] - b[k]).abs().mean() < 0.052
+        for k in ("template", "search"):  # uint8 crops: within 3 grey levels on average
+            assert (a[k].int() - b[k].int()).abs().float().mean() < 3
     # the cache holds frames by (path, scale): whole ones for the exact path, reduced ones here
     assert {f for _, f in exact.read.frames} == {1}
     scales = {f for _, f in reduced.read.frames}
@@ -355,3 +356,25 @@ def test_data_workers_run_single_threaded(video, monkeypatch):
         assert counts.tolist() == [[1, 1]]  # OpenCV and torch threads seen in a worker
     finally:
         cv2.setNumThreads(threads)
+
+
+def test_brightness_table_is_the_per_pixel_float_product():
+    # OSTrack's jitter on 0..255 values: clip(pixel x factor) truncated to uint8, here through a table
+    crop = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for factor in (0.8, 0.9137, 1.0, 1.0721, 1.2):
+        expected = np.clip(crop * factor, 0, 255).astype(np.uint8)
+        assert np.array_equal(brightness(crop, factor), expected)
+        assert np.array_equal(brightness(crop[:, ::-1], factor), expected[:, ::-1])  # flipped views too
+    assert brightness(np.array([[[100, 200, 255]]], np.uint8), 1.2).tolist() == [[[120, 240, 255]]]
+
+
+def test_crops_are_normalised_on_the_device_as_torchvision_would():
+    crop = np.random.default_rng(1).integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)
+    x = normalize_images(torch.from_numpy(crop))
+    assert x.shape == (2, 3, 16, 24) and x.dtype == torch.float32 and x.is_contiguous()
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    reference = (torch.from_numpy(crop).permute(0, 3, 1, 2).float() / 255 - mean.view(3, 1, 1)) / std.view(3, 1, 1)
+    assert torch.equal(x, reference)
+    assert x[0, 0, 0, 0] == pytest.approx((crop[0, 0, 0, 0] / 255 - 0.485) / 0.229, abs=1e-6)
+    # train_step takes the loader's uint8 crops and normalises them; float batches pass as they are
+    assert torch.equal(model_input(torch.from_numpy(crop)), x) and model_input(x) is x

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from dmtrack.config import load_config
-from dmtrack.data.crop import box_in_crop, crop_square, normalize
+from dmtrack.data.crop import box_in_crop, crop_square, normalize_images
 from dmtrack.model import DMTrackOutput, build_model, decode_boxes
 from dmtrack.track.tracker import Tracker, box_to_image, crop_window, hann1d, hann2d, mask_to_image, sample_spread
 
@@ -119,7 +119,7 @@ def test_track_applies_hann_decodes_maps_back_and_clips():
     # the search tensor equals the shared normalisation of the shared crop
     crop, rf, _ = crop_square(img, [100, 50, 20, 20], 4.0, 64)
     assert rf == pytest.approx(0.8)
-    np.testing.assert_allclose(search[0].numpy(), normalize(crop), atol=1e-5)
+    np.testing.assert_allclose(search[0].numpy(), normalize_images(torch.from_numpy(crop)).numpy(), atol=1e-5)
     # next frame searches around the new box; near the right border the box is clipped with a 10-px margin:
     # prev (185, 50, 20, 20): crop corner x = 195 - 40 = 155 -> box x 195..215 -> x1 <= 200 - 10, x2 <= 200
     tr.box = np.array([185.0, 50.0, 20.0, 20.0])

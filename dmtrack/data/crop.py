@@ -5,7 +5,7 @@ leaves the image, and resized to `out_size`. Coordinates map between the image a
 crop by `resize_factor = out_size / crop_side`.
 
 A crop that shrinks its region 2x or more can be cut from a frame decoded at 1/f of its size
-(`decode_scale`, `read_frame(path, reduce=f)`): the crop's geometry (side, position, padding
+(`decode_scale`, `dmtrack.data.files.read_frame_reduced`): the crop's geometry (side, position, padding
 mask, resize_factor) stays in full-image pixels, only the pixels are sampled from the reduced
 image, so the boxes in crop coordinates are the very same and the pixels nearly so.
 """
@@ -15,6 +15,7 @@ import math
 
 import cv2
 import numpy as np
+import torch
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -94,8 +95,10 @@ def box_from_crop(box_xywh_crop, crop_center_box_xywh, resize_factor: float, out
     return np.array([bx / resize_factor + ox, by / resize_factor + oy, bw / resize_factor, bh / resize_factor])
 
 
-def normalize(crop: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB -> 3xHxW float32, pixels / 255 then ImageNet mean / std (OSTrack)."""
-    x = crop.astype(np.float32) / 255.0
-    x = (x - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+def normalize_images(crops: torch.Tensor) -> torch.Tensor:
+    """(..., H, W, 3) uint8 RGB -> (..., 3, H, W) float32, on the crops' device: pixels / 255,
+    then ImageNet mean and std (OSTrack's transforms.Normalize after ToTensor)."""
+    mean = torch.from_numpy(IMAGENET_MEAN).to(crops.device).view(3, 1, 1)
+    std = torch.from_numpy(IMAGENET_STD).to(crops.device).view(3, 1, 1)
+    x = crops.movedim(-1, -3).float().div_(255.0)
+    return x.sub_(mean).div_(std).contiguous()

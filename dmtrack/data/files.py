@@ -62,19 +62,20 @@ def read_frame(path) -> np.ndarray:
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
-def read_frame_reduced(path, reduce: int) -> tuple[np.ndarray, int, tuple[int, int]]:
+def read_frame_reduced(path, reduce: int, rgb: bool = True) -> tuple[np.ndarray, int, tuple[int, int]]:
     """(image, f, (H, W)): a JPEG decoded at 1/f of its size, f = `reduce` (2, 4 or 8; reduced
     pixel j covers frame pixels [f j, f j + f)), with the frame's full height and width from its
     header; any other format (or reduce 1) decoded whole, f = 1 (OpenCV would decode it whole
-    and resize). The same checks and errors as `read_frame`."""
+    and resize). rgb=False keeps OpenCV's BGR order, for a caller that crops first and converts
+    the small crop (the training sampler). The same checks and errors as `read_frame`."""
     data = _frame_bytes(path)
     size = jpeg_size(data) if reduce in _REDUCED_FLAGS else None
     if size is not None:
-        image = _decode(path, data, _REDUCED_FLAGS[reduce])
+        image = _decode(path, data, _REDUCED_FLAGS[reduce], rgb)
         if image.shape[:2] == (-(-size[0] // reduce), -(-size[1] // reduce)):
             return image, reduce, size
         # else the decoder turned the picture (EXIF orientation): the header's size is not its size
-    image = _decode(path, data, cv2.IMREAD_COLOR)
+    image = _decode(path, data, cv2.IMREAD_COLOR, rgb)
     return image, 1, image.shape[:2]
 
 
@@ -112,11 +113,11 @@ def _frame_bytes(path) -> bytes:
     return data
 
 
-def _decode(path, data: bytes, flag: int) -> np.ndarray:
+def _decode(path, data: bytes, flag: int, rgb: bool = True) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None:
         raise FrameError(f"cannot decode frame image: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if rgb else image
 
 
 def require(path: Path, what: str) -> Path:

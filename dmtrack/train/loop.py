@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import Config, config_from_dict
+from ..data.crop import normalize_images
 from ..io import RunLocked, atomic_open, atomic_write_text, exclusive_lock, remove_stale_temps
 from ..precision import autocast, enable_tf32, resolve_precision
 from ..provenance import provenance
@@ -177,6 +178,12 @@ class LossWindow:
 
 
 # ----------------------------------------------------------------------------- train
+def model_input(crops: torch.Tensor) -> torch.Tensor:
+    """The data loader's uint8 (B, H, W, 3) crops normalised on their device; a float (B, 3, H, W)
+    batch (benchmarks, tests) is taken as normalised already."""
+    return normalize_images(crops) if crops.dtype == torch.uint8 else crops
+
+
 def train_step(model, net, optimizer, scaler, batch: dict, epoch: float, grad_clip: float, precision: str = "fp32") -> dict:
     """One optimiser step on a collated batch; returns the loss dict (device tensors, never read
     here, so the host runs ahead of the device). `net` is the model, its DDP wrapper or its
@@ -184,8 +191,7 @@ def train_step(model, net, optimizer, scaler, batch: dict, epoch: float, grad_cl
     (dmtrack.precision): bf16 and fp16 autocast the forward and the losses; fp16 also scales the
     loss (a disabled scaler is a no-op for the others)."""
     device = model.device
-    template = batch["template"].to(device, non_blocking=True)
-    search = batch["search"].to(device, non_blocking=True)
+    template, search = (model_input(batch[k].to(device, non_blocking=True)) for k in ("template", "search"))
     gt = batch["box"].to(device, non_blocking=True)
     tokens = model.tokenize(batch["text"])  # on the host, where encode_text finds the distinct sentences
     with autocast(precision, device):

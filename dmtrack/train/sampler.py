@@ -22,14 +22,17 @@ number of workers, and a resumed run sees the very samples the interrupted one w
 A crop that shrinks its frame region 2x or more is cut from the JPEG decoded at 1/2, 1/4 or
 1/8 of its size (`reduced_decode`, `dmtrack.data.crop.decode_scale`): same boxes and padding
 masks, pixels within a few grey levels, several times less decoding (bench/bench_data_pipeline.py).
+The frame stays in OpenCV's BGR order until it is cropped (the channel swap runs on the small
+crop), and items carry uint8 crops: the training step normalises them on its device
+(`dmtrack.data.crop.normalize_images`), which takes that work off the data workers and sends
+a quarter of the bytes to the GPU (timm's PrefetchLoader does the same).
 Data workers default to the cores per training process (`data_workers`), one thread each.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections import OrderedDict
-
-import os
 
 import cv2
 import numpy as np
@@ -37,7 +40,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..data import Sequence, load_benchmark
-from ..data.crop import box_in_crop, crop_square, decode_scale, normalize
+from ..data.crop import box_in_crop, crop_square, decode_scale
 from ..data.files import read_frame_reduced
 from ..provenance import cpu_cores
 
@@ -148,10 +151,18 @@ def worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-class FrameCache:
-    """Decoded RGB frames by (path, reduce), least recently used dropped beyond `max_mb` (0 = no cache).
+def brightness(crop: np.ndarray, factor: float) -> np.ndarray:
+    """uint8 crop times `factor`, clipped to [0, 255] and truncated to uint8 (OSTrack's jitter on
+    0..255 values), through a 256-entry table: the same numbers as the float64 product per pixel."""
+    table = np.clip(np.arange(256) * factor, 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(crop), table)  # a flipped crop is a negative-stride view
 
-    A call returns `read_frame_reduced(path, reduce)`: (image, the scale it was decoded at, full (H, W))."""
+
+class FrameCache:
+    """Decoded BGR frames by (path, reduce), least recently used dropped beyond `max_mb` (0 = no cache).
+
+    A call returns `read_frame_reduced(path, reduce, rgb=False)`: (BGR image, the scale it was
+    decoded at, full (H, W))."""
 
     def __init__(self, max_mb: int = 0):
         self.max_bytes, self.bytes, self.frames = max_mb * 2**20, 0, OrderedDict()
@@ -161,7 +172,7 @@ class FrameCache:
         if key in self.frames:
             self.frames.move_to_end(key)
             return self.frames[key]
-        frame = read_frame_reduced(key[0], reduce)
+        frame = read_frame_reduced(key[0], reduce, rgb=False)
         if self.max_bytes > 0 and frame[0].nbytes <= self.max_bytes:
             self.frames[key] = frame
             self.bytes += frame[0].nbytes
@@ -173,7 +184,8 @@ class FrameCache:
 class PairDataset(Dataset):
     """Training pairs; item (epoch, index) is deterministic in (seed, epoch, index).
 
-    Items are dicts: template (3, T, T) and search (3, S, S) float32 normalised crops,
+    Items are dicts: template (T, T, 3) and search (S, S, 3) uint8 RGB crops (normalised on the
+    training device: `dmtrack.data.crop.normalize_images`),
     template_pad / search_pad (bool padding masks), box (4,) float32 cxcywh normalised to the
     search crop, text (the cleaned sentence, mirrored when flipped), flipped, dataset, seq, key."""
 
@@ -200,7 +212,7 @@ class PairDataset(Dataset):
 
     def __getitem__(self, key) -> dict:
         s = self.raw(*key) if isinstance(key, tuple) else self.raw(0, key)
-        return dict(template=torch.from_numpy(normalize(s["template"])), search=torch.from_numpy(normalize(s["search"])),
+        return dict(template=torch.from_numpy(s["template"]), search=torch.from_numpy(s["search"]),
                     template_pad=torch.from_numpy(s["template_pad"]), search_pad=torch.from_numpy(s["search_pad"]),
                     box=torch.from_numpy(s["box"]), text=s["text"], flipped=s["flipped"],
                     dataset=s["dataset"], seq=s["seq"], key=key if isinstance(key, tuple) else (0, key))
@@ -238,8 +250,8 @@ class PairDataset(Dataset):
             text = mirror_sentence(text)
         b = cfg.brightness_jitter
         if b > 0:  # per crop, as OSTrack's ToTensorAndJitter
-            tcrop = np.clip(tcrop * rng.uniform(max(0.0, 1 - b), 1 + b), 0, 255).astype(np.uint8)
-            scrop = np.clip(scrop * rng.uniform(max(0.0, 1 - b), 1 + b), 0, 255).astype(np.uint8)
+            tcrop = brightness(tcrop, rng.uniform(max(0.0, 1 - b), 1 + b))
+            scrop = brightness(scrop, rng.uniform(max(0.0, 1 - b), 1 + b))
         cxcywh = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2, box[2], box[3]]) / cfg.search_size
         return dict(template=np.ascontiguousarray(tcrop), search=np.ascontiguousarray(scrop),
                     template_pad=np.ascontiguousarray(tpad), search_pad=np.ascontiguousarray(spad),
@@ -251,7 +263,8 @@ class PairDataset(Dataset):
         """crop_square of the frame, decoded at reduced size when the crop shrinks it 2x or more."""
         reduce = decode_scale(box, factor, out_size) if self.cfg.reduced_decode else 1
         image, scale, size = self.read(path, reduce)
-        return crop_square(image, box, factor, out_size, scale=scale, size=size)
+        crop, resize_factor, pad = crop_square(image, box, factor, out_size, scale=scale, size=size)
+        return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), resize_factor, pad  # zero padding: the same in both orders
 
 
 class PairSampler(Sampler):
