@@ -21,7 +21,6 @@ bench/results/bench_data_pipeline.json.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -32,10 +31,11 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from frames import write_lasot_tree  # noqa: E402
 from dmtrack.config import load_config  # noqa: E402
 from dmtrack.data import load_benchmark  # noqa: E402
 from dmtrack.data.crop import decode_scale  # noqa: E402
@@ -88,43 +88,6 @@ def baseline_checkout(rev: str, tmp: Path) -> Path | None:
     return where
 
 
-def texture(rng: np.random.Generator) -> np.ndarray:
-    """A 1280x720 RGB picture with detail at 4 to 256 pixels (smoothed noise at four scales), so
-    that its JPEG is about as large as a real frame's (~200 kB at quality 90)."""
-    img = np.zeros((H, W, 3), np.float32)
-    for s, amp in [(4, 40), (16, 50), (64, 60), (256, 60)]:
-        noise = rng.random((H // s + 2, W // s + 2, 3)).astype(np.float32)
-        img += amp * (cv2.resize(noise, ((W // s + 2) * s, (H // s + 2) * s), interpolation=cv2.INTER_CUBIC)[:H, :W] - 0.5)
-    return np.clip(img + 128, 0, 255).astype(np.uint8)
-
-
-def write_lasot(root: Path, n_seq: int, n_frames: int, sides: tuple[float, float], seed: int = 0) -> list[float]:
-    """A LaSOT root of n_seq training sequences (and a testing_set.txt naming none of them);
-    returns each sequence's target sqrt(w h)."""
-    rng = np.random.default_rng(seed)
-    sizes = np.exp(rng.uniform(math.log(sides[0]), math.log(sides[1]), n_seq))
-    for k, side in enumerate(sizes):
-        folder = root / "synth" / f"synth-{k + 1}"
-        (folder / "img").mkdir(parents=True)
-        rows = []
-        for i in range(n_frames):
-            w, h = side * 1.3 * (1 + 0.1 * math.sin(i / 5)), side / 1.3
-            cx = W / 2 + (W / 2 - w / 2 - 10) * math.sin(i / 7 + k)
-            cy = H / 2 + (H / 2 - h / 2 - 10) * math.cos(i / 9 + k) * 0.8
-            x, y = cx - w / 2, cy - h / 2
-            img = texture(rng)
-            cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), (255, 40, 40), 3)
-            cv2.imwrite(str(folder / "img" / f"{i + 1:08d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
-            rows.append(f"{x:.0f},{y:.0f},{w:.0f},{h:.0f}")
-        (folder / "groundtruth.txt").write_text("\n".join(rows) + "\n")
-        for flags in ("full_occlusion.txt", "out_of_view.txt"):
-            (folder / flags).write_text(",".join("0" * n_frames) + "\n")
-        (folder / "nlp.txt").write_text("the red box moving around\n")
-    (root / "testing_set.txt").write_text("none-1\n")
-    return [float(s) for s in sizes]
-
-
 BEFORE = "before (baseline rev: whole frames, worker normalises)"
 WHOLE = "whole frames (reduced_decode=False)"
 REDUCED = "reduced decode (reduced_decode=True)"
@@ -163,7 +126,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench_data_pipeline_") as tmp:
         root = Path(tmp) / "LaSOT"
-        sizes = write_lasot(root, args.sequences, args.frames, (args.min_side, args.max_side))
+        sizes = write_lasot_tree(root, args.sequences, args.frames, sides=(args.min_side, args.max_side))
         seqs = load_benchmark("lasot", root, split="train", custom_split=True, progress=False)
         paper = load_config("paper", train_datasets={"lasot": 1.0}, pairs_per_epoch=10**6)
         modes = {WHOLE: paper.replace(reduced_decode=False), REDUCED: paper.replace(reduced_decode=True)}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,9 @@ import torch
 from dmtrack.config import load_config
 from dmtrack.io import atomic_write_json
 from dmtrack.precision import native_bf16
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from frames import write_lasot_tree  # noqa: E402
 
 TEXT = "the textured square moving to the right"
 PAPER = dict(text_encoder="bert-base-random")
@@ -107,30 +111,6 @@ def train_speed(precision: str, batch: int, steps: int, device) -> dict:
 
 
 # ----------------------------------------------------------------------------- 2. data pipeline
-def write_jpeg_sequences(root: Path, n_seq: int, n_frames: int, width: int = 1280, height: int = 720) -> Path:
-    """LaSOT-layout training sequences of smooth textured 1280x720 JPEGs with one moving box each
-    (smooth, so the files are the size of real frames', not of noise)."""
-    rng = np.random.default_rng(0)
-    for k in range(n_seq):
-        folder = root / "train" / "box" / f"box-{k + 1}"
-        (folder / "img").mkdir(parents=True)
-        base = cv2.resize(rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8), (width, height),
-                          interpolation=cv2.INTER_CUBIC)
-        rows = []
-        for i in range(n_frames):
-            img = np.roll(base, 4 * i, axis=1)
-            w, h = width // 8, height // 6
-            x, y = (width // 4 + 9 * i) % (width - w), (height // 3 + 20 * k) % (height - h)
-            img[y:y + h, x:x + w] = (40 * k, 200, 255 - 40 * k)
-            cv2.imwrite(str(folder / "img" / f"{i + 1:08d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            rows.append(f"{x},{y},{w},{h}")
-        (folder / "groundtruth.txt").write_text("\n".join(rows) + "\n")
-        for flags in ("full_occlusion.txt", "out_of_view.txt"):
-            (folder / flags).write_text(",".join("0" * n_frames) + "\n")
-        (folder / "nlp.txt").write_text(f"the coloured box number {k} moving right\n")
-    return root
-
-
 def data_speed(root: Path, batches: int, batch: int) -> dict:
     """pairs/s of PairDataset through the DataLoader with the paper profile's workers (after the
     first batch, which starts the workers)."""
@@ -303,7 +283,8 @@ def main():
         result["train"][precision] = train_speed(precision, st["train_batch"], st["train_steps"], device)
         print("train", precision, result["train"][precision], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_jpeg_sequences(Path(tmp) / "jpeg", st["data_seqs"], st["data_frames"])
+        root = Path(tmp) / "jpeg"
+        write_lasot_tree(root / "train", st["data_seqs"], st["data_frames"])
         result["data"] = data_speed(root, st["data_batches"], st["data_batch"])
         print("data", result["data"], flush=True)
         result["tracking"] = tracking_speed(st["track_precisions"], st["track_frames"], st["track_warmup"], device)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -28,26 +28,8 @@ from dmtrack.train.loop import make_scheduler, train_step
 from dmtrack.train.sampler import PairDataset, PairSampler, collate, data_workers, single_threaded_workers, worker_init
 from dmtrack.io import atomic_write_json
 
-
-def write_train_set(root: Path, width: int, height: int, n_seq: int = 4, n_frames: int = 40) -> Path:
-    """LaSOT layout under root/train: textured frames with one coloured moving box each."""
-    rng = np.random.default_rng(0)
-    for k in range(n_seq):
-        folder = root / "train" / "box" / f"box-{k + 1}"
-        (folder / "img").mkdir(parents=True)
-        rows = []
-        for i in range(n_frames):
-            img = rng.integers(60, 160, (height, width, 3), dtype=np.uint8)
-            w, h = width // 8, height // 8
-            x, y = (width // 4 + 3 * i) % (width - w), (height // 3 + k * 5) % (height - h)
-            img[y:y + h, x:x + w] = (40 * k, 200, 255 - 40 * k)
-            cv2.imwrite(str(folder / "img" / f"{i + 1:08d}.jpg"), img)
-            rows.append(f"{x},{y},{w},{h}")
-        (folder / "groundtruth.txt").write_text("\n".join(rows) + "\n")
-        for flags in ("full_occlusion.txt", "out_of_view.txt"):
-            (folder / flags).write_text(",".join("0" * n_frames) + "\n")
-        (folder / "nlp.txt").write_text(f"the coloured box number {k} moving right\n")
-    return root
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from frames import write_lasot_tree  # noqa: E402
 
 
 def measure(cfg, seqs, steps: int, warmup: int) -> dict:
@@ -97,7 +79,8 @@ def main():
             cfg = load_config(profile, "full", train_datasets={"synthetic": 1.0}, **over)
             # frames of the size the profile tracks in: the demo suites are 256x192, real videos ~640x360
             size = (256, 192) if profile != "paper" else (640, 360)
-            root = write_train_set(Path(tmp) / profile, *size)
+            root = Path(tmp) / profile
+            write_lasot_tree(root / "train", 4, 40, *size)
             seqs = load_benchmark("synthetic_train", root=root, progress=False)
             rows.append(measure(cfg, seqs, args.steps, warmup=1))
             print(rows[-1], flush=True)

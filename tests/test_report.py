@@ -626,7 +626,7 @@ def test_report_cli_help(capsys):
 def test_unknown_training_override_fails_before_any_step(tmp_path):
     with pytest.raises(pipeline.PreflightError, match="unknown config key.*nope"):
         pipeline.reproduce("smoke", reports=tmp_path / "r", work=tmp_path / "w", data=tmp_path / "d",
-                           train_overrides={"nope": 1}, log=lambda s: None)
+                           options=pipeline.ChainOptions(train_overrides={"nope": 1}), log=lambda s: None)
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
 
 
@@ -749,18 +749,18 @@ def test_preflight_resolves_paths_and_records_the_weights(tmp_path, monkeypatch)
 def test_every_config_of_the_chain_is_validated_before_the_first_step(tmp_path):
     with pytest.raises(pipeline.PreflightError, match=r"profile smoke, variant full, seed 0: config key 'ce_layers' = \(5,\)"):
         pipeline.reproduce("smoke", reports=tmp_path / "r", work=tmp_path / "w", data=tmp_path / "d",
-                           train_overrides={"ce_layers": [5]}, log=lambda s: None)
+                           options=pipeline.ChainOptions(train_overrides={"ce_layers": [5]}), log=lambda s: None)
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
 
 
 def test_manifest_seeds_agree_with_the_settings(tmp_path):
-    settings = pipeline.chain_settings("demo", seeds=1, max_frames=7)
+    settings = pipeline.chain_settings("demo", pipeline.ChainOptions(seeds=1, max_frames=7))
     paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
     m = json.loads(pipeline.write_manifest(paths, settings, [0], {}, []).read_text())
     assert m["seeds"] == [0] and m["settings"]["seeds"] == 1 and m["max_frames"] == m["settings"]["max_frames"] == 7
-    assert pipeline.chain_settings("paper", k_sweep=[1, 5]).k_sweep == (1, 5)
+    assert pipeline.chain_settings("paper", pipeline.ChainOptions(k_sweep=[1, 5])).k_sweep == (1, 5)
     with pytest.raises(pipeline.PreflightError, match="max_frames must be a positive integer, got 0"):
-        pipeline.chain_settings("smoke", max_frames=0)
+        pipeline.chain_settings("smoke", pipeline.ChainOptions(max_frames=0))
 
 
 def _calibration(**kw):
@@ -799,7 +799,17 @@ def test_plan_estimate_follows_the_cost_model():
     left = (est["total_seconds"] - by["00_data"]["seconds"]) * 2 / 2
     assert logs[0].startswith(f"[eta ] 0/{len(steps)} steps done")
     assert logs[1].startswith(f"[eta ] 1/{len(steps)} steps done") and f"about {estimate.duration(left)} left" in logs[1]
-    assert "x 2.00" in logs[1]
+    assert "00_data x 2.00" in logs[1]
+    # each stage is scaled by its own steps (trainings 4x faster than planned); a stage with none
+    # done yet by all the steps run so far
+    data_s, train_s = by["00_data"]["seconds"], by["10_train/full_seed0"]["seconds"]
+    progress([dict(step="00_data", status="ran", seconds=2 * data_s),
+              dict(step="10_train/full_seed0", status="ran", seconds=train_s / 4)])
+    overall = (2 * data_s + train_s / 4) / (data_s + train_s)
+    done = {"00_data", "10_train/full_seed0"}
+    left = sum(s["seconds"] * (0.25 if s["step"].startswith("10_train") else overall)
+               for s in est["steps"] if s["step"] not in done) / 2
+    assert f"about {estimate.duration(left)} left" in logs[2] and "10_train x 0.25" in logs[2]
 
 
 def _robust_runs(root, aucs: dict, seeds=(0, 1)):

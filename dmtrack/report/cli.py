@@ -113,22 +113,21 @@ def run(args) -> int:
     from ..cli import UsageError
     from ..config import overrides_from_args
     from .estimate import format_plan
-    from .pipeline import plan_estimate, reproduce
+    from .pipeline import ChainOptions, plan_estimate, reproduce
 
     names = [name.casefold() for name, _ in args.other]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UsageError(f"--other NAME given twice (names are compared ignoring case): {', '.join(twice)}")
-    common = dict(seeds=args.seeds, reports=args.reports, work=args.work, data=args.data_root, others=dict(args.other),
-                  jobs=args.jobs, max_frames=args.max_frames, k_sweep=args.k_sweep,
-                  steps_sweep=args.steps_sweep, readings=args.readings, robust_variants=args.robust_variants,
-                  allow_minilm=args.allow_minilm)
     overrides = overrides_from_args(args)
+    options = ChainOptions(seeds=args.seeds, jobs=args.jobs, train_overrides=overrides, max_frames=args.max_frames,
+                           k_sweep=args.k_sweep, steps_sweep=args.steps_sweep, readings=args.readings,
+                           robust_variants=args.robust_variants, gpus_per_train=args.gpus_per_train, gpus=args.gpus,
+                           allow_minilm=args.allow_minilm)
+    where = dict(reports=args.reports, work=args.work, data=args.data_root, others=dict(args.other))
     if args.plan:
-        est = plan_estimate(args.profile, train_overrides=overrides, gpus_per_train=args.gpus_per_train, gpus=args.gpus,
-                            command=step_base_command(args, overrides), **common)
+        est = plan_estimate(args.profile, options, command=step_base_command(args, overrides), **where)
         print(json.dumps(est, indent=1) if args.json else format_plan(est))
         return 0
-    reproduce(args.profile, force=args.force, train_overrides=overrides, gpus=args.gpus, gpus_per_train=args.gpus_per_train,
-              step=args.step, **common)
+    reproduce(args.profile, options, force=args.force, step=args.step, **where)
     return 0

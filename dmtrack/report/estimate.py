@@ -10,7 +10,9 @@ The cost model, in seconds on this machine, from a short calibration at the chai
     + each step   the start of a notebook: a fresh Python importing the library (measured)
 
 The calibration times a few optimiser steps of the full model on `batch` random crops at epoch
-0 (no token eliminated yet: an upper bound for the later epochs) and a few tracked frames at
+0 (no token eliminated yet: an upper bound for the later epochs), `batch` being the training's own
+batch on a GPU and at most 8 pairs on a CPU: a step has a fixed cost (the optimiser, the text
+encoder, Python), so at 2 pairs the demo's cost per pair came out 3x too high and a few tracked frames at
 k = 1 and at the chain's largest k (seconds per frame are taken as linear in k). Steps run
 `jobs` at a time, each on cores // jobs threads, which is what the calibration uses: wall time
 = sum / jobs. Not included: reading the training sets at the start of each training.
@@ -106,10 +108,11 @@ _NOTEBOOK_START = ("import ipykernel.kernelapp, dmtrack.report.steps, dmtrack.re
                    "print(time.time())")
 
 
-def calibrate(cfg: Config, ks, threads: int, batch: int = 2, steps: int = 1, frames: int = 2) -> Calibration:
-    """Time `steps` training steps of `batch` pairs and `frames` tracked frames at k = min and max of
-    `ks`, with the model of `cfg` (full variant, random weights: the time does not depend on them),
-    and, meanwhile, the start of a notebook's process."""
+def calibrate(cfg: Config, ks, threads: int, batch: int | None = None, steps: int = 1, frames: int = 2) -> Calibration:
+    """Time `steps` training steps of `batch` pairs (None: cfg.batch_size on a GPU, at most 8 on a
+    CPU) and `frames` tracked frames at k = min and max of `ks`, with the model of `cfg` (full
+    variant, random weights: the time does not depend on them), and, meanwhile, the start of a
+    notebook's process."""
     import torch
     from dmtrack.model import build_model
     from dmtrack.model.language import resolve_text_encoder
@@ -127,6 +130,8 @@ def calibrate(cfg: Config, ks, threads: int, batch: int = 2, steps: int = 1, fra
         cfg = cfg.replace(pretrained="", variant="full", use_diffusion=True)
         torch.manual_seed(0)
         model = build_model(cfg).to(resolve_device(cfg.device))
+        if batch is None:
+            batch = cfg.batch_size if model.device.type == "cuda" else min(cfg.batch_size, 8)
         per_pair = _train_seconds(model, cfg, batch, steps) / batch
         model.eval()
         frame_s = {k: _frame_seconds(model, cfg, k, frames) for k in sorted({min(ks), max(ks)})}
@@ -304,7 +309,8 @@ def format_plan(est: dict) -> str:
 
 class Progress:
     """The running chain's ETA: after each step, done/total and the time left, the plan's estimates
-    scaled by how long the steps run so far took against theirs."""
+    scaled per stage (10_train, 20_evaluate, ...) by how long that stage's steps took so far against
+    theirs; a stage with none done yet is scaled by all the steps run so far."""
 
     def __init__(self, est: dict, log=print):
         self.est = {s["step"]: s["seconds"] for s in est["steps"]}
@@ -316,7 +322,11 @@ class Progress:
             return
         self.shown = len(done)
         ran = [s for s in stamps if s["status"] == "ran" and self.est.get(s["step"])]
-        scale = sum(s["seconds"] for s in ran) / sum(self.est[s["step"]] for s in ran) if ran else 1.0
-        left = sum(v for k, v in self.est.items() if k not in done and v) * scale / self.jobs
+        stage = lambda step: step.split("/")[0]  # noqa: E731
+        ratio = lambda steps: sum(s["seconds"] for s in steps) / sum(self.est[s["step"]] for s in steps)  # noqa: E731
+        overall = ratio(ran) if ran else 1.0
+        scales = {st: ratio([s for s in ran if stage(s["step"]) == st]) for st in sorted({stage(s["step"]) for s in ran})}
+        left = sum(v * scales.get(stage(k), overall) for k, v in self.est.items() if k not in done and v) / self.jobs
+        said = ", ".join(f"{st} x {x:.2f}" for st, x in scales.items())
         self.log(f"[eta ] {len(done)}/{len(self.est)} steps done after {duration(time.time() - self.t0)}; "
-                 f"about {duration(left)} left" + (f" (the plan's estimates x {scale:.2f}, from the steps run so far)" if ran else ""))
+                 f"about {duration(left)} left" + (f" (the plan's estimates scaled by the steps run so far: {said})" if ran else ""))

@@ -38,7 +38,7 @@ from dmtrack.report.preflight import PreflightError, absolute_path_overrides, ch
 from dmtrack.report.tables import Results, caption, table1
 
 NOTEBOOKS = REPO / "notebooks"
-__all__ = ["CHAINS", "ChainPaths", "ChainSettings", "NOTEBOOKS", "PreflightError", "Step", "StepFailed", "chain_settings",
+__all__ = ["CHAINS", "ChainOptions", "ChainPaths", "ChainSettings", "NOTEBOOKS", "PreflightError", "Step", "StepFailed", "chain_settings",
            "check_other", "default_paths", "plan", "plan_estimate", "render_html", "reproduce", "run_chain"]
 
 
@@ -277,50 +277,73 @@ def write_manifest(paths: ChainPaths, settings: ChainSettings, seeds: list[int],
     return path
 
 
-def chain_settings(profile: str, seeds: int | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-                   max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None,
-                   robust_variants=None, gpus_per_train: int | None = None, gpus: list | None = None) -> ChainSettings:
-    """The profile's ChainSettings with the command line's changes: the number of seeds, notebooks at
-    a time (default with a GPU pool: one per GPU), training overrides (paths made absolute), --max-frames,
-    the k and steps sweeps' values, the readings of "k samplings" Table 2 is evaluated under, the
-    variants of the robustness test and the processes (GPUs) per training."""
+@dataclass(frozen=True)
+class ChainOptions:
+    """What a command line changes in a profile's chain; None (or empty) keeps the profile's value.
+
+    seeds: training seeds per variant; jobs: notebooks at a time (default with a GPU pool: one per
+    GPU); train_overrides: config overrides for every training (e.g. pretrained=<OSTrack checkpoint>,
+    text_encoder=<bert-base-uncased folder>; paths made absolute; part of the steps' keys);
+    max_frames: track only the first N frames of each sequence; k_sweep / steps_sweep: the values of
+    the accuracy/speed sweeps; readings: the readings of "k samplings" Table 2 is evaluated under
+    (final first: the primary one); robust_variants: the variants of the robustness test;
+    gpus_per_train: processes (GPUs) per training, torchrun DDP when > 1; gpus: the GPU pool
+    (CUDA_VISIBLE_DEVICES ids; None: every GPU this process sees; []: no pool); allow_minilm: let the
+    paper profile train with the packaged MiniLM instead of bert-base-uncased."""
+    seeds: int | None = None
+    jobs: int | None = None
+    train_overrides: dict = field(default_factory=dict)
+    max_frames: int | None = None
+    k_sweep: tuple | None = None
+    steps_sweep: tuple | None = None
+    readings: tuple | None = None
+    robust_variants: tuple | None = None
+    gpus_per_train: int | None = None
+    gpus: tuple | None = None
+    allow_minilm: bool = False
+
+    def pool(self) -> list | None:
+        """The GPU pool the chain's steps are spread over (None: no pool)."""
+        return (visible_gpus() if self.gpus is None else list(self.gpus)) or None
+
+
+def chain_settings(profile: str, options: ChainOptions = ChainOptions(), pool: list | None = None) -> ChainSettings:
+    """The profile's ChainSettings with `options` applied and checked (PreflightError names a bad
+    value); `pool` is the GPU pool the chain runs on (options.pool())."""
+    o = options
     if profile not in CHAINS:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
-    if robust_variants is not None and not set(robust_variants) <= set(VARIANTS):
-        raise PreflightError(f"robustness variants must be among {', '.join(VARIANTS)}, got {robust_variants!r}")
-    if readings is not None and (not readings or readings[0] != "final" or not set(readings) <= {"final", "chain"}):
-        raise PreflightError(f"readings must start with final (the primary reading) and be final or chain, got {readings!r}")
-    counts = (*(("k", k) for k in k_sweep or ()), *(("steps", n) for n in steps_sweep or ()))
-    for name, value in (("seeds", seeds), ("jobs", jobs), ("max_frames", max_frames), ("gpus_per_train", gpus_per_train),
-                        *counts):
+    if o.robust_variants is not None and not set(o.robust_variants) <= set(VARIANTS):
+        raise PreflightError(f"robustness variants must be among {', '.join(VARIANTS)}, got {o.robust_variants!r}")
+    if o.readings is not None and (not o.readings or o.readings[0] != "final" or not set(o.readings) <= {"final", "chain"}):
+        raise PreflightError(f"readings must start with final (the primary reading) and be final or chain, got {o.readings!r}")
+    counts = (*(("k", k) for k in o.k_sweep or ()), *(("steps", n) for n in o.steps_sweep or ()))
+    for name, value in (("seeds", o.seeds), ("jobs", o.jobs), ("max_frames", o.max_frames),
+                        ("gpus_per_train", o.gpus_per_train), *counts):
         if value is not None and (type(value) is not int or value < 1):
             raise PreflightError(f"{name} must be a positive integer, got {value!r}")
-    if gpus and gpus_per_train and gpus_per_train > len(gpus):
-        raise PreflightError(f"--gpus-per-train {gpus_per_train} is more than the {len(gpus)} GPU(s) given ({','.join(gpus)})")
+    if pool and o.gpus_per_train and o.gpus_per_train > len(pool):
+        raise PreflightError(f"--gpus-per-train {o.gpus_per_train} is more than the {len(pool)} GPU(s) given ({','.join(pool)})")
     s = CHAINS[profile]
-    changes = dict(seeds=seeds, jobs=jobs or (len(gpus) if gpus else None), max_frames=max_frames,
-                   k_sweep=tuple(k_sweep) if k_sweep else None, gpus_per_train=gpus_per_train,
-                   steps_sweep=tuple(steps_sweep) if steps_sweep else None, readings=tuple(readings) if readings else None,
-                   robust_variants=tuple(robust_variants) if robust_variants is not None else None,
-                   train={**s.train, **absolute_path_overrides(train_overrides)} if train_overrides else None)
+    as_tuple = lambda v: tuple(v) if v else None  # noqa: E731
+    changes = dict(seeds=o.seeds, jobs=o.jobs or (len(pool) if pool else None), max_frames=o.max_frames,
+                   k_sweep=as_tuple(o.k_sweep), steps_sweep=as_tuple(o.steps_sweep), readings=as_tuple(o.readings),
+                   gpus_per_train=o.gpus_per_train,
+                   robust_variants=tuple(o.robust_variants) if o.robust_variants is not None else None,
+                   train={**s.train, **absolute_path_overrides(o.train_overrides)} if o.train_overrides else None)
     return replace(s, **{k: v for k, v in changes.items() if v is not None})
 
 
-def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None, work=None, data=None,
-                  others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-                  max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None,
-                  robust_variants=None, allow_minilm: bool = False, gpus_per_train: int | None = None,
-                  command: list[str] | None = None, gpus: list | None = None) -> dict:
+def plan_estimate(profile: str = "demo", options: ChainOptions = ChainOptions(), reports=None, work=None, data=None,
+                  others: dict | None = None, command: list[str] | None = None) -> dict:
     """`dmtrack report --plan`: every step of the chain with its work and estimated duration on this
     machine (estimate.py), the steps it reads from, the GPUs it takes, and (given `command`, the
     `dmtrack report` command line of this chain) the command that runs it alone (`command --step NAME`),
-    and the problems that would stop `reproduce` before its first step (gpus: as reproduce takes them). Runs nothing."""
-    pool = (visible_gpus() if gpus is None else list(gpus)) or None
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep=steps_sweep,
-                              readings=readings, robust_variants=robust_variants, gpus_per_train=gpus_per_train, gpus=pool)
+    and the problems that would stop `reproduce` before its first step. Runs nothing."""
+    settings = chain_settings(profile, options, options.pool())
     problems = []
     try:
-        preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, allow_minilm)
+        preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, options.allow_minilm)
     except PreflightError as e:
         problems.append(str(e))
     paths = default_paths(profile, reports, work, data)
@@ -334,28 +357,22 @@ def plan_estimate(profile: str = "demo", seeds: int | None = None, reports=None,
     return est
 
 
-def reproduce(profile: str = "demo", seeds: int | None = None, force: bool = False, reports=None, work=None, data=None,
-              others: dict | None = None, jobs: int | None = None, train_overrides: dict | None = None,
-              max_frames: int | None = None, k_sweep=None, steps_sweep=None, readings=None, robust_variants=None,
-              allow_minilm: bool = False, log=print, gpus: list | None = None, gpus_per_train: int | None = None,
-              step: str | None = None) -> Path:
-    """Run `profile`'s chain, render <reports>/index.html and return its path (StepFailed on a failing notebook).
+def reproduce(profile: str = "demo", options: ChainOptions = ChainOptions(), force: bool = False, reports=None,
+              work=None, data=None, others: dict | None = None, log=print, step: str | None = None) -> Path:
+    """Run `profile`'s chain with `options` (ChainOptions), render <reports>/index.html and return its
+    path (StepFailed on a failing notebook).
 
-    train_overrides: config overrides for every training run (e.g. pretrained=<OSTrack checkpoint>,
-    text_encoder=<bert-base-uncased folder> for the paper profile); they are part of the steps' keys.
     Nothing runs when preflight.py finds a problem (PreflightError): the paper profile needs its weights
-    (or pretrained=none, and --allow-minilm for the packaged MiniLM), every config must be valid.
-    gpus: the GPU pool (CUDA_VISIBLE_DEVICES ids; default: every GPU this process sees; [] or none: no
-    pool, every kernel sees this process's GPUs); steps run one per GPU (a training takes gpus_per_train).
-    step: run only that step (`run_one`: its inputs must be done) and return its executed notebook
-    (40_report: the HTML page); many such jobs run at once on a cluster, so this takes no work-folder lock
-    (the trainer and the evaluations lock their own folders).
+    (or pretrained=none, and allow_minilm for the packaged MiniLM), every config must be valid. Steps
+    run one per GPU of the pool (a training takes gpus_per_train); without a pool every kernel sees
+    this process's GPUs. step: run only that step (`run_one`: its inputs must be done) and return its
+    executed notebook (40_report: the HTML page); many such jobs run at once on a cluster, so this takes
+    no work-folder lock (the trainer and the evaluations lock their own folders).
     Else holds the work folder's lock: a second report on it raises dmtrack.io.RunLocked."""
-    pool = (visible_gpus() if gpus is None else list(gpus)) or None
-    settings = chain_settings(profile, seeds, jobs, train_overrides, max_frames, k_sweep, steps_sweep=steps_sweep,
-                              readings=readings, robust_variants=robust_variants, gpus_per_train=gpus_per_train, gpus=pool)
+    pool = options.pool()
+    settings = chain_settings(profile, options, pool)
     seed_list = list(range(settings.seeds))
-    record = preflight(profile, settings.train, seed_list, settings.require_weights, allow_minilm)
+    record = preflight(profile, settings.train, seed_list, settings.require_weights, options.allow_minilm)
     others = {name: str(check_other(name, folder)) for name, folder in (others or {}).items()}
     paths = default_paths(profile, reports, work, data)
     env = dict(provenance(), **record, gpus=pool, started=time.strftime("%Y-%m-%d %H:%M:%S"))
