@@ -112,7 +112,7 @@ class VisualEncoder(nn.Module):
         q, k, v = attn.qkv(blk.norm1(h)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
         q, k = attn.q_norm(q), attn.k_norm(k)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop.p if self.training else 0.0)
-        out = attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(B, N, attn.attn_dim))))
+        out = attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(B, N, -1))))  # -1: older timm has no attn_dim
         h = h + blk.drop_path1(blk.ls1(out))
 
         # CE scores: post-softmax attention of the template rows to the search keys, mean over rows and heads
