@@ -64,6 +64,10 @@ class ChainSettings:
     max_frames: int | None = None  # track only the first N frames of each sequence (smoke)
     train: dict = field(default_factory=dict)  # config overrides for every training run of the chain
     workers: int = 1  # tracking processes inside one evaluation
+    # sequences tracked at once in one evaluation process (dmtrack.track.batched: one batched forward per
+    # frame, boxes within 0.01 px of one-at-a-time tracking in the 2-decimal files); the fps in the
+    # results is then each sequence's share of the batched step, so every evaluation of a chain uses the same
+    track_batch: int = 1
     jobs: int = 1  # notebooks run at the same time (each gets cores // jobs torch threads)
     fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
     budget_minutes: float | None = None  # the wall time the chain must fit in on its reference machine (None = none)
@@ -74,12 +78,12 @@ class ChainSettings:
 CHAINS = {
     # smoke: the robustness test with its control only (5 notebooks more, not 11)
     "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), steps_sweep=(1, 2), max_frames=12, jobs=2,
-                           robust_variants=("full", "no_language")),
+                           robust_variants=("full", "no_language"), track_batch=2),
     # demo: 18 trainings at the demo profile's recipe (480 steps of 32 pairs, width 128), one thread each,
-    # two at a time: the whole chain took 41 min on 2 idle cores (README), before the chain reading's
-    # Table 2 rows and the steps sweep were added. The report says how many seeds its verdicts would need.
+    # two at a time, then 47 evaluations tracking 8 sequences at once (one at a time the chain took 67 min
+    # on 2 idle cores; README). The report says how many seeds its verdicts would need.
     "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2,
-                          budget_minutes=60.0),
+                          budget_minutes=60.0, track_batch=8),
     "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
                            fig7_sequences=3, require_weights=True),
 }
@@ -180,6 +184,8 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                 for b in benches for seed in eval_seeds]
         params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
                       seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers)
+        if s.track_batch != 1:  # only then, as the sentence below
+            params["batch"] = s.track_batch
         if sentence != "true":  # only then: the other steps keep the keys their finished runs were stamped with
             params["sentence"] = sentence
         steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,

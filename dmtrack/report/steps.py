@@ -106,16 +106,19 @@ def _torchrun(cmd: list[str], data_dir, model: Path) -> Path:
 
 # --- 20_evaluate ------------------------------------------------------------------------------------
 def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=None, max_frames: int | None = None,
-                     workers: int = 1, average: str = "final", steps: int | None = None, sentence: str = "true"):
+                     workers: int = 1, average: str = "final", steps: int | None = None, sentence: str = "true",
+                     batch: int = 1):
     """Track `benchmarks` with every seed's model of `variant` at k samplings (average: the reading of
     "k samplings", final | chain; steps: DDIM steps per chain, None = the config's; sentence: true |
-    misleading | uninformative, the robustness test's sentence), scored under both
+    misleading | uninformative, the robustness test's sentence; batch: sequences tracked at once, in one
+    process: with more tracking processes, one GPU each, every process tracks one), scored under both
     protocols; returns the overall scores (one row per benchmark, seed and protocol). Results of an
     earlier model.pth (retrained since) are redone, never resumed."""
     import pandas as pd
 
     gpus = visible_gpus()  # this kernel's: one tracking process per GPU
     workers = max(workers, len(gpus))
+    batch = batch if workers == 1 else 1  # the batched tracker runs in one process (track_benchmark)
     rows = []
     for seed in seeds:
         path = model_path(work, variant, seed)
@@ -125,7 +128,8 @@ def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=Non
             out = dmtrack_results(work, bench, variant, k, seed, average, steps, sentence)
             scores = evaluate(path, bench, out, samples=k, seed=seed, workers=workers, max_frames=max_frames,
                               progress=False, replace_stale=True, sentence=sentence, steps=steps, average=average,
-                              data_root=data_dir if bench.startswith("synthetic") else None, gpus=gpus or None)
+                              data_root=data_dir if bench.startswith("synthetic") else None, gpus=gpus or None,
+                              batch=batch)
             for protocol, sc in scores.items():
                 rows.append(dict(benchmark=bench, variant=variant, k=k, average=average, steps=steps, sentence=sentence,
                                  seed=seed, protocol=protocol, **sc.overall()))

@@ -356,7 +356,8 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
             "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
             "max_frames": max_frames, "data_root": str(data_root) if data_root else None,
             "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
-            "sentence": sentence, "precision": resolve_precision(precision, device or resolve_device(cfg.device))}
+            "sentence": sentence, "precision": resolve_precision(precision, device or resolve_device(cfg.device)),
+            "batch": batch}  # recorded, not compared on resume: the times (fps) are each sequence's share of a batched step
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
         track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average, precision), seqs, out, meta,
                         workers=workers, max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion,
