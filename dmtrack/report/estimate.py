@@ -193,7 +193,8 @@ def _eval_cost(name: str, p: dict, sizes: dict, cal: Calibration) -> StepCost:
     k = 1 if p["variant"] == "no_diffusion" else p["k"]  # nothing is sampled without diffusion
     benches = [dict(benchmark=b, sequences=sizes[b]["sequences"], frames=sizes[b]["frames"]) for b in p["benchmarks"]]
     frames = sum(b["frames"] or 0 for b in benches)
-    work = dict(variant=p["variant"], k=p["k"], seeds=list(p["seeds"]), benchmarks=benches, frames=frames)
+    work = dict(variant=p["variant"], k=p["k"], seeds=list(p["seeds"]), benchmarks=benches, frames=frames,
+                batch=p.get("batch", 1))  # timed at batch 1: an upper bound for sequences tracked together
     if any(b["frames"] is None for b in benches):
         return StepCost(name, work, None, "frame count unknown")
     return StepCost(name, work, frames * len(p["seeds"]) * cal.frame(k))
@@ -235,7 +236,7 @@ def step_costs(profile: str, steps, sizes: dict, cal: Calibration) -> list[StepC
 
 
 FORMULA = ("train = pairs x s/pair; evaluate = frames x seeds x s/frame(k), s/frame linear in k through the two "
-           "calibrated k; Fig. 7 = variants x sequences x mean frames x s/frame(k); data = 3 x reading time; "
+           "calibrated k, one sequence at a time; Fig. 7 = variants x sequences x mean frames x s/frame(k); data = 3 x reading time; "
            "+ the start of a notebook per step; wall = sum / jobs")
 
 
@@ -276,7 +277,8 @@ def _work_text(w: dict) -> str:
     if "benchmarks" in w and "k" in w:
         b = "; ".join(f"{x['benchmark']} {x['sequences']} seq {x['frames']:,} frames" if x["frames"] is not None
                       else f"{x['benchmark']} {x['sequences']} seq ? frames" for x in w["benchmarks"])
-        return f"{b}; k={w['k']}; seeds {','.join(map(str, w['seeds']))}"
+        together = f"; {w['batch']} sequences at once (estimated one at a time)" if w.get("batch", 1) > 1 else ""
+        return f"{b}; k={w['k']}; seeds {','.join(map(str, w['seeds']))}{together}"
     if "variants" in w:
         return f"{w['variants']} variants x {w['sequences']} {w['benchmark']} seq x {w['frames_per_sequence']} frames, k={w['k']}"
     if "benchmarks" in w:
