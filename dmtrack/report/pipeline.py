@@ -398,9 +398,12 @@ def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seed_li
     with environment(record["data_env"]):  # the notebooks' kernels inherit these absolute paths
         steps = plan(profile, paths, others=others, settings=settings)
         est = chain_estimate(profile, steps, paths.data, settings)
-        log(f"dmtrack report --profile {profile}: {len(steps)} steps, seeds {seed_list}, "
+        keys = chain_keys(steps)
+        done = set() if force else {st.name for st in steps if done_stamp(st, paths.runs, keys[st.name])}
+        left = sum(r["seconds"] or 0 for r in est["steps"] if r["step"] not in done) / max(1, est["jobs"])
+        log(f"dmtrack report --profile {profile}: {len(steps)} steps ({len(done)} done already), seeds {seed_list}, "
             f"data {'synthetic (' + str(paths.data) + ')' if settings.synthetic else 'real (' + record['data_env']['DMTRACK_DATA'] + ')'}, "
-            f"executed notebooks in {paths.runs}; estimated {duration(est['wall_seconds'])} on this machine "
+            f"executed notebooks in {paths.runs}; the steps to run estimated at {duration(left)} on this machine "
             f"(`dmtrack report --plan` lists every step)")
         progress = Progress(est, log)
 
