@@ -117,19 +117,22 @@ def data_speed(root: Path, batches: int, batch: int) -> dict:
     from torch.utils.data import DataLoader
 
     from dmtrack.data import load_benchmark
-    from dmtrack.train.sampler import PairDataset, PairSampler, collate
+    from dmtrack.train.sampler import (PairDataset, PairSampler, collate, data_workers, single_threaded_workers,
+                                       worker_init)
 
     cfg = load_config("paper", "full", train_datasets={"synthetic": 1.0}, batch_size=batch, **PAPER)
     data = PairDataset(cfg, {"synthetic": load_benchmark("synthetic_train", root=root, progress=False)})
-    loader = DataLoader(data, batch_size=batch, sampler=PairSampler(batch * (batches + 1)), num_workers=cfg.num_workers,
-                        collate_fn=collate, drop_last=True)
+    workers = data_workers(cfg)  # num_workers=auto resolved as the training resolves it
+    single_threaded_workers(workers)
+    loader = DataLoader(data, batch_size=batch, sampler=PairSampler(batch * (batches + 1)), num_workers=workers,
+                        worker_init_fn=worker_init, collate_fn=collate, drop_last=True)
     it = iter(loader)
     next(it)
     t = time.perf_counter()
     n = sum(len(b["text"]) for b in it)
     s = time.perf_counter() - t
-    return {"workers": cfg.num_workers, "batch": batch, "pairs": n, "pairs_per_s": round(n / s, 1),
-            "frame_size": "1280x720", "per_worker": round(n / s / max(cfg.num_workers, 1), 1)}
+    return {"workers": workers, "batch": batch, "pairs": n, "pairs_per_s": round(n / s, 1),
+            "frame_size": "1280x720", "per_worker": round(n / s / max(workers, 1), 1)}
 
 
 # ----------------------------------------------------------------------------- 3. tracking speed

@@ -66,8 +66,9 @@ class ChainSettings:
     train: dict = field(default_factory=dict)  # config overrides for every training run of the chain
     workers: int = 1  # tracking processes inside one evaluation
     # sequences tracked at once in one evaluation process (dmtrack.track.batched: one batched forward per
-    # frame, boxes within 0.01 px of one-at-a-time tracking in the 2-decimal files); the fps in the
-    # results is then each sequence's share of the batched step, so every evaluation of a chain uses the same
+    # frame; the same boxes up to float rounding, 0.00018 px at most on trained demo models, though an
+    # untrained model's chaotic tracks can drift apart); the fps in the results is then each sequence's
+    # share of the batched step, so every evaluation of a chain uses the same
     track_batch: int = 1
     jobs: int = 1  # notebooks run at the same time (each gets cores // jobs torch threads)
     fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
