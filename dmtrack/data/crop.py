@@ -11,6 +11,7 @@ image, so the boxes in crop coordinates are the very same and the pixels nearly 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -95,10 +96,17 @@ def box_from_crop(box_xywh_crop, crop_center_box_xywh, resize_factor: float, out
     return np.array([bx / resize_factor + ox, by / resize_factor + oy, bw / resize_factor, bh / resize_factor])
 
 
+@functools.lru_cache(maxsize=None)
+def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std as (3, 1, 1) tensors on `device`, copied there once: a copy from
+    pageable host memory in every training step would wait for the GPU's queue."""
+    return (torch.from_numpy(IMAGENET_MEAN).to(device).view(3, 1, 1),
+            torch.from_numpy(IMAGENET_STD).to(device).view(3, 1, 1))
+
+
 def normalize_images(crops: torch.Tensor) -> torch.Tensor:
     """(..., H, W, 3) uint8 RGB -> (..., 3, H, W) float32, on the crops' device: pixels / 255,
     then ImageNet mean and std (OSTrack's transforms.Normalize after ToTensor)."""
-    mean = torch.from_numpy(IMAGENET_MEAN).to(crops.device).view(3, 1, 1)
-    std = torch.from_numpy(IMAGENET_STD).to(crops.device).view(3, 1, 1)
+    mean, std = _imagenet_stats(crops.device)
     x = crops.movedim(-1, -3).float().div_(255.0)
     return x.sub_(mean).div_(std).contiguous()
