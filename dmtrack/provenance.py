@@ -70,9 +70,48 @@ def hardware() -> dict:
     return info
 
 
+LOCK = REPO / "requirements.lock"
+
+
+def locked_versions(lock: Path = LOCK) -> dict:
+    """{package: version} of the lock file's lines that apply to this Python and platform."""
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if line[:1].isalnum() and "==" in line:
+            req, _, marker = line.rstrip(" \\").partition(";")
+            if not marker.strip() or Marker(marker.strip()).evaluate():
+                name, _, version = req.strip().partition("==")
+                pins[canonicalize_name(name)] = version
+    return pins
+
+
+def install_state(lock: Path = LOCK) -> dict:
+    """{'lock_sha256': the lock file's digest, 'differs': {package: 'installed (lock: locked)'} for every
+    locked package installed at another version}: how to rebuild this environment, and whether it was."""
+    if not lock.is_file():
+        return {"lock_sha256": "no lock file", "differs": {}}
+    from packaging.utils import canonicalize_name
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    differs = {n: f"{installed.get(n, 'not installed')} (lock: {v})" for n, v in locked_versions(lock).items()
+               if installed.get(n) != v}
+    return {"lock_sha256": file_sha256(lock), "differs": differs}
+
+
 def provenance() -> dict:
-    """{'git': git_state(), 'packages': package_versions(), 'hardware': hardware()}."""
-    return {"git": git_state(), "packages": package_versions(), "hardware": hardware()}
+    """{'git': git_state(), 'packages': package_versions(), 'hardware': hardware(), 'install': install_state()}."""
+    return {"git": git_state(), "packages": package_versions(), "hardware": hardware(), "install": install_state()}
+
+
+def install_label(install: dict) -> str:
+    """'requirements.lock <sha256>' plus the packages installed at other versions, for the report."""
+    if not install:
+        return "not recorded"
+    differs = install.get("differs", {})
+    extra = "; installed at other versions: " + ", ".join(f"{k} {v}" for k, v in differs.items()) if differs else \
+        " (every locked package at its locked version)"
+    return f"requirements.lock sha256 `{install.get('lock_sha256', '?')}`" + extra
 
 
 def git_label(git: dict) -> str:

@@ -128,3 +128,23 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path, how):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     assert wait_until(lambda: not running(child), timeout=5), f"worker {child} outlived its killed parent ({how})"
+
+
+def test_install_state_names_the_lock_and_every_package_off_it(tmp_path, monkeypatch):
+    from importlib import metadata
+    from dmtrack import provenance as prov
+    lock = tmp_path / "requirements.lock"
+    torch_v = metadata.version("torch")
+    lock.write_text(f"torch=={torch_v} \\\n    --hash=sha256:00\n"
+                    f"numpy==0.0.1 ; python_version >= '3.0' \\\n    --hash=sha256:11\n    # via pandas\n"
+                    f"pywin-only==1.0 ; sys_platform == 'win32' \\\n    --hash=sha256:22\n")
+    assert prov.locked_versions(lock) == {"torch": torch_v, "numpy": "0.0.1"}  # the win32 line does not apply
+    state = prov.install_state(lock)
+    assert state["lock_sha256"] == prov.file_sha256(lock)
+    assert state["differs"] == {"numpy": f"{metadata.version('numpy')} (lock: 0.0.1)"}
+    assert "numpy" in prov.install_label(state) and state["lock_sha256"] in prov.install_label(state)
+    # the repository's own lock applies to this machine and the suite runs in the environment it made
+    # (make test installs from it), unless this is the newest-versions check
+    real = prov.install_state()
+    assert len(real["lock_sha256"]) == 64
+    assert "provenance" not in prov.install_label({})

@@ -248,14 +248,19 @@ def test_official_invalid_gt_is_a_precision_hit():
     approx(r, auc=100 * 27 / 84, precision=100, norm_precision=50)
 
 
-def test_official_tnl2k_zero_size_gt_is_absent():
-    # TNL2K without visibility flags: the toolkit's absent file marks the zero-size rows, so f3 (w = h = 0)
-    # is absent -> a miss everywhere: e [0, -1, inf, 20] -> P 3/4; ne [0, -1, inf, 2] -> Pnorm 2/4
-    iou, e, ne, _ = frame_errors(BORDER_PRED, BORDER_GT, protocol="official", dataset="tnl2k")
-    np.testing.assert_allclose(iou, [1, -1, -1, 0])
-    np.testing.assert_array_equal(e, [0, -1, np.inf, 20])
-    r = overall({"b": BORDER_PRED}, [seq("b", BORDER_GT, tag="tnl2k")], protocol="official")
-    approx(r, auc=100 * 20 / 84, precision=75, norm_precision=50)
+def test_official_tnl2k_absent_iff_the_gt_row_is_all_zero():
+    # TNL2K without visibility flags: the toolkit's absent files flag exactly the 0,0,0,0 rows. A row with
+    # w > 0 and h = 0 (12 rows of the test set) is present but invalid: a miss for success, a HIT for both
+    # precisions. f2 x = 0 invalid (all4), f3 [10,10,0,0] invalid, f4 [0,0,0,0] absent, f5 20 px off.
+    # e [0, -1, -1, inf, 20] -> P 4/5; ne [0, -1, -1, inf, 2] -> Pnorm 3/5; IoU [1, -1, -1, -1, 0] -> AUC 20/105
+    gt = [G, [0, 10, 10, 10], [10, 10, 0, 0], [0, 0, 0, 0], G]
+    pred = [G, [5, 10, 10, 10], G, G, [30, 10, 10, 10]]
+    iou, e, ne, _ = frame_errors(pred, gt, protocol="official", dataset="tnl2k")
+    np.testing.assert_allclose(iou, [1, -1, -1, -1, 0])
+    np.testing.assert_array_equal(e, [0, -1, -1, np.inf, 20])
+    np.testing.assert_array_equal(ne, [0, -1, -1, np.inf, 2])
+    r = overall({"b": pred}, [seq("b", gt, tag="tnl2k")], protocol="official")
+    approx(r, auc=100 * 20 / 105, precision=80, norm_precision=60)
 
 
 def test_official_absent_frames_are_misses_with_full_length():

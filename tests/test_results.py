@@ -405,3 +405,26 @@ def test_cli_merges_several_runs(tmp_path, toy_benchmark, capsys):
     assert st["auc"] == pytest.approx((100 * 40 / 63 + 100 * 20 / 63) / 2)
     assert st["norm_precision"] == pytest.approx((100 + 100 * 2 / 3) / 2) and st["precision"] == pytest.approx(200 / 3)
     assert j["per_sequence"]["mv"]["auc"] == pytest.approx(100 * 20 / 21)
+
+
+def test_cli_scores_tnl2k_as_its_toolkit_with_an_empty_sentence_and_a_zero_height_row(tmp_path):
+    # TNL2K test layout: Fight_video_6-Done with an empty language.txt (as first released) and a sequence
+    # with one row of w > 0, h = 0 that the toolkit's absent files do not flag (12 such rows in the real
+    # test set), next to one 0,0,0,0 row (absent). Scoring reads no sentence, so the empty one is no error.
+    from fixtures import write_tnl2k_seq
+    test = tmp_path / "TNL2K" / "test"
+    write_tnl2k_seq(test, "Fight_video_6-Done", ["1.jpg", "2.jpg"], [G, G], text="")
+    write_tnl2k_seq(test, "h0", [f"{i}.jpg" for i in range(1, 5)], [G, [10, 10, 10, 0], [0, 0, 0, 0], G])
+    res = tmp_path / "res"
+    write_results(res, "Fight_video_6-Done", [G, G])
+    write_results(res, "h0", [G, G, G, [30, 10, 10, 10]])
+    out = tmp_path / "s.json"
+    assert main(["score", "--benchmark", "tnl2k", "--data-root", str(tmp_path / "TNL2K"), "--results", str(res),
+                 "--protocol", "official", "--json", str(out)]) == 0
+    h0 = json.loads(out.read_text())["per_sequence"]["h0"]
+    # h0: IoU [1, -1 (invalid), -1 (absent), 0] -> AUC 20/84; e [0, -1 (hit), inf, 20] -> P 3/4;
+    #     ne [0, -1 (hit), inf, 2] -> Pnorm 2/4. Calling the h = 0 row absent gave P 2/4 and Pnorm 1/4.
+    assert h0["auc"] == pytest.approx(100 * 20 / 84) and h0["precision"] == 75 and h0["norm_precision"] == 50
+    with pytest.raises(Exception, match="empty description"):  # tracking still needs the sentence
+        from dmtrack.data import load_benchmark
+        load_benchmark("tnl2k", tmp_path / "TNL2K")

@@ -9,6 +9,7 @@ See docs/datasets.md for the layouts.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from . import lasot, otb, refcoco, tnl2k
@@ -128,7 +129,19 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
     if name not in BENCHMARKS and drift_level(name) is None:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, {_DRIFT}<level>")
     root = Path(root) if root is not None else dataset_root(name)
-    opts = dict(allow_empty_text=allow_empty_text, progress=progress, frames=frames)
+    # Annotations only (scoring) never reads a sentence: an empty one (TNL2K's Fight_video_6-Done) is
+    # loaded as "" without a word; tracking and training still refuse it unless allowed.
+    opts = dict(allow_empty_text=allow_empty_text or not frames, progress=progress, frames=frames)
+    with warnings.catch_warnings():
+        if not frames:
+            warnings.filterwarnings("ignore", message=".*empty description")
+        seqs = _load(name, root, split, custom_split, opts)
+    for s in seqs:
+        s.extra["benchmark"] = name
+    return seqs
+
+
+def _load(name: str, root: Path, split: str | None, custom_split: bool, opts: dict) -> list[Sequence]:
     if name == "lasot":
         seqs = lasot.load(root, split or "test", tag="lasot", official=True, custom_split=custom_split, **opts)
     elif name == "lasot_ext":
@@ -141,8 +154,6 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
         seqs = refcoco.load(root, split or "train", **opts)
     else:
         seqs = _load_synthetic(name, root, opts)
-    for s in seqs:
-        s.extra["benchmark"] = name
     return seqs
 
 

@@ -50,16 +50,24 @@ def crop_square(image: np.ndarray, box_xywh, factor: float, out_size: int, scale
     y1 = int(round(cy - 0.5 * side))
     x2, y2 = x1 + side, y1 + side
     H, W = size if scale > 1 else image.shape[:2]
-    pad_l, pad_t = max(0, -x1), max(0, -y1)
-    pad_r, pad_b = max(0, x2 - W), max(0, y2 - H)
+    # The part of the crop inside the image, in crop coordinates [u0, u1) x [v0, v1): empty when the
+    # square lies wholly outside. Each index is clipped on its own, so no slice bound goes negative
+    # (a negative one counts from the end) and OpenCV never sees an empty patch (OpenCV 5 refuses one
+    # in copyMakeBorder; 4.x let it through).
+    u0, u1 = min(max(0, -x1), side), max(0, min(side, W - x1))
+    v0, v1 = min(max(0, -y1), side), max(0, min(side, H - y1))
+    inside = u1 > u0 and v1 > v0
     mask = np.ones((side, side), dtype=np.uint8)
-    mask[pad_t:side - pad_b, pad_l:side - pad_r] = 0
+    if inside:
+        mask[v0:v1, u0:u1] = 0
     mask = cv2.resize(mask, (out_size, out_size), interpolation=cv2.INTER_NEAREST).astype(bool)
     if scale > 1:
         return _crop_reduced(image, x1, y1, side, out_size, scale), out_size / side, mask
-    patch = image[max(0, y1):min(H, y2), max(0, x1):min(W, x2)]
-    if pad_l or pad_t or pad_r or pad_b:
-        patch = cv2.copyMakeBorder(patch, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    if not inside:
+        return np.zeros((out_size, out_size) + image.shape[2:], image.dtype), out_size / side, mask
+    patch = image[y1 + v0:y1 + v1, x1 + u0:x1 + u1]
+    if (u0, v0, u1, v1) != (0, 0, side, side):
+        patch = cv2.copyMakeBorder(patch, v0, side - v1, u0, side - u1, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     crop = cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
     return crop, out_size / side, mask
 

@@ -120,9 +120,10 @@ def frame_errors(pred, gt, visible=None, *, protocol: str = "pytracking", datase
     pred[0] = gt[0]
     if vis is None and dataset.startswith("tnl2k"):
         # The TNL2K toolkit reads absent flags from its own annos/absent/<seq>.txt, which the
-        # dataset folder lacks; those flags mark exactly the zero-size gt rows (all but 12 of
-        # 516,038 frames), so without flags a zero-size gt row counts as absent.
-        vis = (gt[:, 2] > 0) & (gt[:, 3] > 0)
+        # dataset folder lacks. On all 516,038 test rows those flags mark exactly the rows that are
+        # 0,0,0,0: the 12 rows with w > 0 and h = 0 are present, hence invalid (a miss for success,
+        # a hit for both precisions), not absent.
+        vis = ~(gt == 0).all(axis=1)
     valid = _valid(gt, rule)
     iou = iou_xywh(pred, gt)
     e, ne = _centre_errors(pred, gt)

@@ -22,7 +22,7 @@ from dmtrack.data.benchmarks import OFFICIAL_SIZE, drift_benchmark, synthetic_na
 from dmtrack.data.sentences import SENTENCES
 from dmtrack.eval.results import find_result_files
 from dmtrack.layout import results_root, score_files, scored_runs, scores_path, spread_dir, tracker_name
-from dmtrack.provenance import git_label
+from dmtrack.provenance import git_label, install_label
 from dmtrack.report import paper
 from dmtrack.report import verdicts as vd
 from dmtrack.report.verdicts import HELD_BACK, Gate, full_beats_static, judge, seed_sequence_ci
@@ -633,6 +633,7 @@ def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes
               f"| hardware | {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, {hw.get('ram_gib', '?')} GiB RAM, GPUs: {gpus} |",
               f"| platform | {hw.get('platform', '?')}, Python {hw.get('python', '?')} |",
               f"| packages | {pk} |",
+              f"| install | {install_label(manifest.get('install', {}))} |",
               f"| git commit | `{git_label(manifest.get('git', {}))}` |",
               f"| started | {manifest.get('started', '?')} |", ""]
     changes = manifest.get("config_changes") or {}
