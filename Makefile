@@ -14,7 +14,7 @@ ARGS ?=
 # The no-deps packages (pyproject.toml [tool.dmtrack] no-deps), one per line, for `make lock`.
 NODEPS_IN = $$($(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['tool']['dmtrack']['no-deps']))")
 
-.PHONY: setup test reproduce lab bench clean lock check-latest
+.PHONY: setup setup-image test reproduce lab bench clean lock check-latest
 
 setup: $(STAMP)
 
@@ -28,6 +28,16 @@ $(STAMP): $(LOCK) $(LOCK_NODEPS) pyproject.toml
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK_NODEPS)
 	$(PY) -m ipykernel install --user --name dmtrack --display-name "dmtrack (.venv)" > /dev/null
 	touch $(STAMP)
+
+# A GPU image's own Python (PYTHON=python): the lock without torch, torchvision, triton and the CUDA
+# libraries, which the image provides built for its CUDA; a lock entry is its first line plus the
+# indented hash lines under it.
+GPU_IMAGE_SKIP := ^(torch|torchvision|triton|nvidia-|cuda-)
+setup-image:
+	awk '/^[^ #]/ { skip = ($$0 ~ /$(GPU_IMAGE_SKIP)/) } !skip' $(LOCK) > .lock-image.txt
+	$(PYTHON) -m pip install --quiet --require-hashes --no-deps -r .lock-image.txt -r $(LOCK_NODEPS)
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f .lock-image.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q
