@@ -58,9 +58,9 @@ bench: $(STAMP)
 lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet uv
-	.venv-lock/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	.venv-lock/bin/uv pip compile pyproject.toml --upgrade --universal --python-version 3.11 --generate-hashes \
 		--no-header --quiet -o $(LOCK)
-	echo "$(NODEPS_IN)" | .venv-lock/bin/uv pip compile - --no-deps --universal --python-version 3.11 \
+	echo "$(NODEPS_IN)" | .venv-lock/bin/uv pip compile - --upgrade --no-deps --universal --python-version 3.11 \
 		--generate-hashes --no-header --quiet -o $(LOCK_NODEPS)
 	rm -rf .venv-lock
 
