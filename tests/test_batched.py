@@ -18,10 +18,10 @@ def sequences(root):  # 4 sequences of 27-36 frames: batch 3 refills a slot when
     return [s for b in ("synthetic_lasot", "synthetic_tnl2k") for s in load_benchmark(b, root=root, progress=False)]
 
 
-@pytest.mark.parametrize("variant, k", [("full", 3), ("no_diffusion", 1)])
-def test_each_sequence_gets_the_boxes_it_gets_alone(sequences, variant, k):
+@pytest.mark.parametrize("variant, k, eta", [("full", 3, 0.0), ("full", 2, 1.0), ("no_diffusion", 1, 0.0)])
+def test_each_sequence_gets_the_boxes_it_gets_alone(sequences, variant, k, eta):
     torch.manual_seed(0)
-    cfg = load_config("smoke", variant)
+    cfg = load_config("smoke", variant, sampler_eta=eta)  # eta 1: every step draws noise, per sequence too
     model = build_model(cfg)
     if variant == "full":  # untrained, the denoiser ignores x_t (mask_in starts at 0): make the noise matter
         torch.nn.init.normal_(model.denoiser.mask_in.weight, std=0.5)
@@ -56,9 +56,3 @@ def test_evaluate_with_batch_writes_the_results_of_batch_1(root, tmp_path):
         assert a.shape == (12, 4) and np.abs(a - b).max() <= 0.01 + 1e-9  # files hold 2 decimals
     with pytest.raises(ValueError, match="batch 2 tracks sequences together in one process; use workers=1"):
         evaluate(ckpt, "synthetic_lasot", tmp_path / "w2", data_root=root, max_frames=5, batch=2, workers=2, progress=False)
-
-
-def test_ancestral_sampler_is_refused():
-    cfg = load_config("smoke", "full", sampler_eta=1.0)
-    with pytest.raises(ValueError, match="sampler_eta = 1.0: the ancestral sampler draws noise"):
-        BatchTracker(Tracker(build_model(cfg), cfg), batch=2)

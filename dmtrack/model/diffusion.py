@@ -65,19 +65,22 @@ class DiffusionSchedule(nn.Module):
         ts = torch.linspace(self.T - 1, -1, steps + 1).round().long().tolist()
         return list(zip(ts[:-1], ts[1:]))
 
-    def ddim_step(self, x_t, x0_hat, t: int, t_next: int, eta: float = 0.0):
+    def ddim_step(self, x_t, x0_hat, t: int, t_next: int, eta: float = 0.0, z=None):
         """One step of the reverse process (Eq. 5) with the DDIM parameterisation (Song et al. 2021):
             eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)
             x_next = sqrt(abar_n) x0_hat + sqrt(1 - abar_n - s^2) eps_hat + s z,
             s = eta sqrt((1 - abar_n)/(1 - abar_t)) sqrt(1 - abar_t/abar_n).
-        eta = 0 is deterministic; eta = 1 has the DDPM posterior variance. t_next < 0 returns x0_hat."""
+        eta = 0 is deterministic; eta = 1 has the DDPM posterior variance. t_next < 0 returns x0_hat.
+        z: the step's N(0, I) noise (default: drawn from torch's global RNG)."""
         if t_next < 0:
             return x0_hat
         a, an = self.alphas_cumprod[t], self.alphas_cumprod[t_next]
         eps = (x_t - a.sqrt() * x0_hat) / (1 - a).sqrt()
         sigma = eta * ((1 - an) / (1 - a) * (1 - a / an)).clamp(min=0).sqrt()
         x = an.sqrt() * x0_hat + (1 - an - sigma ** 2).clamp(min=0).sqrt() * eps
-        return x + sigma * torch.randn_like(x) if eta > 0 else x
+        if eta <= 0:
+            return x
+        return x + sigma * (torch.randn_like(x) if z is None else z)
 
     def ddim_plan(self, steps: int) -> list[tuple[int, int, float, float]]:
         """(t, t_next, c_x, c_x0) per step of `sample_timesteps(steps)`: for eta = 0, `ddim_step` is
@@ -238,6 +241,10 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
     """Run len(cond) chains x_T ~ N(0, I) -> x_0 in one batch (Eq. 5, DDIM steps).
 
     cond: (N,C,M,M) from `denoiser.encode_cond` (already expanded to the N = B*k chains).
+    noise: where the chains' randomness comes from: None = torch's global RNG; a tensor = x_T itself
+    (the ancestral steps' noise then from the global RNG); a function returning fresh (N,1,M,M) float32
+    N(0, I) noise at each call = x_T and then each ancestral step's z, in that order (the trackers give
+    each sequence its own generator this way, so a sequence's chains do not depend on its neighbours).
     Returns (logits, chain): logits of the final x0 prediction (N,1,M,M), or with every_step the
     logits of every step's x0 prediction (steps,N,1,M,M) (the time ensemble of the `chain` reading
     of test_average); chain (return_chain) is the list x_T, x_t1, ..., x_0 of (N,1,M,M) states
@@ -250,7 +257,8 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
     n, _, m, _ = cond.shape
     # x_T drawn in float32 whatever the autocast dtype, so a tracker that draws it itself
     # (dmtrack.track.batched, one generator per sequence) gets the same numbers
-    x = (torch.randn(n, 1, m, m, device=cond.device) if noise is None else noise).to(cond.dtype)
+    draw = noise if callable(noise) else (lambda: torch.randn(n, 1, m, m, device=cond.device))
+    x = (noise if isinstance(noise, torch.Tensor) else draw()).to(cond.dtype)
     chain = [x] if return_chain else None
     logits, all_logits = None, []
     plan = schedule.ddim_plan(steps)
@@ -268,7 +276,8 @@ def sample_masks(denoiser, schedule: DiffusionSchedule, cond: torch.Tensor, step
             break  # the last state is x0_hat itself, and only the logits are returned
         x0_hat = logits_to_x0(logits).clamp(-1, 1)
         if eta > 0 or t_next < 0:
-            x = schedule.ddim_step(x, x0_hat, t, t_next, eta)
+            z = draw().to(x.dtype) if eta > 0 and t_next >= 0 else None  # float32 draws: the same numbers under autocast
+            x = schedule.ddim_step(x, x0_hat, t, t_next, eta, z)
         else:
             x = (x0_hat * c_x0).add_(x, alpha=c_x)  # = ddim_step(x, x0_hat, t, t_next, 0)
         if return_chain:

@@ -168,7 +168,8 @@ class DMTrack(nn.Module):
         (keep rate and GT-CE from `epoch`; epoch None = no CE, no GT-CE); otherwise the test-time
         sampling of `sampling_plan(cfg, samples, steps, average)` (defaults: cfg.test_samples,
         cfg.sampling_steps, cfg.test_average) runs in one batch over features computed once, from
-        `noise` (B*chains,1,M,M) as x_T when given (crop-major, as the chains), else from torch's RNG."""
+        `noise` when given (`sample_masks`: x_T as a (B*chains,1,M,M) tensor, crop-major as the chains, or
+        a function drawing x_T and each ancestral step's noise), else from torch's RNG."""
         cfg, G = self.cfg, self.grid
         train = self.training and gt_boxes is not None
         keep_rate = (keep_rate_schedule(cfg, epoch) if epoch is not None else 1.0) if train else None

@@ -8,8 +8,9 @@ own `initialize`), previous box and diffusion noise stream; every step crops one
 per sequence and runs the network once on all of them. When a sequence ends, the next one takes
 its place. The result of each sequence is the one the Tracker gives it alone: the network treats
 the crops of a batch independently (per-sample attention, candidate elimination, norms, top-k),
-and the x_T of each sequence's k samplings comes from its own generator seeded as the Tracker
-seeds torch at `initialize`, drawn in the same order (tests/test_batched.py checks the boxes).
+and the noise of each sequence's k samplings (x_T, and each step's z under the ancestral sampler,
+sampler_eta > 0) comes from its own generator seeded as the Tracker seeds torch at `initialize`,
+drawn in the same order (tests/test_batched.py checks the boxes under both samplers).
 
 Times: a sequence's `initialize` is its own; a batched step's wall time is shared equally by the
 sequences in it, so `<seq>_time.txt` sums to the run's tracking time.
@@ -55,9 +56,6 @@ class BatchTracker:
     def __init__(self, tracker: Tracker, batch: int):
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
-        if tracker.cfg.use_diffusion and tracker.cfg.sampler_eta > 0:
-            raise ValueError(f"sampler_eta = {tracker.cfg.sampler_eta}: the ancestral sampler draws noise at every step "
-                             "from torch's global RNG, which sequences tracked together would share; use batch 1")
         self.tracker, self.batch = tracker, batch
         S = tracker.cfg.search_size
         self._search = torch.empty(batch, 3, S, S, device=tracker.device)
@@ -96,9 +94,9 @@ class BatchTracker:
         if active[0].text is not None:
             text = tuple(torch.cat(parts) for parts in zip(*(s.text for s in active)))
         noise = None
-        if cfg.use_diffusion:  # x_T of each crop's chains (one chain of k steps under the chain reading)
+        if cfg.use_diffusion:  # x_T, then each ancestral step's noise, of each crop's chains, from its own stream
             M, chains = tr.model.mask_size, sampling_plan(cfg, tr.samples, tr.steps, tr.average)[0]
-            noise = torch.cat([torch.randn(chains, 1, M, M, generator=s.noise, device=tr.device) for s in active])
+            noise = lambda: torch.cat([torch.randn(chains, 1, M, M, generator=s.noise, device=tr.device) for s in active])
         with autocast(tr.precision, tr.device):
             out = tr.model(torch.cat([s.template for s in active]), self._search[:n], text, samples=tr.samples,
                            steps=tr.steps, average=tr.average, noise=noise)
