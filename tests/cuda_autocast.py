@@ -109,8 +109,9 @@ def _kernel(op, kind: str, low: torch.dtype):
                 elif first and i >= len(args) and kwargs.get("dtype") is None:
                     kwargs["dtype"] = torch.float32
                 return op(*args, **kwargs)
-            if kind == "fp32_append_dtype":
-                return target(*args, **kwargs, dtype=torch.float32 if first else args[0].dtype)
+            if kind == "fp32_append_dtype":  # the dispatcher leaves out trailing arguments at their defaults
+                full = [*args, *(kwargs.pop(a.name, a.default_value) for a in op._schema.arguments[len(args):])]
+                return target(*full, dtype=torch.float32 if first else args[0].dtype)
             return op(*args, **kwargs)  # "follow": an op CPU autocast registers and CUDA does not
     return run
 

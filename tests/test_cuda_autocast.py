@@ -50,13 +50,15 @@ def test_the_policy_is_cudas_and_only_inside():
         with cuda_autocast(dtype):
             y = torch.nn.functional.linear(x, w)
             assert y.dtype == dtype  # a matmul: low precision, as on CUDA
-            assert [t.dtype for t in (y.exp(), y.softmax(-1), y.sum(), y ** 2, y.norm())] == [torch.float32] * 5
+            float32 = (y.exp(), y.softmax(-1), y.sum(), y ** 2, y.norm(), torch.ops.aten.norm.Scalar(y, 2))
+            assert [t.dtype for t in float32] == [torch.float32] * 6
             assert (y + 1).dtype == dtype and torch.cat([y, y]).dtype == dtype  # the rest follows the inputs
             assert torch.zeros(4, 5).scatter_add(1, torch.zeros(4, 5, dtype=torch.long), y).dtype == torch.float32
             with pytest.raises(RuntimeError, match="unsafe to autocast"):  # banned on CUDA, float32 on CPU
                 torch.nn.functional.binary_cross_entropy(x.sigmoid(), x.sigmoid())
         with torch.autocast("cpu", dtype=dtype):  # the registration is gone: CPU autocast's own policy again
             assert torch.nn.functional.linear(x, w).exp().dtype == dtype
+            assert torch.nn.functional.binary_cross_entropy(x.sigmoid(), x.sigmoid()).dtype == torch.float32
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
