@@ -35,6 +35,7 @@ def smoke_model(variant, **overrides):
         _models[variant] = (cfg, model, {k: v.clone() for k, v in model.state_dict().items()})
     cfg, model, init = _models[variant]
     model.load_state_dict(init)
+    torch.manual_seed(0)  # double_sample_mode=random draws its choice from the global RNG: the same in any test order
     model.cfg = cfg = cfg.replace(**overrides)  # the forward reads double_sample_mode from its own config
     return cfg, model
 
