@@ -33,5 +33,7 @@ class FeatureFilter(nn.Module):
         flat = p.flatten(1)
         k = max(1, math.ceil(self.topk * flat.shape[1]))
         vals, idx = flat.topk(k, dim=1)
-        weights = torch.exp((vals - vals[:, :1]) / self.log_tau.exp())  # vals sorted: [:, 0] is the max
-        return torch.zeros_like(flat).scatter(1, idx, weights).view(b, c, h, w)
+        # in float32 on every device (CUDA autocast runs exp in float32, CPU autocast in the input's
+        # dtype), back to the mask's dtype for the scatter, which refuses a mix (issue 19)
+        weights = torch.exp((vals.float() - vals[:, :1].float()) / self.log_tau.float().exp())  # [:, 0] is the max
+        return torch.zeros_like(flat).scatter(1, idx, weights.to(flat.dtype)).view(b, c, h, w)
