@@ -56,6 +56,18 @@ def test_a_wrong_option_is_one_line_too(capsys):
     assert e.value.code == 2 and _one_line(capsys).startswith("dmtrack: error: argument <command>: invalid choice: 'nosuch'")
 
 
+@pytest.mark.parametrize("option, value", [("--max-frames", "0"), ("--steps", "0"), ("--batch", "0"), ("--batch", "-1"),
+                                           ("--workers", "0"), ("--workers", "-2"), ("--samples", "0"), ("--workers", "two")])
+def test_evaluate_refuses_a_count_below_one_as_a_usage_error(tmp_path, capsys, option, value):
+    # --max-frames 0 was an IndexError traceback; the others were run and recorded as given
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--checkpoint", str(tmp_path / "m.pth"), "--benchmark", "synthetic_lasot", "--out",
+              str(tmp_path / "e"), option, value])
+    assert e.value.code == 2
+    assert _one_line(capsys) == f"dmtrack evaluate: error: argument {option}: expects a positive integer, got '{value}'"
+    assert not (tmp_path / "e").exists()
+
+
 def _raising(monkeypatch, error):
     """`dmtrack score` raising `error` once its arguments are parsed."""
     def run(args):
