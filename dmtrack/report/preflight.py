@@ -68,11 +68,12 @@ def weight_problems(overrides: dict, required: bool, allow_minilm: bool = False)
     return problems
 
 
-def check_weights(profile: str, overrides: dict, required: bool, allow_minilm: bool = False) -> None:
+def check_weights(profile: str, overrides: dict, required: bool, allow_minilm: bool = False, more=()) -> None:
+    """PreflightError naming every weight problem, then the `more` ones (e.g. missing data: one message, not one per try)."""
     problems = weight_problems(overrides, required, allow_minilm)
     if problems:
         need = f"profile {profile} trains at the paper's settings and needs its weights: " if required else ""
-        raise PreflightError(need + "; ".join(problems) + f". See {WEIGHTS_DOC}.")
+        raise PreflightError(need + "; ".join([*problems, *more]) + f". See {WEIGHTS_DOC}.")
 
 
 def chain_configs(profile: str, overrides: dict, seeds) -> dict[tuple[str, int], Config]:
