@@ -32,7 +32,7 @@ def run(args) -> int:
     from ..config import load_config, overrides_from_args
     from ..data.files import MissingFileError
     from ..data.sequence import DEFAULT_SUBDIRS
-    from ..report.preflight import check_weights
+    from .preconditions import check_weights
     from .loop import train
     from .sampler import load_train_sequences, missing_train_data
 
