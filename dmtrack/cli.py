@@ -33,6 +33,17 @@ class UsageError(ValueError):
     """The command line asks for something that cannot be done as given (exit status 2)."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (frames, steps, processes): 0 or -1 is a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expects a positive integer, got {text!r}")
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (argparse prints the whole usage block first)."""
 

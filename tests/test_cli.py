@@ -56,6 +56,49 @@ def test_a_wrong_option_is_one_line_too(capsys):
     assert e.value.code == 2 and _one_line(capsys).startswith("dmtrack: error: argument <command>: invalid choice: 'nosuch'")
 
 
+@pytest.mark.parametrize("option, value", [("--max-frames", "0"), ("--steps", "0"), ("--batch", "0"), ("--batch", "-1"),
+                                           ("--workers", "0"), ("--workers", "-2"), ("--samples", "0"), ("--workers", "two")])
+def test_evaluate_refuses_a_count_below_one_as_a_usage_error(tmp_path, capsys, option, value):
+    # --max-frames 0 was an IndexError traceback; the others were run and recorded as given
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--checkpoint", str(tmp_path / "m.pth"), "--benchmark", "synthetic_lasot", "--out",
+              str(tmp_path / "e"), option, value])
+    assert e.value.code == 2
+    assert _one_line(capsys) == f"dmtrack evaluate: error: argument {option}: expects a positive integer, got '{value}'"
+    assert not (tmp_path / "e").exists()
+
+
+WEIGHTS_MISSING = ("dmtrack train: error: profile paper trains at the paper's settings and needs its weights: pretrained= is "
+                   "not set: give the OSTrack or MAE ViT-B checkpoint (--set pretrained=/path/OSTrack_ep0300.pth.tar), or "
+                   "--set pretrained=none to train from scratch; text_encoder=minilm is not a BERT directory: give "
+                   "bert-base-uncased (--set text_encoder=/path/bert-base-uncased), or --set text_encoder=minilm with "
+                   "--allow-minilm to run with the packaged MiniLM; ")
+DATA_MISSING = ("no training data for lasot at {d}/LaSOT, tnl2k at {d}/TNL2K, otb_lang at {d}/OTB_lang, refcocog at "
+                "{d}/refcoco (set --data-root or $DMTRACK_DATA)")
+
+
+@pytest.mark.parametrize("options, status, line", [
+    ([], 2, WEIGHTS_MISSING + DATA_MISSING + '. See README.md, section "Pointing the project at real datasets and weights".'),
+    (["--set", "pretrained=none", "--allow-minilm"], 1, "dmtrack train: error: " + DATA_MISSING),
+])
+def test_train_paper_names_every_missing_precondition_in_one_line(tmp_path, monkeypatch, capsys, options, status, line):
+    # it named only the missing LaSOT folder: a user fixing that met the next dataset, then the weights
+    for var in [k for k in os.environ if k.startswith("DMTRACK_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("DMTRACK_DATA", str(tmp_path / "data"))
+    assert main(["train", "--profile", "paper", "--out", str(tmp_path / "x"), *options]) == status
+    assert _one_line(capsys) == line.format(d=tmp_path / "data")
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_names_a_missing_pretrained_file_before_the_data(tmp_path, capsys):
+    assert main(["train", "--profile", "smoke", "--out", str(tmp_path / "x"), "--data-root", str(tmp_path),
+                 "--set", f"pretrained={tmp_path}/nope.pth"]) == 2
+    assert _one_line(capsys) == (f"dmtrack train: error: pretrained={tmp_path}/nope.pth: no such file; no training data "
+                                 f"for synthetic at {tmp_path}/synthetic (set --data-root or $DMTRACK_DATA). See README.md, "
+                                 'section "Pointing the project at real datasets and weights".')
+
+
 def _raising(monkeypatch, error):
     """`dmtrack score` raising `error` once its arguments are parsed."""
     def run(args):

@@ -56,6 +56,8 @@ def test_smoke_chain_writes_the_report(smoke):
                  "Run durations", "inconclusive", "OtherTracker (raw results re-scored)", "Published numbers"):
         assert must in text, must
     assert "<script" not in text and "steps.evaluate_variant" not in text  # code hidden, nothing to run
+    assert not re.search(r"\w+Warning: ", text)  # no library's warning (it opened the report: TqdmWarning, IProgress)
+    assert 'data-mime-type="application/vnd.jupyter.stderr"' not in text
     assert text.count('src="data:image/png;base64,') >= 8  # Fig. 7 panels, strips, sweeps, sample frames
     assert "report: " + str(html) in smoke["logs"][-1]
     assert (runs / "index.html").read_text() == text
@@ -160,6 +162,7 @@ def test_report_in_headless_chromium(smoke, tmp_path):
               "language-drift level", "Run durations"):
         assert h in heads, h
     assert "SYNTHETIC STAND-IN" in page["text"] and "protocol: pytracking" in page["text"]
+    assert not re.search(r"\w+Warning: ", page["text"]), page["text"][:300]  # what a reader sees first is the report
     from PIL import Image
 
     shot = np.asarray(Image.open(io.BytesIO(seen["png"])).convert("L"))

@@ -529,6 +529,22 @@ def test_render_html_is_self_contained(tmp_path):
     assert html.count('src="data:image/png;base64,') == 1 and "<table>" in html and "Run durations" in html
 
 
+def test_render_html_leaves_out_what_libraries_print_on_stderr(tmp_path):
+    # the report began with a red "TqdmWarning: IProgress not found" box (timm imports tqdm.auto in the kernel)
+    warning = ("/venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found. Please update "
+               "jupyter and ipywidgets.\n  from .autonotebook import tqdm as notebook_tqdm\n")
+    cell = nbformat.v4.new_code_cell("import timm")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=warning),
+                    nbformat.v4.new_output("stream", name="stdout", text="3 sequences re-scored\n"),
+                    nbformat.v4.new_output("display_data", data={"text/markdown": "**held back**"})]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "r.ipynb")
+    html = pipeline.render_html(tmp_path / "r.ipynb", tmp_path / "index.html").read_text()
+    assert "3 sequences re-scored" in html and "<strong>held back</strong>" in html
+    assert not re.search(r"\w+Warning: ", html) and "IProgress" not in html
+    assert 'data-mime-type="application/vnd.jupyter.stderr"' not in html  # no red box, whatever it says
+    assert nbformat.read(tmp_path / "r.ipynb", as_version=4).cells[0].outputs[0].text == warning  # the notebook keeps it
+
+
 def test_plan_of_the_demo_profile(tmp_path):
     paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
     steps = pipeline.plan("demo", paths)

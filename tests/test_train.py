@@ -170,7 +170,7 @@ def test_the_chain_trains_a_variant_over_two_gloo_processes_with_torchrun(data_r
     cmd = torchrun_command("smoke", "full", 0, tmp_path / "out", overrides, processes=2, threads=5)
     assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     assert cmd[5:] == ["-m", "dmtrack", "train", "--profile", "smoke", "--variant", "full", "--seed", "0", "--out",
-                       str(tmp_path / "out"), "--resume", "--no-progress", "--threads", "2", "batch_size=4", "epochs=1",
+                       str(tmp_path / "out"), "--resume", "--no-progress", "--threads", "2", "--allow-minilm", "batch_size=4", "epochs=1",
                        "pairs_per_epoch=16", 'pretrained="/w/a b.pth"']  # 5 threads // 2 processes; JSON values
     del overrides["pretrained"]
     model = train_variant("smoke", "full", 0, tmp_path / "work", data_root, overrides, processes=2, threads=2)

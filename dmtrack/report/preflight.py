@@ -16,18 +16,12 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from dmtrack.config import SCRATCH, VARIANTS, Config, ConfigError, load_config
+from dmtrack.config import SCRATCH, VARIANTS, Config, load_config
 from dmtrack.data.benchmarks import data_environment
 from dmtrack.provenance import file_sha256, folder_sha256
+from dmtrack.train.preconditions import MINILM, PreflightError, check_weights
 
-WEIGHTS_DOC = 'README.md, section "Pointing the project at real datasets and weights"'
-MINILM = "minilm"  # the packaged MiniLM (dmtrack.model.language), the text encoder of the small profiles
 PATH_KEYS = {"pretrained": ("", SCRATCH), "text_encoder": (MINILM,)}  # path-valued keys -> their non-path values
-
-
-class PreflightError(ConfigError):
-    """The chain would fail or mislead; raised before any step runs. The message says what to change
-    (a ConfigError: `dmtrack report` prints it as one line and exits 2)."""
 
 
 def absolute_path_overrides(overrides: dict, cwd=None) -> dict:
@@ -40,39 +34,6 @@ def absolute_path_overrides(overrides: dict, cwd=None) -> dict:
         if isinstance(value, str) and value not in names:
             out[key] = str(base / Path(value).expanduser())
     return out
-
-
-def weight_problems(overrides: dict, required: bool, allow_minilm: bool = False) -> list[str]:
-    """Why the chain may not start with these weights (empty: it may). Every profile: a pretrained
-    file or text encoder that is named must exist. required (the paper profile): the visual encoder's
-    checkpoint (or pretrained=none) and a local BERT directory (or minilm with allow_minilm) are needed."""
-    from dmtrack.model.language import resolve_text_encoder
-
-    problems = []
-    pretrained = overrides.get("pretrained", "")
-    if required and pretrained == "":
-        problems.append("pretrained= is not set: give the OSTrack or MAE ViT-B checkpoint "
-                        "(--set pretrained=/path/OSTrack_ep0300.pth.tar), or --set pretrained=none to train from scratch")
-    elif pretrained not in ("", SCRATCH) and not Path(pretrained).is_file():
-        problems.append(f"pretrained={pretrained}: no such file")
-    text = overrides.get("text_encoder", MINILM)
-    if required and not Path(text).is_dir() and not (text == MINILM and allow_minilm):
-        problems.append(f"text_encoder={text} is not a BERT directory: give bert-base-uncased "
-                        "(--set text_encoder=/path/bert-base-uncased), or --set text_encoder=minilm with --allow-minilm "
-                        "to run with the packaged MiniLM")
-    else:
-        try:
-            resolve_text_encoder(text)
-        except (FileNotFoundError, ModuleNotFoundError) as e:
-            problems.append(str(e))
-    return problems
-
-
-def check_weights(profile: str, overrides: dict, required: bool, allow_minilm: bool = False) -> None:
-    problems = weight_problems(overrides, required, allow_minilm)
-    if problems:
-        need = f"profile {profile} trains at the paper's settings and needs its weights: " if required else ""
-        raise PreflightError(need + "; ".join(problems) + f". See {WEIGHTS_DOC}.")
 
 
 def chain_configs(profile: str, overrides: dict, seeds) -> dict[tuple[str, int], Config]:

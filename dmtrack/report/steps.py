@@ -65,6 +65,7 @@ def torchrun_command(profile: str, variant: str, seed: int, out, overrides: dict
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
             "-m", "dmtrack", "train", "--profile", profile, "--variant", variant, "--seed", str(seed), "--out", str(out),
             "--resume", "--no-progress", "--threads", str(max(1, threads // processes)),
+            "--allow-minilm",  # the chain's preflight has already refused MiniLM on the paper profile unless allowed
             *(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items()))]
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 
 def add_arguments(parser):
-    from ..layout import SENTENCE_TAGS
+    from ..cli import positive_int
     from ..config import PRECISIONS
+    from ..layout import SENTENCE_TAGS
 
     parser.add_argument("--checkpoint", required=True, help="model file written by save_checkpoint (weights + config)")
     parser.add_argument("--benchmark", required=True,
@@ -19,8 +20,8 @@ def add_arguments(parser):
                              "synthetic_tnl2k | synthetic_otb_lang (see `dmtrack data list`)")
     parser.add_argument("--data-root", default=None, help="the benchmark's folder (default: $DMTRACK_DATA/<dataset>)")
     parser.add_argument("--split", default=None, help="dataset split (default: the benchmark's test split)")
-    parser.add_argument("--samples", type=int, default=None, help="k diffusion samplings per frame (default: the config's test_samples)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--samples", type=positive_int, default=None, help="k diffusion samplings per frame (default: the config's test_samples)")
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help="DDIM steps per sampling chain (default: the config's sampling_steps; final reading only)")
     parser.add_argument("--sentence", choices=tuple(SENTENCE_TAGS), default="true",
                         help="track with the sequences' own sentence, one describing a distractor, or the class word "
@@ -29,12 +30,12 @@ def add_arguments(parser):
                         help="final: k chains, final masks averaged; chain: one chain of k steps, its x0 predictions "
                              "averaged (default: the config's test_average; docs/method.md)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes, one sequence each (default 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes, one sequence each (default 1)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="autocast of the tracker's network (default fp32; see docs/tracking.md)")
-    parser.add_argument("--batch", type=int, default=1,
+    parser.add_argument("--batch", type=positive_int, default=1,
                         help="sequences tracked at once, one batched forward per frame (same results; with --workers 1)")
-    parser.add_argument("--max-frames", type=int, default=None, help="track only the first N frames of each sequence")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="track only the first N frames of each sequence")
     parser.add_argument("--sequences", default=None, help="comma-separated sequence names to run (default: all)")
     parser.add_argument("--protocol", default="both", choices=("both", "pytracking", "official", "none"),
                         help="score the results under these protocols at the end (default both)")

@@ -23,14 +23,18 @@ def add_arguments(parser):
     parser.add_argument("--data-root", default=None,
                         help="folder holding the training datasets under their default names (LaSOT/, TNL2K/, OTB_lang/, "
                              "refcoco/, synthetic/), as $DMTRACK_DATA (default: $DMTRACK_DATA or data/)")
+    parser.add_argument("--allow-minilm", action="store_true",
+                        help="paper profile: train with the packaged MiniLM instead of a bert-base-uncased directory")
     add_override_arguments(parser)
 
 
 def run(args) -> int:
     from ..config import load_config, overrides_from_args
+    from ..data.files import MissingFileError
     from ..data.sequence import DEFAULT_SUBDIRS
+    from .preconditions import check_weights
     from .loop import train
-    from .sampler import load_train_sequences
+    from .sampler import load_train_sequences, missing_train_data
 
     overrides = overrides_from_args(args)
     if args.seed is not None:
@@ -40,6 +44,11 @@ def run(args) -> int:
         import torch
         torch.set_num_threads(args.threads)
     roots = {k: Path(args.data_root) / sub for k, sub in DEFAULT_SUBDIRS.items()} if args.data_root else None
+    # every missing precondition in one message, the weights (a stat each) before the data (a folder each)
+    missing = missing_train_data(cfg, roots)
+    check_weights(args.profile, overrides, required=args.profile == "paper", allow_minilm=args.allow_minilm, more=missing)
+    if missing:
+        raise MissingFileError("; ".join(missing))
     sequences = load_train_sequences(cfg, roots)
     path = train(cfg, args.out, resume=args.resume, sequences=sequences, max_steps=args.max_steps,
                  progress=not args.no_progress)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -42,6 +43,7 @@ from torch.utils.data import Dataset, Sampler
 from ..data import Sequence, load_benchmark
 from ..data.crop import box_in_crop, crop_square, decode_scale
 from ..data.files import read_frame_reduced
+from ..data.sequence import dataset_root
 from ..provenance import cpu_cores
 
 # cfg.train_datasets key -> (benchmark name for dmtrack.data.load_benchmark, split)
@@ -66,8 +68,9 @@ def mirror_sentence(text: str) -> str:
     return _MIRROR_RE.sub(lambda m: _MIRROR[m.group(1)], text)
 
 
-def load_train_sequences(cfg, roots: dict | None = None) -> dict[str, list[Sequence]]:
-    """The training sequences of every dataset with a positive ratio in cfg.train_datasets."""
+def train_roots(cfg, roots: dict | None = None) -> dict[str, tuple[str, Path, str]]:
+    """{dataset: (benchmark, root folder, split)} of every dataset with a positive ratio in cfg.train_datasets
+    (roots: {dataset: folder} overriding $DMTRACK_DATA / $DMTRACK_<NAME>_ROOT)."""
     roots = roots or {}
     out = {}
     for name, ratio in cfg.train_datasets.items():
@@ -76,8 +79,20 @@ def load_train_sequences(cfg, roots: dict | None = None) -> dict[str, list[Seque
         if name not in TRAIN_SETS:
             raise KeyError(f"unknown training dataset {name!r} in train_datasets; known: {', '.join(TRAIN_SETS)}")
         bench, split = TRAIN_SETS[name]
-        out[name] = load_benchmark(bench, root=roots.get(name), split=split)
+        out[name] = bench, Path(roots[name]) if roots.get(name) else dataset_root(bench), split
     return out
+
+
+def missing_train_data(cfg, roots: dict | None = None) -> list[str]:
+    """A line per training dataset whose root folder is absent (a check that costs nothing, before loading)."""
+    gone = [f"{name} at {root}" for name, (_, root, _) in train_roots(cfg, roots).items() if not root.is_dir()]
+    return [f"no training data for {', '.join(gone)} (set --data-root or $DMTRACK_DATA)"] if gone else []
+
+
+def load_train_sequences(cfg, roots: dict | None = None) -> dict[str, list[Sequence]]:
+    """The training sequences of every dataset with a positive ratio in cfg.train_datasets."""
+    return {name: load_benchmark(bench, root=root, split=split)
+            for name, (bench, root, split) in train_roots(cfg, roots).items()}
 
 
 # RefCOCOg references that are training targets: JointNLT's rule (lib/train/dataset/refcoco_seq.py:
