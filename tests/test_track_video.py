@@ -128,9 +128,10 @@ def test_draw_frame_box_and_mask_colours_by_hand():
     masked = draw_frame(image, (0, 0, 1, 1), "", 0, mask=np.where(np.arange(160) < 80, 0.0, 1.0)[None].repeat(120, 0))
     np.testing.assert_allclose(masked[100, 10], [0.4 * 100 + 0.6 * 4, 40, 40], atol=1)
     np.testing.assert_allclose(masked[100, 150], [40 + 0.6 * 191, 40 + 0.6 * 253, 40 + 0.6 * 252], atol=1)
-    # the banner: 12 rows (2 px padding + a 10 px text line at scale 0.3) darkened to 0.45, white "#1" on it
-    assert masked[11, 30].tolist() == [int(0.45 * 42), int(0.45 * 40), int(0.45 * 40)] and masked[12, 30, 1] == 40
-    assert masked[:12, :20].max() > 200
+    # the banner: 17 rows (2 px padding above and below one 13 px line: DejaVu Sans at its least size,
+    # 10 px, has ascent 10 + descent 3) darkened to 0.45, white "#1" on it
+    assert masked[16, 30].tolist() == [int(0.45 * 42), int(0.45 * 40), int(0.45 * 40)] and masked[17, 30, 1] == 40
+    assert masked[:17, :20].max() > 200
 
 
 # ----------------------------------------------------------------------------- bad input, one message each
