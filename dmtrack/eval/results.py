@@ -9,6 +9,8 @@ rows, so other trackers' published raw results score with the same code: got10k'
 %.3f, UVLTrack's tab integers, MATLAB toolkit files. Result folders may hold the files
 directly or in one `<dataset>/` sub-folder (MMTrack's layout), and the multi-target OTB
 names are matched across codebases (Jogging-1 / Jogging_1 / Jogging.1, Human4 / Human4_2).
+A file far larger than raw results, binary, or with an overlong line is refused unread; errors
+quote at most QUOTE characters of a row, and nothing of a file outside the results folder.
 """
 from __future__ import annotations
 
