@@ -263,3 +263,10 @@ def test_caption_draws_non_ascii_letters():
     assert not np.array_equal(drawn["λ"], drawn["Ω"])
     # é is e plus an accent above it with the same advance: its ink covers e's and adds some
     assert (drawn["é"] >= drawn["e"]).all() and (drawn["é"] > drawn["e"]).sum() > 3
+
+
+def test_letters_the_caption_font_lacks_are_named_in_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match=re.escape("--text: the caption font (DejaVu Sans) has no glyph for '红色的汽车'; "
+                                                   "tracked.mp4 draws them as boxes")):
+        track_video(FakeTracker(), [np.full((48, 64, 3), 90, np.uint8)] * 2, (5, 5, 10, 10), "红色的 汽车 λ", tmp_path,
+                    progress=False)

@@ -135,14 +135,31 @@ def check_box_in_frame(box, image_hw, where: str) -> None:
 
 
 # ----------------------------------------------------------------------------- drawing
+def _font_file() -> Path:
+    """DejaVu Sans, bundled with matplotlib (so always there): OpenCV's Hershey fonts draw '?' for
+    most letters outside ASCII, this one has Latin, Greek and Cyrillic glyphs."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+
+
 @functools.lru_cache(maxsize=4)
 def _font(size: int):
-    """DejaVu Sans (bundled with matplotlib, so always there): OpenCV's Hershey fonts draw '?' for
-    every byte outside ASCII, this one has Latin, Greek and Cyrillic glyphs."""
-    import matplotlib
     from PIL import ImageFont
 
-    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    return ImageFont.truetype(str(_font_file()), size)
+
+
+def warn_missing_glyphs(text: str) -> None:
+    """Warn when the caption font has no glyph for some characters of `text` (CJK, say): they are drawn as boxes."""
+    from fontTools.ttLib import TTFont  # a matplotlib dependency
+
+    with TTFont(_font_file(), lazy=True) as font:
+        covered = font.getBestCmap()
+    missing = "".join(dict.fromkeys(c for c in text if not c.isspace() and ord(c) not in covered))
+    if missing:
+        warnings.warn(f"--text: the caption font (DejaVu Sans) has no glyph for {missing[:20]!r}; tracked.mp4 draws "
+                      "them as boxes (the model reads the sentence as given)", stacklevel=2)
 
 
 def _wrap(text: str, width: float, font) -> list[str]:
@@ -277,6 +294,8 @@ def track_video(tracker, frames, box, text: str, out, *, video: bool = True, mas
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)  # a killed run's half video or boxes (dead writers only)
     warn_if_cut(tracker, text)
+    if video:
+        warn_missing_glyphs(text)
     source = isinstance(frames, FrameSource)
     where = frames.where if source else (lambda i: f"frame {i + 1}")
     total = frames.count if source else (len(frames) if hasattr(frames, "__len__") else None)
