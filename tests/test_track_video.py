@@ -218,29 +218,43 @@ class FakeTracker:
         self.box = np.asarray(box, dtype=np.float64)
 
     def track(self, image, return_mask=False):
-        if os.environ.get("SIGTERM_AT") == str(len(getattr(self, "seen", []))):
-            os.kill(os.getpid(), 15)
-        self.seen = getattr(self, "seen", []) + [1]
         return {"box": self.box, "mask": None}
 
 
+SIGTERM_AT_FRAME_4 = """
+import os, signal, sys
+import numpy as np
+from types import SimpleNamespace
+from dmtrack.cli import run_command
+from dmtrack.track.video import track_video
+
+class Tracker:  # FakeTracker that is sent SIGTERM while tracked.mp4 is half written
+    cfg, bgr, model, n = SimpleNamespace(use_diffusion=True, use_language=False, variant="full"), False, None, 0
+    def initialize(self, image, box, text):
+        pass
+    def track(self, image, return_mask=False):
+        self.n += 1
+        if self.n == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"box": np.array([5.0, 5, 10, 10]), "mask": None}
+
+frames = [np.full((48, 64, 3), 90, np.uint8)] * 8
+sys.exit(run_command("track", lambda: track_video(Tracker(), frames, (5, 5, 10, 10), "", sys.argv[1], progress=False)))
+"""
+
+
 def test_sigterm_removes_the_half_video_and_the_next_run_removes_dead_writers_temps(tmp_path):
-    frames = [np.full((48, 64, 3), 90, np.uint8)] * 8
-    script = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); from test_track_video import FakeTracker; "
-              "from dmtrack.cli import run_command; from dmtrack.track.video import track_video; "
-              "sys.exit(run_command('track', lambda: track_video(FakeTracker(), [np.full((48, 64, 3), 90, np.uint8)] * 8, "
-              "(5, 5, 10, 10), '', sys.argv[2], progress=False)))")
-    run = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__), str(tmp_path)], capture_output=True,
-                         text=True, env={**os.environ, "SIGTERM_AT": "3"}, timeout=120)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", SIGTERM_AT_FRAME_4, str(out)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 128 + 15, run.stderr  # the shell's status of a SIGTERM, after the cleanup
     assert "dmtrack track: error: signal SIGTERM" in run.stderr
-    assert list(tmp_path.iterdir()) == []  # neither tracked.mp4 nor its temp file
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
-    stale = [tmp_path / f".tracked.mp4.{int(gone)}.k2j4x9q1.tmp.mp4", tmp_path / f".boxes.txt.{int(gone)}.w8e1m0zz.tmp"]
+    assert list(out.iterdir()) == []  # neither tracked.mp4 nor its temp file
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    stale = [out / f".tracked.mp4.{gone}.k2j4x9q1.tmp.mp4", out / f".boxes.txt.{gone}.w8e1m0zz.tmp"]
     for p in stale:  # what a run killed by SIGKILL leaves
         p.write_bytes(b"half")
-    track_video(FakeTracker(), frames, (5, 5, 10, 10), "", tmp_path, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes.txt", "boxes_time.txt", "tracked.mp4"]
+    track_video(FakeTracker(), [np.full((48, 64, 3), 90, np.uint8)] * 8, (5, 5, 10, 10), "", out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["boxes.txt", "boxes_time.txt", "tracked.mp4"]
 
 
 def test_caption_wraps_long_words_and_stops_at_a_third_of_the_frame():
