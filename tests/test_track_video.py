@@ -135,7 +135,7 @@ def test_draw_frame_box_and_mask_colours_by_hand():
     np.testing.assert_allclose(masked[100, 150], [40 + 0.6 * 191, 40 + 0.6 * 253, 40 + 0.6 * 252], atol=1)
     # the banner: 17 rows (2 px padding above and below one 13 px line: DejaVu Sans at its least size,
     # 10 px, has ascent 10 + descent 3) darkened to 0.45, white "#1" on it
-    assert masked[16, 30].tolist() == [int(0.45 * 42), int(0.45 * 40), int(0.45 * 40)] and masked[17, 30, 1] == 40
+    assert masked[16, 30].tolist() == [round(0.45 * 42), round(0.45 * 40), round(0.45 * 40)] and masked[17, 30, 1] == 40
     assert masked[:17, :20].max() > 200
 
 
@@ -260,10 +260,11 @@ def test_sigterm_removes_the_half_video_and_the_next_run_removes_dead_writers_te
 def test_caption_wraps_long_words_and_stops_at_a_third_of_the_frame():
     image = np.full((96, 96, 3), 100, np.uint8)
     text = "the " + "x" * 60 + " " + " ".join(["red car on the left"] * 20)
-    lines, font, pad, step = caption_lines(text, 0, (96, 96))
+    lines, font, pad, step, indent = caption_lines(text, 1, (96, 96))
     # DejaVu Sans at 10 px: 13 px lines, 2 px padding; 96 / 3 = 32 rows hold (32 - 2) // 13 = 2 lines
     assert (pad, step) == (2, 13) and len(lines) == 2 and lines[-1].endswith("…")
-    assert all(font.getlength(line) <= 96 - 2 * pad for line in lines)  # the 60 x's are cut, not run off the frame
+    assert indent == np.ceil(font.getlength("#0  ")) and font.getlength(lines[0]) <= 96 - 2 * pad - indent
+    assert font.getlength(lines[1]) <= 96 - 2 * pad  # the 60 x's are cut, not run off the frame
     frame = draw_frame(image, (0, 0, 1, 1), text, 0)
     assert (frame[2 * pad + 2 * step:] == 100).all()  # below the 30-row banner the frame is untouched
     assert (frame[:2 * pad + 2 * step, 90:] < 100).all()  # the banner is darkened to its right edge

@@ -29,8 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.files import frames_in_folder, read_frame
 from ..cli import UsageError
+from ..data.files import frames_in_folder, read_frame
 from ..data.sequence import clean_text
 from ..eval.results import write_results
 from ..io import remove_stale_temps, sigterm_as_interrupt, temp_path
@@ -150,6 +150,12 @@ def _font(size: int):
     return ImageFont.truetype(str(_font_file()), size)
 
 
+@functools.lru_cache(maxsize=4096)
+def _length(size: int, text: str) -> float:
+    """Width in pixels of `text` in the caption font; cached: every frame wraps the same sentence again."""
+    return _font(size).getlength(text)
+
+
 def warn_missing_glyphs(text: str) -> None:
     """Warn when the caption font has no glyph for some characters of `text` (CJK, say): they are drawn as boxes."""
     from fontTools.ttLib import TTFont  # a matplotlib dependency
@@ -162,36 +168,56 @@ def warn_missing_glyphs(text: str) -> None:
                       "them as boxes (the model reads the sentence as given)", stacklevel=2)
 
 
-def _wrap(text: str, width: float, font) -> list[str]:
-    """Greedy word wrap to `width` pixels; a word wider than a line (a URL, a pasted hash) is cut by characters."""
+def _wrap(text: str, width: float, size: int, max_lines: int, indent: float = 0) -> list[str]:
+    """Greedy word wrap to `width` pixels (the first line `indent` less), stopping after max_lines + 1
+    lines (enough to know it is cut); a word wider than a line (a URL, a pasted hash) is cut by characters."""
     lines, line = [], ""
     for word in text.split():
+        if len(lines) > max_lines:
+            break
         trial = f"{line} {word}" if line else word
-        if line and font.getlength(trial) > width:
+        if line and _length(size, trial) > width - (0 if lines else indent):
             lines.append(line)
             trial = word
-        while font.getlength(trial) > width and len(trial) > 1:
-            n = max(1, bisect.bisect_right(range(1, len(trial) + 1), width, key=lambda i: font.getlength(trial[:i])))
+        while _length(size, trial) > width - (0 if lines else indent) and len(trial) > 1 and len(lines) <= max_lines:
+            room = width - (0 if lines else indent)
+            n = max(1, bisect.bisect_right(range(1, len(trial) + 1), room, key=lambda i: _length(size, trial[:i])))
             lines.append(trial[:n])
             trial = trial[n:]
         line = trial
     return lines + [line] if line else lines
 
 
-def caption_lines(text: str, index: int, image_hw) -> tuple[list[str], object, int, int]:
-    """(lines, font, padding, line height) of the banner of frame `index`: the frame number and the
-    sentence, wrapped to the frame's width, at most CAPTION_MAX of its height (the rest cut, ending in '…')."""
+def caption_lines(text: str, digits: int, image_hw) -> tuple[list[str], object, int, int, int]:
+    """(lines, font, padding, line height, indent) of a frame's banner: the sentence in quotes, wrapped to
+    the frame's width, at most CAPTION_MAX of its height (the rest cut, ending in '…'); its first line starts
+    `indent` pixels in, after the frame number of `digits` digits (DejaVu's digits share one width)."""
     H, W = int(image_hw[0]), int(image_hw[1])
     font = _font(max(10, round(min(H, W) / 24)))
     pad, step = max(2, font.size // 5), sum(font.getmetrics())
-    lines = _wrap(f'#{index + 1}  "{text}"' if text else f"#{index + 1}", W - 2 * pad, font)
     keep = max(1, int((H * CAPTION_MAX - pad) // step))
+    indent = math.ceil(_length(font.size, "#" + "0" * digits + "  "))
+    lines = _wrap(f'"{text}"'[: (keep + 1) * W], W - 2 * pad, font.size, keep, indent) if text else []  # a glyph >= 1 px
     if len(lines) > keep:
         last = lines[keep - 1]
-        while last and font.getlength(last + "…") > W - 2 * pad:
+        while last and _length(font.size, last + "…") > W - 2 * pad - (indent if keep == 1 else 0):
             last = last[:-1]
         lines = lines[: keep - 1] + [last.rstrip() + "…"]
-    return lines, font, pad, step
+    return lines, font, pad, step, indent
+
+
+@functools.lru_cache(maxsize=8)
+def _caption_ink(text: str, digits: int, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """The banner as (scale, add), (rows, W, 1) float32: banner = frame * scale + add darkens the frame to
+    0.45 and blends the sentence's white ink over it. Drawn once per run, not per frame."""
+    from PIL import Image, ImageDraw
+
+    lines, font, pad, step, indent = caption_lines(text, digits, (H, W))
+    ink = Image.new("L", (W, min(H, 2 * pad + step * max(1, len(lines)))))
+    for j, line in enumerate(lines):
+        ImageDraw.Draw(ink).text((pad + (0 if j else indent), pad + step * j), line, font=font, fill=255)
+    ink = np.asarray(ink, dtype=np.float32)[..., None] / 255
+    return 0.45 * (1 - ink), 255 * ink
 
 
 def draw_frame(image_bgr: np.ndarray, box, text: str, index: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -209,13 +235,12 @@ def draw_frame(image_bgr: np.ndarray, box, text: str, index: int, mask: np.ndarr
     if np.isfinite([x, y, w, h]).all() and w > 0 and h > 0:
         cv2.rectangle(frame, (round(x), round(y)), (round(x + w) - 1, round(y + h) - 1), BOX_BGR,
                       max(1, round(min(H, W) / 160)))  # axis-aligned on whole pixels: no anti-aliasing needed
-    lines, font, pad, step = caption_lines(text, index, (H, W))
-    banner = min(H, 2 * pad + step * len(lines))
-    strip = Image.fromarray((frame[:banner] * 0.45).astype(np.uint8))  # darkened: the text reads on any frame
-    draw = ImageDraw.Draw(strip)
-    for j, line in enumerate(lines):  # white is white in BGR too: no channel swap needed
-        draw.text((pad, pad + step * j), line, font=font, fill=(255, 255, 255))
-    frame[:banner] = np.asarray(strip)
+    number = f"#{index + 1}"
+    scale, add = _caption_ink(text, len(number) - 1, H, W)
+    strip = Image.fromarray((frame[: len(add)] * scale + add + 0.5).astype(np.uint8))  # white text reads on any frame
+    _, font, pad, _, _ = caption_lines("", len(number) - 1, (H, W))
+    ImageDraw.Draw(strip).text((pad, pad), number, font=font, fill=(255, 255, 255))  # white in BGR too
+    frame[: len(add)] = np.asarray(strip)
     return frame
 
 
