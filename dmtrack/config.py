@@ -186,7 +186,10 @@ RANGES: dict[str, str] = {
     "text_max_len": "[2, 512]",  # [CLS] and [SEP] at least; BERT-family encoders have 512 positions
     "text_lr": "[0, inf)", "fusion_heads": "[1, inf)",
     "diffusion_timesteps": "[1, inf)", "sampling_steps": "[1, inf)", "mask_scale": "[1, inf)",
-    "denoiser_channels": "[2, inf)", "test_samples": "[1, inf)", "filter_topk": "(0, 1]",
+    "denoiser_channels": "[2, inf)", "filter_topk": "(0, 1]",
+    # k: Table 2 uses 1 and 5; the k chains of a frame run as one batch, so k = 100 already costs 100x
+    # k = 1's diffusion (and its memory): more is a typo, not a setting
+    "test_samples": "[1, 100]",
     "head_channels": "[8, inf)", "sampler_eta": "[0, 1]", "struct_kernel": "[0, inf)", "gt_ce_start_epoch": "[0, inf)",
     "w_focal": "[0, inf)", "w_giou": "[0, inf)", "w_l1": "[0, inf)", "w_struct": "[0, inf)",
     "epochs": "[1, inf)", "pairs_per_epoch": "[1, inf)", "batch_size": "[1, inf)",

@@ -1,7 +1,8 @@
 """Files, folders and processes of resumable jobs: atomic writes, stale temps, one run per folder.
 
 A file is written to a temporary sibling (`.<name>.<pid>.<random>.tmp`, pid = the writer's
-process), flushed to disk and renamed over the target, so a reader (or a resumed run) sees
+process; `.<name>.<pid>.<random>.tmp.<ext>` for a writer that picks its format from the
+extension, as OpenCV's video writer does: `temp_path`), flushed to disk and renamed over the target, so a reader (or a resumed run) sees
 the old file or the new one, never half of one. A killed writer leaves only such temp files;
 `remove_stale_temps` deletes those whose writer is gone and never one a live process is still
 writing. `exclusive_lock` keeps a second run out of a folder a run is writing (train, evaluate,
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_NAME = ".lock"
-_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp")
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp(?P<ext>\.[A-Za-z0-9]+)?")
 
 
 @contextmanager
@@ -44,6 +45,16 @@ def atomic_open(path, mode: str = "w", **kwargs):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temp_path(path) -> Path:
+    """A new empty temp file beside `path` for a writer that cannot use `atomic_open` (it opens the file
+    itself): `.<name>.<pid>.<random>.tmp<suffix>`, the suffix kept for writers that read the format from it.
+    `remove_stale_temps` deletes it once its writer is gone; the caller renames it over `path` or deletes it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    return Path(tmp)
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -72,15 +83,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temps(folder) -> list[Path]:
-    """Delete the temp files of atomic writes (`.<name>.<pid>.<random>.tmp`) in `folder` whose
-    writer is no longer running; returns them. A temp whose pid is alive is kept: that process
-    may be writing it (a pid reused since only keeps a dead temp, it never deletes a live one).
+    """Delete the temp files of atomic writes (`.<name>.<pid>.<random>.tmp`, or `...tmp.<ext>` of
+    `temp_path`) in `folder` whose writer is no longer running; returns them. A temp whose pid is
+    alive is kept: that process may be writing it (a pid reused since only keeps a dead temp, it never deletes a live one).
     Temp names without a pid (`.<name>.<random>.tmp`, written before dmtrack put the pid in
     them) count as stale."""
     folder = Path(folder)
     stale = []
-    for p in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
+    for p in sorted([*folder.glob(".*.tmp"), *folder.glob(".*.tmp.*")]) if folder.is_dir() else []:
         m = _TEMP.fullmatch(p.name)
+        if m is None and not p.name.endswith(".tmp"):  # `.x.tmp.bak`: not a name we write
+            continue
         if m is None or not pid_alive(int(m["pid"])):
             p.unlink(missing_ok=True)
             stale.append(p)
@@ -164,7 +177,9 @@ def sigterm_as_interrupt():
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        e = KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        e.signum = signum  # dmtrack.cli exits 128 + signum (143 for SIGTERM), as the shell reports a kill
+        raise e
 
     old = signal.signal(signal.SIGTERM, handler)
     try:

@@ -39,7 +39,8 @@ def test_every_key_has_a_rule():
     ("batch_size", 0, "[1, inf)"),  # used to be a bare ZeroDivisionError
     ("depth", 0, "[1, inf)"),
     ("sampling_steps", 0, "[1, inf)"),
-    ("test_samples", 0, "[1, inf)"),
+    ("test_samples", 0, "[1, 100]"),
+    ("test_samples", 101, "[1, 100]"),  # k chains run as one batch per frame: k = 10**6 used to run out of memory
     ("text_max_len", 1, "[2, 512]"),  # [CLS] and [SEP] alone need 2
     ("seed", -3, "[0, inf)"),
 ])

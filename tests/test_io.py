@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dmtrack.io import LOCK_NAME, RunLocked, atomic_open, exclusive_lock, remove_stale_temps
+from dmtrack.io import LOCK_NAME, RunLocked, atomic_open, exclusive_lock, remove_stale_temps, temp_path
 
 HOLD = """import sys, time
 from dmtrack.io import exclusive_lock
@@ -99,6 +99,18 @@ def test_atomic_temp_names_carry_the_writer_pid_and_only_dead_writers_temps_are_
     assert (tmp_path / "c.txt").read_text() == "half and the rest"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [live, *keep, tmp_path / "c.txt"])
     assert remove_stale_temps(tmp_path / "absent") == []
+
+
+def test_temp_path_keeps_the_extension_and_its_dead_writers_temps_are_removed(tmp_path, sleeper):
+    mine = temp_path(tmp_path / "tracked.mp4")  # OpenCV's video writer picks the container from ".mp4"
+    assert re.fullmatch(rf"\.tracked\.mp4\.{os.getpid()}\.[^.]+\.tmp\.mp4", mine.name) and mine.read_bytes() == b""
+    live = tmp_path / f".tracked.mp4.{sleeper}.k2j4x9q1.tmp.mp4"
+    stale = tmp_path / f".tracked.mp4.{dead_pid()}.w8e1m0zz.tmp.mp4"  # a run killed while writing its video
+    keep = tmp_path / ".notes.tmp.bak"  # not a name dmtrack writes: never deleted
+    for p in [live, stale, keep]:
+        p.write_text("x")
+    assert remove_stale_temps(tmp_path) == [stale]
+    assert sorted(tmp_path.iterdir()) == sorted([mine, live, keep])
 
 
 CHILD = """import os, sys, time

@@ -102,6 +102,53 @@ def test_read_results_errors_name_file_and_line(tmp_path, text, message):
     assert "bad.txt" in str(e.value)
 
 
+def test_read_results_refuses_a_huge_sparse_file_unread_with_a_short_error(tmp_path):
+    p = tmp_path / "airplane-1.txt"
+    with open(p, "wb") as f:  # all NUL bytes, none on disk; 2 GB of them grew dmtrack score to 21.6 GB
+        f.truncate(16 * 2**20 + 1)
+    with pytest.raises(ValueError) as e:
+        read_results(p)
+    assert str(e.value) == f"{p}: more than 16777216 bytes, not a raw-results file (a row per frame takes < 100 bytes)"
+    p.write_bytes(b"\0" * 100)
+    with pytest.raises(ValueError) as e:
+        read_results(p)
+    assert str(e.value) == f"{p}: not a text file (NUL bytes)"
+
+
+def test_read_results_reads_the_longest_real_sequence(tmp_path):
+    rows = np.arange(12_000 * 4, dtype=float).reshape(-1, 4) + 0.25  # LaSOT's longest sequence: ~11k frames
+    p = write_results(tmp_path, "seq", rows)
+    np.testing.assert_array_equal(read_results(p), rows)
+
+
+def test_read_results_errors_quote_at_most_40_characters(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text("1,2,3,4\n" + "9" * 5000 + "\n")  # one 5000-character line: refused unparsed, unquoted
+    with pytest.raises(ValueError) as e:
+        read_results(p)
+    assert str(e.value) == f"{p}, line 2: more than 1000 characters, not a row of numbers"
+    p.write_text("1,2,x,4" + ",5" * 200 + "\n")
+    with pytest.raises(ValueError) as e:
+        read_results(p)
+    assert str(e.value) == f"{p}, line 1: 204 fields, expected 4: '1,2,x,4,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,'..."
+
+
+def test_result_file_linked_outside_the_results_folder_is_named_not_quoted(tmp_path):
+    elsewhere = tmp_path / "home" / "notes.txt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("password=hunter2\n")
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "Biker.txt").symlink_to(elsewhere)
+    with pytest.raises(ValueError) as e:
+        score_folder(res, [seq("Biker", [G])])
+    assert str(e.value) == f"{res / 'Biker.txt'}, line 1: 1 fields, expected 4"
+    (res / "Biker.txt").unlink()
+    (res / "Biker.txt").write_text("password=hunter2\n")  # the folder's own file is quoted
+    with pytest.raises(ValueError, match="1 fields, expected 4: 'password=hunter2'"):
+        score_folder(res, [seq("Biker", [G])])
+
+
 # --- matching result files to sequences --------------------------------------------------------
 
 def test_name_aliases():

@@ -2,21 +2,26 @@
 mp4 the test writes with OpenCV gives one box and one output frame per input frame, and every kind
 of bad input is refused with one message. Smoke synthetic data and untrained smoke-size checkpoints."""
 import argparse
+import os
 import re
 import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from dmtrack.cli import main as cli_main
+from dmtrack.cli import UsageError, main as cli_main
+from dmtrack.config import ConfigError
 from dmtrack.track import video_cli
 from dmtrack.data import DatasetError, load_benchmark
 from dmtrack.data.files import frames_in_folder
 from dmtrack.eval.results import read_results
 from dmtrack.track import evaluate
-from dmtrack.track.video import BOX_BGR, draw_frame, parse_box
+from dmtrack.track.video import BOX_BGR, caption_lines, draw_frame, parse_box, track_video
 
 from conftest import smoke_checkpoint
 
@@ -128,9 +133,10 @@ def test_draw_frame_box_and_mask_colours_by_hand():
     masked = draw_frame(image, (0, 0, 1, 1), "", 0, mask=np.where(np.arange(160) < 80, 0.0, 1.0)[None].repeat(120, 0))
     np.testing.assert_allclose(masked[100, 10], [0.4 * 100 + 0.6 * 4, 40, 40], atol=1)
     np.testing.assert_allclose(masked[100, 150], [40 + 0.6 * 191, 40 + 0.6 * 253, 40 + 0.6 * 252], atol=1)
-    # the banner: 12 rows (2 px padding + a 10 px text line at scale 0.3) darkened to 0.45, white "#1" on it
-    assert masked[11, 30].tolist() == [int(0.45 * 42), int(0.45 * 40), int(0.45 * 40)] and masked[12, 30, 1] == 40
-    assert masked[:12, :20].max() > 200
+    # the banner: 17 rows (2 px padding above and below one 13 px line: DejaVu Sans at its least size,
+    # 10 px, has ascent 10 + descent 3) darkened to 0.45, white "#1" on it
+    assert masked[16, 30].tolist() == [round(0.45 * 42), round(0.45 * 40), round(0.45 * 40)] and masked[17, 30, 1] == 40
+    assert masked[:17, :20].max() > 200
 
 
 # ----------------------------------------------------------------------------- bad input, one message each
@@ -148,69 +154,134 @@ def test_no_checkpoint_says_where_trained_models_come_from(seq, tmp_path, capsys
     ("1,2,3,4,5", "expected 4 comma-separated numbers x,y,w,h"),
     ("a,2,3,4", "expected 4 comma-separated numbers x,y,w,h"),
     ("1,2,nan,4", "expected 4 comma-separated numbers x,y,w,h"),
-    ("1,2,0,4", "width and height must be positive, got w=0, h=4"),
-    ("1,2,5,-4", "width and height must be positive, got w=5, h=-4"),
+    ("1,2,0,4", "width and height must be at least 1 pixel, got w=0, h=4"),
+    ("1,2,5,-4", "width and height must be at least 1 pixel, got w=5, h=-4"),
+    ("1,2,1e-9,4", "width and height must be at least 1 pixel, got w=1e-09, h=4"),  # was accepted
 ])
 def test_malformed_box(box, message):
-    with pytest.raises(ValueError, match=re.escape(f"--box {box!r}: {message}")):
+    with pytest.raises(UsageError, match=re.escape(f"--box {box!r}: {message}")):  # a usage error: exit 2
         parse_box(box)
 
 
-@pytest.mark.parametrize("box", ["90,10,10,10", "-1,10,10,10", "10,87,10,10", "200,300,10,10"])
-def test_box_outside_the_first_frame(seq, ckpt, tmp_path, box):
-    x, y, w, h = box.split(",")
-    with pytest.raises(ValueError, match=re.escape(f"initial box {box} (x,y,w,h) is not inside the first frame "
-                                                   f"({seq.frames[0]}: 96x96 pixels)")):
-        _track(seq.frames[0].parent, tmp_path, ckpt, "a circle", box)
+@pytest.mark.parametrize("box", ["1,2,3", "90,10,10,10"])  # malformed; outside the 96 x 96 first frame
+def test_box_errors_exit_2_with_one_line(seq, ckpt, tmp_path, capsys, box):
+    assert cli_main(["track", str(seq.frames[0].parent), "--text", "a circle", f"--box={box}", "--checkpoint", str(ckpt),
+                     "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dmtrack track: error: ") and box in err[0]
+
+
+def test_samples_out_of_the_config_range_exit_2(seq, ckpt, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=re.escape("--samples 101: config key 'test_samples' = 101 is out of range; "
+                                                    "allowed: [1, 100]")):
+        _track(seq.frames[0].parent, tmp_path, ckpt, seq.description, _box(seq), "--samples", "101", "--no-video",
+               "--max-frames", "2")
     assert not (tmp_path / "boxes.txt").exists()
+    assert cli_main(["track", str(seq.frames[0].parent), "--text", "x", "--box", _box(seq), "--checkpoint", str(ckpt),
+                     "--out", str(tmp_path), "--samples", "0"]) == 2
+    assert "allowed: [1, 100]" in capsys.readouterr().err
 
 
-def test_unreadable_video_missing_path_and_empty_folder(ckpt, tmp_path):
-    bad = tmp_path / "clip.mp4"
-    bad.write_text("not a video\n")
-    with pytest.raises(ValueError, match=re.escape(f"{bad}: OpenCV cannot read this as a video")):
-        _track(bad, tmp_path / "out", ckpt, "a circle", "1,1,5,5")
-    with pytest.raises(FileNotFoundError, match=re.escape(f"{tmp_path / 'nope.mp4'}: no such video file or folder")):
-        _track(tmp_path / "nope.mp4", tmp_path / "out", ckpt, "a circle", "1,1,5,5")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match=re.escape(f"{tmp_path / 'empty'}: no frame images (.jpg .jpeg .png .bmp)")):
-        _track(tmp_path / "empty", tmp_path / "out", ckpt, "a circle", "1,1,5,5")
+@pytest.mark.parametrize("no_video", [False, True])
+def test_input_video_that_is_the_output_video_is_refused(seq, ckpt, tmp_path, no_video):
+    video = _write_mp4(tmp_path / "tracked.mp4", seq.frames[:4], fps=12)
+    before = video.read_bytes()
+    link = tmp_path / "link.mp4"
+    link.symlink_to(video)
+    for given in (video, link):
+        with pytest.raises(UsageError, match=re.escape(f"{given}: the input video is {tmp_path / 'tracked.mp4'}, "
+                                                       "which this run writes; pass another --out")):
+            _track(given, tmp_path, ckpt, seq.description, _box(seq), *(["--no-video"] if no_video else []))
+    assert video.read_bytes() == before and not (tmp_path / "boxes.txt").exists()
 
 
-def test_empty_sentence_only_with_a_no_language_model(seq, ckpt, tmp_path_factory, tmp_path):
-    with pytest.raises(ValueError, match=re.escape("empty sentence: this model variant needs a description")):
-        _track(seq.frames[0].parent, tmp_path / "full", ckpt, "  ", _box(seq), "--no-video")
-    blind = _checkpoint(tmp_path_factory, "no_language")
-    assert _track(seq.frames[0].parent, tmp_path / "blind", blind, "", _box(seq), "--no-video", "--max-frames", "3") == 0
-    assert read_results(tmp_path / "blind" / "boxes.txt").shape == (3, 4)
+def test_no_video_rerun_deletes_the_old_video(seq, ckpt, tmp_path):
+    _track(seq.frames[0].parent, tmp_path, ckpt, seq.description, _box(seq), "--max-frames", "3")
+    assert (tmp_path / "tracked.mp4").exists()
+    _track(seq.frames[0].parent, tmp_path, ckpt, seq.description, _box(seq), "--max-frames", "4", "--no-video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes.txt", "boxes_time.txt"]  # no video of other boxes
+    assert read_results(tmp_path / "boxes.txt").shape == (4, 4)
 
 
-def test_checkpoint_that_is_not_a_dmtrack_model(seq, tmp_path):
-    plain = tmp_path / "plain.pth"
-    torch.save({"state_dict": {"w": torch.zeros(2)}}, plain)
-    with pytest.raises(ValueError, match=re.escape(f"{plain}: not a DMTrack checkpoint, missing key(s)")):
-        _track(seq.frames[0].parent, tmp_path / "out", plain, "a circle", _box(seq))
-    junk = tmp_path / "junk.pth"
-    junk.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(RuntimeError, match=re.escape(f"cannot read checkpoint {junk}: corrupt, truncated")):
-        _track(seq.frames[0].parent, tmp_path / "out", junk, "a circle", _box(seq))
+def test_long_sentence_warns_where_the_model_stops_reading(seq, ckpt, tmp_path):
+    words = " ".join(f"word{i}" for i in range(40))  # 'word12' is 2 wordpieces at least: far over 34
+    with pytest.warns(UserWarning, match=r"--text is \d+ tokens long; the model reads the first 36 \(text_max_len, "
+                                         r"\[CLS\] and \[SEP\] included\) and ignores what follows '.*word\d+'"):
+        _track(seq.frames[0].parent, tmp_path, ckpt, words, _box(seq), "--max-frames", "2", "--no-video")
 
 
-def test_frame_of_another_size_midway_leaves_no_video(seq, ckpt, tmp_path):
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, f in enumerate(seq.frames[:4], 1):
-        shutil.copy(f, folder / f"{i:04d}.jpg")
-    cv2.imwrite(str(folder / "0003.jpg"), cv2.imread(str(seq.frames[2]))[:80])
-    with pytest.raises(ValueError, match=re.escape(f"{folder / '0003.jpg'}: a frame of 96x80 pixels, the first frame "
-                                                   "has 96x96: every frame must have one size")):
-        _track(folder, tmp_path / "out", ckpt, seq.description, _box(seq))
-    assert list((tmp_path / "out").iterdir()) == []  # neither tracked.mp4 nor its temp file
+class FakeTracker:
+    """The tracker's interface without a network: the box stays where it started."""
+    cfg, bgr, model = SimpleNamespace(use_diffusion=True, use_language=False, variant="full"), False, None
+
+    def initialize(self, image, box, text):
+        self.box = np.asarray(box, dtype=np.float64)
+
+    def track(self, image, return_mask=False):
+        return {"box": self.box, "mask": None}
 
 
-def test_masks_need_a_video_and_a_diffusion_model(seq, ckpt, tmp_path_factory, tmp_path):
-    with pytest.raises(ValueError, match="--masks draws the diffusion mask into tracked.mp4: it does not go with --no-video"):
-        _track(seq.frames[0].parent, tmp_path, ckpt, seq.description, _box(seq), "--masks", "--no-video")
-    plain = _checkpoint(tmp_path_factory, "no_diffusion")
-    with pytest.raises(ValueError, match="--masks: variant no_diffusion has no diffusion module"):
-        _track(seq.frames[0].parent, tmp_path, plain, seq.description, _box(seq), "--masks")
+SIGTERM_AT_FRAME_4 = """
+import os, signal, sys
+import numpy as np
+from types import SimpleNamespace
+from dmtrack.cli import run_command
+from dmtrack.track.video import track_video
+
+class Tracker:  # FakeTracker that is sent SIGTERM while tracked.mp4 is half written
+    cfg, bgr, model, n = SimpleNamespace(use_diffusion=True, use_language=False, variant="full"), False, None, 0
+    def initialize(self, image, box, text):
+        pass
+    def track(self, image, return_mask=False):
+        self.n += 1
+        if self.n == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"box": np.array([5.0, 5, 10, 10]), "mask": None}
+
+frames = [np.full((48, 64, 3), 90, np.uint8)] * 8
+sys.exit(run_command("track", lambda: track_video(Tracker(), frames, (5, 5, 10, 10), "", sys.argv[1], progress=False)))
+"""
+
+
+def test_sigterm_removes_the_half_video_and_the_next_run_removes_dead_writers_temps(tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", SIGTERM_AT_FRAME_4, str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 128 + 15, run.stderr  # the shell's status of a SIGTERM, after the cleanup
+    assert "dmtrack track: error: signal SIGTERM" in run.stderr
+    assert list(out.iterdir()) == []  # neither tracked.mp4 nor its temp file
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    stale = [out / f".tracked.mp4.{gone}.k2j4x9q1.tmp.mp4", out / f".boxes.txt.{gone}.w8e1m0zz.tmp"]
+    for p in stale:  # what a run killed by SIGKILL leaves
+        p.write_bytes(b"half")
+    track_video(FakeTracker(), [np.full((48, 64, 3), 90, np.uint8)] * 8, (5, 5, 10, 10), "", out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["boxes.txt", "boxes_time.txt", "tracked.mp4"]
+
+
+def test_caption_wraps_long_words_and_stops_at_a_third_of_the_frame():
+    image = np.full((96, 96, 3), 100, np.uint8)
+    text = "the " + "x" * 60 + " " + " ".join(["red car on the left"] * 20)
+    lines, font, pad, step, indent = caption_lines(text, 1, (96, 96))
+    # DejaVu Sans at 10 px: 13 px lines, 2 px padding; 96 / 3 = 32 rows hold (32 - 2) // 13 = 2 lines
+    assert (pad, step) == (2, 13) and len(lines) == 2 and lines[-1].endswith("…")
+    assert indent == np.ceil(font.getlength("#0  ")) and font.getlength(lines[0]) <= 96 - 2 * pad - indent
+    assert font.getlength(lines[1]) <= 96 - 2 * pad  # the 60 x's are cut, not run off the frame
+    frame = draw_frame(image, (0, 0, 1, 1), text, 0)
+    assert (frame[2 * pad + 2 * step:] == 100).all()  # below the 30-row banner the frame is untouched
+    assert (frame[:2 * pad + 2 * step, 90:] < 100).all()  # the banner is darkened to its right edge
+
+
+def test_caption_draws_non_ascii_letters():
+    image = np.full((120, 160, 3), 100, np.uint8)
+    drawn = {t: draw_frame(image, (0, 0, 1, 1), t, 0) for t in ("?", "λ", "Ω", "e", "é")}
+    # OpenCV's Hershey font drew the Greek letters as '?'
+    assert not np.array_equal(drawn["λ"], drawn["?"]) and not np.array_equal(drawn["Ω"], drawn["?"])
+    assert not np.array_equal(drawn["λ"], drawn["Ω"])
+    # é is e plus an accent above it with the same advance: its ink covers e's and adds some
+    assert (drawn["é"] >= drawn["e"]).all() and (drawn["é"] > drawn["e"]).sum() > 3
+
+
+def test_letters_the_caption_font_lacks_are_named_in_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match=re.escape("--text: the caption font (DejaVu Sans) has no glyph for '红色的汽车'; "
+                                                   "tracked.mp4 draws them as boxes")):
+        track_video(FakeTracker(), [np.full((48, 64, 3), 90, np.uint8)] * 2, (5, 5, 10, 10), "红色的 汽车 λ", tmp_path,
+                    progress=False)

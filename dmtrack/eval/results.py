@@ -9,6 +9,8 @@ rows, so other trackers' published raw results score with the same code: got10k'
 %.3f, UVLTrack's tab integers, MATLAB toolkit files. Result folders may hold the files
 directly or in one `<dataset>/` sub-folder (MMTrack's layout), and the multi-target OTB
 names are matched across codebases (Jogging-1 / Jogging_1 / Jogging.1, Human4 / Human4_2).
+A file far larger than raw results, binary, or with an overlong line is refused unread; errors
+quote at most QUOTE characters of a row, and nothing of a file outside the results folder.
 """
 from __future__ import annotations
 
@@ -60,32 +62,67 @@ def _fields(line: str) -> list[str]:
     return [f.strip() for f in line.split(sep)] if sep else line.split()
 
 
-def _parse_slow(path: Path, lines: list[str], ncols: int | None) -> np.ndarray:
+# Limits of a raw-results file, generous for the real benchmarks: LaSOT's longest sequence has ~11k frames
+# and a row takes < 100 bytes (~1.1 MB); a file or a line far beyond is not raw results (a misplaced video,
+# a binary dump) and is refused before it is read whole. An error quotes at most QUOTE characters of a row.
+MAX_RESULT_BYTES = 16 * 2**20
+MAX_LINE_CHARS = 1000
+QUOTE = 40
+
+
+def _quote(line: str, quote: bool) -> str:
+    """' <first QUOTE characters of the row>' for an error message; '' for a file outside the results folder."""
+    line = line.strip()
+    return f" {line[:QUOTE]!r}" + ("..." if len(line) > QUOTE else "") if quote else ""
+
+
+def _parse_slow(path: Path, lines: list[str], ncols: int | None, quote: bool) -> np.ndarray:
     """Line-by-line parse that names the file and line of the first bad row."""
     rows, last = [], max((i for i, l in enumerate(lines) if l.strip()), default=-1)
     for i, line in enumerate(lines[: last + 1]):
-        fields = _fields(line)
+        fields, where = _fields(line), f"{path}, line {i + 1}:"
         if not fields:
-            raise ValueError(f"{path}, line {i + 1}: empty line inside the results (frames would shift)")
+            raise ValueError(f"{where} empty line inside the results (frames would shift)")
         if "" in fields:
-            raise ValueError(f"{path}, line {i + 1}: empty field in {line.strip()!r} (field {fields.index('') + 1})")
+            raise ValueError(f"{where} empty field" + (f" in{_quote(line, quote)}" if quote else "")
+                             + f" (field {fields.index('') + 1})")
         if ncols is not None and len(fields) != ncols:
-            raise ValueError(f"{path}, line {i + 1}: {len(fields)} fields, expected {ncols}: {line.strip()!r}")
+            raise ValueError(f"{where} {len(fields)} fields, expected {ncols}" + (f":{_quote(line, quote)}" if quote else ""))
         try:
             rows.append([float(f) for f in fields])
         except ValueError:
-            raise ValueError(f"{path}, line {i + 1}: cannot parse {line.strip()!r} as numbers") from None
+            raise ValueError(f"{where} cannot parse{_quote(line, quote) or ' the row'} as numbers") from None
     if not rows:
         raise ValueError(f"{path}: no rows")
     return np.array(rows, dtype=np.float64)
 
 
-def _read_table(path, ncols: int | None) -> np.ndarray:
-    path = Path(path)
+def _read_text(path: Path) -> str:
+    """The file's text, refused (one line naming it) when too large, binary, or with an overlong line."""
+    too_big = f"{path}: more than {MAX_RESULT_BYTES} bytes, not a raw-results file (a row per frame takes < 100 bytes)"
+    if path.stat().st_size > MAX_RESULT_BYTES:
+        raise ValueError(too_big)
+    with open(path, "rb") as f:  # at most the limit + 1 bytes: a device or a growing file claims no size
+        data = f.read(MAX_RESULT_BYTES + 1)
+    if len(data) > MAX_RESULT_BYTES:
+        raise ValueError(too_big)
     try:
-        text = path.read_text()
+        text = data.decode()
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file") from None
+    if "\0" in text:  # valid UTF-8, but a sparse or binary file: no results
+        raise ValueError(f"{path}: not a text file (NUL bytes)")
+    long = next((i for i, line in enumerate(text.splitlines()) if len(line) > MAX_LINE_CHARS), None)
+    if long is not None:
+        raise ValueError(f"{path}, line {long + 1}: more than {MAX_LINE_CHARS} characters, not a row of numbers")
+    return text
+
+
+def _read_table(path, ncols: int | None, root=None) -> np.ndarray:
+    path = Path(path)
+    text = _read_text(path)
+    # quote rows only of files inside the results folder: a link may lead to any file the user can read
+    quote = root is None or path.resolve().is_relative_to(Path(root).resolve())
     lines = text.strip().replace(",", " ").replace("\t", " ").splitlines()
     # fast path: separators -> spaces, then numpy's C parser (a row with another number of
     # fields is an error there). Any doubt -> the slow, explicit parser: a blank line would be
@@ -99,18 +136,20 @@ def _read_table(path, ncols: int | None) -> np.ndarray:
             return arr
     except ValueError:
         pass
-    return _parse_slow(path, text.splitlines(), ncols)
+    return _parse_slow(path, text.splitlines(), ncols, quote)
 
 
-def read_results(path) -> np.ndarray:
+def read_results(path, root=None) -> np.ndarray:
     """(N, 4) float64 boxes from a raw-result file, tab, comma or space separated.
-    NaN entries are kept (the protocol decides what they mean)."""
-    return _read_table(path, 4)
+    NaN entries are kept (the protocol decides what they mean). root: the results folder the file
+    was found in; an error quotes nothing of a file that resolves outside it (a link elsewhere).
+    Files over MAX_RESULT_BYTES or with a line over MAX_LINE_CHARS are refused unread."""
+    return _read_table(path, 4, root)
 
 
-def read_times(path) -> np.ndarray:
-    """(N,) seconds per frame from a <seq>_time.txt file."""
-    return _read_table(path, None).reshape(-1)
+def read_times(path, root=None) -> np.ndarray:
+    """(N,) seconds per frame from a <seq>_time.txt file (limits and root as read_results)."""
+    return _read_table(path, None, root).reshape(-1)
 
 
 def index_result_files(folder) -> dict[str, list[Path]]:
@@ -157,7 +196,7 @@ def load_results(folder, sequences, skip_missing: bool = False):
     sequences = list(sequences)
     paths, skipped = find_result_files(folder, [s.name for s in sequences], skip_missing)
     kept = [s for s in sequences if s.name in paths]
-    return {s.name: read_results(paths[s.name]) for s in kept}, kept, skipped
+    return {s.name: read_results(paths[s.name], root=folder) for s in kept}, kept, skipped
 
 
 def score_folder(folder, sequences, *, protocol: str = "pytracking", valid_rule: str | None = None,

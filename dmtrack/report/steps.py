@@ -151,7 +151,7 @@ def track_for_figure(tracker, seq, keep_frames) -> dict:
 def other_boxes(folder, seq):
     """Another tracker's boxes for `seq` from its raw results folder (any of the layouts dmtrack.eval reads)."""
     found, _ = find_result_files(folder, [seq.name], skip_missing=True)
-    return read_results(found[seq.name])[: len(seq)] if seq.name in found else None
+    return read_results(found[seq.name], root=folder)[: len(seq)] if seq.name in found else None
 
 
 def sampling_chain(tracker, seq, frame: int) -> dict:

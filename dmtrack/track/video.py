@@ -15,6 +15,8 @@ so the boxes of a folder equal those of `evaluate` on the same frames, box, sent
 """
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import os
 import re
@@ -27,8 +29,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..cli import UsageError
 from ..data.files import frames_in_folder, read_frame
+from ..data.sequence import clean_text
 from ..eval.results import write_results
+from ..io import remove_stale_temps, sigterm_as_interrupt, temp_path
 
 BOXES, VIDEO = "boxes", "tracked.mp4"  # OUT/boxes.txt (+ boxes_time.txt), OUT/tracked.mp4
 DEFAULT_FPS = 30.0  # a folder of frames (or a video without a frame rate) plays at this rate
@@ -36,6 +41,8 @@ DEFAULT_FPS = 30.0  # a folder of frames (or a video without a frame rate) plays
 # the mask in magma at alpha 0.6 over the frame. OpenCV colours are BGR.
 BOX_BGR = (0xB4, 0x77, 0x1F)
 MASK_ALPHA = 0.6
+CAPTION_MAX = 1 / 3  # of the frame's height: a long sentence is cut there, not drawn over the whole frame
+MIN_BOX = 1.0  # pixels: the initial box's least width and height (the template crop scales it up from there)
 
 
 # ----------------------------------------------------------------------------- input
@@ -101,17 +108,18 @@ def open_frames(path, max_frames: int | None = None) -> FrameSource:
 
 
 def parse_box(text: str) -> np.ndarray:
-    """'x,y,w,h' (pixels: top-left corner, width, height) -> (4,) float64; anything else raises."""
+    """'x,y,w,h' (pixels: top-left corner, width, height) -> (4,) float64; anything else raises UsageError."""
     fields = [f for f in re.split(r"[,\s]+", str(text).strip()) if f]
     try:
         box = np.array([float(f) for f in fields], dtype=np.float64)
     except ValueError:
         box = np.zeros(0)
     if box.shape != (4,) or not np.isfinite(box).all():
-        raise ValueError(f"--box {text!r}: expected 4 comma-separated numbers x,y,w,h "
+        raise UsageError(f"--box {text!r}: expected 4 comma-separated numbers x,y,w,h "
                          "(top-left corner, width and height in pixels)")
-    if box[2] <= 0 or box[3] <= 0:
-        raise ValueError(f"--box {text!r}: width and height must be positive, got w={box[2]:g}, h={box[3]:g}")
+    if box[2] < MIN_BOX or box[3] < MIN_BOX:
+        raise UsageError(f"--box {text!r}: width and height must be at least {MIN_BOX:g} pixel, "
+                         f"got w={box[2]:g}, h={box[3]:g}")
     return box
 
 
@@ -119,28 +127,104 @@ def check_box_in_frame(box, image_hw, where: str) -> None:
     """The initial box must lie inside the first frame (a box in another image's coordinates is a mistake)."""
     x, y, w, h = (float(v) for v in box)
     H, W = int(image_hw[0]), int(image_hw[1])
-    if w <= 0 or h <= 0:
-        raise ValueError(f"initial box {x:g},{y:g},{w:g},{h:g}: width and height must be positive")
+    if w < MIN_BOX or h < MIN_BOX:
+        raise UsageError(f"initial box {x:g},{y:g},{w:g},{h:g}: width and height must be at least {MIN_BOX:g} pixel")
     if x < 0 or y < 0 or x + w > W or y + h > H:
-        raise ValueError(f"initial box {x:g},{y:g},{w:g},{h:g} (x,y,w,h) is not inside the first frame "
+        raise UsageError(f"initial box {x:g},{y:g},{w:g},{h:g} (x,y,w,h) is not inside the first frame "
                          f"({where}: {W}x{H} pixels)")
 
 
 # ----------------------------------------------------------------------------- drawing
-def _wrap(text: str, width: int, scale: float, thickness: int) -> list[str]:
+def _font_file() -> Path:
+    """DejaVu Sans, bundled with matplotlib (so always there): OpenCV's Hershey fonts draw '?' for
+    most letters outside ASCII, this one has Latin, Greek and Cyrillic glyphs."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.truetype(str(_font_file()), size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _length(size: int, text: str) -> float:
+    """Width in pixels of `text` in the caption font; cached: every frame wraps the same sentence again."""
+    return _font(size).getlength(text)
+
+
+def warn_missing_glyphs(text: str) -> None:
+    """Warn when the caption font has no glyph for some characters of `text` (CJK, say): they are drawn as boxes."""
+    from fontTools.ttLib import TTFont  # a matplotlib dependency
+
+    with TTFont(_font_file(), lazy=True) as font:
+        covered = font.getBestCmap()
+    missing = "".join(dict.fromkeys(c for c in text if not c.isspace() and ord(c) not in covered))
+    if missing:
+        warnings.warn(f"--text: the caption font (DejaVu Sans) has no glyph for {missing[:20]!r}; tracked.mp4 draws "
+                      "them as boxes (the model reads the sentence as given)", stacklevel=2)
+
+
+def _wrap(text: str, width: float, size: int, max_lines: int, indent: float = 0) -> list[str]:
+    """Greedy word wrap to `width` pixels (the first line `indent` less), stopping after max_lines + 1
+    lines (enough to know it is cut); a word wider than a line (a URL, a pasted hash) is cut by characters."""
     lines, line = [], ""
     for word in text.split():
-        trial = f"{line} {word}".strip()
-        if line and cv2.getTextSize(trial, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] > width:
+        if len(lines) > max_lines:
+            break
+        trial = f"{line} {word}" if line else word
+        if line and _length(size, trial) > width - (0 if lines else indent):
             lines.append(line)
             trial = word
+        while _length(size, trial) > width - (0 if lines else indent) and len(trial) > 1 and len(lines) <= max_lines:
+            room = width - (0 if lines else indent)
+            n = max(1, bisect.bisect_right(range(1, len(trial) + 1), room, key=lambda i: _length(size, trial[:i])))
+            lines.append(trial[:n])
+            trial = trial[n:]
         line = trial
     return lines + [line] if line else lines
 
 
+def caption_lines(text: str, digits: int, image_hw) -> tuple[list[str], object, int, int, int]:
+    """(lines, font, padding, line height, indent) of a frame's banner: the sentence in quotes, wrapped to
+    the frame's width, at most CAPTION_MAX of its height (the rest cut, ending in '…'); its first line starts
+    `indent` pixels in, after the frame number of `digits` digits (DejaVu's digits share one width)."""
+    H, W = int(image_hw[0]), int(image_hw[1])
+    font = _font(max(10, round(min(H, W) / 24)))
+    pad, step = max(2, font.size // 5), sum(font.getmetrics())
+    keep = max(1, int((H * CAPTION_MAX - pad) // step))
+    indent = math.ceil(_length(font.size, "#" + "0" * digits + "  "))
+    lines = _wrap(f'"{text}"'[: (keep + 1) * W], W - 2 * pad, font.size, keep, indent) if text else []  # a glyph >= 1 px
+    if len(lines) > keep:
+        last = lines[keep - 1]
+        while last and _length(font.size, last + "…") > W - 2 * pad - (indent if keep == 1 else 0):
+            last = last[:-1]
+        lines = lines[: keep - 1] + [last.rstrip() + "…"]
+    return lines, font, pad, step, indent
+
+
+@functools.lru_cache(maxsize=8)
+def _caption_ink(text: str, digits: int, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """The banner as (scale, add), (rows, W, 1) float32: banner = frame * scale + add darkens the frame to
+    0.45 and blends the sentence's white ink over it. Drawn once per run, not per frame."""
+    from PIL import Image, ImageDraw
+
+    lines, font, pad, step, indent = caption_lines(text, digits, (H, W))
+    ink = Image.new("L", (W, min(H, 2 * pad + step * max(1, len(lines)))))
+    for j, line in enumerate(lines):
+        ImageDraw.Draw(ink).text((pad + (0 if j else indent), pad + step * j), line, font=font, fill=255)
+    ink = np.asarray(ink, dtype=np.float32)[..., None] / 255
+    return 0.45 * (1 - ink), 255 * ink
+
+
 def draw_frame(image_bgr: np.ndarray, box, text: str, index: int, mask: np.ndarray | None = None) -> np.ndarray:
     """One frame of tracked.mp4 (a new BGR image): the diffusion mask in magma at alpha 0.6 over the
-    frame (when given), the box, and a banner with the frame number and the sentence."""
+    frame (when given), the box, and a banner with the frame number and the sentence (`caption_lines`)."""
+    from PIL import Image, ImageDraw
+
     H, W = image_bgr.shape[:2]
     if mask is not None:
         heat = cv2.applyColorMap(np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
@@ -151,24 +235,21 @@ def draw_frame(image_bgr: np.ndarray, box, text: str, index: int, mask: np.ndarr
     if np.isfinite([x, y, w, h]).all() and w > 0 and h > 0:
         cv2.rectangle(frame, (round(x), round(y)), (round(x + w) - 1, round(y + h) - 1), BOX_BGR,
                       max(1, round(min(H, W) / 160)))  # axis-aligned on whole pixels: no anti-aliasing needed
-    scale = max(0.3, min(H, W) / 480)
-    thick = max(1, round(scale * 1.5))
-    pad = max(2, round(6 * scale))
-    lines = _wrap(f'#{index + 1}  "{text}"' if text else f"#{index + 1}", W - 2 * pad, scale, thick)
-    step = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][1] + pad
-    banner = min(H, pad + step * len(lines))
-    frame[:banner] = (frame[:banner] * 0.45).astype(np.uint8)  # darkened strip: the text reads on any frame
-    for j, line in enumerate(lines):
-        cv2.putText(frame, line, (pad, pad + step * (j + 1) - pad // 2 - 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), thick, cv2.LINE_AA)
+    number = f"#{index + 1}"
+    scale, add = _caption_ink(text, len(number) - 1, H, W)
+    strip = Image.fromarray((frame[: len(add)] * scale + add + 0.5).astype(np.uint8))  # white text reads on any frame
+    _, font, pad, _, _ = caption_lines("", len(number) - 1, (H, W))
+    ImageDraw.Draw(strip).text((pad, pad), number, font=font, fill=(255, 255, 255))  # white in BGR too
+    frame[: len(add)] = np.asarray(strip)
     return frame
 
 
 @contextmanager
 def atomic_video(path: Path, fps: float, size_wh):
-    """A cv2.VideoWriter (mp4v) on OUT/.tracked.<pid>.tmp.mp4, renamed over `path` on a clean exit and
-    deleted on an error: a stopped run never leaves half a video under the final name."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    """A cv2.VideoWriter (mp4v) on a temp file beside `path` (`dmtrack.io.temp_path`), renamed over `path`
+    on a clean exit and deleted on an error or Ctrl-C/SIGTERM (`track_video`): a stopped run never leaves
+    half a video under the final name, and a killed one's temp is removed by the next run in that folder."""
+    tmp = temp_path(path)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), tuple(int(v) for v in size_wh))
     if not writer.isOpened():
         tmp.unlink(missing_ok=True)
@@ -195,12 +276,36 @@ def _track_one(tracker, image, i: int, box, text: str, masks: bool):
     return result["box"], result["mask"], time.perf_counter() - t0
 
 
+def _check_output(frames, out: Path) -> None:
+    """A video file must not be OUT/tracked.mp4 (or a link to it): the run replaces that file (or, with
+    --no-video, deletes it as stale) while still reading it."""
+    target = out / VIDEO
+    if isinstance(frames, FrameSource) and frames.files is None and target.exists() and os.path.samefile(frames.path, target):
+        raise UsageError(f"{frames.path}: the input video is {target}, which this run writes; pass another --out")
+
+
+def warn_if_cut(tracker, text: str) -> None:
+    """Warn when the model reads only the start of `text`: its tokenizer keeps text_max_len tokens
+    ([CLS] and [SEP] included, 36 in the paper), so the words after those are ignored."""
+    encoder = getattr(tracker.model, "text", None)
+    if encoder is None or not getattr(tracker.cfg, "use_language", True) or not clean_text(text or ""):
+        return
+    ids = encoder.tokenizer(clean_text(text), truncation=False)["input_ids"]
+    kept = encoder.max_len
+    if len(ids) > kept:
+        read = encoder.tokenizer.decode(ids[1:kept - 1])
+        warnings.warn(f"--text is {len(ids)} tokens long; the model reads the first {kept} (text_max_len, "
+                      f"[CLS] and [SEP] included) and ignores what follows {read[-40:]!r}", stacklevel=2)
+
+
 def track_video(tracker, frames, box, text: str, out, *, video: bool = True, masks: bool = False,
                 progress: bool | None = None) -> dict:
     """Track the target in `box` (x, y, w, h in the first frame's pixels) described by `text` through
     `frames` (a FrameSource, or any iterable of HxWx3 uint8 images in the tracker's channel order), writing
     OUT/boxes.txt, OUT/boxes_time.txt and, with video=True, OUT/tracked.mp4 (the mask drawn with masks=True;
-    frame 1 has no prediction, so its mask is blank). Every frame must have the first frame's size.
+    frame 1 has no prediction, so its mask is blank); with video=False an old OUT/tracked.mp4 is deleted (it
+    would not match the new boxes). Every frame must have the first frame's size. SIGTERM stops it as
+    Ctrl-C does, deleting the half-written video; temp files of killed runs in OUT are removed first.
     Returns {'boxes': (n, 4), 'times': (n,) seconds of the tracker calls (reading and drawing excluded,
     as pytracking times them), 'seconds': wall time of the whole run, 'video': its path or None}."""
     from tqdm.auto import tqdm
@@ -210,12 +315,18 @@ def track_video(tracker, frames, box, text: str, out, *, video: bool = True, mas
     if masks and not tracker.cfg.use_diffusion:
         raise ValueError(f"--masks: variant {tracker.cfg.variant} has no diffusion module, so there is no mask to draw")
     out = Path(out)
+    _check_output(frames, out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # a killed run's half video or boxes (dead writers only)
+    warn_if_cut(tracker, text)
+    if video:
+        warn_missing_glyphs(text)
     source = isinstance(frames, FrameSource)
     where = frames.where if source else (lambda i: f"frame {i + 1}")
     total = frames.count if source else (len(frames) if hasattr(frames, "__len__") else None)
     boxes, times, shape, writer, t_start = [], [], None, None, time.perf_counter()
     with ExitStack() as stack:
+        stack.enter_context(sigterm_as_interrupt())  # first in, last out: SIGTERM reaches atomic_video's cleanup
         bar = stack.enter_context(tqdm(total=total, unit="frame", desc="track",
                                        disable=(None if progress is None else not progress)))
         for i, image in enumerate(frames):
@@ -237,6 +348,9 @@ def track_video(tracker, frames, box, text: str, out, *, video: bool = True, mas
             bar.update(1)
         if not boxes:
             raise ValueError(f"{frames.path if source else 'frames'}: no frames to track")
-    write_results(out, BOXES, np.array(boxes), np.array(times))
+        if not video:
+            (out / VIDEO).unlink(missing_ok=True)
+    with sigterm_as_interrupt():
+        write_results(out, BOXES, np.array(boxes), np.array(times))
     return {"boxes": np.array(boxes), "times": np.array(times), "seconds": time.perf_counter() - t_start,
             "video": out / VIDEO if video else None}
