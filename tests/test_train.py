@@ -180,6 +180,74 @@ def test_the_chain_trains_a_variant_over_two_gloo_processes_with_torchrun(data_r
     assert train_variant("smoke", "full", 0, tmp_path / "work", data_root, overrides, processes=2) == model  # done: kept
 
 
+KERNEL_STAND_IN = """import json, sys
+from dmtrack.report.steps import train_variant
+train_variant("smoke", "full", 0, sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), processes=2, threads=2)
+"""
+
+
+def processes_naming(marker: str) -> list[int]:
+    """Pids of the live (not zombie) processes whose command line contains `marker`."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            cmdline = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace")
+            state = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # not a process, or it ended meanwhile
+        if d.isdigit() and int(d) != os.getpid() and marker in cmdline and state != "Z":
+            pids.append(int(d))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_the_kernel_of_a_torchrun_training_stops_its_workers_and_the_rerun_resumes(data_root, tmp_path):
+    # issue 19 item 11: the chain SIGKILLs a step's kernel's process group; torchrun's workers live in
+    # sessions of their own, so before the fix they kept training and holding the folder's lock
+    from dmtrack.layout import model_path, train_dir
+    from dmtrack.report.steps import torchrun_command
+
+    work, overrides = tmp_path / "work", {"pairs_per_epoch": 8, "batch_size": 4, "epochs": 400, "checkpoint_every": 1}
+    out, env = train_dir(work, "full", 0), {**os.environ, "OMP_NUM_THREADS": "1"}
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL_STAND_IN, str(work), str(data_root), json.dumps(overrides)],
+                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 240
+        while not (out / "last.pth").exists() and kernel.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        assert kernel.poll() is None and (out / "last.pth").exists(), kernel.stderr.read()[-3000:] if kernel.poll() else ""
+        assert len(processes_naming(str(out))) == 3  # torchrun and its two workers
+        os.killpg(kernel.pid, signal.SIGKILL)  # what the chain does to a step's kernel on Ctrl-C / SIGTERM
+        kernel.wait()
+        end = time.monotonic() + 30
+        while processes_naming(str(out)) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert processes_naming(str(out)) == []
+    finally:
+        for pid in processes_naming(str(out)):  # the survivors of a failed check, never left behind
+            os.kill(pid, signal.SIGKILL)
+        kernel.stderr.close()
+    assert not model_path(work, "full", 0).exists()
+    saved = load_checkpoint(out / "last.pth")["global_step"]
+    cmd = torchrun_command("smoke", "full", 0, out, overrides, processes=2, threads=2) + ["--max-steps", str(saved + 1)]
+    res = subprocess.run(cmd, env={**env, "DMTRACK_SYNTHETIC_ROOT": str(data_root)}, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]  # the folder's lock died with the workers
+    session = json.loads((out / "run.json").read_text())["sessions"][-1]
+    assert (session["from_step"], session["to_step"]) == (saved, saved + 1)  # resumed where the killed run stopped
+
+
+def test_a_failed_torchrun_training_names_the_workers_error_on_the_first_line(data_root, tmp_path):
+    from dmtrack.report.steps import _torchrun, torchrun_command
+
+    cmd = torchrun_command("smoke", "full", 0, tmp_path / "out", {"no_such_key": 1}, processes=2, threads=2)
+    with pytest.raises(RuntimeError) as e:
+        _torchrun(cmd, data_root, tmp_path / "out" / "model.pth")
+    first = str(e.value).splitlines()[0]  # what the chain's StepFailed shows (issue 19: it ended at the colon)
+    assert first.startswith(f"{' '.join(cmd[:5])} ... exited with 1 without writing {tmp_path / 'out' / 'model.pth'}: "
+                            "dmtrack train: error: unknown config key(s): no_such_key (known keys: ")
+
+
 DDP_LOCK_RANK = """import sys
 from pathlib import Path
 import torch.distributed as dist
