@@ -143,6 +143,47 @@ def test_resume_reproduces_the_uninterrupted_run(env, tmp_path):
     assert [(s["from_step"], s["to_step"]) for s in sessions] == [(0, 2), (2, 4), (4, 6)]
 
 
+def fake_cuda_generators(monkeypatch, gpus: int) -> dict:
+    """torch.cuda's RNG functions over `gpus` fake generators ({index: state}); an index past them raises
+    IndexError as torch.cuda.default_generators[index] does on a machine with fewer GPUs."""
+    states = {i: torch.tensor([i], dtype=torch.uint8) for i in range(gpus)}
+
+    def index(device) -> int:
+        i = device if isinstance(device, int) else torch.device(device).index or 0
+        if i >= gpus:
+            raise IndexError("tuple index out of range")
+        return i
+
+    def set_state(state, device="cuda"):
+        states[index(device)] = state.clone()
+
+    for module in (torch.cuda, torch.cuda.random):  # get/set_rng_state_all call the module's own names
+        monkeypatch.setattr(module, "device_count", lambda: gpus)
+        monkeypatch.setattr(module, "get_rng_state", lambda device="cuda": states[index(device)].clone())
+        monkeypatch.setattr(module, "set_rng_state", set_state)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    return states
+
+
+def test_a_checkpoint_written_on_a_two_gpu_host_resumes_on_one_gpu(monkeypatch):
+    # issue 19 item 6: last.pth held every visible GPU's RNG state; restoring them all on a host (or a
+    # CUDA_VISIBLE_DEVICES) with fewer GPUs raised IndexError. Now: the rank's own device's state only.
+    from dmtrack.train.loop import rng_state, set_rng_state
+
+    cpu_state = torch.get_rng_state()
+    try:
+        two = fake_cuda_generators(monkeypatch, 2)
+        two[0] = torch.tensor([7, 7], dtype=torch.uint8)  # the generator the run drew from
+        saved = rng_state(torch.device("cuda:0"))
+        assert torch.equal(saved["cuda"], two[0])  # one tensor: cuda:1's state is not this rank's
+        one = fake_cuda_generators(monkeypatch, 1)
+        set_rng_state(saved, torch.device("cuda:0"))
+        assert torch.equal(one[0], torch.tensor([7, 7], dtype=torch.uint8))
+        assert "cuda" not in rng_state(torch.device("cpu"))  # a CPU run on a GPU host keeps no GPU's state
+    finally:
+        torch.set_rng_state(cpu_state)
+
+
 def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path):
     env = {**os.environ, "DMTRACK_SYNTHETIC_ROOT": str(data_root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -5,7 +5,7 @@
 
 Run folder: run.json (config, git commit, versions, hardware, sessions), losses.csv (every
 loss term, averaged over `log_every` steps), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
-every rank's RNG states, position in the epoch), model.pth (the final weights, what
+every rank's RNG states (the CUDA one of its own GPU), position in the epoch), model.pth (the final weights, what
 `dmtrack evaluate --checkpoint` loads). One run at a time holds the folder (a second one
 raises dmtrack.io.RunLocked); a run starting there deletes temp files of killed writers. Under torchrun every rank trains on its own share
 of each epoch's pairs; cfg.batch_size is the global batch (each rank takes batch_size / W),
@@ -76,24 +76,27 @@ def make_scheduler(optimizer, cfg: Config):
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[drop], gamma=0.1)
 
 
-def rng_state() -> dict:
-    """python, numpy and torch RNG states as plain values/tensors (weights_only=True loadable)."""
+def rng_state(device: torch.device) -> dict:
+    """python, numpy and torch RNG states as plain values/tensors (weights_only=True loadable), and the
+    CUDA generator of this rank's own `device` only: a resume on a node with fewer GPUs must not need them all."""
     np_state = np.random.get_state()
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
              "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore `rng_state`'s states; its CUDA one goes to `device` (this rank's GPU, whatever its index was)."""
     v, internal, gauss = state["python"]
     random.setstate((v, tuple(internal), gauss))
     n = state["numpy"]
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        cuda = state["cuda"]  # a list in checkpoints written before issue 19: every visible GPU's state
+        torch.cuda.set_rng_state(cuda[device.index or 0] if isinstance(cuda, list) else cuda, device)
 
 
 def run_info(cfg: Config, world: int, device: torch.device) -> dict:
@@ -254,7 +257,7 @@ def resume_run(run: TrainRun, last: Path, cfg: Config, rank: int, world: int) ->
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"][rank])
+    set_rng_state(state["rng"][rank], run.model.device)
     run.global_step = state["global_step"]
 
 
@@ -264,9 +267,9 @@ def save_state(run: TrainRun, last: Path, cfg: Config, steps_per_epoch: int, mai
 
     states = [None] * world
     if world > 1:
-        dist.all_gather_object(states, rng_state())
+        dist.all_gather_object(states, rng_state(run.model.device))
     else:
-        states = [rng_state()]
+        states = [rng_state(run.model.device)]
     if main:
         epoch, step = divmod(run.global_step, steps_per_epoch)
         save_checkpoint(last, run.model, cfg, optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
