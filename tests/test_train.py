@@ -184,6 +184,39 @@ def test_a_checkpoint_written_on_a_two_gpu_host_resumes_on_one_gpu(monkeypatch):
         torch.set_rng_state(cpu_state)
 
 
+def test_the_suite_trains_on_the_cpu_even_on_a_gpu_host():
+    # issue 19 item 5: the tests expect the CPU's exact resume, `cpu` and `gloo`; conftest.py hides the GPUs
+    # from this process and every process it starts
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and not torch.cuda.is_available()
+
+
+def test_deterministic_trains_on_deterministic_kernels_and_restores_the_settings(env, tmp_path, monkeypatch):
+    from dmtrack.config import ConfigError
+    from dmtrack.train import loop
+
+    seen, real_step = [], loop.train_step
+    monkeypatch.setattr(loop, "train_step", lambda *a, **k: seen.append(
+        (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+         os.environ.get("CUBLAS_WORKSPACE_CONFIG"))) or real_step(*a, **k))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # as a user's earlier code may have left it
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "unset")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")  # absent here; both undone, in reverse, after the test
+    cfg = smoke(epochs=1)  # 2 steps
+    train(cfg.replace(deterministic=True), tmp_path / "det", progress=False)  # no CPU op refuses the mode
+    assert seen == [(True, False, True, ":4096:8")] * 2
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark  # restored
+    seen.clear()
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a user's own valid setting is kept
+    train(cfg.replace(deterministic=True), tmp_path / "det16", progress=False)
+    assert seen[0][3] == ":16:8"
+    seen.clear()
+    train(cfg, tmp_path / "plain", progress=False)  # off (the default): nothing touched
+    assert seen == [(False, True, False, ":16:8")] * 2
+    with pytest.raises(ConfigError, match="config key 'deterministic' expects bool, got 'yes'"):
+        cfg.replace(deterministic="yes")
+    assert loop.config_diff(cfg.replace(deterministic=True), cfg.to_dict()) == []  # a run may be resumed with it
+
+
 def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path):
     env = {**os.environ, "DMTRACK_SYNTHETIC_ROOT": str(data_root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -42,7 +42,7 @@ from .sampler import (PairDataset, PairSampler, collate, data_workers, load_trai
                       worker_init)
 
 # Keys that may differ between an interrupted run and its resume without changing the result.
-RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every", "log_every"}
+RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every", "log_every", "deterministic"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -67,6 +67,28 @@ def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
         here = True
     rank = dist.get_rank() if dist.is_initialized() else 0
     return rank, (dist.get_world_size() if dist.is_initialized() else 1), device, here
+
+
+@contextmanager
+def deterministic_kernels(on: bool):
+    """cfg.deterministic: within, every op runs its deterministic kernel (an op that has none raises,
+    naming itself, rather than making the run silently unrepeatable), cuBLAS uses a fixed workspace
+    (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS starts: so set before the process's first GPU matmul)
+    and cuDNN neither autotunes nor picks non-deterministic algorithms. Restored on exit. Off: untouched."""
+    if not on:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.benchmark, cudnn.deterministic)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # a user's own valid setting (e.g. :16:8) is kept
+    torch.use_deterministic_algorithms(True)
+    cudnn.benchmark, cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        cudnn.benchmark, cudnn.deterministic = saved[2], saved[3]
 
 
 def make_scheduler(optimizer, cfg: Config):
@@ -360,6 +382,12 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
     without it an existing last.pth is an error rather than silently overwritten. Another run
     holding out_dir raises RunLocked."""
     out = Path(out_dir)
+    with deterministic_kernels(cfg.deterministic):
+        return train_process(cfg, out, resume, sequences, max_steps, progress)
+
+
+def train_process(cfg: Config, out: Path, resume: bool, sequences, max_steps: int | None, progress: bool) -> Path | None:
+    """`train` after the kernels are chosen: join the ranks, hold the folder, train, leave the group."""
     rank, world, device, own_group = setup_distributed(cfg)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
