@@ -479,3 +479,25 @@ def test_compile_compiles_the_parts_and_keeps_the_weights_names():
     assert [compiled(b) for b in model.visual.blocks] == [True, False, True]  # the CE block's top-k stays eager
     assert compiled(model.fusion) and compiled(model.denoiser) and compiled(model.head) and not compiled(model.visual)
     assert run.net is model and list(model.state_dict()) == list(build_model(cfg).state_dict())  # checkpoints unchanged
+
+
+def test_under_ddp_on_gpus_the_batchnorms_are_synchronised(monkeypatch):
+    # issue 19 item 10: per-rank BatchNorm made the result depend on the number of processes
+    from dmtrack.model.dmtrack import DMTrack
+    from dmtrack.train import loop
+
+    cfg = load_config("smoke", "full")
+    monkeypatch.setattr(loop, "DistributedDataParallel", lambda m: m)  # no process group here: the wrap is DDP's
+    for device, world, synced in [("cuda", 2, True), ("cuda", 1, False), ("cpu", 2, False)]:
+        monkeypatch.setattr(DMTrack, "device", property(lambda self: torch.device(device)))  # as if moved there
+        model = build_model(cfg)
+        keys, bns = list(model.state_dict()), sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        opt = torch.optim.AdamW(model.param_groups())
+        run = TrainRun(model, model, opt, make_scheduler(opt, cfg), torch.amp.GradScaler("cpu", enabled=False), "fp32")
+        wrap_net(run, cfg, world)
+        kinds = [type(m) for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        # the head's 3 branches of 4 Conv-BN-ReLU each: its 12 BatchNorms, the model's only ones
+        assert bns == 12 and kinds == [torch.nn.SyncBatchNorm if synced else torch.nn.BatchNorm2d] * 12, (device, world)
+        assert list(model.state_dict()) == keys  # checkpoints unchanged
+        trained = {id(p) for g in opt.param_groups for p in g["params"]}
+        assert trained == {id(p) for p in model.parameters() if p.requires_grad}  # the optimiser still holds them

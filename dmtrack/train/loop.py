@@ -315,7 +315,13 @@ def make_loader(cfg: Config, sequences, rank: int, world: int, device: torch.dev
 def wrap_net(run: TrainRun, cfg: Config, world: int) -> None:
     """DDP over the ranks (every trainable parameter gets a gradient at every step in every
     variant, tests/test_train.py checks it, so no find_unused_parameters and its extra graph
-    walk), with the model's parts compiled first when `compile` (DMTrack.compile_parts)."""
+    walk), with the model's parts compiled first when `compile` (DMTrack.compile_parts).
+    Under DDP on GPUs the head's BatchNorms become SyncBatchNorms: batch statistics over the global
+    batch, so the result does not depend on the number of processes (the same parameter and buffer
+    tensors: the optimiser and the checkpoint's keys are untouched). SyncBatchNorm refuses CPU tensors,
+    so gloo ranks on a CPU normalise their own shares (docs/training.md, DDP)."""
+    if world > 1 and run.model.device.type == "cuda":
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(run.model)  # in place below the top module
     if cfg.compile:
         run.model.compile_parts()
     if world > 1:
