@@ -104,6 +104,7 @@ class Config:
     lr_drop_frac: float = 0.8  # lr / 10 after this fraction of the epochs
     grad_clip: float = 0.1
     precision: str = "fp32"  # training: fp32 | bf16 | fp16 | auto (bf16 where the GPU has it natively, else fp32); dmtrack/precision.py
+    deterministic: bool = False  # deterministic kernels (torch.use_deterministic_algorithms): exact resume on GPUs too (docs/training.md)
     compile: bool = False  # torch.compile the training forward (docs/training.md: it does not pay at the demo size on a CPU)
     log_every: int = 1  # losses.csv gets a row (the mean of the steps since the last one) every this many steps
     num_workers: int | str = "auto"  # DataLoader workers; "auto" = min(cores per training process, 16) (train.sampler.data_workers)

@@ -143,6 +143,80 @@ def test_resume_reproduces_the_uninterrupted_run(env, tmp_path):
     assert [(s["from_step"], s["to_step"]) for s in sessions] == [(0, 2), (2, 4), (4, 6)]
 
 
+def fake_cuda_generators(monkeypatch, gpus: int) -> dict:
+    """torch.cuda's RNG functions over `gpus` fake generators ({index: state}); an index past them raises
+    IndexError as torch.cuda.default_generators[index] does on a machine with fewer GPUs."""
+    states = {i: torch.tensor([i], dtype=torch.uint8) for i in range(gpus)}
+
+    def index(device) -> int:
+        i = device if isinstance(device, int) else torch.device(device).index or 0
+        if i >= gpus:
+            raise IndexError("tuple index out of range")
+        return i
+
+    def set_state(state, device="cuda"):
+        states[index(device)] = state.clone()
+
+    for module in (torch.cuda, torch.cuda.random):  # get/set_rng_state_all call the module's own names
+        monkeypatch.setattr(module, "device_count", lambda: gpus)
+        monkeypatch.setattr(module, "get_rng_state", lambda device="cuda": states[index(device)].clone())
+        monkeypatch.setattr(module, "set_rng_state", set_state)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    return states
+
+
+def test_a_checkpoint_written_on_a_two_gpu_host_resumes_on_one_gpu(monkeypatch):
+    # issue 19 item 6: last.pth held every visible GPU's RNG state; restoring them all on a host (or a
+    # CUDA_VISIBLE_DEVICES) with fewer GPUs raised IndexError. Now: the rank's own device's state only.
+    from dmtrack.train.loop import rng_state, set_rng_state
+
+    cpu_state = torch.get_rng_state()
+    try:
+        two = fake_cuda_generators(monkeypatch, 2)
+        two[0] = torch.tensor([7, 7], dtype=torch.uint8)  # the generator the run drew from
+        saved = rng_state(torch.device("cuda:0"))
+        assert torch.equal(saved["cuda"], two[0])  # one tensor: cuda:1's state is not this rank's
+        one = fake_cuda_generators(monkeypatch, 1)
+        set_rng_state(saved, torch.device("cuda:0"))
+        assert torch.equal(one[0], torch.tensor([7, 7], dtype=torch.uint8))
+        assert "cuda" not in rng_state(torch.device("cpu"))  # a CPU run on a GPU host keeps no GPU's state
+    finally:
+        torch.set_rng_state(cpu_state)
+
+
+def test_the_suite_trains_on_the_cpu_even_on_a_gpu_host():
+    # issue 19 item 5: the tests expect the CPU's exact resume, `cpu` and `gloo`; conftest.py hides the GPUs
+    # from this process and every process it starts
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and not torch.cuda.is_available()
+
+
+def test_deterministic_trains_on_deterministic_kernels_and_restores_the_settings(env, tmp_path, monkeypatch):
+    from dmtrack.config import ConfigError
+    from dmtrack.train import loop
+
+    seen, real_step = [], loop.train_step
+    monkeypatch.setattr(loop, "train_step", lambda *a, **k: seen.append(
+        (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+         os.environ.get("CUBLAS_WORKSPACE_CONFIG"))) or real_step(*a, **k))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # as a user's earlier code may have left it
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "unset")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")  # absent here; both undone, in reverse, after the test
+    cfg = smoke(epochs=1)  # 2 steps
+    train(cfg.replace(deterministic=True), tmp_path / "det", progress=False)  # no CPU op refuses the mode
+    assert seen == [(True, False, True, ":4096:8")] * 2
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark  # restored
+    seen.clear()
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a user's own valid setting is kept
+    train(cfg.replace(deterministic=True), tmp_path / "det16", progress=False)
+    assert seen[0][3] == ":16:8"
+    seen.clear()
+    train(cfg, tmp_path / "plain", progress=False)  # off (the default): nothing touched
+    assert seen == [(False, True, False, ":16:8")] * 2
+    with pytest.raises(ConfigError, match="config key 'deterministic' expects bool, got 'yes'"):
+        cfg.replace(deterministic="yes")
+    assert loop.config_diff(cfg.replace(deterministic=True), cfg.to_dict()) == []  # a run may be resumed with it
+
+
 def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path):
     env = {**os.environ, "DMTRACK_SYNTHETIC_ROOT": str(data_root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -178,6 +252,74 @@ def test_the_chain_trains_a_variant_over_two_gloo_processes_with_torchrun(data_r
     assert ddp["world_size"] == 2 and ddp["backend"] == "gloo" and ddp["replicas_identical"] is True
     assert load_checkpoint(model)["global_step"] == 4  # 16 pairs / global batch 4
     assert train_variant("smoke", "full", 0, tmp_path / "work", data_root, overrides, processes=2) == model  # done: kept
+
+
+KERNEL_STAND_IN = """import json, sys
+from dmtrack.report.steps import train_variant
+train_variant("smoke", "full", 0, sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), processes=2, threads=2)
+"""
+
+
+def processes_naming(marker: str) -> list[int]:
+    """Pids of the live (not zombie) processes whose command line contains `marker`."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            cmdline = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace")
+            state = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # not a process, or it ended meanwhile
+        if d.isdigit() and int(d) != os.getpid() and marker in cmdline and state != "Z":
+            pids.append(int(d))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_the_kernel_of_a_torchrun_training_stops_its_workers_and_the_rerun_resumes(data_root, tmp_path):
+    # issue 19 item 11: the chain SIGKILLs a step's kernel's process group; torchrun's workers live in
+    # sessions of their own, so before the fix they kept training and holding the folder's lock
+    from dmtrack.layout import model_path, train_dir
+    from dmtrack.report.steps import torchrun_command
+
+    work, overrides = tmp_path / "work", {"pairs_per_epoch": 8, "batch_size": 4, "epochs": 400, "checkpoint_every": 1}
+    out, env = train_dir(work, "full", 0), {**os.environ, "OMP_NUM_THREADS": "1"}
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL_STAND_IN, str(work), str(data_root), json.dumps(overrides)],
+                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 240
+        while not (out / "last.pth").exists() and kernel.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        assert kernel.poll() is None and (out / "last.pth").exists(), kernel.stderr.read()[-3000:] if kernel.poll() else ""
+        assert len(processes_naming(str(out))) == 3  # torchrun and its two workers
+        os.killpg(kernel.pid, signal.SIGKILL)  # what the chain does to a step's kernel on Ctrl-C / SIGTERM
+        kernel.wait()
+        end = time.monotonic() + 30
+        while processes_naming(str(out)) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert processes_naming(str(out)) == []
+    finally:
+        for pid in processes_naming(str(out)):  # the survivors of a failed check, never left behind
+            os.kill(pid, signal.SIGKILL)
+        kernel.stderr.close()
+    assert not model_path(work, "full", 0).exists()
+    saved = load_checkpoint(out / "last.pth")["global_step"]
+    cmd = torchrun_command("smoke", "full", 0, out, overrides, processes=2, threads=2) + ["--max-steps", str(saved + 1)]
+    res = subprocess.run(cmd, env={**env, "DMTRACK_SYNTHETIC_ROOT": str(data_root)}, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]  # the folder's lock died with the workers
+    session = json.loads((out / "run.json").read_text())["sessions"][-1]
+    assert (session["from_step"], session["to_step"]) == (saved, saved + 1)  # resumed where the killed run stopped
+
+
+def test_a_failed_torchrun_training_names_the_workers_error_on_the_first_line(data_root, tmp_path):
+    from dmtrack.report.steps import _torchrun, torchrun_command
+
+    cmd = torchrun_command("smoke", "full", 0, tmp_path / "out", {"no_such_key": 1}, processes=2, threads=2)
+    with pytest.raises(RuntimeError) as e:
+        _torchrun(cmd, data_root, tmp_path / "out" / "model.pth")
+    first = str(e.value).splitlines()[0]  # what the chain's StepFailed shows (issue 19: it ended at the colon)
+    assert first.startswith(f"{' '.join(cmd[:5])} ... exited with 1 without writing {tmp_path / 'out' / 'model.pth'}: "
+                            "dmtrack train: error: unknown config key(s): no_such_key (known keys: ")
 
 
 DDP_LOCK_RANK = """import sys
@@ -337,3 +479,25 @@ def test_compile_compiles_the_parts_and_keeps_the_weights_names():
     assert [compiled(b) for b in model.visual.blocks] == [True, False, True]  # the CE block's top-k stays eager
     assert compiled(model.fusion) and compiled(model.denoiser) and compiled(model.head) and not compiled(model.visual)
     assert run.net is model and list(model.state_dict()) == list(build_model(cfg).state_dict())  # checkpoints unchanged
+
+
+def test_under_ddp_on_gpus_the_batchnorms_are_synchronised(monkeypatch):
+    # issue 19 item 10: per-rank BatchNorm made the result depend on the number of processes
+    from dmtrack.model.dmtrack import DMTrack
+    from dmtrack.train import loop
+
+    cfg = load_config("smoke", "full")
+    monkeypatch.setattr(loop, "DistributedDataParallel", lambda m: m)  # no process group here: the wrap is DDP's
+    for device, world, synced in [("cuda", 2, True), ("cuda", 1, False), ("cpu", 2, False)]:
+        monkeypatch.setattr(DMTrack, "device", property(lambda self: torch.device(device)))  # as if moved there
+        model = build_model(cfg)
+        keys, bns = list(model.state_dict()), sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        opt = torch.optim.AdamW(model.param_groups())
+        run = TrainRun(model, model, opt, make_scheduler(opt, cfg), torch.amp.GradScaler("cpu", enabled=False), "fp32")
+        wrap_net(run, cfg, world)
+        kinds = [type(m) for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        # the head's 3 branches of 4 Conv-BN-ReLU each: its 12 BatchNorms, the model's only ones
+        assert bns == 12 and kinds == [torch.nn.SyncBatchNorm if synced else torch.nn.BatchNorm2d] * 12, (device, world)
+        assert list(model.state_dict()) == keys  # checkpoints unchanged
+        trained = {id(p) for g in opt.param_groups for p in g["params"]}
+        assert trained == {id(p) for p in model.parameters() if p.requires_grad}  # the optimiser still holds them

@@ -95,13 +95,26 @@ def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, ov
 
 def _torchrun(cmd: list[str], data_dir, model: Path) -> Path:
     """Run a torchrun training (the synthetic root passed as its environment variable); its output is
-    printed into the notebook; a failure raises with the end of its stderr."""
+    printed into the notebook; a failure raises with the end of its stderr, its error line first. An
+    interrupt here (Ctrl-C in a notebook) stops torchrun, which stops its workers; a SIGKILL of this
+    kernel's process group kills torchrun, and the workers follow (dmtrack.train.cli)."""
     env = dict(os.environ, **({root_env("synthetic"): str(data_dir)} if data_dir else {}))
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    print(res.stdout)
-    if res.returncode != 0 or not model.exists():
-        tail = "\n".join(res.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"{' '.join(cmd[:5])} ... exited with {res.returncode} without writing {model}:\n{tail}")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        proc.terminate()  # torchrun forwards SIGTERM to its workers and waits for them
+        proc.wait()
+        raise
+    print(stdout)
+    if proc.returncode != 0 or not model.exists():
+        lines = [ln for ln in (stderr + stdout).splitlines() if ln.strip()]
+        # the workers' own one-line errors; else torchrun's last words that are not its frames of '='
+        errors = [ln for ln in lines if ln.startswith("dmtrack train: error:")] or \
+            [ln for ln in lines if ln.strip("= ")] or ["(no output)"]
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(cmd[:5])} ... exited with {proc.returncode} without writing {model}: "
+                           f"{errors[-1].strip()}\n{tail}")
     return model
 
 

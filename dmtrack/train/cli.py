@@ -1,10 +1,12 @@
 """`python -m dmtrack train --profile demo --variant full --out runs/demo/full [--resume] [--data-root DIR] [key=value ...]`.
 
 Works unchanged under `torchrun --nproc_per_node=N -m dmtrack train ...` (DDP: gloo on cpu,
-nccl on cuda); rank 0 writes the run folder.
+nccl on cuda); rank 0 writes the run folder. torchrun starts every worker in a session of its own:
+a worker ends (SIGTERM) when its torchrun dies, even by SIGKILL, so no worker outlives a stopped run.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..config import PROFILES, VARIANTS, add_override_arguments
@@ -36,6 +38,10 @@ def run(args) -> int:
     from .loop import train
     from .sampler import load_train_sequences, missing_train_data
 
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker, in a session of its own: killing torchrun's
+        from ..io import exit_with_parent     # process group (the chain stopping a step) does not reach it
+
+        exit_with_parent(os.getppid())
     overrides = overrides_from_args(args)
     if args.seed is not None:
         overrides["seed"] = args.seed

@@ -5,7 +5,7 @@
 
 Run folder: run.json (config, git commit, versions, hardware, sessions), losses.csv (every
 loss term, averaged over `log_every` steps), last.pth (training state: model, optimiser, lr scheduler, GradScaler,
-every rank's RNG states, position in the epoch), model.pth (the final weights, what
+every rank's RNG states (the CUDA one of its own GPU), position in the epoch), model.pth (the final weights, what
 `dmtrack evaluate --checkpoint` loads). One run at a time holds the folder (a second one
 raises dmtrack.io.RunLocked); a run starting there deletes temp files of killed writers. Under torchrun every rank trains on its own share
 of each epoch's pairs; cfg.batch_size is the global batch (each rank takes batch_size / W),
@@ -42,7 +42,7 @@ from .sampler import (PairDataset, PairSampler, collate, data_workers, load_trai
                       worker_init)
 
 # Keys that may differ between an interrupted run and its resume without changing the result.
-RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every", "log_every"}
+RESUME_FREE_KEYS = {"num_workers", "device", "frame_cache_mb", "checkpoint_every", "log_every", "deterministic"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -69,6 +69,28 @@ def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
     return rank, (dist.get_world_size() if dist.is_initialized() else 1), device, here
 
 
+@contextmanager
+def deterministic_kernels(on: bool):
+    """cfg.deterministic: within, every op runs its deterministic kernel (an op that has none raises,
+    naming itself, rather than making the run silently unrepeatable), cuBLAS uses a fixed workspace
+    (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS starts: so set before the process's first GPU matmul)
+    and cuDNN neither autotunes nor picks non-deterministic algorithms. Restored on exit. Off: untouched."""
+    if not on:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.benchmark, cudnn.deterministic)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # a user's own valid setting (e.g. :16:8) is kept
+    torch.use_deterministic_algorithms(True)
+    cudnn.benchmark, cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        cudnn.benchmark, cudnn.deterministic = saved[2], saved[3]
+
+
 def make_scheduler(optimizer, cfg: Config):
     """lr / 10 from epoch round(lr_drop_frac * epochs) on (0-based; paper: epochs 80..99 of 100).
     Stepped once per epoch."""
@@ -76,24 +98,27 @@ def make_scheduler(optimizer, cfg: Config):
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[drop], gamma=0.1)
 
 
-def rng_state() -> dict:
-    """python, numpy and torch RNG states as plain values/tensors (weights_only=True loadable)."""
+def rng_state(device: torch.device) -> dict:
+    """python, numpy and torch RNG states as plain values/tensors (weights_only=True loadable), and the
+    CUDA generator of this rank's own `device` only: a resume on a node with fewer GPUs must not need them all."""
     np_state = np.random.get_state()
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
              "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore `rng_state`'s states; its CUDA one goes to `device` (this rank's GPU, whatever its index was)."""
     v, internal, gauss = state["python"]
     random.setstate((v, tuple(internal), gauss))
     n = state["numpy"]
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        cuda = state["cuda"]  # a list in checkpoints written before issue 19: every visible GPU's state
+        torch.cuda.set_rng_state(cuda[device.index or 0] if isinstance(cuda, list) else cuda, device)
 
 
 def run_info(cfg: Config, world: int, device: torch.device) -> dict:
@@ -254,7 +279,7 @@ def resume_run(run: TrainRun, last: Path, cfg: Config, rank: int, world: int) ->
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"][rank])
+    set_rng_state(state["rng"][rank], run.model.device)
     run.global_step = state["global_step"]
 
 
@@ -264,9 +289,9 @@ def save_state(run: TrainRun, last: Path, cfg: Config, steps_per_epoch: int, mai
 
     states = [None] * world
     if world > 1:
-        dist.all_gather_object(states, rng_state())
+        dist.all_gather_object(states, rng_state(run.model.device))
     else:
-        states = [rng_state()]
+        states = [rng_state(run.model.device)]
     if main:
         epoch, step = divmod(run.global_step, steps_per_epoch)
         save_checkpoint(last, run.model, cfg, optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
@@ -290,7 +315,13 @@ def make_loader(cfg: Config, sequences, rank: int, world: int, device: torch.dev
 def wrap_net(run: TrainRun, cfg: Config, world: int) -> None:
     """DDP over the ranks (every trainable parameter gets a gradient at every step in every
     variant, tests/test_train.py checks it, so no find_unused_parameters and its extra graph
-    walk), with the model's parts compiled first when `compile` (DMTrack.compile_parts)."""
+    walk), with the model's parts compiled first when `compile` (DMTrack.compile_parts).
+    Under DDP on GPUs the head's BatchNorms become SyncBatchNorms: batch statistics over the global
+    batch, so the result does not depend on the number of processes (the same parameter and buffer
+    tensors: the optimiser and the checkpoint's keys are untouched). SyncBatchNorm refuses CPU tensors,
+    so gloo ranks on a CPU normalise their own shares (docs/training.md, DDP)."""
+    if world > 1 and run.model.device.type == "cuda":
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(run.model)  # in place below the top module
     if cfg.compile:
         run.model.compile_parts()
     if world > 1:
@@ -357,6 +388,12 @@ def train(cfg: Config, out_dir, resume: bool = False, *, sequences: dict | None 
     without it an existing last.pth is an error rather than silently overwritten. Another run
     holding out_dir raises RunLocked."""
     out = Path(out_dir)
+    with deterministic_kernels(cfg.deterministic):
+        return train_process(cfg, out, resume, sequences, max_steps, progress)
+
+
+def train_process(cfg: Config, out: Path, resume: bool, sequences, max_steps: int | None, progress: bool) -> Path | None:
+    """`train` after the kernels are chosen: join the ranks, hold the folder, train, leave the group."""
     rank, world, device, own_group = setup_distributed(cfg)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")

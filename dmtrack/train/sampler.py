@@ -200,9 +200,10 @@ class PairDataset(Dataset):
     """Training pairs; item (epoch, index) is deterministic in (seed, epoch, index).
 
     Items are dicts: template (T, T, 3) and search (S, S, 3) uint8 RGB crops (normalised on the
-    training device: `dmtrack.data.crop.normalize_images`),
-    template_pad / search_pad (bool padding masks), box (4,) float32 cxcywh normalised to the
-    search crop, text (the cleaned sentence, mirrored when flipped), flipped, dataset, seq, key."""
+    training device: `dmtrack.data.crop.normalize_images`), box (4,) float32 cxcywh normalised to the
+    search crop, text (the cleaned sentence, mirrored when flipped), flipped, dataset, seq, key. The
+    crops' padding masks stay in `raw`: they only reject crops here, and the model never reads them, so
+    they do not travel through the workers' shared memory (/dev/shm) and the pinned copies."""
 
     def __init__(self, cfg, sequences: dict[str, list[Sequence]], seed: int | None = None):
         self.cfg = cfg
@@ -228,12 +229,12 @@ class PairDataset(Dataset):
     def __getitem__(self, key) -> dict:
         s = self.raw(*key) if isinstance(key, tuple) else self.raw(0, key)
         return dict(template=torch.from_numpy(s["template"]), search=torch.from_numpy(s["search"]),
-                    template_pad=torch.from_numpy(s["template_pad"]), search_pad=torch.from_numpy(s["search_pad"]),
                     box=torch.from_numpy(s["box"]), text=s["text"], flipped=s["flipped"],
                     dataset=s["dataset"], seq=s["seq"], key=key if isinstance(key, tuple) else (0, key))
 
     def raw(self, epoch: int, index: int) -> dict:
-        """The sample before normalisation: uint8 RGB crops, plus frame ids and image-space boxes."""
+        """The sample before normalisation: uint8 RGB crops and their bool padding masks (template_pad,
+        search_pad), plus frame ids and image-space boxes."""
         rng = np.random.default_rng([self.seed, epoch, index])
         for _ in range(100):
             d = int(rng.choice(len(self.names), p=self.p))
@@ -304,6 +305,6 @@ class PairSampler(Sampler):
 
 def collate(items: list[dict]) -> dict:
     """Stack tensors; keep strings and flags as lists."""
-    out = {k: torch.stack([it[k] for it in items]) for k in ("template", "search", "template_pad", "search_pad", "box")}
+    out = {k: torch.stack([it[k] for it in items]) for k in ("template", "search", "box")}
     out.update({k: [it[k] for it in items] for k in ("text", "flipped", "dataset", "seq", "key")})
     return out
