@@ -153,3 +153,16 @@ def test_the_installed_entry_point_prints_one_line(tmp_path):
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert res.stderr.startswith("dmtrack train: error: unknown config key(s): nosuchkey (known keys: ")
+
+
+def test_evaluate_refuses_more_samples_than_the_config_allows(tmp_path, capsys):
+    # --samples had no upper bound in evaluate (the config's test_samples range is [1, 100])
+    from dmtrack.config import load_config
+    from dmtrack.model import build_model, save_checkpoint
+    cfg = load_config("smoke", "full")
+    ckpt = save_checkpoint(tmp_path / "m.pth", build_model(cfg), cfg)
+    code = main(["evaluate", "--checkpoint", str(ckpt), "--benchmark", "synthetic_lasot", "--out",
+                 str(tmp_path / "e"), "--samples", "101"])
+    line = _one_line(capsys)
+    assert code == 2 and line.startswith("dmtrack evaluate: error: ") and "test_samples" in line and "101" in line
+    assert not (tmp_path / "e").exists()

@@ -342,6 +342,7 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
     replace_stale deletes such results and redoes them instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
     k = int(samples if samples is not None else cfg.test_samples)
+    cfg.replace(test_samples=k, sampling_steps=cfg.sampling_steps if steps is None else steps)  # the config's ranges
     _, n_steps, average = sampling_plan(cfg, k, steps, average)  # a plan that cannot run fails here, not midway
     seed = cfg.seed if seed is None else seed
     seqs = with_sentence(load_benchmark(benchmark, root=data_root, split=split, progress=False), sentence)
