@@ -389,10 +389,15 @@ def _worker_init(make_tracker, threads, parent, gpus=None):
         os.environ.update(gpu_environment([gpus.get()]))  # device=auto: on that GPU or an error
     torch.set_num_threads(threads)
     cv2.setNumThreads(1)
-    _WORKER["tracker"] = make_tracker()
+    try:
+        _WORKER["tracker"] = make_tracker()
+    except Exception as e:  # raised by the first sequence, so that the parent names it (a failed initializer only breaks the pool)
+        _WORKER["error"] = e
 
 
 def _worker_run(seq, out, max_frames, save_masks):
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     t0 = time.perf_counter()
     n = run_sequence(_WORKER["tracker"], seq, Path(out), max_frames, save_masks)
     return seq.name, n, time.perf_counter() - t0
