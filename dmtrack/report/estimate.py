@@ -273,7 +273,8 @@ def calibrate_on(gpu: str | None, cfg: Config, ks, threads: int) -> Calibration:
         last = (res.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the cost calibration on {'GPU ' + gpu if gpu is not None else 'this machine'} failed: {last}")
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    return Calibration(**dict(out, frame_s={int(k): v for k, v in out["frame_s"].items()}))
+    device = out["device"] + (f" (GPU {gpu})" if gpu is not None else "")  # the child's cuda:0 is the pool's GPU `gpu`
+    return Calibration(**dict(out, device=device, frame_s={int(k): v for k, v in out["frame_s"].items()}))
 
 
 def chain_estimate(profile: str, steps, data_dir, settings, problems=(), gpus: list | None = None) -> dict:
