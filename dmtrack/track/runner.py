@@ -302,7 +302,7 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
                 with _on_first_gpu(gpus):
                     tracker = make_tracker()
                 BatchTracker(tracker, batch).run(todo, max_frames, save_masks, on_frame=lambda: bar.update(1),
-                                                        on_done=lambda s, res: write_sequence(out, s, res, save_masks))
+                                                 on_done=lambda s, res: write_sequence(out, s, res, save_masks))
             elif workers == 1 and todo:
                 with _on_first_gpu(gpus):
                     tracker = make_tracker()
