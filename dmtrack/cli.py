@@ -44,6 +44,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def gpu_list(text: str) -> list[str]:
+    """'0,1' -> ['0', '1'] (CUDA_VISIBLE_DEVICES ids, checked against the visible GPUs where used:
+    dmtrack.provenance.check_gpus); 'none' or '' -> [] (no GPU pool)."""
+    ids = [] if text.strip().lower() in ("", "none") else [g.strip() for g in text.split(",")]
+    if any(not g for g in ids) or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"expects distinct GPU ids separated by commas (or none), got {text!r}")
+    return ids
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (argparse prints the whole usage block first)."""
 

@@ -19,8 +19,12 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively (not emulated): CUDA compute capability >= 8.0."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    """Whether `device` computes bfloat16 natively (not emulated): CUDA compute capability >= 8.0 of that
+    GPU (torch.cuda.is_bf16_supported asks about the current one), any ROCm GPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    return bool(torch.version.hip) or torch.cuda.get_device_properties(device).major >= 8
 
 
 def resolve_precision(requested: str, device) -> str:

@@ -145,9 +145,42 @@ def visible_gpus() -> list[str]:
     return (listed if "CUDA_VISIBLE_DEVICES" in os.environ else [str(i) for i in range(n)])[:n]
 
 
+# Set next to CUDA_VISIBLE_DEVICES by whatever hands a process GPUs (the chain's kernels, evaluate's workers,
+# the cost calibration): there `device=auto` must run on them or stop, never fall back to the CPU unnoticed.
+GPUS_ENV = "DMTRACK_GPUS"
+
+
+def gpu_environment(ids) -> dict:
+    """The environment variables of a child process handed the GPUs `ids` (as `visible_gpus` names them)."""
+    text = ",".join(map(str, ids))
+    return {"CUDA_VISIBLE_DEVICES": text, GPUS_ENV: text}
+
+
+def check_gpus(ids, what: str = "--gpus") -> list[str]:
+    """`ids` when each is a GPU this process sees (`visible_gpus`), else ValueError naming the ones it does
+    not and those it sees: an unknown id would leave a child with no GPU (or, under a parent's
+    CUDA_VISIBLE_DEVICES=2,3, `--gpus 0,1` would land on GPUs 0 and 1, someone else's)."""
+    seen = visible_gpus()
+    unseen = [g for g in ids if g not in seen]
+    if unseen:
+        variable = os.environ.get("CUDA_VISIBLE_DEVICES")
+        sees = f"it sees {', '.join(seen)}" if seen else "it sees no GPU"
+        raise ValueError(f"{what} {','.join(ids)}: GPU id(s) {', '.join(unseen)} not visible to this process ({sees}; "
+                         f"CUDA_VISIBLE_DEVICES={'unset' if variable is None else repr(variable)}); give ids as "
+                         "CUDA_VISIBLE_DEVICES names them, or none")
+    return list(ids)
+
+
 def resolve_device(requested: str = "auto") -> str:
-    """A config's device: "auto" = cuda when a GPU is visible, else cpu; anything else as given."""
+    """A config's device: "auto" = cuda when a GPU is visible, else cpu; anything else as given. A process
+    handed GPUs ($DMTRACK_GPUS) that torch cannot see all of is an error, not a silent CPU run."""
     if requested != "auto":
         return requested
     import torch
+    given = [g for g in os.environ.get(GPUS_ENV, "").split(",") if g.strip()]
+    if given and torch.cuda.device_count() < len(given):
+        raise RuntimeError(f"device=auto in a process handed GPU(s) {','.join(given)} ({GPUS_ENV}; CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}), but torch {torch.__version__} sees "
+                           f"{torch.cuda.device_count()} GPU(s): it would not run on them; check the driver and torch's "
+                           "CUDA build (torch.cuda.is_available()), or set device=cpu")
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -28,14 +28,20 @@ def linear_dtypes(model):
 
 
 def test_auto_is_bf16_only_where_the_gpu_has_it(monkeypatch):
-    assert resolve_precision("auto", "cpu") == "fp32"
+    from types import SimpleNamespace
+
+    from dmtrack.precision import native_bf16
+
+    assert resolve_precision("auto", "cpu") == "fp32" and not native_bf16(torch.device("cpu"))
     assert [resolve_precision(p, "cpu") for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
-    asked = []
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation) or True)
-    assert resolve_precision("auto", "cuda:0") == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)  # a V100
-    assert resolve_precision("auto", "cuda") == "fp32"
-    assert asked == [False]  # emulated bf16 (what a V100 would offer) does not count
+    majors = {0: 7, 1: 9}  # a V100 as cuda:0 (the current device) next to an H100: bf16 only emulated on the first
+    index = lambda d: d if isinstance(d, int) else torch.device(d).index if torch.device(d).index is not None else 0  # noqa: E731
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d=None: SimpleNamespace(major=majors[index(d)]))
+    assert native_bf16(torch.device("cuda:1")) and resolve_precision("auto", "cuda:1") == "bf16"  # the GPU passed in
+    assert not native_bf16(torch.device("cuda:0")) and resolve_precision("auto", "cuda:0") == "fp32"
+    assert resolve_precision("auto", "cuda") == "fp32"  # "cuda" is the current device
     with pytest.raises(ValueError, match="precision 'fp8'"):
         resolve_precision("fp8", "cpu")
 

@@ -339,7 +339,8 @@ if meet:
     while not Path(meet + '.started').exists():
         assert time.time() - t0 < 120, 'the step it should run beside never started'
         time.sleep(0.05)
-Path(out).write_text(json.dumps(dict(gpus=os.environ.get('CUDA_VISIBLE_DEVICES'), t0=t0, t1=time.time())))"""
+Path(out).write_text(json.dumps(dict(gpus=os.environ.get('CUDA_VISIBLE_DEVICES'), handed=os.environ.get('DMTRACK_GPUS'),
+                                     t0=t0, t1=time.time())))"""
 
 
 def test_running_steps_hold_their_own_gpus_and_never_share_one(tmp_path, nbdir):
@@ -353,6 +354,7 @@ def test_running_steps_hold_their_own_gpus_and_never_share_one(tmp_path, nbdir):
     # a and b ran at once (each waited for the other), one GPU each; wide took both, so it ran alone
     assert sorted([seen["a"]["gpus"], seen["b"]["gpus"]]) == ["3", "7"] and sorted(seen["wide"]["gpus"].split(",")) == ["3", "7"]
     assert seen["after"]["gpus"] in ("3", "7") and sorted(stamps[2]["gpus"]) == ["3", "7"]
+    assert all(v["handed"] == v["gpus"] for v in seen.values())  # device=auto in the kernel: on them or an error
     for x, y in [(x, y) for x in seen for y in seen if x < y]:
         if set(seen[x]["gpus"].split(",")) & set(seen[y]["gpus"].split(",")):  # a shared GPU: one after the other
             assert seen[x]["t1"] <= seen[y]["t0"] or seen[y]["t1"] <= seen[x]["t0"], (x, y, seen[x], seen[y])
@@ -372,6 +374,63 @@ def test_the_default_gpus_are_those_cuda_visible_devices_names(monkeypatch):
     assert visible_gpus() == ["5", "3"]  # as many as torch counts
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert visible_gpus() == []  # a CPU machine: no pool, whatever the variable says
+
+
+def test_gpu_ids_the_process_cannot_see_stop_the_chain_before_it_starts(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from dmtrack.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    args = ["report", "--profile", "smoke", "--reports", "r", "--work", "w", "--data-root", "d", "--set", "epochs=1", "--plan"]
+    for ids in ("abc", "7"):  # this machine has no GPU: once the steps ran on the CPU, "on GPU(s) abc"
+        assert main(args + ["--gpus", ids]) == 2
+        assert capsys.readouterr().err.strip() == (f"dmtrack report: error: --gpus {ids}: GPU id(s) {ids} not visible to this "
+                                                   "process (it sees no GPU; CUDA_VISIBLE_DEVICES=unset); give ids as "
+                                                   "CUDA_VISIBLE_DEVICES names them, or none")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # a job given GPUs 2 and 3: 0 and 1 are someone else's
+    assert main(args + ["--gpus", "0,1"]) == 2
+    assert "GPU id(s) 0, 1 not visible to this process (it sees 2, 3; CUDA_VISIBLE_DEVICES='2,3')" in capsys.readouterr().err
+    assert main(args + ["--gpus", "3,1"]) == 2 and "--gpus 3,1: GPU id(s) 1 not visible" in capsys.readouterr().err
+    with pytest.raises(pipeline.PreflightError, match="--gpus 7: GPU id.s. 7 not visible"):
+        pipeline.reproduce("smoke", pipeline.ChainOptions(gpus=("7",)), reports="r", work="w", data="d", log=lambda s: None)
+    assert not any((tmp_path / x).exists() for x in "rwd")
+
+
+def test_a_process_handed_gpus_runs_on_them_or_stops(monkeypatch):
+    import torch
+
+    from dmtrack.provenance import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # a broken driver, a CPU build of torch, a wrong id
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    monkeypatch.setenv("DMTRACK_GPUS", "3")  # what the chain and evaluate's workers set next to it
+    with pytest.raises(RuntimeError, match=r"device=auto in a process handed GPU\(s\) 3 \(DMTRACK_GPUS; CUDA_VISIBLE_DEVICES="
+                                           r"'3'\), but torch \S+ sees 0 GPU\(s\): it would not run on them"):
+        resolve_device("auto")
+    assert resolve_device("cpu") == "cpu"  # an explicit device is the user's choice
+    monkeypatch.setenv("DMTRACK_GPUS", "")
+    assert resolve_device("auto") == "cpu"  # handed none: the CPU, as before
+
+
+def test_the_calibration_runs_in_a_child_that_sees_only_the_pools_first_gpu(tmp_path, monkeypatch):
+    import torch
+
+    from dmtrack.report import estimate
+
+    def in_this_process(*args, **kw):
+        raise AssertionError("calibrated in the chain's own process (on its cuda:0)")
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # this process: GPUs 0 and 1; the pool: 1
+    monkeypatch.setattr(estimate, "calibrate", in_this_process)
+    # the child really runs: it sees GPU 1 alone and, finding no GPU on this machine, refuses to time the CPU instead
+    with pytest.raises(RuntimeError, match=r"the cost calibration on GPU 1 failed: RuntimeError: device=auto in a process "
+                                           r"handed GPU\(s\) 1 \(DMTRACK_GPUS; CUDA_VISIBLE_DEVICES='1'\)"):
+        pipeline.plan_estimate("smoke", pipeline.ChainOptions(gpus=("1",)), reports=tmp_path / "r", work=tmp_path / "w",
+                               data=tmp_path / "d")
 
 
 def test_one_step_alone_needs_its_inputs_done_and_shares_the_chain_keys(tmp_path, nbdir):

@@ -353,11 +353,51 @@ def test_each_worker_sees_one_gpu_of_the_list(root, ckpt, tmp_path):
     seqs = load_benchmark("synthetic_otb_lang", root=root)
     assert len(seqs) >= 2  # as many sequences as workers: both workers start
     before = os.environ.get("CUDA_VISIBLE_DEVICES")
-    runner.track_benchmark(_GpuRecordingTracker(runner.CheckpointTracker(str(ckpt), 1, 0), str(record)), seqs, out,
-                           dict(benchmark="synthetic_otb_lang", variant="full", samples=1, seed=0), workers=2, max_frames=3, gpus=["4", "6"], progress=False)
-    assert sorted(f.read_text() for f in record.iterdir()) == ["4", "6"]  # worker i: gpus[i % 2]; on CPU they track anyway
+    meta = dict(benchmark="synthetic_otb_lang", variant="full", samples=1, seed=0)
+    runner.track_benchmark(_GpuRecordingTracker(runner.CheckpointTracker(str(ckpt), 1, 0, "cpu"), str(record)), seqs, out,
+                           meta, workers=2, max_frames=3, gpus=["4", "6"], progress=False)
+    assert sorted(f.read_text() for f in record.iterdir()) == ["4", "6"]  # worker i: gpus[i % 2]; device=cpu asked for
     assert all(read_results(out / f"{s.name}.txt").shape == (3, 4) for s in seqs)
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == before  # this process's own is untouched
+    # device=auto in a worker handed a GPU that torch cannot see (this machine): an error naming it, not a CPU run
+    with pytest.raises(RuntimeError, match=r"device=auto in a process handed GPU\(s\) [46] \(DMTRACK_GPUS; "
+                                           r"CUDA_VISIBLE_DEVICES='[46]'\), but torch \S+ sees 0 GPU"):
+        runner.track_benchmark(runner.CheckpointTracker(str(ckpt), 1, 0), seqs, tmp_path / "auto", meta, workers=2,
+                               max_frames=3, gpus=["4", "6"], progress=False)
+    assert not list((tmp_path / "auto").glob("*.txt"))
+
+
+def test_evaluate_spreads_its_workers_over_the_gpus_it_is_given(ckpt, tmp_path, monkeypatch, capsys):
+    asked = []
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **kw: asked.append(kw["gpus"]) or {})
+    base = ["evaluate", "--checkpoint", str(ckpt), "--benchmark", "synthetic_otb_lang", "--out", str(tmp_path / "e")]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for ids in ("7", "abc"):  # this machine has no GPU
+        assert cli_main(base + ["--workers", "2", "--gpus", ids]) == 2
+        assert capsys.readouterr().err.strip() == (f"dmtrack evaluate: error: --gpus {ids}: GPU id(s) {ids} not visible to "
+                                                   "this process (it sees no GPU; CUDA_VISIBLE_DEVICES=unset); give ids as "
+                                                   "CUDA_VISIBLE_DEVICES names them, or none")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert cli_main(base + ["--workers", "2"]) == 0 and asked[-1] == ["0", "1", "2"]  # default: every GPU, one per worker
+    assert cli_main(base + ["--workers", "2", "--gpus", "2,0"]) == 0 and asked[-1] == ["2", "0"]
+    assert cli_main(base + ["--gpus", "1"]) == 0 and asked[-1] == ["1"]  # one worker: in this process, on GPU 1
+    assert cli_main(base) == 0 and asked[-1] is None  # one worker, no --gpus: this process's device, as before
+    assert cli_main(base + ["--workers", "2", "--device", "cpu"]) == 0 and asked[-1] is None
+    assert cli_main(base + ["--workers", "2", "--gpus", "none"]) == 0 and asked[-1] is None
+    assert cli_main(base + ["--gpus", "1", "--device", "cuda:1"]) == 2
+    assert "--gpus 1 with --device cuda:1: give one of them" in capsys.readouterr().err
+
+
+def test_tracking_in_this_process_builds_the_tracker_on_the_first_gpu_given(monkeypatch):
+    current = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,6")
+    monkeypatch.setattr(torch.cuda, "device", lambda index: current.append(index) or runner.nullcontext())
+    with runner._on_first_gpu(["6", "5"]):
+        pass
+    assert current == [1]  # "6" is this process's cuda:1
+    with pytest.raises(ValueError, match="GPU id.s. 0 not visible"):
+        runner._on_first_gpu(["0"])
 
 
 def _long_tnl2k(root: Path, data: Path, frames: int) -> str:

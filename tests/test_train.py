@@ -217,6 +217,35 @@ def test_deterministic_trains_on_deterministic_kernels_and_restores_the_settings
     assert loop.config_diff(cfg.replace(deterministic=True), cfg.to_dict()) == []  # a run may be resumed with it
 
 
+def test_a_training_handed_a_gpu_it_cannot_see_stops_before_training(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # a chain step's kernel given GPU 3, on a machine where torch sees none
+    monkeypatch.setenv("DMTRACK_GPUS", "3")
+    with pytest.raises(RuntimeError, match=r"device=auto in a process handed GPU\(s\) 3 .* sees 0 GPU\(s\): it would not "
+                                           "run on them"):
+        train(smoke(), tmp_path / "run", max_steps=1, progress=False)
+    assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_torchrun_ranks_refuse_a_gpu_they_cannot_have(monkeypatch):
+    from dmtrack.config import ConfigError
+    from dmtrack.train.loop import setup_distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.delenv("DMTRACK_GPUS", raising=False)
+    with pytest.raises(ConfigError, match=r"device=cuda:0 under torchrun with 2 processes puts every rank on that one "
+                                          "device; use device=auto or cuda"):  # NCCL refuses two ranks on one GPU
+        setup_distributed(smoke(device="cuda:0"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # --nproc_per_node=2 on a one-GPU job
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    for device in ("auto", "cuda"):
+        with pytest.raises(RuntimeError, match=r"torchrun rank with LOCAL_RANK=1 but this process sees 1 GPU\(s\) "
+                                                r"\(CUDA_VISIBLE_DEVICES='5'\): --nproc_per_node is more than the GPUs"):
+            setup_distributed(smoke(device=device))
+    assert not torch.distributed.is_initialized()
+
+
 def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path):
     env = {**os.environ, "DMTRACK_SYNTHETIC_ROOT": str(data_root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

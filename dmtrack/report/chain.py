@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dmtrack.io import atomic_write_text
+from dmtrack.provenance import gpu_environment
 
 KERNEL = "python3"  # jupyter_client runs the native kernel with sys.executable, i.e. this venv's python
 
@@ -188,7 +189,8 @@ def done_stamp(step: Step, runs: Path, key: str) -> dict | None:
 def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = False, log=print,
              gpus: list | None = None) -> dict:
     """Run one step unless its stamp says it is done for `key`; return its stamp (+ "status").
-    gpus: the GPU ids its kernel sees (CUDA_VISIBLE_DEVICES); None: this process's own."""
+    gpus: the GPU ids its kernel sees (CUDA_VISIBLE_DEVICES, and DMTRACK_GPUS: device=auto there runs on
+    them or stops); None: this process's own."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -200,8 +202,8 @@ def run_step(step: Step, runs: Path, key: str, notebooks: Path, force: bool = Fa
         return {**stamp, "status": "skipped"}
     stamp_path.unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    env = () if gpus is None else (("CUDA_VISIBLE_DEVICES", ",".join(map(str, gpus))),)
-    log(f"[run ] {step.name} ({step.notebook})" + (f" on GPU(s) {env[0][1] or 'none'}" if env else ""))
+    env = () if gpus is None else tuple(sorted(gpu_environment(gpus).items()))  # device=auto there: on them or an error
+    log(f"[run ] {step.name} ({step.notebook})" + (f" on GPU(s) {','.join(map(str, gpus)) or 'none'}" if env else ""))
     t0 = time.time()
     try:
         pm.execute_notebook(str(notebooks / step.notebook), str(out), parameters={**step.params, **step.runtime},

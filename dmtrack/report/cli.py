@@ -17,13 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def gpu_list(text: str) -> list[str]:
-    """'0,1' -> ['0', '1'] (CUDA_VISIBLE_DEVICES ids); 'none' or '' -> [] (no GPU pool)."""
-    ids = [] if text.strip().lower() in ("", "none") else [g.strip() for g in text.split(",")]
-    if any(not g for g in ids) or len(set(ids)) != len(ids):
-        raise argparse.ArgumentTypeError(f"expects distinct GPU ids separated by commas (or none), got {text!r}")
-    return ids
+from ..cli import gpu_list
 
 
 def k_list(text: str) -> list[int]:
@@ -57,7 +51,8 @@ def add_arguments(p) -> None:
                    help="paper profile: run with the packaged MiniLM instead of a bert-base-uncased directory")
     p.add_argument("--gpus", default=None, metavar="ID,ID,...", type=gpu_list,
                    help="GPUs to spread the steps over, one running step each, as CUDA_VISIBLE_DEVICES names them "
-                        "(default: every GPU this process sees; none: the kernels see this process's GPUs, one step per --jobs)")
+                        "(default: every GPU this process sees; none: the kernels see this process's GPUs, one step per --jobs); "
+                        "an id this process does not see is an error")
     p.add_argument("--gpus-per-train", type=int, default=None, metavar="N",
                    help="train each variant with torchrun DDP over N GPUs (processes); default 1")
     p.add_argument("--step", default=None, metavar="NAME",

@@ -16,13 +16,15 @@ training's own batch on a GPU, and on a CPU too when 8 pairs show that it takes 
 cost per pair came out 3x too high; and a few tracked frames, one sequence at a time, at k = 1
 and at the chain's largest k (seconds per frame are taken as linear in k). Steps run
 `jobs` at a time, each on cores // jobs threads, which is what the calibration uses: wall time
-= sum / jobs. Not included: reading the training sets at the start of each training.
+= sum / jobs. Not included: reading the training sets at the start of each training. A chain calibrates
+in a child process on the first GPU of its pool (`calibrate_on`), never in its own process.
 
     est = estimate(steps, sizes, calibrate(cfg, ks=[1, 10], threads=2), profile="paper", jobs=1)
     print(format_plan(est))
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -30,7 +32,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from dmtrack.config import Config, load_config
+from dmtrack.config import Config, config_from_dict, load_config
 from dmtrack.data import load_benchmark
 from dmtrack.data.benchmarks import OFFICIAL_SIZE, drift_level, suite_location
 from dmtrack.data.files import DatasetError
@@ -257,15 +259,34 @@ def estimate(profile: str, steps, sizes: dict, cal: Calibration, jobs: int = 1, 
                 not_estimated=[c.step for c in costs if c.seconds is None], problems=list(problems))
 
 
-def chain_estimate(profile: str, steps, data_dir, settings, problems=()) -> dict:
+def calibrate_on(gpu: str | None, cfg: Config, ks, threads: int) -> Calibration:
+    """`calibrate` in a child process that sees only GPU `gpu` (None: this process's devices, the CPU
+    without a GPU pool): a model built here would crash or run out of memory on whatever GPU is this
+    process's cuda:0, in or out of the pool, and hold a CUDA context on it for the whole chain. A GPU
+    the child cannot use is an error (dmtrack.provenance.resolve_device), not a calibration on the CPU."""
+    from dmtrack.provenance import gpu_environment
+
+    env = {**os.environ, **(gpu_environment([gpu]) if gpu is not None else {})}
+    job = json.dumps(dict(config=cfg.to_dict(), ks=sorted({int(k) for k in ks}), threads=threads))
+    res = subprocess.run([sys.executable, "-m", "dmtrack.report.estimate"], input=job, env=env, capture_output=True, text=True)
+    if res.returncode:
+        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the cost calibration on {'GPU ' + gpu if gpu is not None else 'this machine'} failed: {last}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    device = out["device"] + (f" (GPU {gpu})" if gpu is not None else "")  # the child's cuda:0 is the pool's GPU `gpu`
+    return Calibration(**dict(out, device=device, frame_s={int(k): v for k, v in out["frame_s"].items()}))
+
+
+def chain_estimate(profile: str, steps, data_dir, settings, problems=(), gpus: list | None = None) -> dict:
     """`estimate` for a chain's steps: the sizes of the benchmarks it evaluates (read where they load)
-    and a calibration with the resolved full-variant config at the steps' threads."""
+    and a calibration with the resolved full-variant config at the steps' threads, on the first GPU of
+    the pool `gpus` (None: no pool), in a child process (`calibrate_on`)."""
     evals = [st for st in steps if st.name.startswith("20_evaluate/")]
     benches = sorted({b for st in evals for b in st.params["benchmarks"]})
     sizes = {b: benchmark_size(b, data_dir, settings.max_frames, settings.preset) for b in benches}
     threads = next(st.runtime["threads"] for st in steps if st.name.startswith("10_train/"))
     ks = [st.params["k"] for st in evals] + [st.params["k"] for st in steps if st.name == "30_visualize"]
-    cal = calibrate(load_config(profile, "full", **settings.train), ks, threads)
+    cal = calibrate_on(gpus[0] if gpus else None, load_config(profile, "full", **settings.train), ks, threads)
     return estimate(profile, steps, sizes, cal, settings.jobs, problems)
 
 
@@ -339,3 +360,8 @@ class Progress:
         said = ", ".join(f"{st} x {x:.2f}" for st, x in scales.items())
         self.log(f"[eta ] {len(done)}/{len(self.est)} steps done after {duration(time.time() - self.t0)}; "
                  f"about {duration(left)} left" + (f" (the plan's estimates scaled by the steps run so far: {said})" if ran else ""))
+
+
+if __name__ == "__main__":  # calibrate_on's child: the job as JSON on stdin, the Calibration as JSON on stdout's last line
+    job = json.loads(sys.stdin.read())
+    print(json.dumps(asdict(calibrate(config_from_dict(job["config"]), job["ks"], job["threads"]))))

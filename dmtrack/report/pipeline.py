@@ -30,7 +30,7 @@ from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.io import atomic_write_text, exclusive_lock
 from dmtrack.layout import dmtrack_results, model_path, results_root, run_tag, scores_path, tracker_name
-from dmtrack.provenance import REPO, cpu_cores, provenance, visible_gpus
+from dmtrack.provenance import REPO, check_gpus, cpu_cores, provenance, visible_gpus
 from dmtrack.report.chain import Step, StepFailed, chain_keys, done_stamp, render_html, run_chain, run_one
 from dmtrack.report.estimate import Progress, chain_estimate, duration
 from dmtrack.report.paper import BENCHMARKS, TABLE2, TABLE2_BENCHMARK
@@ -313,8 +313,12 @@ class ChainOptions:
     allow_minilm: bool = False
 
     def pool(self) -> list | None:
-        """The GPU pool the chain's steps are spread over (None: no pool)."""
-        return (visible_gpus() if self.gpus is None else list(self.gpus)) or None
+        """The GPU pool the chain's steps are spread over (None: no pool); PreflightError for an id this
+        process does not see (a step given it would have no GPU, or someone else's)."""
+        try:
+            return (visible_gpus() if self.gpus is None else check_gpus(self.gpus)) or None
+        except ValueError as e:
+            raise PreflightError(str(e)) from None
 
 
 def chain_settings(profile: str, options: ChainOptions = ChainOptions(), pool: list | None = None) -> ChainSettings:
@@ -350,7 +354,8 @@ def plan_estimate(profile: str = "demo", options: ChainOptions = ChainOptions(),
     machine (estimate.py), the steps it reads from, the GPUs it takes, and (given `command`, the
     `dmtrack report` command line of this chain) the command that runs it alone (`command --step NAME`),
     and the problems that would stop `reproduce` before its first step. Runs nothing."""
-    settings = chain_settings(profile, options, options.pool())
+    pool = options.pool()
+    settings = chain_settings(profile, options, pool)
     problems = []
     try:
         preflight(profile, settings.train, list(range(settings.seeds)), settings.require_weights, options.allow_minilm)
@@ -359,7 +364,7 @@ def plan_estimate(profile: str = "demo", options: ChainOptions = ChainOptions(),
     paths = default_paths(profile, reports, work, data)
     with environment(data_environment()):
         steps = plan(profile, paths, others=others, settings=settings)  # an invalid config raises here
-        est = chain_estimate(profile, steps, paths.data, settings, problems)
+        est = chain_estimate(profile, steps, paths.data, settings, problems, pool)
     by_name = {st.name: st for st in steps}
     for row in est["steps"]:
         st = by_name[row["step"]]
@@ -398,7 +403,7 @@ def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seed_li
     t0 = time.time()
     with environment(record["data_env"]):  # the notebooks' kernels inherit these absolute paths
         steps = plan(profile, paths, others=others, settings=settings)
-        est = chain_estimate(profile, steps, paths.data, settings)
+        est = chain_estimate(profile, steps, paths.data, settings, gpus=gpus)
         keys = chain_keys(steps)
         done = set() if force else {st.name for st in steps if done_stamp(st, paths.runs, keys[st.name])}
         left = sum(r["seconds"] or 0 for r in est["steps"] if r["step"] not in done) / max(1, est["jobs"])

@@ -8,9 +8,10 @@ sequences are skipped, and no partial result file is ever left behind.
 """
 from __future__ import annotations
 
+from ..cli import gpu_list, positive_int
+
 
 def add_arguments(parser):
-    from ..cli import positive_int
     from ..config import PRECISIONS
     from ..layout import SENTENCE_TAGS
 
@@ -31,6 +32,10 @@ def add_arguments(parser):
                              "averaged (default: the config's test_average; docs/method.md)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
     parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes, one sequence each (default 1)")
+    parser.add_argument("--gpus", default=None, metavar="ID,ID,...", type=gpu_list,
+                        help="GPUs the workers spread over, worker i seeing only the i-th (in turn), as "
+                             "CUDA_VISIBLE_DEVICES names them; one worker runs on the first (default with --workers > 1 "
+                             "and no --device: every GPU this process sees; none: every worker on cuda:0)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="autocast of the tracker's network (default fp32; see docs/tracking.md)")
     parser.add_argument("--batch", type=positive_int, default=1,
@@ -45,6 +50,22 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def worker_gpus(gpus: list | None, device: str | None, workers: int) -> list | None:
+    """The GPUs `evaluate` spreads its workers over: `gpus` checked against the visible ones (UsageError
+    naming them); by default every visible GPU when several workers run on the config's device or cuda."""
+    from ..cli import UsageError
+    from ..provenance import check_gpus, visible_gpus
+
+    if gpus is None:
+        return (visible_gpus() if workers > 1 and device in (None, "auto", "cuda") else None) or None
+    if gpus and device not in (None, "auto", "cuda"):  # a worker given a GPU sees it alone, as cuda:0
+        raise UsageError(f"--gpus {','.join(gpus)} with --device {device}: give one of them")
+    try:
+        return check_gpus(gpus) or None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def run(args) -> int:
     from ..eval.metrics import PROTOCOLS
     from .runner import evaluate
@@ -55,7 +76,8 @@ def run(args) -> int:
                       split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
                       protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
                       progress=False if args.no_progress else None, steps=args.steps, average=args.average,
-                      sentence=args.sentence, batch=args.batch, precision=args.precision)
+                      sentence=args.sentence, batch=args.batch, precision=args.precision,
+                      gpus=worker_gpus(args.gpus, args.device, args.workers))
     for s in scores.values():
         print(s.table())
     print(f"raw results and scores in {args.out}")

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from ..io import (LOCK_NAME, atomic_open, atomic_write_text, exclusive_lock, exi
 from ..layout import RUN_META, read_run_meta, spread_dir, spread_path, write_run_meta
 from ..model import build_model, load_checkpoint, load_weights, sampling_plan
 from ..precision import resolve_precision
-from ..provenance import cpu_cores, file_sha256, resolve_device
+from ..provenance import check_gpus, cpu_cores, file_sha256, gpu_environment, resolve_device, visible_gpus
 from .tracker import Tracker, mask_to_image
 
 
@@ -280,7 +281,8 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
     replace_stale); max_frames: track only the first N frames of each sequence; save_masks: also
     write <out>/masks/<seq>.npz (see load_masks); spread: the tracker samples masks, so a sequence is
     finished only with its spread file; gpus: worker i sees only GPU gpus[i % len(gpus)] (its
-    CUDA_VISIBLE_DEVICES; ids as `dmtrack.provenance.visible_gpus` lists them); batch: sequences tracked
+    CUDA_VISIBLE_DEVICES; ids as `dmtrack.provenance.visible_gpus` lists them; device=auto there runs on it
+    or stops), tracking in this process runs on gpus[0]; batch: sequences tracked
     at once in one process (dmtrack.track.batched: the same results, one batched forward per frame), with
     workers=1. Holds <out>'s lock: a second run into the same folder raises dmtrack.io.RunLocked."""
     from tqdm.auto import tqdm
@@ -297,14 +299,25 @@ def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 
             bar.set_postfix(done=len(sequences) - len(todo), of=len(sequences))
             if batch > 1 and todo:
                 from .batched import BatchTracker
-                BatchTracker(make_tracker(), batch).run(todo, max_frames, save_masks, on_frame=lambda: bar.update(1),
-                                                        on_done=lambda s, res: write_sequence(out, s, res, save_masks))
+                with _on_first_gpu(gpus):
+                    tracker = make_tracker()
+                BatchTracker(tracker, batch).run(todo, max_frames, save_masks, on_frame=lambda: bar.update(1),
+                                                 on_done=lambda s, res: write_sequence(out, s, res, save_masks))
             elif workers == 1 and todo:
-                tracker = make_tracker()
+                with _on_first_gpu(gpus):
+                    tracker = make_tracker()
                 for s in todo:
                     run_sequence(tracker, s, out, max_frames, save_masks, on_frame=lambda: bar.update(1))
             elif todo:
                 _run_pool(make_tracker, todo, out, max_frames, save_masks, workers, bar, gpus)
+
+
+def _on_first_gpu(gpus):
+    """Tracking in this process with a GPU list: build the tracker with gpus[0] as the current CUDA device, so
+    that "cuda" (device=auto) means that GPU, not cuda:0; an explicit cuda:N still wins."""
+    if not gpus:
+        return nullcontext()
+    return torch.cuda.device(visible_gpus().index(check_gpus([str(gpus[0])])[0]))
 
 
 def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> list:
@@ -374,13 +387,18 @@ _WORKER = {}
 def _worker_init(make_tracker, threads, parent, gpus=None):
     exit_with_parent(parent)  # a killed evaluate must not leave workers writing into its folder
     if gpus is not None:  # before anything touches CUDA (it reads the variable once, when it starts)
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
+        os.environ.update(gpu_environment([gpus.get()]))  # device=auto: on that GPU or an error
     torch.set_num_threads(threads)
     cv2.setNumThreads(1)
-    _WORKER["tracker"] = make_tracker()
+    try:
+        _WORKER["tracker"] = make_tracker()
+    except Exception as e:  # raised by the first sequence, so that the parent names it (a failed initializer only breaks the pool)
+        _WORKER["error"] = e
 
 
 def _worker_run(seq, out, max_frames, save_masks):
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     t0 = time.perf_counter()
     n = run_sequence(_WORKER["tracker"], seq, Path(out), max_frames, save_masks)
     return seq.name, n, time.perf_counter() - t0

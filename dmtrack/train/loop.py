@@ -33,11 +33,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import Config, config_from_dict
+from ..config import Config, ConfigError, config_from_dict
 from ..data.crop import normalize_images
 from ..io import RunLocked, atomic_open, atomic_write_text, exclusive_lock, remove_stale_temps
 from ..precision import autocast, enable_tf32, resolve_precision
-from ..provenance import provenance
+from ..provenance import provenance, resolve_device
 from .sampler import (PairDataset, PairSampler, collate, data_workers, load_train_sequences, single_threaded_workers,
                       worker_init)
 
@@ -54,10 +54,17 @@ def config_diff(cfg: Config, saved: dict) -> list[str]:
 
 def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
     """(rank, world_size, device, initialised_here). Under torchrun (WORLD_SIZE > 1) join the
-    process group: nccl when training on cuda, gloo on cpu."""
-    cuda = torch.cuda.is_available() if cfg.device == "auto" else cfg.device.startswith("cuda")
+    process group: nccl when training on cuda, gloo on cpu. On cuda each rank takes cuda:LOCAL_RANK."""
+    cuda = resolve_device(cfg.device).startswith("cuda")  # auto in a process handed GPUs: on them or an error
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1 and cfg.device not in ("auto", "cuda", "cpu"):  # NCCL refuses two ranks on one GPU
+        raise ConfigError(f"device={cfg.device} under torchrun with {world} processes puts every rank on that one "
+                          "device; use device=auto or cuda (each rank takes cuda:LOCAL_RANK)")
+    if cuda and cfg.device in ("auto", "cuda") and local >= torch.cuda.device_count():
+        raise RuntimeError(f"torchrun rank with LOCAL_RANK={local} but this process sees {torch.cuda.device_count()} "
+                           f"GPU(s) (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): "
+                           "--nproc_per_node is more than the GPUs")
     device = torch.device(f"cuda:{local}" if cuda else "cpu") if cfg.device in ("auto", "cuda") else torch.device(cfg.device)
     if cuda:
         torch.cuda.set_device(device)
