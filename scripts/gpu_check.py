@@ -61,11 +61,11 @@ SETTINGS = {
 }
 
 
-def train_section(device, size: str, st: dict) -> dict:
+def train_section(device, size: str, st: dict, variants) -> dict:
     """Every variant x precision; fp16's GradScaler skips an overflowing step by design, so its
     gradients' finiteness is reported, not required."""
     runs, failed = {}, []
-    for variant in VARIANTS:
+    for variant in variants:
         for precision in ("fp32", "bf16", "fp16"):
             try:
                 r = bench_gpu.train_speed(precision, st["train_batch"], st["train_steps"], device, variant, size, TEXT)
@@ -74,9 +74,9 @@ def train_section(device, size: str, st: dict) -> dict:
             runs[f"{variant}/{precision}"] = r
             if "error" in r or not r["loss_finite"] or not (r["grads_finite"] or precision == "fp16"):
                 failed.append(f"{variant}/{precision}")
-    full = {p: runs[f"full/{p}"].get("pairs_per_s") for p in ("fp32", "bf16", "fp16")}
+    first = {p: runs[f"{variants[0]}/{p}"].get("pairs_per_s") for p in ("fp32", "bf16", "fp16")}
     line = (f"{len(runs)} runs, " + (f"failed: {', '.join(failed)}" if failed else "losses and gradients finite")
-            + f"; full pairs/s at batch {st['train_batch']}: " + ", ".join(f"{p} {v}" for p, v in full.items()))
+            + f"; {variants[0]} pairs/s at batch {st['train_batch']}: " + ", ".join(f"{p} {v}" for p, v in first.items()))
     return {"verdict": "FAIL" if failed else "ok", "line": line, "runs": runs}
 
 
@@ -212,7 +212,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=default_out("gpu_check"), help="the JSON written after each section (default: %(default)s)")
     ap.add_argument("--text-encoder", default=TEXT["text_encoder"],
                     help="bert-base-random (default), minilm (smaller: the test suite's) or a local BERT directory")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="the train section's Table 2 variants (default: all)")
     args = ap.parse_args(argv)
+    variants = args.variants.split(",")
+    if not set(variants) <= set(VARIANTS):
+        raise UsageError(f"--variants {args.variants}: unknown {sorted(set(variants) - set(VARIANTS))}; choose from {', '.join(VARIANTS)}")
     out = checked_out(args.out)
     TEXT["text_encoder"] = args.text_encoder
     device = torch.device(args.device)
@@ -220,7 +224,7 @@ def main(argv=None) -> int:
         raise UsageError(f"--device {args.device}: no GPU visible (torch.cuda.is_available() is False); use --device cpu")
     st = SETTINGS["cuda" if device.type == "cuda" else "cpu"]
     result = {"environment": bench_gpu.environment(device), "size": args.size, "text_encoder": args.text_encoder,
-              "settings": st, "sections": {}}
+              "variants": variants, "settings": st, "sections": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -229,7 +233,7 @@ def main(argv=None) -> int:
         from dmtrack.data import load_benchmark
 
         seqs = load_benchmark("synthetic_train", root=root, progress=False)
-        run_section(result, "train", lambda: train_section(device, args.size, st), out)
+        run_section(result, "train", lambda: train_section(device, args.size, st, variants), out)
         run_section(result, "resume", lambda: resume_section(device, args.size, st, root, tmp), out)
         run_section(result, "ddp", lambda: ddp_section(device, args.size, root, tmp), out)
         run_section(result, "tracking", lambda: tracking_section(device, args.size, st, seqs), out)
