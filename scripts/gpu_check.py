@@ -225,6 +225,8 @@ def main(argv=None) -> int:
     st = SETTINGS["cuda" if device.type == "cuda" else "cpu"]
     result = {"environment": bench_gpu.environment(device), "size": args.size, "text_encoder": args.text_encoder,
               "variants": variants, "settings": st, "sections": {}}
+    if device.type != "cuda":  # the paper size at the GPU's batches and frame counts would take hours on a few cores
+        result["settings_note"] = f"CPU settings (smaller batches, fewer steps, sequences and frames); on a GPU: {SETTINGS['cuda']}"
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

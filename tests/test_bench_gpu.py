@@ -94,7 +94,22 @@ runpy.run_path("scripts/gpu_check.py", run_name="__main__")
     assert all(set(r) == {"fps_one_at_a_time", "batch_2", "batch_4"} for r in sec["tracking"]["runs"].values())
     assert 0 <= sec["tracking"]["max_box_diff_px"] < 0.01
     assert sec["data"]["pairs_per_s"] > 0 and sec["jpeg"]["size"] == "1280x720"
-    assert result["size"] == "smoke" and result["settings"]["batches"] == [2, 4]
+    assert result["size"] == "smoke" and result["settings"]["batches"] == [2, 4] and "CPU settings" in result["settings_note"]
+
+
+def test_gpu_check_ddp_section_where_two_gpus_are_visible(tmp_path, monkeypatch):
+    """The GPU-only ddp section's command and its reading of run.json, with the GPU count faked:
+    `dmtrack train` then runs its two processes on the CPU with gloo."""
+    check = runpy.run_path(str(REPO / "scripts" / "gpu_check.py"))
+    check["write_lasot_tree"](tmp_path / "jpeg" / "train", 4, 5)
+    monkeypatch.setitem(check["TEXT"], "text_encoder", "minilm")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    r = check["ddp_section"](torch.device("cuda"), "smoke", tmp_path / "jpeg", tmp_path)
+    assert (r["verdict"], r["line"]) == ("ok", "2 processes, backend gloo, replicas identical: True"), r
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check["ddp_section"](torch.device("cuda"), "smoke", tmp_path / "jpeg", tmp_path) == {
+        "verdict": "skipped", "line": "1 GPU visible, 2 needed"}
 
 
 def test_gpu_check_section_failure_is_recorded_and_the_rest_still_run(tmp_path, capsys):
