@@ -1,8 +1,9 @@
 """`python -m dmtrack bench NAME|all`: run the speed benchmarks in the project's bench/ folder.
 
 Benchmarks are plain scripts (`bench/bench_<name>.py`), each printing a table and writing
-`bench/results/bench_<name>.json` (gpu and profile: `--out`, default `runs/bench/bench_<name>.json`). Speed targets live there, never in timed tests: the
-machines are shared and noisy, so compare ratios measured in one run.
+`bench/results/bench_<name>.json` (gpu and profile: `--out`, default `runs/bench/bench_<name>.json`,
+checked before they start). Speed targets live there, never in timed tests: the machines are
+shared and noisy, so compare ratios measured in one run.
 """
 from __future__ import annotations
 

@@ -104,7 +104,8 @@ def resume_section(device, size: str, st: dict, root: Path, tmp: Path) -> dict:
     diff = max((float((a[k].double() - b[k].double()).abs().max()) for k in differ), default=0.0)
     how = "torch.use_deterministic_algorithms set here" if own else "config deterministic=true"
     line = (f"4 steps straight vs 2 + resume + 2 ({cfg.precision} precision, {how}): "
-            + (f"{len(differ)} of {len(a)} tensors differ, by up to {diff:.3g}" if differ else f"all {len(a)} tensors bitwise equal"))
+            + (f"{len(differ)} of {len(a)} tensors differ, by up to {diff:.3g}" if differ
+               else f"all {len(a)} tensors bitwise equal"))
     return {"verdict": "FAIL" if differ else "ok", "line": line, "tensors": len(a), "differ": differ[:20],
             "max_abs_diff": diff, "deterministic_by": how}
 
@@ -216,7 +217,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     variants = args.variants.split(",")
     if not set(variants) <= set(VARIANTS):
-        raise UsageError(f"--variants {args.variants}: unknown {sorted(set(variants) - set(VARIANTS))}; choose from {', '.join(VARIANTS)}")
+        raise UsageError(f"--variants {args.variants}: unknown {sorted(set(variants) - set(VARIANTS))}; "
+                         f"choose from {', '.join(VARIANTS)}")
     out = checked_out(args.out)
     TEXT["text_encoder"] = args.text_encoder
     device = torch.device(args.device)
@@ -226,7 +228,8 @@ def main(argv=None) -> int:
     result = {"environment": bench_gpu.environment(device), "size": args.size, "text_encoder": args.text_encoder,
               "variants": variants, "settings": st, "sections": {}}
     if device.type != "cuda":  # the paper size at the GPU's batches and frame counts would take hours on a few cores
-        result["settings_note"] = f"CPU settings (smaller batches, fewer steps, sequences and frames); on a GPU: {SETTINGS['cuda']}"
+        result["settings_note"] = ("CPU settings (smaller batches, fewer steps, sequences and frames); "
+                                   f"on a GPU: {SETTINGS['cuda']}")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
