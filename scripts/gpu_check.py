@@ -103,7 +103,9 @@ def resume_section(device, size: str, st: dict, root: Path, tmp: Path) -> dict:
     differ = [k for k in a if not torch.equal(a[k], b[k])]
     diff = max((float((a[k].double() - b[k].double()).abs().max()) for k in differ), default=0.0)
     how = "torch.use_deterministic_algorithms set here" if own else "config deterministic=true"
-    line = (f"4 steps straight vs 2 + resume + 2 ({cfg.precision} precision, {how}): "
+    from dmtrack.precision import resolve_precision
+
+    line = (f"4 steps straight vs 2 + resume + 2 ({resolve_precision(cfg.precision, device)}, {how}): "
             + (f"{len(differ)} of {len(a)} tensors differ, by up to {diff:.3g}" if differ
                else f"all {len(a)} tensors bitwise equal"))
     return {"verdict": "FAIL" if differ else "ok", "line": line, "tensors": len(a), "differ": differ[:20],
