@@ -1,7 +1,7 @@
 """What this machine does at the paper size, in a few minutes: `python -m dmtrack bench gpu`.
 
 Runs from a plain checkout (`PYTHONPATH=. python bench/bench_gpu.py`) on a stock PyTorch GPU
-image: it needs torch, torchvision, timm, transformers, opencv, numpy, pandas and tqdm, not this
+image: it needs torch, torchvision, timm, transformers, opencv, numpy, pandas (part 4 only) and tqdm, not this
 project's venv, papermill or the MiniLM package. The language encoder is `bert-base-random` (a
 seeded random BERT of bert-base's shape; a character tokenizer when MiniLM is absent), so every
 number is a cost, never an accuracy. Measures, each in one run:
@@ -18,8 +18,8 @@ number is a cost, never an accuracy. Measures, each in one run:
    --checkpoint gives a paper-size model: then the AUCs are that model's.
 
 Without a GPU it says so and runs smaller settings (batch 2, fewer steps and frames; fp16, which
-CPUs emulate slowly, skipped in training) to finish in a few minutes. Writes
-bench/results/bench_gpu.json.
+CPUs emulate slowly, skipped in training) to finish in a few minutes. Writes --out (default
+runs/bench/bench_gpu.json) after each part, so a failure keeps the parts that finished.
 
     PYTHONPATH=. python bench/bench_gpu.py [--quick] [--checkpoint runs/paper/full/model.pth] [--threads N]
 """
@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import torch
 
+from dmtrack.bench import checked_out, default_out
 from dmtrack.config import load_config
 from dmtrack.io import atomic_write_json
 from dmtrack.precision import native_bf16
@@ -73,14 +74,20 @@ def pair_batch(cfg, b: int, seed: int = 0) -> dict:
     return batch
 
 
-def train_speed(precision: str, batch: int, steps: int, device) -> dict:
-    """pairs/s of train_step at the paper size (CE at its final keep rate, GT-CE on); the batch
-    is halved while it does not fit."""
+def train_speed(precision: str, batch: int, steps: int, device, variant: str = "full", size: str = "paper",
+                text: dict | None = None) -> dict:
+    """pairs/s of train_step at `size` (CE at its final keep rate, GT-CE on); the batch is halved
+    while it does not fit. fp32 runs as the training runs it: TF32 matmuls on a GPU. text: config
+    overrides of the text encoder (default PAPER's)."""
     from dmtrack.model import build_model
+    from dmtrack.precision import enable_tf32
     from dmtrack.train.loop import train_step
 
-    cfg = load_config("paper", "full", precision=precision, **PAPER)
+    cfg = load_config(size, variant, precision=precision, **{**PAPER, **(text or {})})
+    enable_tf32(precision, device)
     while True:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)  # this precision's (and batch's) own peak
         try:
             torch.manual_seed(0)
             model = build_model(cfg).to(device).train()
@@ -97,13 +104,15 @@ def train_speed(precision: str, batch: int, steps: int, device) -> dict:
                 sync(device)
                 times.append(time.perf_counter() - t)
             step_s = statistics.median(times[1:])
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
             out = {"batch": batch, "steps": steps, "step_s_median": round(step_s, 4), "pairs_per_s": round(batch / step_s, 2),
-                   "loss_finite": bool(torch.isfinite(losses["total"]).item())}
+                   "loss_finite": bool(torch.isfinite(losses["total"]).item()),
+                   "grads_finite": bool(torch.stack([g.float().abs().max() for g in grads]).isfinite().all().item())}
             if device.type == "cuda":
                 out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
             return out
         except torch.cuda.OutOfMemoryError:
-            del model, opt
+            model = opt = data = None  # free them (a `del` raised NameError when building the model ran out)
             torch.cuda.empty_cache()
             if batch == 1:
                 raise
@@ -272,8 +281,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="the CPU settings on any device")
     ap.add_argument("--checkpoint", default=None, help="a paper-size model.pth for the AUC part (default: random weights)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_gpu.json"))
+    ap.add_argument("--out", default=default_out("gpu"), help="the JSON written after each part (default: %(default)s)")
     args = ap.parse_args()
+    out = checked_out(args.out)  # now: found unwritable at the end, the whole run would be lost
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -285,19 +295,22 @@ def main():
     for precision in st["train_precisions"]:
         result["train"][precision] = train_speed(precision, st["train_batch"], st["train_steps"], device)
         print("train", precision, result["train"][precision], flush=True)
+        atomic_write_json(out, result)  # after each part: a later failure keeps what finished
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "jpeg"
         write_lasot_tree(root / "train", st["data_seqs"], st["data_frames"])
         result["data"] = data_speed(root, st["data_batches"], st["data_batch"])
         print("data", result["data"], flush=True)
+        atomic_write_json(out, result)
         result["tracking"] = tracking_speed(st["track_precisions"], st["track_frames"], st["track_warmup"], device)
         print("tracking", result["tracking"], flush=True)
+        atomic_write_json(out, result)
         seqs = smoke_sequences(Path(tmp) / "smoke", st["auc_seqs"])
         result["accuracy"] = accuracy_and_batching(seqs, st["auc_frames"], args.checkpoint, device)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(args.out, result)
+    atomic_write_json(out, result)
     report(result)
-    print(f"{result['seconds']} s; wrote {args.out}")
+    print(f"{result['seconds']} s; wrote {out}")
 
 
 if __name__ == "__main__":

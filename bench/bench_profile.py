@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 import pandas as pd
 import torch
 
+from dmtrack.bench import checked_out, default_out
 from dmtrack.config import VARIANTS, load_config
 from dmtrack.io import atomic_write_json
 from dmtrack.track.profile import PARTS, profile_model
@@ -63,8 +63,9 @@ def main():
     ap.add_argument("--device", default=None, help="cpu | cuda | ... (default: the config's, auto = cuda when available)")
     ap.add_argument("--paper-text-encoder", default="bert-base-random",
                     help="text_encoder at paper size: bert-base-random, or a local bert-base-uncased directory")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_profile.json"))
+    ap.add_argument("--out", default=default_out("profile"), help="the JSON written (default: %(default)s)")
     args = ap.parse_args()
+    out = checked_out(args.out)  # now, not after the run
     torch.set_num_threads(args.threads)
     rows = []
     for size in args.sizes.split(","):
@@ -80,7 +81,6 @@ def main():
               "frames": args.frames, "flops_convention": "torch FlopCounterMode: 1 multiply-add = 2 FLOPs",
               "paper_text_encoder": args.paper_text_encoder, "rows": rows,
               "published_speeds": [vars(s) for s in SPEEDS]}
-    out = Path(args.out)
     atomic_write_json(out, result)
     print(f"wrote {out}")
 

@@ -3,9 +3,10 @@ alone, on the smoke synthetic benchmark with an untrained smoke-size model."""
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from dmtrack.config import load_config
-from dmtrack.data import load_benchmark
+from dmtrack.data import load_benchmark, read_frame
 from dmtrack.eval.results import read_results
 from dmtrack.model import build_model, save_checkpoint
 from dmtrack.track import BatchTracker, Tracker, evaluate, track_sequence
@@ -56,3 +57,37 @@ def test_evaluate_with_batch_writes_the_results_of_batch_1(root, tmp_path):
         assert a.shape == (12, 4) and np.abs(a - b).max() <= 0.01 + 1e-9  # files hold 2 decimals
     with pytest.raises(ValueError, match="batch 2 tracks sequences together in one process; use workers=1"):
         evaluate(ckpt, "synthetic_lasot", tmp_path / "w2", data_root=root, max_frames=5, batch=2, workers=2, progress=False)
+
+
+class HostCopies(TorchFunctionMode):
+    """Counts the tensor reads that copy to the host: on a GPU each waits for every queued kernel.
+    A TorchFunctionMode sees every Tensor method call, so this counts on a CPU what would sync on a
+    GPU. Left out: numpy() (it only works on a tensor already copied) and .to(): on a CPU,
+    .to("cpu") cannot be told from .to(self.device), which is a host-to-device copy on a GPU."""
+    READS = {torch.Tensor.cpu, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__float__, torch.Tensor.__int__,
+             torch.Tensor.__bool__}
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.n += func in self.READS
+        return func(*args, **(kwargs or {}))
+
+
+def test_one_host_copy_per_tracked_frame(sequences):
+    """The box, the score and the sample spread of a frame come to the host in one copy (decode's),
+    one at a time as in a batch; the spread used to be a second copy of every frame."""
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "full")
+    tracker = Tracker(build_model(cfg), cfg, samples=3, seed=0)
+    seqs = sequences[:2]
+    with HostCopies() as init:  # the sentence's tokens: copied once per sequence, not per frame
+        tracker.initialize(read_frame(seqs[0].frames[0]), seqs[0].boxes[0], seqs[0].text)
+    with HostCopies() as alone:
+        res = track_sequence(tracker, seqs[0], frames=6)
+    assert alone.n == init.n + 5 and np.isfinite(res["spread"][1:]).all()
+    with HostCopies() as together:  # 2 sequences at once: 5 forwards, one copy each
+        res = BatchTracker(tracker, batch=2).run(seqs, frames=6)
+    assert together.n == 2 * init.n + 5 and all(np.isfinite(r["spread"][1:]).all() for r in res.values())

@@ -15,12 +15,15 @@ decides hit or miss: IoU = -1 is always a miss, e = +inf a miss, e = -1 a hit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from dmtrack.boxes import center_xywh, iou_xywh
 from dmtrack.data.benchmarks import STAND_IN
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Thresholds are the nearest doubles to k/20, k and k/100. pytracking builds them with
 # torch.arange(0, 1.05, 0.05), which is 1 ulp above k/20 for 9 of the 21 values; that only
@@ -197,6 +200,8 @@ class Scores:
 
     def per_sequence(self) -> pd.DataFrame:
         """One row per sequence, columns METRICS, in percent."""
+        import pandas as pd  # here, not at the top: tracking and scoring run where pandas is absent (a stock GPU image)
+
         return pd.DataFrame({"auc": 100 * self.success.mean(1), "precision": 100 * self.precision[:, _I20],
                              "norm_precision": 100 * self.norm_precision[:, _I20],
                              "op50": 100 * self.success[:, _I50], "op75": 100 * self.success[:, _I75]},
@@ -212,6 +217,8 @@ class Scores:
                 f"dataset_tag={self.dataset_tag!r} sequences={len(self.names)}{skip}{runs}{stand_in}")
 
     def table(self, per_sequence: bool = False) -> str:
+        import pandas as pd
+
         df = self.per_sequence() if per_sequence else pd.DataFrame([self.overall()], index=["overall"])
         return self.header() + "\n" + df.round(2).to_string()
 

@@ -70,10 +70,11 @@ def _train_seconds(model, cfg: Config, batch: int, steps: int) -> float:
     """Median seconds of one optimiser step on `batch` random crops (after one warm-up step), at the
     middle epoch of the training: candidate elimination's keep rate partly decayed, as on average."""
     import torch
-    from dmtrack.precision import resolve_precision
+    from dmtrack.precision import enable_tf32, resolve_precision
     from dmtrack.train.loop import train_step
 
     precision = resolve_precision(cfg.precision, model.device)  # what the training will run
+    enable_tf32(precision, model.device)  # as the training does: fp32 on a GPU is TF32, not full float32
     opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(model.device.type, enabled=precision == "fp16")
     g = torch.Generator().manual_seed(0)

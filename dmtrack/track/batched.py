@@ -29,7 +29,7 @@ from ..data import read_frame, truncate
 from ..data.crop import crop_square
 from ..model import sampling_plan
 from ..precision import autocast
-from .tracker import CLIP_MARGIN, Tracker, box_to_image, crop_window, sample_spread
+from .tracker import CLIP_MARGIN, Tracker, box_to_image, crop_window
 
 
 @dataclass
@@ -101,13 +101,12 @@ class BatchTracker:
             out = tr.model(torch.cat([s.template for s in active]), self._search[:n], text, samples=tr.samples,
                            steps=tr.steps, average=tr.average, noise=noise)
         decoded = tr.decode(out)
-        for j, (s, image, factor, (pred, score)) in enumerate(zip(active, images, factors, decoded)):
+        for j, (s, image, factor, (pred, score, spread)) in enumerate(zip(active, images, factors, decoded)):
             H, W = image.shape[:2]
             window = crop_window(s.box, factor, S)
             s.box = clip_xywh(box_to_image(pred, s.box, factor, S), W, H, margin=CLIP_MARGIN)
             s.boxes[s.i], s.scores[s.i] = s.box, score
-            if out.samples_masks is not None:
-                s.spread[s.i] = float(sample_spread(out.samples_masks[j]))
+            s.spread[s.i] = spread  # NaN without samples
             if record_crop_masks and out.mask is not None:
                 s.crop_masks.append(out.mask[j, 0].to("cpu", torch.float16).numpy())
                 s.windows.append(window)

@@ -91,7 +91,7 @@ def track_sequence(tracker, seq, frames: int | None = None, keep_masks=(), recor
                 masks[i] = out["mask"]
         times[i] = time.perf_counter() - t0
         if i > 0 and getattr(tracker, "last", {}).get("spread") is not None:
-            spread[i] = float(tracker.last["spread"])
+            spread[i] = tracker.last["spread"]  # a float, copied with the box in decode()
         if i > 0 and record_crop_masks and tracker.last.get("mask") is not None:
             crop_masks.append(tracker.last["mask"].to("cpu", torch.float16).numpy())
             windows.append(tracker.last["window"])

@@ -114,7 +114,7 @@ class Tracker:
         self.text = None
         self.box = None
         self.frame = 0
-        self.last = {}  # internals of the last frame: window, crop-space mask, sample spread (tensors, not synced)
+        self.last = {}  # internals of the last frame: window, crop-space mask (a tensor, not synced), sample spread (float)
 
     # ------------------------------------------------------------------ helpers
     def _rgb(self, image) -> np.ndarray:
@@ -175,14 +175,14 @@ class Tracker:
             out = self.model(self._template, search, self.text, samples=self.samples, return_chain=return_chain,
                              steps=self.steps, average=self.average)
         with record_function("track/decode"):
-            pred, score = self.decode(out)[0]  # the one unavoidable host copy (5 numbers)
+            pred, score, spread = self.decode(out)[0]  # the one unavoidable host copy (6 numbers)
         window = crop_window(self.box, resize_factor, S)
         box = box_to_image(pred, self.box, resize_factor, S)
         self.box = clip_xywh(box, W, H, margin=CLIP_MARGIN)
         self.frame += 1
         mask = out.mask
         self.last = {"window": window, "mask": None if mask is None else mask[0, 0],
-                     "spread": None if out.samples_masks is None else sample_spread(out.samples_masks[0])}
+                     "spread": None if out.samples_masks is None else spread}
         image_mask = None
         if return_mask and mask is not None:
             with record_function("track/mask"):
@@ -192,23 +192,26 @@ class Tracker:
             result.update(crop=crop[..., ::-1].copy() if self.bgr else crop, **chain_arrays(out))
         return result
 
-    def decode(self, out) -> list[tuple[np.ndarray, float]]:
-        """(box cxcywh in the search crop as float64, Hann-windowed peak) of each crop of a forward:
-        the model's own decoding on the windowed score map, in float32 whatever the autocast."""
+    def decode(self, out) -> list[tuple[np.ndarray, float, float]]:
+        """(box cxcywh in the search crop as float64, Hann-windowed peak, sample spread or NaN without
+        samples) of each crop of a forward: the model's own decoding on the windowed score map, in
+        float32 whatever the autocast. One host copy for all of them: each copy waits for the GPU."""
         score_map = out.score_map.float()
         if self._hann is None or self._hann.shape[-1] != score_map.shape[-1]:
             self._hann = hann2d(score_map.shape[-1]).to(score_map.device)
         windowed = score_map * self._hann
         pred = decode_boxes(windowed, out.offset_map.float(), out.size_map.float())
-        both = torch.cat([pred, windowed.flatten(1).amax(1, keepdim=True)], 1).double().cpu().numpy()
-        return [(row[:4], row[4]) for row in both]
+        spread = (torch.full_like(pred[:, :1], float("nan")) if out.samples_masks is None
+                  else sample_spread(out.samples_masks).float()[:, None])
+        rows = torch.cat([pred, windowed.flatten(1).amax(1, keepdim=True), spread], 1).double().cpu().numpy()
+        return [(row[:4], row[4], row[5]) for row in rows]
 
 
 def sample_spread(samples: torch.Tensor) -> torch.Tensor:
     """How far apart the k averaged masks of one frame are: the largest per-pixel range
-    (max - min over the k mask probabilities), taken over the pixels; samples (k,1,M,M) -> scalar.
+    (max - min over the k mask probabilities), taken over the pixels; samples (..., k,1,M,M) -> (...).
     0 when k = 1 or when every sample is the same mask (the diversity measure of docs/method.md)."""
-    return (samples.amax(0) - samples.amin(0)).amax()
+    return (samples.amax(-4) - samples.amin(-4)).flatten(-3).amax(-1)
 
 
 def chain_arrays(out) -> dict:
