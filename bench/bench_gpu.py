@@ -79,7 +79,7 @@ def train_speed(precision: str, batch: int, steps: int, device) -> dict:
     from dmtrack.model import build_model
     from dmtrack.train.loop import train_step
 
-    cfg = load_config("paper", "full", precision=precision, **PAPER)
+    cfg = load_config("paper", "full", train_precision=precision, **PAPER)
     while True:
         try:
             torch.manual_seed(0)

@@ -73,7 +73,7 @@ def _train_seconds(model, cfg: Config, batch: int, steps: int) -> float:
     from dmtrack.precision import resolve_precision
     from dmtrack.train.loop import train_step
 
-    precision = resolve_precision(cfg.precision, model.device)  # what the training will run
+    precision = resolve_precision(cfg.train_precision, model.device)  # what the training will run
     opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(model.device.type, enabled=precision == "fp16")
     g = torch.Generator().manual_seed(0)
