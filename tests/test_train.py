@@ -219,10 +219,12 @@ def test_deterministic_trains_on_deterministic_kernels_and_restores_the_settings
 
 def test_a_run_saved_before_precision_was_renamed_resumes():
     # its checkpoints hold `precision`; read as `train_precision`, the same config: resumed, not moved aside and retrained
+    from dmtrack.train.loop import config_diff
+
     cfg = smoke(train_precision="bf16")
     old = {("precision" if k == "train_precision" else k): v for k, v in cfg.to_dict().items()}
-    assert loop.config_diff(cfg, old) == []
-    assert loop.config_diff(cfg.replace(train_precision="fp32"), old) == ["train_precision"]
+    assert config_diff(cfg, old) == []
+    assert config_diff(cfg.replace(train_precision="fp32"), old) == ["train_precision"]
 
 
 def test_a_training_handed_a_gpu_it_cannot_see_stops_before_training(env, tmp_path, monkeypatch):
