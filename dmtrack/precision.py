@@ -1,4 +1,4 @@
-"""Numeric precision of a training step (`cfg.precision`) or a tracked frame (the tracker's own option).
+"""Numeric precision of a training step (`cfg.train_precision`) or a tracked frame (the tracker's own option).
 
     fp32  float32 everywhere; on CUDA with TF32 matmuls (torch.set_float32_matmul_precision("high"))
     bf16  torch.autocast to bfloat16: float32's range, so no GradScaler is needed

@@ -105,7 +105,7 @@ def resume_section(device, size: str, st: dict, root: Path, tmp: Path) -> dict:
     how = "torch.use_deterministic_algorithms set here" if own else "config deterministic=true"
     from dmtrack.precision import resolve_precision
 
-    line = (f"4 steps straight vs 2 + resume + 2 ({resolve_precision(cfg.precision, device)}, {how}): "
+    line = (f"4 steps straight vs 2 + resume + 2 ({resolve_precision(cfg.train_precision, device)}, {how}): "
             + (f"{len(differ)} of {len(a)} tensors differ, by up to {diff:.3g}" if differ
                else f"all {len(a)} tensors bitwise equal"))
     return {"verdict": "FAIL" if differ else "ok", "line": line, "tensors": len(a), "differ": differ[:20],

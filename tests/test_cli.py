@@ -23,6 +23,8 @@ def _one_line(capsys) -> str:
 @pytest.mark.parametrize("argv, status, line", [
     (["train", "--profile", "smoke", "--out", "{tmp}/x", "nosuchkey=1"], 2,
      "dmtrack train: error: unknown config key(s): nosuchkey (known keys: "),
+    (["train", "--profile", "smoke", "--out", "{tmp}/x", "--set", "precision=bf16"], 2,  # the training's, named apart
+     "dmtrack train: error: unknown config key(s): precision was renamed train_precision (known keys: "),
     (["train", "--profile", "smoke", "--out", "{tmp}/x", "epochs=-1"], 2,
      "dmtrack train: error: config key 'epochs' = -1 is out of range; allowed: [1, inf)"),
     (["train", "--profile", "smoke", "--out", "{tmp}/x", "epochs=1.5"], 2,

@@ -153,12 +153,27 @@ def test_pretrained_none_means_scratch_on_purpose(tmp_path):
 
 
 def test_precision_replaces_amp_and_old_configs_still_load():
-    assert load_config("paper").precision == "auto" and load_config("demo").precision == "fp32"
+    assert load_config("paper").train_precision == "auto" and load_config("demo").train_precision == "fp32"
     assert load_config("paper").log_every == 50 and load_config("smoke").log_every == 1
-    refused("precision", "fp8", "fp32 | bf16 | fp16 | auto", precision="fp8")
+    refused("train_precision", "fp8", "fp32 | bf16 | fp16 | auto", train_precision="fp8")
     refused("log_every", 0, "[1, inf)", log_every=0)
     with pytest.raises(KeyError, match="unknown config key.*amp"):
         load_config("paper", amp=True)  # the old switch is no override any more ...
-    old = {k: v for k, v in load_config("smoke").to_dict().items() if k not in ("precision", "log_every", "compile")}
-    assert config_from_dict({**old, "amp": True}).precision == "fp16"  # ... but a checkpoint saved with it loads:
+    old = {k: v for k, v in load_config("smoke").to_dict().items() if k not in ("train_precision", "log_every", "compile")}
+    assert config_from_dict({**old, "amp": True}).train_precision == "fp16"  # ... but a checkpoint saved with it loads:
     assert config_from_dict({**old, "amp": False}) == load_config("smoke")  # float16 autocast, or float32 as before
+
+
+def test_precision_was_renamed_train_precision():
+    # the training's autocast is named apart from the tracker's own --precision (fp32 unless asked)
+    with pytest.raises(KeyError, match=re.escape("unknown config key(s): precision was renamed train_precision (known keys: ")):
+        load_config("smoke", **parse_overrides(["precision=bf16"]))  # an old override is refused, naming the new key
+    with pytest.raises(KeyError, match=re.escape("unknown config key(s): nope, precision was renamed train_precision (")):
+        load_config("smoke", precision="bf16", nope=1)  # with the other unknown keys
+    saved = load_config("smoke", train_precision="bf16").to_dict()
+    old = {("precision" if k == "train_precision" else k): v for k, v in saved.items()}  # a checkpoint saved before the rename
+    assert "train_precision" not in old and config_from_dict(old) == load_config("smoke", train_precision="bf16")
+    with pytest.raises(ValueError, match="'train_precision' = 'fp8' is out of range"):
+        config_from_dict({**old, "precision": "fp8"})  # the old name's value is checked as the new key's
+    with pytest.raises(ValueError, match="saved config has both 'precision' and its new name 'train_precision'"):
+        config_from_dict({**saved, "precision": "fp16"})  # which one ran? not guessed

@@ -112,7 +112,7 @@ def test_tracker_runs_the_network_under_its_precision():
         hook.remove()
         assert seen == [torch.float32 if precision == "fp32" else torch.bfloat16]
         assert np.isfinite(out["box"]).all() and isinstance(out["score"], float) and out["mask"].dtype == np.float32
-    assert Tracker(model, cfg.replace(precision="bf16")).precision == "fp32"  # the config's is the training's
+    assert Tracker(model, cfg.replace(train_precision="bf16")).precision == "fp32"  # the config's is the training's
     assert Tracker(model, cfg, precision="auto").precision == "fp32"  # auto: fp32 on a CPU
 
 

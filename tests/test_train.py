@@ -70,7 +70,7 @@ def read_rows(path):
 
 def test_run_folder_losses_lr_drop_and_model(env, tmp_path, monkeypatch):
     monkeypatch.setattr("dmtrack.train.sampler.cpu_cores", lambda: 1)  # "auto" data workers: 1 core, 1 process
-    cfg = smoke(epochs=3, lr_drop_frac=0.67, lr=1e-3, backbone_lr=2e-4, precision="bf16",  # drop from epoch round(2.01) = 2
+    cfg = smoke(epochs=3, lr_drop_frac=0.67, lr=1e-3, backbone_lr=2e-4, train_precision="bf16",  # drop from epoch round(2.01) = 2
                 num_workers="auto")
     path = train(cfg, tmp_path / "run", progress=False)
     assert path == tmp_path / "run" / "model.pth"
@@ -215,6 +215,16 @@ def test_deterministic_trains_on_deterministic_kernels_and_restores_the_settings
     with pytest.raises(ConfigError, match="config key 'deterministic' expects bool, got 'yes'"):
         cfg.replace(deterministic="yes")
     assert loop.config_diff(cfg.replace(deterministic=True), cfg.to_dict()) == []  # a run may be resumed with it
+
+
+def test_a_run_saved_before_precision_was_renamed_resumes():
+    # its checkpoints hold `precision`; read as `train_precision`, the same config: resumed, not moved aside and retrained
+    from dmtrack.train.loop import config_diff
+
+    cfg = smoke(train_precision="bf16")
+    old = {("precision" if k == "train_precision" else k): v for k, v in cfg.to_dict().items()}
+    assert config_diff(cfg, old) == []
+    assert config_diff(cfg.replace(train_precision="fp32"), old) == ["train_precision"]
 
 
 def test_a_training_handed_a_gpu_it_cannot_see_stops_before_training(env, tmp_path, monkeypatch):

@@ -328,3 +328,20 @@ def test_checkpoint_leaves_out_the_frozen_bert_and_loads_back_identical(tmp_path
     torch.save(kept, tmp_path / "tuned.pth")
     with pytest.raises(ValueError, match=r"tuned\.pth: does not match .*missing text\.bert\.embeddings\.word_embeddings"):
         load_checkpoint(tmp_path / "tuned.pth", model=build_model(tuned))
+
+
+def test_a_checkpoint_saved_before_precision_was_renamed_evaluates(tmp_path):
+    from dmtrack.model import build_model
+    from dmtrack.track import load_model
+
+    cfg = load_config("smoke", "full", train_precision="bf16")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    path = save_checkpoint(tmp_path / "model.pth", model, cfg)
+    ckpt = load_checkpoint(path)
+    ckpt["config"] = {("precision" if k == "train_precision" else k): v for k, v in ckpt["config"].items()}
+    torch.save(ckpt, path)  # what a training wrote before the key was renamed
+    loaded, got = load_model(path)  # what dmtrack evaluate reads
+    assert got == cfg and got.train_precision == "bf16"
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -73,7 +73,7 @@ def _train_seconds(model, cfg: Config, batch: int, steps: int) -> float:
     from dmtrack.precision import enable_tf32, resolve_precision
     from dmtrack.train.loop import train_step
 
-    precision = resolve_precision(cfg.precision, model.device)  # what the training will run
+    precision = resolve_precision(cfg.train_precision, model.device)  # what the training will run
     enable_tf32(precision, model.device)  # as the training does: fp32 on a GPU is TF32, not full float32
     opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(model.device.type, enabled=precision == "fp16")

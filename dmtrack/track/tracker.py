@@ -88,7 +88,7 @@ class Tracker:
     which worker or in what order it ran (None = leave the global RNG alone);
     precision: fp32 | bf16 | fp16 | auto (dmtrack.precision), the autocast of the network (the
     Hann window and the box decoding run in float32). fp32 by default whatever the config's
-    `precision`, which is the training's: bf16 tracking is opt-in until it is shown to keep the
+    `train_precision`: bf16 tracking is opt-in until it is shown to keep the
     AUC (docs/tracking.md)."""
 
     def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0,

@@ -248,7 +248,7 @@ class TrainRun:
     optimizer: torch.optim.Optimizer
     scheduler: object
     scaler: torch.amp.GradScaler
-    precision: str  # cfg.precision resolved for the device (dmtrack.precision)
+    precision: str  # cfg.train_precision resolved for the device (dmtrack.precision)
     global_step: int = 0
 
 
@@ -261,7 +261,7 @@ def build_run(cfg: Config, device: torch.device, rank: int) -> TrainRun:
     model = build_model(cfg).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    precision = resolve_precision(cfg.precision, device)
+    precision = resolve_precision(cfg.train_precision, device)
     enable_tf32(precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     run = TrainRun(model, model, optimizer, make_scheduler(optimizer, cfg), scaler, precision)
