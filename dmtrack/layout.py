@@ -5,7 +5,8 @@ of the evaluate.json that marks a scored run. A leaf module: of dmtrack it impor
     <work>/results/<benchmark>/<tracker>/<param>/   raw results (pytracking layout), evaluate.json,
                                                     scores_pytracking.json, scores_official.json,
                                                     spread/<seq>.csv (diffusion models: sample spread per frame)
-        tracker = dmtrack-<variant>, param = <run tag>_seed<N>  (a trained model at k samplings), run tag =
+        tracker = dmtrack-<variant>, param = <run tag>_seed<N>  (a trained model at k samplings: an EvalRun's
+                  folder, EvalRun.tag its run tag), run tag =
             k<k>            k chains of the config's sampling_steps, final masks averaged (test_average final)
             k<k>c           one chain of k steps, its x0 predictions averaged (test_average chain)
             k<k>_steps<n>   final reading with n DDIM steps per chain instead of the config's
