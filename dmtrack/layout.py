@@ -5,7 +5,8 @@ of the evaluate.json that marks a scored run. A leaf module: of dmtrack it impor
     <work>/results/<benchmark>/<tracker>/<param>/   raw results (pytracking layout), evaluate.json,
                                                     scores_pytracking.json, scores_official.json,
                                                     spread/<seq>.csv (diffusion models: sample spread per frame)
-        tracker = dmtrack-<variant>, param = <run tag>_seed<N>  (a trained model at k samplings), run tag =
+        tracker = dmtrack-<variant>, param = <run tag>_seed<N>  (a trained model at k samplings: an EvalRun's
+                  folder, EvalRun.tag its run tag), run tag =
             k<k>            k chains of the config's sampling_steps, final masks averaged (test_average final)
             k<k>c           one chain of k steps, its x0 predictions averaged (test_average chain)
             k<k>_steps<n>   final reading with n DDIM steps per chain instead of the config's
@@ -20,6 +21,7 @@ files, so any folder they make can be read back by the report.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from .io import atomic_write_json
@@ -62,10 +64,6 @@ def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: 
             + SENTENCE_TAGS[sentence])
 
 
-def dmtrack_param(k: int, seed: int, average: str = "final", steps: int | None = None, sentence: str = "true") -> str:
-    return f"{run_tag(k, average, steps, sentence)}_seed{seed}"
-
-
 def baseline_param(seed: int) -> str:
     return f"seed{seed}"
 
@@ -75,11 +73,42 @@ def results_dir(root, benchmark: str, tracker: str, param: str) -> Path:
     return Path(root) / benchmark / tracker / param
 
 
+@dataclass(frozen=True)
+class EvalRun:
+    """One evaluation of a trained model, i.e. what names its results: the variant and the seed of its
+    training, and how it was run (see run_tag). Hashable, so a plan can key its evaluations by it; an
+    impossible run (a steps override with the chain reading, an unknown sentence) fails when made.
+
+        EvalRun("full", 0, 5).folder(work, "lasot")  # <work>/results/lasot/dmtrack-full/k5_seed0"""
+    variant: str
+    seed: int
+    k: int
+    average: str = "final"  # the reading of "k samplings": final | chain
+    steps: int | None = None  # DDIM steps per chain, final reading only (None = the config's sampling_steps)
+    sentence: str = "true"  # true | misleading | uninformative (the robustness test)
+
+    def __post_init__(self):
+        run_tag(self.k, self.average, self.steps, self.sentence)  # checks the combination
+
+    @property
+    def tag(self) -> str:
+        return run_tag(self.k, self.average, self.steps, self.sentence)
+
+    @property
+    def param(self) -> str:
+        return f"{self.tag}_seed{self.seed}"
+
+    def folder(self, work, benchmark: str) -> Path:
+        """<work>/results/<benchmark>/dmtrack-<variant>/<tag>_seed<N>."""
+        return results_dir(results_root(work), benchmark, tracker_name(self.variant), self.param)
+
+
+# TODO(lead, issue 18 item 3): the positional form tables.py (Results) and pipeline.py (_evaluations) still call;
+# remove once both build EvalRuns after the chain/report split.
 def dmtrack_results(work, benchmark: str, variant: str, k: int, seed: int, average: str = "final",
                     steps: int | None = None, sentence: str = "true") -> Path:
-    """The results folder of a trained variant's seed at k samplings (see run_tag)."""
-    return results_dir(results_root(work), benchmark, tracker_name(variant),
-                       dmtrack_param(k, seed, average, steps, sentence))
+    """The results folder of a trained variant's seed at k samplings: EvalRun(...).folder(work, benchmark)."""
+    return EvalRun(variant, seed, k, average, steps, sentence).folder(work, benchmark)
 
 
 def scores_path(folder, protocol: str) -> Path:

@@ -9,7 +9,7 @@ from dmtrack.config import load_config
 from dmtrack.data import load_benchmark, read_frame
 from dmtrack.eval.results import read_results
 from dmtrack.model import build_model, save_checkpoint
-from dmtrack.track import BatchTracker, Tracker, evaluate, track_sequence
+from dmtrack.track import BatchTracker, DataSelection, Execution, Tracker, TrackSettings, evaluate, track_sequence
 
 torch.set_num_threads(1)
 
@@ -50,13 +50,14 @@ def test_evaluate_with_batch_writes_the_results_of_batch_1(root, tmp_path):
     cfg = load_config("smoke", "full")
     ckpt = save_checkpoint(tmp_path / "model.pth", build_model(cfg), cfg)
     for batch in (1, 2):
-        evaluate(ckpt, "synthetic_tnl2k", tmp_path / f"b{batch}", samples=2, data_root=root, max_frames=12, batch=batch,
-                 progress=False)
+        evaluate(ckpt, "synthetic_tnl2k", tmp_path / f"b{batch}", TrackSettings(samples=2, batch=batch),
+                 DataSelection(root=root, max_frames=12), Execution(progress=False))
     for name in ("cyan_circle_video_01-Done", "cyan_square_video_02-Done"):
         a, b = (read_results(tmp_path / f"b{n}" / f"{name}.txt") for n in (1, 2))
         assert a.shape == (12, 4) and np.abs(a - b).max() <= 0.01 + 1e-9  # files hold 2 decimals
     with pytest.raises(ValueError, match="batch 2 tracks sequences together in one process; use workers=1"):
-        evaluate(ckpt, "synthetic_lasot", tmp_path / "w2", data_root=root, max_frames=5, batch=2, workers=2, progress=False)
+        evaluate(ckpt, "synthetic_lasot", tmp_path / "w2", TrackSettings(batch=2),
+                 DataSelection(root=root, max_frames=5), Execution(workers=2, progress=False))
 
 
 class HostCopies(TorchFunctionMode):

@@ -129,14 +129,14 @@ def test_evaluate_records_the_precision_and_never_mixes_two(tmp_path, monkeypatc
     import dmtrack.track.runner as runner
     from dmtrack.data.synthetic import generate
     from dmtrack.model import save_checkpoint
-    from dmtrack.track import evaluate
+    from dmtrack.track import DataSelection, Execution, TrackSettings, evaluate
 
     root = tmp_path / "synthetic"
     generate(root, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
     cfg = load_config("smoke", "full")
     ckpt = save_checkpoint(tmp_path / "model.pth", build_model(cfg), cfg)
-    run = lambda p: evaluate(ckpt, "synthetic_otb_lang", tmp_path / "eval", data_root=root, max_frames=3, progress=False,
-                             precision=p)
+    run = lambda p: evaluate(ckpt, "synthetic_otb_lang", tmp_path / "eval", TrackSettings(precision=p),
+                             DataSelection(root=root, max_frames=3), Execution(progress=False))
     run("auto")
     assert json.loads((tmp_path / "eval" / "evaluate.json").read_text())["precision"] == "fp32"  # auto on a CPU
     with pytest.raises(ValueError, match=r"other settings precision='fp32' \(now 'bf16'\)"):

@@ -828,3 +828,13 @@ def test_read_frame_checks_the_content_not_the_name(tmp_path):
         read_frame(path)
     with pytest.raises(FrameError, match=re.escape(f"missing frame image: {tmp_path / 'nope.jpg'}")):
         read_frame(tmp_path / "nope.jpg")
+
+
+def test_lasot_split_mode_is_one_named_choice(tmp_path):
+    from dmtrack.data import lasot
+
+    with pytest.raises(ValueError, match=r"split_mode must be one of file, official, custom, all_test, all_train, "
+                                         r"got 'oficial'"):
+        lasot.load(tmp_path, "test", "lasot", split_mode="oficial")
+    with pytest.raises(ValueError, match="holds only a test split, not 'train'"):
+        lasot.load(tmp_path, "train", "lasot", split_mode="all_test")

@@ -655,21 +655,30 @@ def test_plan_of_the_demo_profile(tmp_path):
 
 
 def test_results_folders_name_the_reading_and_the_steps(tmp_path):
-    from dmtrack.layout import dmtrack_param, dmtrack_results
+    import dataclasses
 
-    assert dmtrack_param(5, 0) == "k5_seed0"  # the final reading keeps the names results already have
-    assert dmtrack_param(5, 2, "chain") == "k5c_seed2" and dmtrack_param(1, 0, steps=10) == "k1_steps10_seed0"
-    assert dmtrack_results(tmp_path, "synthetic_otb_lang", "full", 5, 1, "chain") == \
-        tmp_path / "results" / "synthetic_otb_lang" / "dmtrack-full" / "k5c_seed1"
+    from dmtrack.layout import EvalRun, dmtrack_results, run_tag
+
+    # the names results already have (written out, not computed): final reading, chain, steps, sentences
+    expected = [(EvalRun("full", 0, 5), "k5", "dmtrack-full/k5_seed0"),
+                (EvalRun("full", 1, 5, "chain"), "k5c", "dmtrack-full/k5c_seed1"),
+                (EvalRun("no_ddim", 2, 1, steps=10), "k1_steps10", "dmtrack-no_ddim/k1_steps10_seed2"),
+                (EvalRun("full", 0, 1, sentence="misleading"), "k1_mislead", "dmtrack-full/k1_mislead_seed0"),
+                (EvalRun("no_language", 3, 1, sentence="uninformative"), "k1_uninf", "dmtrack-no_language/k1_uninf_seed3")]
+    for run, tag, folder in expected:
+        assert run.tag == tag == run_tag(run.k, run.average, run.steps, run.sentence)
+        assert run.folder(tmp_path, "synthetic_otb_lang") == tmp_path / "results" / "synthetic_otb_lang" / folder
+        assert dmtrack_results(tmp_path, "synthetic_otb_lang", run.variant, run.k, run.seed, run.average, run.steps,
+                               run.sentence) == run.folder(tmp_path, "synthetic_otb_lang")  # the form tables use
+    assert len({EvalRun("full", 0, 5), EvalRun("full", 0, 5, "final"), EvalRun("full", 1, 5)}) == 2  # a key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EvalRun("full", 0, 5).k = 3
     with pytest.raises(ValueError, match="final reading only"):
-        dmtrack_param(5, 0, "chain", 3)
+        EvalRun("full", 0, 5, "chain", 3)
     with pytest.raises(ValueError, match="final or chain"):
-        dmtrack_param(5, 0, "mean")
-    # the robustness test's sentences: their own folders; the true sentence keeps today's names
-    assert [dmtrack_param(1, 0, sentence=s) for s in ("true", "misleading", "uninformative")] == \
-        ["k1_seed0", "k1_mislead_seed0", "k1_uninf_seed0"]
+        EvalRun("full", 0, 5, "mean")
     with pytest.raises(ValueError, match="sentence must be one of"):
-        dmtrack_param(1, 0, sentence="wrong")
+        EvalRun("full", 0, 1, sentence="wrong")
 
 
 def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
@@ -892,10 +901,10 @@ def test_plan_estimate_follows_the_cost_model():
 def _robust_runs(root, aucs: dict, seeds=(0, 1)):
     """{(variant, sentence): {sequence: AUC}} written as the pipeline's results folders (synthetic LaSOT, k=1);
     seed s adds s to every AUC."""
-    from dmtrack.layout import dmtrack_param
+    from dmtrack.layout import EvalRun
     for (variant, sentence), per in aucs.items():
         for seed in seeds:
-            _write_run(root, "synthetic_lasot", f"dmtrack-{variant}", dmtrack_param(1, seed, sentence=sentence), variant, 1,
+            _write_run(root, "synthetic_lasot", f"dmtrack-{variant}", EvalRun(variant, seed, 1, sentence=sentence).param, variant, 1,
                        seed, {n: _seq(a + seed) for n, a in per.items()}, sentence=sentence)
     return tables.Results(*tables.load_runs(root), synthetic=True)
 

@@ -28,7 +28,8 @@ from dmtrack.eval.results import read_results, read_times, score_folder
 from dmtrack.io import RunLocked
 from dmtrack.layout import spread_path
 from dmtrack.model import build_model, save_checkpoint
-from dmtrack.track import Tracker, evaluate, load_masks, load_model, track_sequence
+from dmtrack.track import (DataSelection, Execution, Tracker, TrackSettings, evaluate, load_masks, load_model,
+                           track_sequence)
 
 from conftest import smoke_checkpoint
 
@@ -56,7 +57,8 @@ def _files(folder: Path) -> set[str]:
 
 def test_evaluate_writes_pytracking_layout_and_scores_both_protocols(root, ckpt, tmp_path):
     out = tmp_path / "eval"
-    scores = evaluate(ckpt, "synthetic_lasot", out, samples=2, data_root=root, progress=False)
+    scores = evaluate(ckpt, "synthetic_lasot", out, TrackSettings(samples=2), DataSelection(root=root),
+                      Execution(progress=False))
     seqs = load_benchmark("synthetic_lasot", root=root)
     names = [s.name for s in seqs]
     assert _files(out) == {f"{n}{suffix}" for n in names for suffix in (".txt", "_time.txt")} | {
@@ -97,7 +99,8 @@ def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, ckpt
 
     monkeypatch.setattr(runner, "run_sequence", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, progress=False)
+        evaluate(ckpt, "synthetic_tnl2k", out, TrackSettings(samples=1), DataSelection(root=root, max_frames=12),
+                 Execution(progress=False))
     first = calls[0]
     assert _files(out) == {"evaluate.json", f"{first}.txt", f"{first}_time.txt"}  # no partial or temp file
     stamp = {n: (out / n).stat().st_mtime_ns for n in (f"{first}.txt", f"{first}_time.txt")}
@@ -106,7 +109,8 @@ def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, ckpt
     ran = []
     monkeypatch.setattr(runner, "run_sequence", lambda tracker, seq, *a, **k: ran.append(seq.name) or real(tracker, seq, *a, **k))
     time.sleep(0.01)
-    evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, progress=False)
+    evaluate(ckpt, "synthetic_tnl2k", out, TrackSettings(samples=1), DataSelection(root=root, max_frames=12),
+             Execution(progress=False))
     names = [s.name for s in load_benchmark("synthetic_tnl2k", root=root)]
     assert ran == [n for n in names if n != first]  # the finished sequence was not tracked again
     assert {n: (out / n).stat().st_mtime_ns for n in stamp} == stamp
@@ -114,29 +118,32 @@ def test_stopped_run_resumes_without_redoing_or_leaving_partial_files(root, ckpt
         "evaluate.json", "scores_pytracking.json", "scores_official.json"}
 
     ran.clear()  # a third run has nothing to do, but still scores
-    evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=root, max_frames=12, progress=False)
+    evaluate(ckpt, "synthetic_tnl2k", out, TrackSettings(samples=1), DataSelection(root=root, max_frames=12),
+             Execution(progress=False))
     assert ran == []
     with pytest.raises(ValueError, match="other settings.*samples=1"):  # never mix results of two settings
-        evaluate(ckpt, "synthetic_tnl2k", out, samples=3, data_root=root, max_frames=12, progress=False)
+        evaluate(ckpt, "synthetic_tnl2k", out, TrackSettings(samples=3), DataSelection(root=root, max_frames=12),
+                 Execution(progress=False))
 
 
 def test_results_of_other_weights_are_never_resumed(root, ckpt, tmp_path):
-    out, kw = tmp_path / "eval", dict(samples=1, data_root=root, max_frames=6, sequences=None, progress=False)
     names = [s.name for s in load_benchmark("synthetic_otb_lang", root=root)][:2]
-    kw["sequences"] = names
-    evaluate(str(ckpt), "synthetic_otb_lang", out, **kw)
+    out, one, data = tmp_path / "eval", TrackSettings(samples=1), DataSelection(root=root, max_frames=6, sequences=names)
+    quiet = Execution(progress=False)
+    evaluate(str(ckpt), "synthetic_otb_lang", out, one, data, quiet)
     assert json.loads((out / "evaluate.json").read_text())["weights_sha256"] == runner.file_sha256(ckpt)
     torch.manual_seed(1)  # "retrain": other weights under the same path
     cfg = load_config("smoke", "full")
     save_checkpoint(ckpt.parent / "retrained.pth", build_model(cfg), cfg)
     retrained = ckpt.parent / "retrained.pth"
-    evaluate(str(retrained), "synthetic_otb_lang", tmp_path / "b", **kw)  # the same weights' results, elsewhere
+    evaluate(str(retrained), "synthetic_otb_lang", tmp_path / "b", one, data, quiet)  # the same weights' results, elsewhere
     old_ckpt = ckpt.read_bytes()
     try:
         ckpt.write_bytes(retrained.read_bytes())
         with pytest.raises(ValueError, match="other settings.*weights_sha256"):
-            evaluate(str(ckpt), "synthetic_otb_lang", out, **kw)
-        evaluate(str(ckpt), "synthetic_otb_lang", out, replace_stale=True, **kw)  # the pipeline's way: redo them
+            evaluate(str(ckpt), "synthetic_otb_lang", out, one, data, quiet)
+        evaluate(str(ckpt), "synthetic_otb_lang", out, one, data,
+                 Execution(progress=False, replace_stale=True))  # the pipeline's way: redo them
     finally:
         ckpt.write_bytes(old_ckpt)
     for n in names:  # the stale results were replaced by the retrained model's
@@ -155,14 +162,15 @@ def test_results_of_other_data_are_never_resumed(root, ckpt, tmp_path, monkeypat
             edit(seqs[0].frames[0].parent.parent)
         return tmp_path / name, seqs[0].name
 
-    out, kw = tmp_path / "eval", dict(samples=1, max_frames=6, progress=False)
+    out, one, quiet = tmp_path / "eval", TrackSettings(samples=1), Execution(progress=False)
+    at = lambda folder: DataSelection(root=folder, max_frames=6)
     first, a = data("a")
-    evaluate(ckpt, "synthetic_tnl2k", out, data_root=first, **kw)
+    evaluate(ckpt, "synthetic_tnl2k", out, one, at(first), quiet)
     names = [s.name for s in load_benchmark("synthetic_tnl2k", root=first)]
     stamp = {n: (out / f"{n}.txt").stat().st_mtime_ns for n in names}
     ran.clear()
     moved, _ = data("moved")  # the same data elsewhere: every result still holds
-    evaluate(ckpt, "synthetic_tnl2k", out, data_root=moved, **kw)
+    evaluate(ckpt, "synthetic_tnl2k", out, one, at(moved), quiet)
     assert ran == [] and {n: (out / f"{n}.txt").stat().st_mtime_ns for n in names} == stamp
 
     def new_sentence(folder):
@@ -176,18 +184,19 @@ def test_results_of_other_data_are_never_resumed(root, ckpt, tmp_path, monkeypat
     for name, edit in [("sentence", new_sentence), ("box", new_first_box)]:
         other, seq = data(name, edit)
         with pytest.raises(ValueError) as e:
-            evaluate(ckpt, "synthetic_tnl2k", out, data_root=other, **kw)
+            evaluate(ckpt, "synthetic_tnl2k", out, one, at(other), quiet)
         assert str(e.value) == (f"{out / seq}.txt: sequence {seq} was tracked on other inputs (first box, sentence, "
                                 "frame count or first image differ from those in evaluate.json); use another --out "
                                 "or delete those results")
     assert ran == [] and {n: (out / f"{n}.txt").stat().st_mtime_ns for n in names} == stamp  # nothing touched
-    evaluate(ckpt, "synthetic_tnl2k", out, data_root=other, replace_stale=True, **kw)  # the pipeline's way
+    evaluate(ckpt, "synthetic_tnl2k", out, one, at(other),
+             Execution(progress=False, replace_stale=True))  # the pipeline's way
     assert ran == [seq]  # only the edited sequence is redone, from its new first box
     assert read_results(out / f"{seq}.txt")[0] == pytest.approx(load_benchmark("synthetic_tnl2k", root=other)[0].boxes[0])
     assert json.loads((out / "evaluate.json").read_text())["inputs"] == {
         s.name: runner.sequence_inputs(s, 6) for s in load_benchmark("synthetic_tnl2k", root=other)}
     ran.clear()
-    evaluate(ckpt, "synthetic_tnl2k", out, data_root=other, **kw)
+    evaluate(ckpt, "synthetic_tnl2k", out, one, at(other), quiet)
     assert ran == []
 
 
@@ -195,8 +204,8 @@ def test_subsets_max_frames_and_sequences(root, ckpt, tmp_path):
     out = tmp_path / "eval"
     seqs = load_benchmark("synthetic_lasot_ext", root=root)
     pick = seqs[1].name
-    scores = evaluate(ckpt, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=5, sequences=[pick],
-                      progress=False)
+    scores = evaluate(ckpt, "synthetic_lasot_ext", out, TrackSettings(samples=1),
+                      DataSelection(root=root, max_frames=5, sequences=[pick]), Execution(progress=False))
     assert _files(out) == {f"{pick}.txt", f"{pick}_time.txt", "evaluate.json", "scores_pytracking.json",
                            "scores_official.json"}
     assert read_results(out / f"{pick}.txt").shape == (5, 4) and read_times(out / f"{pick}_time.txt").shape == (5,)
@@ -206,18 +215,19 @@ def test_subsets_max_frames_and_sequences(root, ckpt, tmp_path):
     expect = score_folder(out, [short], protocol="official").overall()
     assert scores["official"].overall() == pytest.approx(expect)
     # a longer --max-frames later: the short result no longer counts as finished and is redone
-    evaluate(ckpt, "synthetic_lasot_ext", out, samples=1, data_root=root, max_frames=8, sequences=[pick],
-             progress=False)
+    evaluate(ckpt, "synthetic_lasot_ext", out, TrackSettings(samples=1),
+             DataSelection(root=root, max_frames=8, sequences=[pick]), Execution(progress=False))
     assert read_results(out / f"{pick}.txt").shape == (8, 4)
     with pytest.raises(KeyError, match="nope"):
-        evaluate(ckpt, "synthetic_lasot_ext", out, samples=1, data_root=root, sequences=["nope"], progress=False)
+        evaluate(ckpt, "synthetic_lasot_ext", out, TrackSettings(samples=1),
+                 DataSelection(root=root, sequences=["nope"]), Execution(progress=False))
 
 
 def test_readings_and_steps_are_recorded_and_each_frames_spread_is_saved(root, ckpt, tmp_path):
     seqs = load_benchmark("synthetic_lasot_ext", root=root)
-    kw = dict(data_root=root, max_frames=5, progress=False)
+    kw = dict(data=DataSelection(root=root, max_frames=5), execution=Execution(progress=False))
     out = tmp_path / "k3c"
-    evaluate(ckpt, "synthetic_lasot_ext", out, samples=3, average="chain", **kw)
+    evaluate(ckpt, "synthetic_lasot_ext", out, TrackSettings(samples=3, average="chain"), **kw)
     meta = json.loads((out / "evaluate.json").read_text())
     assert (meta["samples"], meta["average"], meta["steps"], meta["sampling_steps"]) == (3, "chain", None, 3)
     for s in seqs:  # one value per tracked frame: the largest per-pixel range of the 3 averaged masks
@@ -226,20 +236,20 @@ def test_readings_and_steps_are_recorded_and_each_frames_spread_is_saved(root, c
     assert runner.is_finished(out, seqs[0].name, 5, spread=True)
     spread_path(out, seqs[0].name).unlink()  # a sequence without its spread is tracked again
     assert not runner.is_finished(out, seqs[0].name, 5, spread=True)
-    evaluate(ckpt, "synthetic_lasot_ext", out, samples=3, average="chain", **kw)
+    evaluate(ckpt, "synthetic_lasot_ext", out, TrackSettings(samples=3, average="chain"), **kw)
     assert spread_path(out, seqs[0].name).is_file()
     with pytest.raises(ValueError, match="other settings.*average='chain'"):  # one folder, one reading
-        evaluate(ckpt, "synthetic_lasot_ext", out, samples=3, average="final", **kw)
+        evaluate(ckpt, "synthetic_lasot_ext", out, TrackSettings(samples=3, average="final"), **kw)
     with pytest.raises(ValueError, match="one chain of k = 3 steps"):  # refused before anything is tracked
-        evaluate(ckpt, "synthetic_lasot_ext", tmp_path / "bad", samples=3, steps=2, average="chain", **kw)
+        evaluate(ckpt, "synthetic_lasot_ext", tmp_path / "bad", TrackSettings(samples=3, steps=2, average="chain"), **kw)
     assert not (tmp_path / "bad").exists()
     one = tmp_path / "k1_steps1"
-    evaluate(ckpt, "synthetic_lasot_ext", one, samples=1, steps=1, **kw)
+    evaluate(ckpt, "synthetic_lasot_ext", one, TrackSettings(samples=1, steps=1), **kw)
     meta = json.loads((one / "evaluate.json").read_text())
     assert (meta["average"], meta["steps"], meta["sampling_steps"]) == ("final", 1, 1)
     assert all((np.loadtxt(spread_path(one, s.name), ndmin=1) == 0).all() for s in seqs)  # k = 1: nothing to differ
     # one chain of one step is one denoiser pass under either reading: the same boxes
-    evaluate(ckpt, "synthetic_lasot_ext", tmp_path / "k1c", samples=1, average="chain", **kw)
+    evaluate(ckpt, "synthetic_lasot_ext", tmp_path / "k1c", TrackSettings(samples=1, average="chain"), **kw)
     for s in seqs:
         assert (one / f"{s.name}.txt").read_text() == (tmp_path / "k1c" / f"{s.name}.txt").read_text()
 
@@ -252,13 +262,15 @@ def test_bad_frames_raise_naming_the_file(root, ckpt, loaded, tmp_path):
     bad = seq.frames[3]
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(FrameError, match=re.escape(f"cannot decode frame image: {bad}")):
-        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, progress=False)
+        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", TrackSettings(samples=1), DataSelection(root=data),
+                 Execution(progress=False))
     assert not list((tmp_path / "out").glob(f"{seq.name}*"))  # nothing written for the broken sequence
     bad.unlink()
     with pytest.raises(FrameError, match=re.escape(f"missing frame image: {bad}")):  # a frame gone after the benchmark was read
         track_sequence(Tracker(model, cfg), seq)
     with pytest.raises(DatasetError, match=re.escape(str(bad.parent))):  # the reader already notices the gap
-        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, progress=False)
+        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", TrackSettings(samples=1), DataSelection(root=data),
+                 Execution(progress=False))
 
 
 def _copy_otb_lang(root, tmp_path):
@@ -274,8 +286,8 @@ def test_truncated_frame_stops_evaluate_naming_the_file(root, ckpt, tmp_path):
     assert whole[:2] == b"\xff\xd8"  # a JPEG: OpenCV alone decodes half of one with grey rows, no error
     bad.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(FrameError, match=re.escape(f"{bad}: incomplete image: no JPEG end marker FF D9")):
-        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", samples=1, data_root=data, max_frames=6,
-                 sequences=[seq.name], progress=False)
+        evaluate(ckpt, "synthetic_otb_lang", tmp_path / "out", TrackSettings(samples=1),
+                 DataSelection(root=data, max_frames=6, sequences=[seq.name]), Execution(progress=False))
     assert not list((tmp_path / "out").glob(f"{seq.name}*"))  # nothing written, nothing scored
 
 
@@ -354,22 +366,23 @@ def test_each_worker_sees_one_gpu_of_the_list(root, ckpt, tmp_path):
     assert len(seqs) >= 2  # as many sequences as workers: both workers start
     before = os.environ.get("CUDA_VISIBLE_DEVICES")
     meta = dict(benchmark="synthetic_otb_lang", variant="full", samples=1, seed=0)
-    runner.track_benchmark(_GpuRecordingTracker(runner.CheckpointTracker(str(ckpt), 1, 0, "cpu"), str(record)), seqs, out,
-                           meta, workers=2, max_frames=3, gpus=["4", "6"], progress=False)
+    two = runner.Execution(workers=2, gpus=["4", "6"], progress=False)
+    on_cpu = runner.CheckpointTracker(str(ckpt), runner.TrackSettings(samples=1, seed=0, device="cpu"))
+    runner.track_benchmark(_GpuRecordingTracker(on_cpu, str(record)), seqs, out, meta, two, max_frames=3)
     assert sorted(f.read_text() for f in record.iterdir()) == ["4", "6"]  # worker i: gpus[i % 2]; device=cpu asked for
     assert all(read_results(out / f"{s.name}.txt").shape == (3, 4) for s in seqs)
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == before  # this process's own is untouched
     # device=auto in a worker handed a GPU that torch cannot see (this machine): an error naming it, not a CPU run
     with pytest.raises(RuntimeError, match=r"device=auto in a process handed GPU\(s\) [46] \(DMTRACK_GPUS; "
                                            r"CUDA_VISIBLE_DEVICES='[46]'\), but torch \S+ sees 0 GPU"):
-        runner.track_benchmark(runner.CheckpointTracker(str(ckpt), 1, 0), seqs, tmp_path / "auto", meta, workers=2,
-                               max_frames=3, gpus=["4", "6"], progress=False)
+        runner.track_benchmark(runner.CheckpointTracker(str(ckpt), runner.TrackSettings(samples=1, seed=0)), seqs,
+                               tmp_path / "auto", meta, two, max_frames=3)
     assert not list((tmp_path / "auto").glob("*.txt"))
 
 
 def test_evaluate_spreads_its_workers_over_the_gpus_it_is_given(ckpt, tmp_path, monkeypatch, capsys):
     asked = []
-    monkeypatch.setattr(runner, "evaluate", lambda *a, **kw: asked.append(kw["gpus"]) or {})
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **kw: asked.append(a[5].gpus) or {})
     base = ["evaluate", "--checkpoint", str(ckpt), "--benchmark", "synthetic_otb_lang", "--out", str(tmp_path / "e")]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     for ids in ("7", "abc"):  # this machine has no GPU
@@ -468,7 +481,8 @@ def test_stopping_evaluate_stops_its_workers_and_a_rerun_resumes(root, ckpt, tmp
         p = started(out)
         with pytest.raises(RunLocked, match=re.escape(f"{out}: another dmtrack evaluate is running in this folder "
                                                       f"(pid {p.pid}: ")):
-            evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=data, progress=False)
+            evaluate(ckpt, "synthetic_tnl2k", out, TrackSettings(samples=1), DataSelection(root=data),
+                     Execution(progress=False))
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) != 0
         assert _wait_for(lambda: not _group(p.pid), 10), f"left running after SIGTERM: {_group(p.pid)}"
@@ -481,7 +495,8 @@ def test_stopping_evaluate_stops_its_workers_and_a_rerun_resumes(root, ckpt, tmp
     assert not (out / f"{long}.txt").exists()
 
     # the rerun resumes: the short sequences are kept, the long one (cut to 40 frames here) is done
-    evaluate(ckpt, "synthetic_tnl2k", out, samples=1, data_root=data, max_frames=40, progress=False)
+    evaluate(ckpt, "synthetic_tnl2k", out, TrackSettings(samples=1), DataSelection(root=data, max_frames=40),
+             Execution(progress=False))
     assert {n: (out / f"{n}.txt").stat().st_mtime_ns for n in short} == stamp
     assert read_results(out / f"{long}.txt").shape == (40, 4) and (out / "scores_pytracking.json").exists()
     assert not list(out.glob(".*"))
@@ -498,7 +513,8 @@ def test_temps_of_live_writers_survive_a_new_run(root, ckpt, tmp_path):
         dead = out / f".Circle1.txt.{gone.pid}.e5f6g7h8.tmp"
         for p in (live, dead):
             p.write_text("1\t2\t")
-        evaluate(ckpt, "synthetic_otb_lang", out, samples=1, data_root=root, max_frames=4, progress=False)
+        evaluate(ckpt, "synthetic_otb_lang", out, TrackSettings(samples=1), DataSelection(root=root, max_frames=4),
+                 Execution(progress=False))
         assert live.exists() and not dead.exists()
     finally:
         alive.kill()
@@ -553,19 +569,20 @@ def test_got10k_experiment_otb_drives_the_tracker(root, tracker, tmp_path):
 
 
 def test_other_sentences_go_to_their_own_folders_and_no_language_ignores_them(root, ckpt, tmp_path):
-    from dmtrack.layout import dmtrack_results
+    from dmtrack.layout import EvalRun
 
     torch.manual_seed(0)
     cfg = load_config("smoke", "no_language")
     blind = tmp_path / "no_language.pth"
     save_checkpoint(blind, build_model(cfg), cfg)
     seqs = load_benchmark("synthetic_lasot", root=root)
-    kw = dict(samples=1, seed=0, data_root=root, max_frames=6, progress=False)
+    one, quiet = TrackSettings(samples=1, seed=0), Execution(progress=False)
     boxes = {}
     for variant, path in (("no_language", blind), ("full", ckpt)):
         for sentence in ("true", "misleading", "uninformative"):
-            out = dmtrack_results(tmp_path / "work", "synthetic_lasot", variant, 1, 0, sentence=sentence)
-            evaluate(path, "synthetic_lasot", out, sentence=sentence, **kw)
+            out = EvalRun(variant, 0, 1, sentence=sentence).folder(tmp_path / "work", "synthetic_lasot")
+            evaluate(path, "synthetic_lasot", out, one,
+                     DataSelection(root=root, max_frames=6, sentence=sentence), quiet)
             assert json.loads((out / "evaluate.json").read_text())["sentence"] == sentence
             boxes[variant, sentence] = {s.name: (out / f"{s.name}.txt").read_text() for s in seqs}
     names = sorted(p.name for p in (tmp_path / "work" / "results" / "synthetic_lasot" / "dmtrack-full").iterdir())
@@ -573,6 +590,7 @@ def test_other_sentences_go_to_their_own_folders_and_no_language_ignores_them(ro
     # the control: a tracker that never reads the sentence gives bit-identical boxes under all three
     assert boxes["no_language", "true"] == boxes["no_language", "misleading"] == boxes["no_language", "uninformative"]
     assert boxes["full", "true"] != boxes["full", "misleading"]  # the full model does read it
-    mislead = dmtrack_results(tmp_path / "work", "synthetic_lasot", "full", 1, 0, sentence="misleading")
+    mislead = EvalRun("full", 0, 1, sentence="misleading").folder(tmp_path / "work", "synthetic_lasot")
     with pytest.raises(ValueError, match="other settings.*sentence='misleading' \\(now 'true'\\)"):
-        evaluate(ckpt, "synthetic_lasot", mislead, **kw)  # one folder, one sentence
+        evaluate(ckpt, "synthetic_lasot", mislead, one,
+                 DataSelection(root=root, max_frames=6), quiet)  # one folder, one sentence

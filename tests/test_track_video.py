@@ -20,7 +20,7 @@ from dmtrack.track import video_cli
 from dmtrack.data import DatasetError, load_benchmark
 from dmtrack.data.files import frames_in_folder
 from dmtrack.eval.results import read_results
-from dmtrack.track import evaluate
+from dmtrack.track import DataSelection, Execution, evaluate
 from dmtrack.track.video import BOX_BGR, caption_lines, draw_frame, parse_box, track_video
 
 from conftest import smoke_checkpoint
@@ -82,8 +82,8 @@ def _write_mp4(path, frames, fps):
 
 # ----------------------------------------------------------------------------- what it writes
 def test_folder_of_frames_gives_exactly_the_boxes_of_evaluate(root, seq, ckpt, tmp_path):
-    evaluate(ckpt, "synthetic_otb_lang", tmp_path / "eval", data_root=root, sequences=[seq.name], protocols=(),
-             progress=False)
+    evaluate(ckpt, "synthetic_otb_lang", tmp_path / "eval", data=DataSelection(root=root, sequences=[seq.name]),
+             execution=Execution(progress=False), protocols=())
     assert _track(seq.frames[0].parent, tmp_path / "out", ckpt, seq.description, _box(seq)) == 0
     boxes_file = tmp_path / "out" / "boxes.txt"
     rows = boxes_file.read_text().splitlines()

@@ -143,9 +143,10 @@ def load_benchmark(name: str, root: str | os.PathLike | None = None, split: str 
 
 def _load(name: str, root: Path, split: str | None, custom_split: bool, opts: dict) -> list[Sequence]:
     if name == "lasot":
-        seqs = lasot.load(root, split or "test", tag="lasot", official=True, custom_split=custom_split, **opts)
+        seqs = lasot.load(root, split or "test", tag="lasot", split_mode="custom" if custom_split else "official",
+                          **opts)
     elif name == "lasot_ext":
-        seqs = lasot.load(root, split or "test", tag="lasot_extension_subset", all_test=True, **opts)
+        seqs = lasot.load(root, split or "test", tag="lasot_extension_subset", split_mode="all_test", **opts)
     elif name == "tnl2k":
         seqs = tnl2k.load(root, split or "test", **opts)
     elif name == "otb_lang":
@@ -161,9 +162,9 @@ def _load_synthetic(name: str, root: Path, opts: dict) -> list[Sequence]:
     folder, layout = suite_location(name)
     path = root / folder
     if name == "synthetic_train":
-        return lasot.load(path, "train", tag="lasot", all_train=True, **opts)
+        return lasot.load(path, "train", tag="lasot", split_mode="all_train", **opts)
     if name == "synthetic_lasot_ext":
-        return lasot.load(path, "test", tag="lasot_extension_subset", all_test=True, **opts)
+        return lasot.load(path, "test", tag="lasot_extension_subset", split_mode="all_test", **opts)
     if layout == "lasot":  # synthetic_lasot and the drift levels carry their own split file
         return lasot.load(path, "test", tag="lasot", split_file=path / "testing_set.txt", **opts)
     if layout == "tnl2k":

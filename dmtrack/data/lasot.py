@@ -113,24 +113,33 @@ def split_file_path(root: Path, split_file: Path | None) -> Path:
             f"or set {SPLIT_ENV} to its path")
     return path
 
-def load(root: Path, split: str, tag: str, split_file: Path | None = None, all_test: bool = False,
-         all_train: bool = False, allow_empty_text: bool = False, progress: bool | None = None,
-         official: bool = False, custom_split: bool = False, frames: bool = True) -> list[Sequence]:
-    """Sequences of a LaSOT-layout root. all_test (LaSOT_ext) / all_train (synthetic train):
-    every sequence belongs to that one split, no split file is read. official (the real LaSOT):
-    the split must be the official 280 / 1,120 sequences, unless custom_split (or the env opt-out).
+SPLIT_MODES = ("file", "official", "custom", "all_test", "all_train")
+
+
+def load(root: Path, split: str, tag: str, split_mode: str = "file", split_file: Path | None = None,
+         allow_empty_text: bool = False, progress: bool | None = None, frames: bool = True) -> list[Sequence]:
+    """Sequences of a LaSOT-layout root, the split chosen by split_mode:
+      file       the split file (split_file, else $DMTRACK_LASOT_SPLIT, else <root>/testing_set.txt), unchecked
+      official   that file, which must be the official 280 / 1,120 sequences (the real LaSOT) unless
+                 DMTRACK_LASOT_SPLIT_CHECK=0 opts out: then as custom
+      custom     that file, compared with the official split with a warning only (custom_split=True)
+      all_test / all_train   every sequence belongs to that one split, no split file is read (LaSOT_ext,
+                 synthetic train)
     frames=False: annotations only (Sequence.frames is None, the image folders are not listed)."""
+    if split_mode not in SPLIT_MODES:
+        raise ValueError(f"split_mode must be one of {', '.join(SPLIT_MODES)}, got {split_mode!r}")
     found = find_sequences(root)
-    if all_test or all_train:
-        only = "test" if all_test else "train"
+    if split_mode in ("all_test", "all_train"):
+        only = split_mode.removeprefix("all_")
         if split != only:
             raise ValueError(f"{root} holds only a {only} split, not {split!r}")
         names = sorted(found)
     elif split in ("test", "train"):
         path = split_file_path(root, split_file)
         test = read_split_file(path)
-        if official:
-            check_official_split(path, test, root, found if split == "train" else None, split_check_enabled(custom_split))
+        if split_mode != "file":
+            check_official_split(path, test, root, found if split == "train" else None,
+                                 split_check_enabled(split_mode == "custom"))
         if split == "test":
             for name, line in test.items():
                 if name not in found:

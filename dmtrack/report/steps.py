@@ -23,11 +23,12 @@ from dmtrack.data.sequence import root_env
 from dmtrack.data.synthetic import generate
 from dmtrack.eval.metrics import PROTOCOLS
 from dmtrack.eval.results import find_result_files, read_results, save_scores
-from dmtrack.layout import (OTHER_PARAM, dmtrack_results, model_path, results_dir, train_dir, write_run_meta)
+from dmtrack.layout import (OTHER_PARAM, model_path, results_dir, train_dir, write_run_meta)
 from dmtrack.model.weights import load_checkpoint
 from dmtrack.provenance import visible_gpus
 from dmtrack.report.paper import BENCHMARKS
-from dmtrack.track.runner import CheckpointTracker, evaluate, track_sequence
+from dmtrack.track.runner import (CheckpointTracker, DataSelection, Execution, TrackSettings, evaluate,
+                                  track_sequence)
 from dmtrack.train import load_train_sequences, train
 from dmtrack.train.loop import config_diff
 
@@ -119,41 +120,39 @@ def _torchrun(cmd: list[str], data_dir, model: Path) -> Path:
 
 
 # --- 20_evaluate ------------------------------------------------------------------------------------
-def evaluate_variant(variant: str, benchmarks, k: int, seeds, work, data_dir=None, max_frames: int | None = None,
-                     workers: int = 1, average: str = "final", steps: int | None = None, sentence: str = "true",
+def evaluate_variant(runs, benchmarks, work, data_dir=None, max_frames: int | None = None, workers: int = 1,
                      batch: int = 1):
-    """Track `benchmarks` with every seed's model of `variant` at k samplings (average: the reading of
-    "k samplings", final | chain; steps: DDIM steps per chain, None = the config's; sentence: true |
-    misleading | uninformative, the robustness test's sentence; batch: sequences tracked at once, in one
-    process: with more tracking processes, one GPU each, every process tracks one), scored under both
-    protocols; returns the overall scores (one row per benchmark, seed and protocol). Results of an
-    earlier model.pth (retrained since) are redone, never resumed."""
+    """Track `benchmarks` with the trained model of each EvalRun in `runs` (dmtrack.layout: a variant's
+    seed at k samplings, its reading, steps per chain and sentence) into its results folder (batch:
+    sequences tracked at once, in one process: with more tracking processes, one GPU each, every process
+    tracks one), scored under both protocols; returns the overall scores (one row per benchmark, seed and
+    protocol). Results of an earlier model.pth (retrained since) are redone, never resumed."""
     import pandas as pd
 
     gpus = visible_gpus()  # this kernel's: one tracking process per GPU
     workers = max(workers, len(gpus))
     batch = batch if workers == 1 else 1  # the batched tracker runs in one process (track_benchmark)
+    execution = Execution(workers=workers, gpus=gpus or None, progress=False, replace_stale=True)
     rows = []
-    for seed in seeds:
-        path = model_path(work, variant, seed)
+    for run in runs:
+        path = model_path(work, run.variant, run.seed)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: variant {variant} seed {seed} has not been trained (run 10_train)")
+            raise FileNotFoundError(f"{path}: variant {run.variant} seed {run.seed} has not been trained (run 10_train)")
+        settings = TrackSettings(samples=run.k, seed=run.seed, average=run.average, steps=run.steps, batch=batch)
         for bench in benchmarks:
-            out = dmtrack_results(work, bench, variant, k, seed, average, steps, sentence)
-            scores = evaluate(path, bench, out, samples=k, seed=seed, workers=workers, max_frames=max_frames,
-                              progress=False, replace_stale=True, sentence=sentence, steps=steps, average=average,
-                              data_root=data_dir if bench.startswith("synthetic") else None, gpus=gpus or None,
-                              batch=batch)
+            data = DataSelection(root=data_dir if bench.startswith("synthetic") else None, max_frames=max_frames,
+                                 sentence=run.sentence)
+            scores = evaluate(path, bench, run.folder(work, bench), settings, data, execution)
             for protocol, sc in scores.items():
-                rows.append(dict(benchmark=bench, variant=variant, k=k, average=average, steps=steps, sentence=sentence,
-                                 seed=seed, protocol=protocol, **sc.overall()))
+                rows.append(dict(benchmark=bench, variant=run.variant, k=run.k, average=run.average, steps=run.steps,
+                                 sentence=run.sentence, seed=run.seed, protocol=protocol, **sc.overall()))
     return pd.DataFrame(rows)
 
 
 # --- 30_visualize -----------------------------------------------------------------------------------
 def load_tracker(work, variant: str, seed: int, k: int):
     """A Tracker for the trained model of (variant, seed) with k samplings."""
-    return CheckpointTracker(str(model_path(work, variant, seed)), k, seed)()
+    return CheckpointTracker(str(model_path(work, variant, seed)), TrackSettings(samples=k, seed=seed))()
 
 
 def track_for_figure(tracker, seq, keep_frames) -> dict:

@@ -68,16 +68,18 @@ def worker_gpus(gpus: list | None, device: str | None, workers: int) -> list | N
 
 def run(args) -> int:
     from ..eval.metrics import PROTOCOLS
-    from .runner import evaluate
+    from .runner import DataSelection, Execution, TrackSettings, evaluate
 
     protocols = {"both": PROTOCOLS, "none": ()}.get(args.protocol, (args.protocol,))
     names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
-    scores = evaluate(args.checkpoint, args.benchmark, args.out, args.samples, data_root=args.data_root,
-                      split=args.split, workers=args.workers, max_frames=args.max_frames, sequences=names,
-                      protocols=protocols, save_masks=args.save_masks, device=args.device, seed=args.seed,
-                      progress=False if args.no_progress else None, steps=args.steps, average=args.average,
-                      sentence=args.sentence, batch=args.batch, precision=args.precision,
-                      gpus=worker_gpus(args.gpus, args.device, args.workers))
+    settings = TrackSettings(samples=args.samples, seed=args.seed, average=args.average, steps=args.steps,
+                             precision=args.precision, device=args.device, batch=args.batch)
+    data = DataSelection(root=args.data_root, split=args.split, sequences=names, max_frames=args.max_frames,
+                         sentence=args.sentence)
+    execution = Execution(workers=args.workers, gpus=worker_gpus(args.gpus, args.device, args.workers),
+                          progress=False if args.no_progress else None)
+    scores = evaluate(args.checkpoint, args.benchmark, args.out, settings, data, execution,
+                      save_masks=args.save_masks, protocols=protocols)
     for s in scores.values():
         print(s.table())
     print(f"raw results and scores in {args.out}")

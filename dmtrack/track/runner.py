@@ -1,7 +1,13 @@
 """Run a tracker over a benchmark: pytracking-layout raw results, resumable, in parallel, scored.
 
-    scores = evaluate("runs/full/model.pth", "synthetic_lasot", "runs/full/eval_lasot", samples=5)
+    scores = evaluate("runs/full/model.pth", "synthetic_lasot", "runs/full/eval_lasot", TrackSettings(samples=5),
+                      DataSelection(root="data/synthetic", max_frames=50), Execution(workers=2))
     track_benchmark(make_tracker, sequences, out, meta)   # the core, for any tracker factory
+
+What evaluate takes comes in three frozen value objects: TrackSettings (how the tracker runs),
+DataSelection (which sequences, which frames, which sentence) and Execution (processes, GPUs,
+progress, what to do with stale results); a trained variant's results folder is
+dmtrack.layout.EvalRun's.
 
 <out>/<seq>.txt (x, y, w, h per frame, frame 1 = the initial box) and <out>/<seq>_time.txt
 (seconds per frame) are written atomically by `dmtrack.eval.write_results` once a sequence is
@@ -24,7 +30,7 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -186,22 +192,57 @@ def load_model(checkpoint, device=None, ckpt: dict | None = None):
 
 
 @dataclass(frozen=True)
-class CheckpointTracker:
-    """A tracker factory for `track_benchmark`: the Tracker of a checkpoint at k samplings (steps per
-    chain and reading as Tracker takes them), built in whichever process calls it (picklable, so each
-    worker process loads its own copy)."""
-    checkpoint: str
-    samples: int
-    seed: int
-    device: str | None = None
-    steps: int | None = None
+class TrackSettings:
+    """How the tracker runs (None = the checkpoint config's value): k samplings, the torch seed set at
+    each sequence start, the reading of "k samplings" (final | chain, dmtrack.model.sampling_plan), DDIM
+    steps per chain (final reading only), the autocast (dmtrack.precision; fp32 whatever the training's),
+    the device, and the sequences tracked at once in one process (dmtrack.track.batched)."""
+    samples: int | None = None
+    seed: int | None = None
     average: str | None = None
+    steps: int | None = None
     precision: str = "fp32"
+    device: str | None = None
+    batch: int = 1
 
-    def __call__(self) -> Tracker:
-        model, cfg = load_model(self.checkpoint, self.device)
+    def tracker(self, model, cfg) -> Tracker:
         return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed, steps=self.steps,
                        average=self.average, precision=self.precision)
+
+
+@dataclass(frozen=True)
+class DataSelection:
+    """What evaluate tracks: the benchmark's folder (None = `dataset_root`) and split (None = its test
+    split), the sequences by name (None = all), the first max_frames frames of each (None = all), and the
+    sentence each is tracked with (true | misleading | uninformative: dmtrack.data.sentences)."""
+    root: str | Path | None = None
+    split: str | None = None
+    sequences: list[str] | None = None
+    max_frames: int | None = None
+    sentence: str = "true"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run executes: worker processes, the GPUs they spread over (track_benchmark), the progress bar
+    (None = tqdm's default), and replace_stale: delete results of other settings or inputs and redo them
+    (the chain's way) instead of refusing them."""
+    workers: int = 1
+    gpus: list | None = None
+    progress: bool | None = None
+    replace_stale: bool = False
+
+
+@dataclass(frozen=True)
+class CheckpointTracker:
+    """A tracker factory for `track_benchmark`: the Tracker of a checkpoint with `settings`, built in
+    whichever process calls it (picklable, so each worker process loads its own copy)."""
+    checkpoint: str
+    settings: TrackSettings = TrackSettings()
+
+    def __call__(self) -> Tracker:
+        model, cfg = load_model(self.checkpoint, self.settings.device)
+        return self.settings.tracker(model, cfg)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -268,30 +309,29 @@ def _plan_run(out: Path, sequences, meta: dict, max_frames, save_masks: bool, re
     return sorted((s for s in sequences if s.name not in finished), key=lambda s: -n_of[s.name])  # longest first
 
 
-def track_benchmark(make_tracker, sequences, out, meta: dict, *, workers: int = 1, max_frames: int | None = None,
-                    save_masks: bool = False, progress: bool | None = None, replace_stale: bool = False,
-                    spread: bool = False, gpus: list | None = None, batch: int = 1) -> None:
+def track_benchmark(make_tracker, sequences, out, meta: dict, execution: Execution = Execution(), *,
+                    max_frames: int | None = None, save_masks: bool = False, spread: bool = False, batch: int = 1) -> None:
     """Track `sequences` into `out` (raw results in pytracking's layout), resuming a stopped run.
 
     make_tracker: a zero-argument callable returning a Tracker, called once in this process
     (workers=1) or once in each worker process (then it must be picklable, e.g. CheckpointTracker);
     meta: what identifies the results (written to evaluate.json with each sequence's
     `sequence_inputs`; a folder holding results of other settings is refused, or emptied with
-    replace_stale; a finished sequence whose inputs changed is refused, or redone with
-    replace_stale); max_frames: track only the first N frames of each sequence; save_masks: also
+    execution.replace_stale; a finished sequence whose inputs changed is refused, or redone with
+    replace_stale); execution: workers, gpus, progress, replace_stale (Execution); max_frames: track only the first N frames of each sequence; save_masks: also
     write <out>/masks/<seq>.npz (see load_masks); spread: the tracker samples masks, so a sequence is
-    finished only with its spread file; gpus: worker i sees only GPU gpus[i % len(gpus)] (its
+    finished only with its spread file; execution.gpus: worker i sees only GPU gpus[i % len(gpus)] (its
     CUDA_VISIBLE_DEVICES; ids as `dmtrack.provenance.visible_gpus` lists them; device=auto there runs on it
     or stops), tracking in this process runs on gpus[0]; batch: sequences tracked
     at once in one process (dmtrack.track.batched: the same results, one batched forward per frame), with
     workers=1. Holds <out>'s lock: a second run into the same folder raises dmtrack.io.RunLocked."""
     from tqdm.auto import tqdm
 
-    out = Path(out)
+    out, gpus, progress = Path(out), execution.gpus, execution.progress
     with exclusive_lock(out, "dmtrack evaluate"):
-        todo = _plan_run(out, sequences, meta, max_frames, save_masks, replace_stale, spread)
+        todo = _plan_run(out, sequences, meta, max_frames, save_masks, execution.replace_stale, spread)
         n_of = {s.name: len(truncate(s, max_frames)) for s in todo}
-        workers = max(1, min(int(workers), len(todo) or 1))
+        workers = max(1, min(int(execution.workers), len(todo) or 1))
         if batch > 1 and workers > 1:
             raise ValueError(f"batch {batch} tracks sequences together in one process; use workers=1 with it")
         with tqdm(total=sum(n_of.values()), desc=f"{meta.get('benchmark', '')} k={meta.get('samples')}", unit="frame",
@@ -332,34 +372,28 @@ def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> lis
     return [s for s in seqs if s.name in set(names)]
 
 
-def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, data_root=None,
-             split: str | None = None, workers: int = 1, max_frames: int | None = None,
-             sequences: list[str] | None = None, protocols=PROTOCOLS, save_masks: bool = False, device=None,
-             seed: int | None = None, progress: bool | None = None, replace_stale: bool = False,
-             steps: int | None = None, average: str | None = None, sentence: str = "true",
-             gpus: list | None = None, batch: int = 1, precision: str = "fp32") -> dict:
-    """Track every sequence of `benchmark` with a checkpoint's model and score it; returns {protocol: Scores}.
+def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSettings(),
+             data: DataSelection = DataSelection(), execution: Execution = Execution(), *,
+             save_masks: bool = False, protocols=PROTOCOLS) -> dict:
+    """Track the sequences `data` selects of `benchmark` with a checkpoint's model run with `settings`,
+    write them into `out` and score them under `protocols`; returns {protocol: Scores}.
 
-    samples: k (default: the config's test_samples); steps: DDIM steps per chain (default the config's
-    sampling_steps; final reading only); average: final | chain, the reading of "k samplings" (default
-    the config's test_average; see dmtrack.model.sampling_plan); data_root: the benchmark's folder (default:
-    `dataset_root`); sequences: names to run (default all); gpus: one per worker in turn (track_benchmark);
-    batch: sequences tracked at once (track_benchmark); precision: the tracker's autocast
-    (dmtrack.precision; fp32 by default whatever the training's precision);
-    protocols: those to score at the end;
-    seed: torch seed set at each sequence start (default: the config's seed); sentence: true | misleading |
-    uninformative, the sentence every sequence is tracked with (dmtrack.data.sentences: the robustness test;
-    give each its own `out`). Finished sequences
-    are resumed only from the same weights (the checkpoint's SHA-256), k, seed, sentence, precision and sequence inputs
-    (`sequence_inputs`), so a retrained model.pth or another data root never reuses old results;
-    replace_stale deletes such results and redoes them instead of raising."""
+    The settings left None take the config's: samples its test_samples, steps its sampling_steps, average
+    its test_average, seed its seed; a plan that cannot run (steps with the chain reading, k or steps out
+    of the config's ranges) fails before any sequence is loaded. Each sentence (data.sentence) gets its own
+    `out`. execution: workers and GPUs (track_benchmark), progress; save_masks: <out>/masks/<seq>.npz
+    (diffusion models). Finished sequences are resumed only from the same weights (the checkpoint's
+    SHA-256), k, seed, reading, steps, sentence, precision and sequence inputs (`sequence_inputs`), so a
+    retrained model.pth or another data root never reuses old results; execution.replace_stale deletes
+    such results and redoes them instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
-    k = int(samples if samples is not None else cfg.test_samples)
+    k = int(settings.samples if settings.samples is not None else cfg.test_samples)
+    steps, device = settings.steps, settings.device
     cfg.replace(test_samples=k, sampling_steps=cfg.sampling_steps if steps is None else steps)  # the config's ranges
-    _, n_steps, average = sampling_plan(cfg, k, steps, average)  # a plan that cannot run fails here, not midway
-    seed = cfg.seed if seed is None else seed
-    seqs = with_sentence(load_benchmark(benchmark, root=data_root, split=split, progress=False), sentence)
-    seqs = select_sequences(seqs, sequences, benchmark)  # after: a misleading sentence may come from another sequence
+    _, n_steps, average = sampling_plan(cfg, k, steps, settings.average)  # a plan that cannot run fails here, not midway
+    settings = replace(settings, samples=k, seed=cfg.seed if settings.seed is None else settings.seed)
+    seqs = with_sentence(load_benchmark(benchmark, root=data.root, split=data.split, progress=False), data.sentence)
+    seqs = select_sequences(seqs, data.sequences, benchmark)  # after: a misleading sentence may come from another sequence
     if not seqs:
         raise ValueError(f"{benchmark}: no sequences to evaluate")
     # Sentences are checked up front: one empty description must not stop a long run midway.
@@ -367,17 +401,17 @@ def evaluate(checkpoint, benchmark: str, out, samples: int | None = None, *, dat
     if empty:
         raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
-            "benchmark": benchmark, "samples": k, "seed": seed, "variant": cfg.variant, "profile": cfg.profile,
-            "max_frames": max_frames, "data_root": str(data_root) if data_root else None,
+            "benchmark": benchmark, "samples": k, "seed": settings.seed, "variant": cfg.variant, "profile": cfg.profile,
+            "max_frames": data.max_frames, "data_root": str(data.root) if data.root else None,
             "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
-            "sentence": sentence, "precision": resolve_precision(precision, device or resolve_device(cfg.device)),
-            "batch": batch}  # recorded, not compared on resume: the times (fps) are each sequence's share of a batched step
+            "sentence": data.sentence,
+            "precision": resolve_precision(settings.precision, device or resolve_device(cfg.device)),
+            "batch": settings.batch}  # recorded, not compared on resume: the times (fps) are each sequence's share of a batched step
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile
-        track_benchmark(CheckpointTracker(str(checkpoint), k, seed, device, steps, average, precision), seqs, out, meta,
-                        workers=workers, max_frames=max_frames, save_masks=save_masks and cfg.use_diffusion,
-                        progress=progress, replace_stale=replace_stale, spread=cfg.use_diffusion, gpus=gpus,
-                        batch=batch)
-        return save_scores(out, [truncate(s, max_frames) for s in seqs], protocols, benchmark)
+        track_benchmark(CheckpointTracker(str(checkpoint), settings), seqs, out, meta, execution,
+                        max_frames=data.max_frames, save_masks=save_masks and cfg.use_diffusion,
+                        spread=cfg.use_diffusion, batch=settings.batch)
+        return save_scores(out, [truncate(s, data.max_frames) for s in seqs], protocols, benchmark)
 
 
 # ----------------------------------------------------------------------------- worker processes
