@@ -353,8 +353,8 @@ def test_cli_on_a_lasot_layout_fixture(tmp_path, capsys, monkeypatch):
 
     root = tmp_path / "LaSOT"
     jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
-    write_sequence(root / "cat" / "cat-1", [G] * 4, "a black cat on the sofa\n",
-                   occluded=[0, 0, 1, 0], frames=[jpeg] * 4)  # frame 3 fully occluded -> not visible
+    d = write_sequence(root / "cat" / "cat-1", [G] * 4, "a black cat on the sofa\n",
+                       occluded=[0, 0, 1, 0], frames=[jpeg] * 4)  # frame 3 fully occluded -> not visible
     write_split(root, ["cat-1"])
     res = tmp_path / "res"
     write_results(res, "cat-1", [G, G, G, [40, 10, 10, 10]])  # exact on frames 1-3 (also the invisible 3), f4: IoU 0, e 30
