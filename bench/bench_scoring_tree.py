@@ -98,6 +98,7 @@ def main() -> None:
                                               "the same --sequences/--frames reuses it (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench_scoring_tree.json")
     args = ap.parse_args()
+    os.environ["DMTRACK_LASOT_SPLIT_CHECK"] = "0"  # class00-1 ... are not LaSOT's test names (here and in `score`)
     with tempfile.TemporaryDirectory(prefix="bench_scoring_tree_") as tmp:
         base = args.tree or Path(tmp)
         root, results = base / "LaSOT", base / "results"
