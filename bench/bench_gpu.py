@@ -6,8 +6,9 @@ project's venv, papermill or the MiniLM package. The language encoder is `bert-b
 seeded random BERT of bert-base's shape; a character tokenizer when MiniLM is absent), so every
 number is a cost, never an accuracy. Measures, each in one run:
 
-1. training pairs/s at the paper size under fp32 / bf16 / fp16 (train_step on in-memory pairs,
-   batch 64 or as large as fits, halved on out-of-memory);
+1. training pairs/s at the paper size under fp32 / bf16 / fp16 (dmtrack.train.timing's step, the
+   one the chain's estimate times, on in-memory pairs, batch 64 or as large as fits, halved on
+   out-of-memory);
 2. the data pipeline's pairs/s (PairDataset + DataLoader with the paper profile's workers) on
    generated 1280x720 JPEGs in LaSOT's layout;
 3. tracking frames/s at batch 1 for no_diffusion, full k=1 and full k=5 under each precision,
@@ -49,11 +50,6 @@ TEXT = "the textured square moving to the right"
 PAPER = dict(text_encoder="bert-base-random")
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def environment(device) -> dict:
     env = {"device": str(device), "torch": torch.__version__, "cuda": torch.version.cuda,
            "arch_list": torch.cuda.get_arch_list() if torch.cuda.is_available() else [],
@@ -65,46 +61,24 @@ def environment(device) -> dict:
 
 
 # ----------------------------------------------------------------------------- 1. training
-def pair_batch(cfg, b: int, seed: int = 0) -> dict:
-    """A collated batch of b in-memory pairs, as the loader hands it over (CPU, pinned on cuda)."""
-    g = torch.Generator().manual_seed(seed)
-    batch = {"template": torch.randn(b, 3, cfg.template_size, cfg.template_size, generator=g),
-             "search": torch.randn(b, 3, cfg.search_size, cfg.search_size, generator=g),
-             "box": torch.rand(b, 4, generator=g) * 0.4 + 0.3, "text": [f"{TEXT} number {i}" for i in range(b)]}
-    return batch
-
-
 def train_speed(precision: str, batch: int, steps: int, device, variant: str = "full", size: str = "paper",
                 text: dict | None = None) -> dict:
-    """pairs/s of train_step at `size` (CE at its final keep rate, GT-CE on); the batch is halved
-    while it does not fit. fp32 runs as the training runs it: TF32 matmuls on a GPU. text: config
-    overrides of the text encoder (default PAPER's)."""
-    from dmtrack.model import build_model
-    from dmtrack.precision import enable_tf32
-    from dmtrack.train.loop import train_step
+    """pairs/s of the training step at `size` as dmtrack.train.timing times it for the chain's estimate
+    (the training's middle epoch; fp32 runs as the training runs it: TF32 matmuls on a GPU); the batch
+    is halved while it does not fit. text: config overrides of the text encoder (default PAPER's)."""
+    from dmtrack.train.timing import TrainingStep, random_pairs
 
     cfg = load_config(size, variant, train_precision=precision, **{**PAPER, **(text or {})})
-    enable_tf32(precision, device)
     while True:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)  # this precision's (and batch's) own peak
         try:
-            torch.manual_seed(0)
-            model = build_model(cfg).to(device).train()
-            opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-            data = pair_batch(cfg, batch)
-            if device.type == "cuda":
+            step = TrainingStep(cfg, device)
+            data = random_pairs(cfg, batch)
+            if device.type == "cuda":  # as the loader hands a batch over
                 data = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in data.items()}
-            epoch = float(cfg.ce_start_epoch + cfg.ce_warm_epochs)
-            times = []
-            for i in range(steps + 1):  # the first step warms up (allocator, cuDNN plans)
-                t = time.perf_counter()
-                losses = train_step(model, model, opt, scaler, data, epoch, cfg.grad_clip, precision)
-                sync(device)
-                times.append(time.perf_counter() - t)
-            step_s = statistics.median(times[1:])
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            step_s, losses = step.median(data, steps)  # the first step warms up (allocator, cuDNN plans)
+            grads = [p.grad for p in step.model.parameters() if p.grad is not None]
             out = {"batch": batch, "steps": steps, "step_s_median": round(step_s, 4), "pairs_per_s": round(batch / step_s, 2),
                    "loss_finite": bool(torch.isfinite(losses["total"]).item()),
                    "grads_finite": bool(torch.stack([g.float().abs().max() for g in grads]).isfinite().all().item())}
@@ -112,7 +86,7 @@ def train_speed(precision: str, batch: int, steps: int, device, variant: str = "
                 out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
             return out
         except torch.cuda.OutOfMemoryError:
-            model = opt = data = None  # free them (a `del` raised NameError when building the model ran out)
+            step = data = None  # free them (a `del` raised NameError when building the model ran out)
             torch.cuda.empty_cache()
             if batch == 1:
                 raise

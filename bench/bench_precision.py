@@ -2,7 +2,8 @@
 
 1. Tracker.track at the paper size (full k=1 and no_diffusion, random weights: latency does not
    depend on them) under fp32 and bf16, interleaved round by round;
-2. a demo training step (train_step, batch 32, in-memory pairs) under fp32 and bf16, interleaved;
+2. a demo training step (dmtrack.train.timing's, the chain estimate's: batch 32, in-memory pairs, the
+   training's middle epoch) under fp32 and bf16, interleaved;
 3. with --checkpoint (and --data-root): that model tracked at fp32 and at bf16 on the synthetic
    suites, AUC (pytracking protocol) of each and the paired difference with its 95 % bootstrap CI;
    with --against, a second model (e.g. the same recipe trained under bf16) tracked at fp32 and
@@ -74,30 +75,18 @@ def tracker_speed(frames: int, rounds: int) -> dict:
 
 
 def training_speed(steps: int, rounds: int) -> dict:
-    from dmtrack.model import build_model
-    from dmtrack.train.loop import train_step
+    """The demo's training step as the chain's estimate times it (dmtrack.train.timing), per precision."""
+    from dmtrack.train.timing import TrainingStep, random_pairs
 
     cfg = load_config("demo", "full")
-    g = torch.Generator().manual_seed(0)
-    B = cfg.batch_size
-    batch = {"template": torch.randn(B, 3, cfg.template_size, cfg.template_size, generator=g),
-             "search": torch.randn(B, 3, cfg.search_size, cfg.search_size, generator=g),
-             "box": torch.rand(B, 4, generator=g) * 0.4 + 0.3, "text": [f"the red star number {i % 8}" for i in range(B)]}
-    runs = {}
-    for p in PRECISIONS:
-        torch.manual_seed(0)
-        model = build_model(cfg).train()
-        model.text.cache_outputs(cfg.text_cache)
-        opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr)
-        runs[f"demo_step_{p}"] = (model, opt, p)
-    epoch = float(cfg.gt_ce_start_epoch)  # CE and GT-CE on, as in most of the run
-    step = lambda m, o, p: train_step(m, m, o, torch.amp.GradScaler("cpu", enabled=False), batch, epoch, cfg.grad_clip, p)
-    for m, o, p in runs.values():
-        step(m, o, p)  # warm-up (text cache, allocator)
+    batch = random_pairs(cfg, cfg.batch_size)
+    runs = {f"demo_step_{p}": TrainingStep(cfg, "cpu", precision=p) for p in PRECISIONS}
+    for step in runs.values():
+        step(batch)  # warm-up (text cache, allocator)
     samples = {k: [] for k in runs}
     for _ in range(rounds):
-        for name, (m, o, p) in runs.items():
-            samples[name] += [timed(lambda: step(m, o, p)) for _ in range(steps)]
+        for name, step in runs.items():
+            samples[name] += [timed(lambda: step(batch)) for _ in range(steps)]
     return summary(samples)
 
 

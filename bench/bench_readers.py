@@ -20,24 +20,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dmtrack.data import load_benchmark  # noqa: E402
-from dmtrack.data.lasot import official_test_names  # noqa: E402
+from dmtrack.data.lasot import official_test_names, write_sequence, write_split  # noqa: E402
 from dmtrack.io import atomic_write_json
 
 
 def write_fake_lasot(root: Path, n_seq: int, n_frames: int) -> None:
-    rows = "".join(f"{10 + i % 50},{20 + i % 30},{40 + i % 7},{30 + i % 5}\n" for i in range(n_frames))
-    flags = ",".join("0" for _ in range(n_frames)) + "\n"
+    rows = [(10 + i % 50, 20 + i % 30, 40 + i % 7, 30 + i % 5) for i in range(n_frames)]
     names = official_test_names()[:n_seq]
     for name in names:
-        folder = root / name.rsplit("-", 1)[0] / name
-        (folder / "img").mkdir(parents=True)
-        for i in range(1, n_frames + 1):
-            open(folder / "img" / f"{i:08d}.jpg", "wb").close()
-        (folder / "groundtruth.txt").write_text(rows)
-        (folder / "full_occlusion.txt").write_text(flags)
-        (folder / "out_of_view.txt").write_text(flags)
-        (folder / "nlp.txt").write_text("a small object moving on the left\n")
-    (root / "testing_set.txt").write_text("\n".join(names) + "\n")
+        write_sequence(root / name.rsplit("-", 1)[0] / name, rows, "a small object moving on the left\n",
+                       frames=[b""] * n_frames)
+    write_split(root, names)
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 
 Writes a small LaSOT-layout training set to a temp folder (frames of the size the profile
 trains on), then per profile: the data pipeline alone (PairDataset + DataLoader, pairs/s),
-and full optimiser steps (loading + forward + backward + AdamW, pairs/s), after warm-up
-steps. The paper profile runs at batch 1-2 (a ViT-B step takes seconds on a CPU); its
-language encoder is the local MiniLM, as bert-base-uncased is not on disk here.
+and full optimiser steps (loading + the step that dmtrack.train.timing times for the chain's
+estimate: forward + backward + AdamW at the training's middle epoch, pairs/s), after a warm-up
+step. The paper profile runs at batch 1-2 (a ViT-B step takes seconds on a CPU); its language
+encoder is the local MiniLM, as bert-base-uncased is not on disk here.
 
     .venv/bin/python bench/bench_training.py [--steps 5] [--paper-batch 2] [--threads 2]
 """
@@ -17,14 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from dmtrack.config import load_config
 from dmtrack.data import load_benchmark
-from dmtrack.model import build_model
-from dmtrack.train.loop import make_scheduler, train_step
+from dmtrack.train.timing import TrainingStep
 from dmtrack.train.sampler import PairDataset, PairSampler, collate, data_workers, single_threaded_workers, worker_init
 from dmtrack.io import atomic_write_json
 
@@ -32,31 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from frames import write_lasot_tree  # noqa: E402
 
 
-def measure(cfg, seqs, steps: int, warmup: int) -> dict:
+def measure(cfg, seqs, steps: int) -> dict:
     torch.manual_seed(0)
     data = PairDataset(cfg, {"synthetic": seqs})
     sampler = PairSampler(cfg.pairs_per_epoch)
     single_threaded_workers(data_workers(cfg))
     loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=data_workers(cfg),
                         worker_init_fn=worker_init, collate_fn=collate, drop_last=True)
-    n = warmup + steps
+    n = 1 + steps  # one warm-up batch
     batches = iter(loader)
     t = time.perf_counter()
     cached = [next(batches) for _ in range(n)]
     data_pps = n * cfg.batch_size / (time.perf_counter() - t)
 
-    model = build_model(cfg)
-    model.train()
-    model.text.cache_outputs(cfg.text_cache)  # as the training loop does (demo: on; paper: off)
-    opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    make_scheduler(opt, cfg)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    times = []
-    for i, batch in enumerate(cached):
-        t = time.perf_counter()
-        train_step(model, model, opt, scaler, batch, float(cfg.ce_start_epoch + cfg.ce_warm_epochs), cfg.grad_clip, "fp32")
-        times.append(time.perf_counter() - t)
-    step_s = float(np.median(times[warmup:]))
+    step = TrainingStep(cfg, "cpu")  # the step the chain's estimate times (dmtrack.train.timing)
+    model = step.model
+    step_s = step.median(cached, steps)[0]
     load_s = cfg.batch_size / data_pps
     return {"profile": cfg.profile, "batch": cfg.batch_size, "steps": steps, "data_pairs_per_s": round(data_pps, 1),
             "step_s_median": round(step_s, 3), "train_pairs_per_s": round(cfg.batch_size / (step_s + load_s), 2),
@@ -82,7 +72,7 @@ def main():
             root = Path(tmp) / profile
             write_lasot_tree(root / "train", 4, 40, *size)
             seqs = load_benchmark("synthetic_train", root=root, progress=False)
-            rows.append(measure(cfg, seqs, args.steps, warmup=1))
+            rows.append(measure(cfg, seqs, args.steps))
             print(rows[-1], flush=True)
     print(f"\n{'profile':8} {'batch':>5} {'data pairs/s':>13} {'s/step':>8} {'train pairs/s':>14} {'params M':>9}")
     for r in rows:

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dmtrack.data.lasot import write_sequence
+
 
 @cache
 def _encoded(ext: str, size: tuple) -> bytes:
@@ -33,13 +35,10 @@ def boxes(n, x0=1):
 # LaSOT and LaSOT_ext: <root>/<class>/<class>-<k>/
 def write_lasot_seq(root, name, n=5, occ=None, oov=None, text="white airplane flying in the sky\n",
                     n_imgs=None, drift=None, size=(8, 8)):
-    """<root>/<class>/<class>-<k>/ with img/%08d.jpg, groundtruth.txt, the flag files, nlp.txt."""
-    folder = root / name.rsplit("-", 1)[0] / name
-    write_images(folder / "img", [f"{i:08d}.jpg" for i in range(1, (n_imgs or n) + 1)], size)
-    write_rows(folder / "groundtruth.txt", boxes(n))
-    for fname, flags in (("full_occlusion.txt", occ), ("out_of_view.txt", oov)):
-        (folder / fname).write_text(",".join(str(f) for f in (flags or [0] * n)) + "\n")
-    (folder / "nlp.txt").write_text(text)
+    """<root>/<class>/<class>-<k>/ with img/%08d.jpg, groundtruth.txt, the flag files, nlp.txt
+    (dmtrack.data.lasot.write_sequence, the writer the synthetic benchmark and bench/ use too)."""
+    folder = write_sequence(root / name.rsplit("-", 1)[0] / name, boxes(n), text, occ, oov,
+                            frames=[_encoded(".jpg", tuple(size))] * (n_imgs or n))
     if drift is not None:
         (folder / "drift.txt").write_text("".join(f"{d}\n" for d in drift))
     return folder

@@ -187,14 +187,44 @@ def test_train_speed_on_a_gpu_tf32_own_peak_and_out_of_memory(monkeypatch):
 
 def test_estimate_times_fp32_as_the_training_runs_it(monkeypatch):
     """The calibration's training step sets TF32 as the training does (on a CPU a no-op: recorded here)."""
-    import dmtrack.precision
+    import dmtrack.train.timing
     from dmtrack.config import load_config
     from dmtrack.model import build_model
     from dmtrack.report.estimate import _train_seconds
 
     calls = []
-    monkeypatch.setattr(dmtrack.precision, "enable_tf32", lambda precision, device: calls.append((precision, str(device))))
+    monkeypatch.setattr(dmtrack.train.timing, "enable_tf32", lambda precision, device: calls.append((precision, str(device))))
     cfg = load_config("smoke", "full")
     torch.manual_seed(0)
     assert _train_seconds(build_model(cfg), cfg, batch=1, steps=1) > 0
     assert calls == [("fp32", "cpu")]
+
+
+def test_the_estimate_and_every_bench_time_the_same_training_step(tmp_path, monkeypatch):
+    """One timed step (dmtrack.train.timing): the chain's estimate, bench_training, bench_gpu and
+    bench_precision run it at the same epoch, the training's middle one: smoke with 10 epochs, 5.0
+    (before, the benches took ce_start_epoch + ce_warm_epochs = 0 + 1, or gt_ce_start_epoch = 1)."""
+    import dmtrack.model.dmtrack
+    from dmtrack.config import load_config
+    from dmtrack.data import load_benchmark
+    from dmtrack.model import build_model
+    from dmtrack.report.estimate import _train_seconds
+
+    epochs, schedule, who = {}, dmtrack.model.dmtrack.keep_rate_schedule, ["?"]
+    monkeypatch.setattr(dmtrack.model.dmtrack, "keep_rate_schedule",
+                        lambda cfg, epoch: epochs.setdefault(who[0], set()).add(epoch) or schedule(cfg, epoch))
+    smoke = lambda profile, variant="full", **kw: load_config("smoke", variant, **{**kw, "epochs": 10})  # noqa: E731
+    MINILM = {"text_encoder": "minilm"}  # noqa: N806 - not bench_gpu's random bert-base: a quick build
+    cfg = smoke("smoke")
+    who[0] = "estimate"
+    _train_seconds(build_model(cfg), cfg, batch=2, steps=1)
+    who[0] = "bench_training"
+    bench = runpy.run_path(str(REPO / "bench" / "bench_training.py"))
+    bench["write_lasot_tree"](tmp_path / "train", 2, 6, 128, 96)
+    bench["measure"](cfg, load_benchmark("synthetic_train", root=tmp_path, progress=False), steps=1)
+    for name, run in (("bench_gpu", lambda b: b["train_speed"]("fp32", 2, 1, torch.device("cpu"), text=MINILM)),
+                      ("bench_precision", lambda b: b["training_speed"](1, 1))):
+        who[0], bench = name, runpy.run_path(str(REPO / "bench" / f"{name}.py"))
+        monkeypatch.setitem(bench["main"].__globals__, "load_config", smoke)  # the module's namespace
+        run(bench)
+    assert epochs == {w: {5.0} for w in ("estimate", "bench_training", "bench_gpu", "bench_precision")}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dmtrack.data.sequence import Sequence
-from dmtrack.eval import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS, InvalidResults,
+from dmtrack.eval import (METRICS, NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, REPORTED, SUCCESS_THRESHOLDS, InvalidResults,
                           bootstrap_ci, frame_errors, paired_difference_ci, score_sequences)
 
 G = [10, 10, 10, 10]  # the gt box most tests use: centre (14.5, 14.5)
@@ -114,6 +114,9 @@ def test_per_sequence_and_curves():
     assert c["precision"][4] == pytest.approx(62.5)
     j = sc.to_json()
     assert set(j["overall"]) == {"auc", "precision", "norm_precision", "op50", "op75"}
+    # one METRICS, in the order of the score columns; the report's three are its first three
+    assert tuple(per.columns) == METRICS == ("auc", "precision", "norm_precision", "op50", "op75")
+    assert REPORTED == ("auc", "precision", "norm_precision")
     assert j["per_sequence"]["y"]["precision"] == pytest.approx(100)
 
 

@@ -17,7 +17,7 @@ import pytest
 from dmtrack.data import (BENCHMARKS, DatasetError, FrameError, MissingFileError, canonical_name, dataset_root,
                           load_benchmark, read_frame)
 from dmtrack.data.benchmarks import OFFICIAL_SIZE, data_environment
-from dmtrack.data.lasot import official_test_names, official_train_names
+from dmtrack.data.lasot import official_test_names, official_train_names, read_sequence, write_sequence, write_split
 from dmtrack.data.names import split_target
 from fixtures import boxes, write_images, write_lasot_seq, write_otb_video, write_query, write_rows, write_tnl2k_seq
 
@@ -55,6 +55,28 @@ def test_lasot_test_split_layout_flags_and_text(lasot):
     assert s.dataset == "lasot" and s.extra["benchmark"] == "lasot" and s.extra["class"] == "airplane"
     assert s.drift is None and s.attributes is None
     assert seqs[1].text == "bird like thing small" and len(seqs[1]) == 3
+
+
+def test_lasot_writer_writes_what_the_reader_reads(tmp_path):
+    """dmtrack.data.lasot.write_sequence, the one LaSOT-layout writer (synthetic benchmark, bench/,
+    tests): the exact files, byte for byte, and read_sequence reading them back."""
+    folder = write_sequence(tmp_path / "cat" / "cat-3", [(1, 2, 30, 40), (0, 0, 0, 0), (5, 6, 7, 8)],
+                            "a black cat on the sofa\n", occluded=[0, 0, 1], out_of_view=[0, 1, 0],
+                            frames=[b"\xff\xd8one", b"", b"three"])
+    write_split(tmp_path, ["cat-3", "dog-1"])
+    assert folder == tmp_path / "cat" / "cat-3"
+    assert (folder / "groundtruth.txt").read_text() == "1,2,30,40\n0,0,0,0\n5,6,7,8\n"
+    assert (folder / "full_occlusion.txt").read_text() == "0,0,1\n" and (folder / "out_of_view.txt").read_text() == "0,1,0\n"
+    assert (folder / "nlp.txt").read_text() == "a black cat on the sofa\n"
+    assert [(f.name, f.read_bytes()) for f in sorted((folder / "img").iterdir())] == [
+        ("00000001.jpg", b"\xff\xd8one"), ("00000002.jpg", b""), ("00000003.jpg", b"three")]
+    assert (tmp_path / "testing_set.txt").read_text() == "cat-3\ndog-1\n"
+    s = read_sequence(folder, "lasot")
+    np.testing.assert_array_equal(s.boxes, [[1, 2, 30, 40], [0, 0, 0, 0], [5, 6, 7, 8]])
+    np.testing.assert_array_equal(s.visible, [True, False, False])  # out of view, then fully occluded
+    assert s.description == "a black cat on the sofa" and s.extra["class"] == "cat" and len(s.frames) == 3
+    write_sequence(folder, [(1, 2, 3, 4)], "the same folder again")  # flags default to 0, no frames written
+    assert (folder / "full_occlusion.txt").read_text() == "0\n" and (folder / "nlp.txt").read_text() == "the same folder again"
 
 
 def test_lasot_robustness_sentences_come_from_the_next_sequence_of_the_class(lasot):

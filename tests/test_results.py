@@ -347,18 +347,15 @@ def test_cli_on_a_lasot_layout_fixture(tmp_path, capsys, monkeypatch):
     (one name: a custom split, which the opt-out accepts)."""
     import cv2
 
+    from dmtrack.data.lasot import write_sequence, write_split
+
     monkeypatch.setenv("DMTRACK_LASOT_SPLIT_CHECK", "0")
 
     root = tmp_path / "LaSOT"
-    d = root / "cat" / "cat-1"
-    (d / "img").mkdir(parents=True)
-    for i in range(1, 5):
-        cv2.imwrite(str(d / "img" / f"{i:08d}.jpg"), np.zeros((64, 64, 3), np.uint8))
-    (d / "groundtruth.txt").write_text("10,10,10,10\n10,10,10,10\n10,10,10,10\n10,10,10,10\n")
-    (d / "full_occlusion.txt").write_text("0,0,1,0")  # frame 3 fully occluded -> not visible
-    (d / "out_of_view.txt").write_text("0,0,0,0")
-    (d / "nlp.txt").write_text("a black cat on the sofa\n")
-    (root / "testing_set.txt").write_text("cat-1\n")
+    jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
+    d = write_sequence(root / "cat" / "cat-1", [G] * 4, "a black cat on the sofa\n",
+                       occluded=[0, 0, 1, 0], frames=[jpeg] * 4)  # frame 3 fully occluded -> not visible
+    write_split(root, ["cat-1"])
     res = tmp_path / "res"
     write_results(res, "cat-1", [G, G, G, [40, 10, 10, 10]])  # exact on frames 1-3 (also the invisible 3), f4: IoU 0, e 30
     out = tmp_path / "s.json"

@@ -16,6 +16,7 @@ import torch
 
 from dmtrack.cli import main as cli_main
 from dmtrack.config import config_from_dict, load_config
+from dmtrack.data.lasot import write_sequence
 from dmtrack.io import RunLocked
 from dmtrack.model import build_model, load_checkpoint
 from dmtrack.train import make_scheduler, train
@@ -29,22 +30,17 @@ def write_lasot_train(root, n_seq=3, n_frames=12):
     rng = np.random.default_rng(0)
     for k in range(n_seq):
         cls = ["square", "box", "block"][k]
-        folder = root / "train" / cls / f"{cls}-{k + 1}"
-        (folder / "img").mkdir(parents=True)
-        boxes, occ = [], []
+        boxes, occ, frames = [], [], []
         colour = [(0, 0, 255), (0, 255, 0), (255, 0, 0)][k]  # BGR
         for i in range(n_frames):
             img = np.full((96, 128, 3), 90, np.uint8)
             img[:] += rng.integers(0, 40, img.shape, dtype=np.uint8)
             x, y, w, h = 10 + 5 * i, 20 + 2 * k + i, 18 + k, 14
             img[y:y + h, x:x + w] = colour
-            cv2.imwrite(str(folder / "img" / f"{i + 1:08d}.jpg"), img)
-            boxes.append(f"{x},{y},{w},{h}")
-            occ.append("1" if i == 5 else "0")
-        (folder / "groundtruth.txt").write_text("\n".join(boxes) + "\n")
-        (folder / "full_occlusion.txt").write_text(",".join(occ) + "\n")
-        (folder / "out_of_view.txt").write_text(",".join("0" * n_frames) + "\n")
-        (folder / "nlp.txt").write_text(SENTENCES[k] + "\n")
+            frames.append(cv2.imencode(".jpg", img)[1].tobytes())
+            boxes.append((x, y, w, h))
+            occ.append(int(i == 5))
+        write_sequence(root / "train" / cls / f"{cls}-{k + 1}", boxes, SENTENCES[k] + "\n", occ, frames=frames)
     return root
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 from dmtrack.io import atomic_write_text
 
+from . import lasot
 from .benchmarks import (STAND_IN, drift_benchmark, drift_folder, level_tag, suite_location,
                          synthetic_name)
 
@@ -548,22 +549,19 @@ def write_sequence(scene: Scene, layout: str, dest: Path, quality: int) -> dict:
     fmt = {"lasot": "{:08d}.jpg", "tnl2k": "{:05d}.jpg", "otb_lang": "{:04d}.jpg"}[layout]
     target = next(o for o in scene.objects if o.kind == "target")
     area = float(target.mask.sum()) * (target.size / (2 * RADIUS)) ** 2
-    boxes, oov, occ = [], [], []
+    boxes, oov, occ, frames = [], [], [], []
     for t in range(scene.length):
         img, alpha, vis = render(scene, t)
         s = 1 + target.scale_amp * math.sin(target.scale_w * t + target.scale_ph)
         box, o, c = annotate(alpha, vis, area * s * s)
         boxes.append(box), oov.append(o), occ.append(c)
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        (imgdir / fmt.format(t + 1)).write_bytes(buf.tobytes())
+        frames.append(buf.tobytes())
     drift = [int(scene.t_drift is not None and t >= scene.t_drift) for t in range(scene.length)]
     absent = [max(a, b) for a, b in zip(oov, occ)]
     if layout == "lasot":  # 1-based origin; zero box when out of view, true box when occluded
-        rows = [f"{x + 1},{y + 1},{w},{h}" if w else "0,0,0,0" for x, y, w, h in boxes]
-        (tmp / "groundtruth.txt").write_text("\n".join(rows) + "\n")
-        (tmp / "full_occlusion.txt").write_text(",".join(map(str, occ)) + "\n")
-        (tmp / "out_of_view.txt").write_text(",".join(map(str, oov)) + "\n")
-        (tmp / "nlp.txt").write_text(scene.sentence + "\n")
+        rows = [(x + 1, y + 1, w, h) if w else (0, 0, 0, 0) for x, y, w, h in boxes]
+        lasot.write_sequence(tmp, rows, scene.sentence + "\n", occ, oov, frames)
     elif layout == "tnl2k":  # 0-based origin; every absent frame has a zero box (as in TNL2K)
         rows = [f"{x},{y},{w},{h}" if (w and not a) else "0,0,0,0" for (x, y, w, h), a in zip(boxes, absent)]
         (tmp / "groundtruth.txt").write_text("\n".join(rows) + "\n")
@@ -573,6 +571,8 @@ def write_sequence(scene: Scene, layout: str, dest: Path, quality: int) -> dict:
         (tmp / "groundtruth_rect.txt").write_text("\n".join(rows) + "\n")
     else:
         raise KeyError(f"unknown layout {layout!r}")
+    for t, data in enumerate(frames if layout != "lasot" else ()):  # LaSOT's writer wrote its own
+        (imgdir / fmt.format(t + 1)).write_bytes(data)
     (tmp / "drift.txt").write_text("\n".join(map(str, drift)) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
@@ -729,7 +729,7 @@ def generate(out, preset: str = "demo", seed: int = 0, drift: float | None = Non
     # split / query files, as the real benchmarks ship them
     p = PRESETS[preset]
     for key in ("lasot", "lasot_ext") + tuple(k for k in names if k.startswith("drift/")):
-        atomic_write_text(out / key / "testing_set.txt", "\n".join(names[key]) + "\n")
+        lasot.write_split(out / key, names[key])
     _write_sentences(jobs, meta)
     qdir = out / "otb_lang" / "OTB_query_test"
     qdir.mkdir(parents=True, exist_ok=True)
@@ -765,6 +765,6 @@ def make_drift_sweep(root, levels=(0.0, 0.25, 0.5, 0.75, 1.0), preset: str = "de
         jobs, names = _sweep_jobs(root, preset, seed, level)
         results = _run(jobs, workers, progress, desc=f"drift {level_tag(level)}")
         _write_sentences(jobs, dict(zip(map(_meta_key, jobs), results)))
-        atomic_write_text(root / drift_folder(level) / "testing_set.txt", "\n".join(names) + "\n")
+        lasot.write_split(root / drift_folder(level), names)
         out_names.append(drift_benchmark(level))
     return out_names

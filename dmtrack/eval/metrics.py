@@ -35,6 +35,7 @@ PROTOCOLS = ("pytracking", "official")
 VALID_RULES = ("wh", "all4")
 DEFAULT_VALID_RULE = {"pytracking": "wh", "official": "all4"}
 METRICS = ("auc", "precision", "norm_precision", "op50", "op75")
+REPORTED = METRICS[:3]  # the three the paper reports (Tables 1 and 2) and the report tabulates
 _I20, _I50, _I75 = 20, 10, 15  # index of 20 px / 0.20 in the error curves, of 0.5 / 0.75 in the success curve
 
 

@@ -9,8 +9,9 @@ The cost model, in seconds on this machine, from a short calibration at the chai
     40_report     not calibrated (tables from the scored results)
     + each step   the start of a notebook: a fresh Python importing the library (measured)
 
-The calibration times a few optimiser steps of the full model on `batch` random crops at the
-training's middle epoch (candidate elimination partly on, as on average), `batch` being the
+The calibration times a few optimiser steps of the full model on `batch` random crops as every
+benchmark does (dmtrack.train.timing: the training's middle epoch, candidate elimination partly on,
+as on average; TF32 and the text cache as the training sets them), `batch` being the
 training's own batch on a GPU, and on a CPU too when 8 pairs show that it takes under 4 s (else
 8): a step has a fixed cost (the optimiser, the text encoder, Python), so at 2 pairs the demo's
 cost per pair came out 3x too high; and a few tracked frames, one sequence at a time, at k = 1
@@ -67,28 +68,11 @@ def _sync(device) -> None:
 
 
 def _train_seconds(model, cfg: Config, batch: int, steps: int) -> float:
-    """Median seconds of one optimiser step on `batch` random crops (after one warm-up step), at the
-    middle epoch of the training: candidate elimination's keep rate partly decayed, as on average."""
-    import torch
-    from dmtrack.precision import enable_tf32, resolve_precision
-    from dmtrack.train.loop import train_step
+    """Median seconds of one optimiser step on `batch` random crops (after one warm-up step), timed as
+    every benchmark times it (dmtrack.train.timing: the training's middle epoch, TF32 as it sets it)."""
+    from dmtrack.train.timing import TrainingStep, random_pairs
 
-    precision = resolve_precision(cfg.train_precision, model.device)  # what the training will run
-    enable_tf32(precision, model.device)  # as the training does: fp32 on a GPU is TF32, not full float32
-    opt = torch.optim.AdamW(model.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(model.device.type, enabled=precision == "fp16")
-    g = torch.Generator().manual_seed(0)
-    data = dict(template=torch.rand(batch, 3, cfg.template_size, cfg.template_size, generator=g),
-                search=torch.rand(batch, 3, cfg.search_size, cfg.search_size, generator=g),
-                box=torch.tensor([[0.5, 0.5, 0.25, 0.25]] * batch), text=[f"the red car number {i} on the left" for i in range(batch)])
-    model.train()
-    times = []
-    for _ in range(1 + steps):
-        t = time.perf_counter()
-        train_step(model, model, opt, scaler, data, cfg.epochs / 2, cfg.grad_clip, precision)
-        _sync(model.device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times[1:])
+    return TrainingStep(cfg, model.device, model).median(random_pairs(cfg, batch), steps)[0]
 
 
 def _frame_seconds(model, cfg: Config, k: int, frames: int) -> float:
