@@ -1,0 +1,293 @@
+"""What a profile's chain runs: its settings (`CHAINS`, what a command line changes in them), its folders,
+and `plan`, the steps (data, trainings, evaluations, figures, report) on the generic chain of graph.py.
+
+    steps = plan("smoke", default_paths("smoke"))     # = the steps `dmtrack report --profile smoke --plan` lists
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dmtrack.chain.graph import Step, gpu_pool
+from dmtrack.chain.preflight import PreflightError, absolute_path_overrides, chain_configs
+from dmtrack.config import VARIANTS, load_config
+from dmtrack.data import dataset_root
+from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
+from dmtrack.data.sentences import SENTENCES
+from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
+from dmtrack.eval.baselines import BASELINES
+from dmtrack.layout import dmtrack_results, model_path, results_root, run_tag, scores_path, tracker_name
+from dmtrack.paper import TABLE2, TABLE2_BENCHMARK
+from dmtrack.provenance import cpu_cores
+
+# the benchmarks every chain tracks the full model on at k = 1 (Table 1's four; the report shows
+# dmtrack.paper.BENCHMARKS, which tests/test_pipeline.py holds equal to these)
+CHAIN_BENCHMARKS = ("lasot", "lasot_ext", "tnl2k", "otb_lang")
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """What the chain runs for one profile (model sizes and recipe live in dmtrack.config)."""
+    synthetic: bool  # True: generate and use the synthetic stand-ins; False: the real datasets
+    preset: str | None  # synthetic preset (dmtrack.data.synthetic.PRESETS)
+    seeds: int  # training seeds per variant
+    k_sweep: tuple  # test-time samplings k for the accuracy / speed sweep (full variant, Table 2 benchmark)
+    steps_sweep: tuple = (1, 2, 3, 5, 10)  # DDIM steps per chain at k = 1 for the same sweep
+    readings: tuple = ("final", "chain")  # readings of "k samplings" Table 2 is evaluated under (final is primary)
+    drift: bool = True  # run the language-drift sweep (synthetic suites)
+    drift_variants: tuple = ("full", "no_language", "not_mask_driven")
+    drift_k: int = 1
+    sweep_seeds: int | None = None  # seeds evaluated in the k, drift and robustness sweeps beyond Tables 1 and 2 (None = all)
+    # the language-robustness test (dmtrack.data.sentences): these variants at k = 1 on the same drift-free
+    # videos under the true, a misleading and an uninformative sentence. The LaSOT stand-in has a twin in
+    # every sequence (the misleading sentence describes it); real LaSOT gives another video's sentence of the class.
+    robust_variants: tuple = ("full", "not_mask_driven", "no_diffusion", "no_language")
+    robust_benchmark: str = "lasot"
+    robust_seeds: int | None = None  # seeds of the robustness test (None = the sweep seeds; a verdict needs 2)
+    max_frames: int | None = None  # track only the first N frames of each sequence (smoke)
+    train: dict = field(default_factory=dict)  # config overrides for every training run of the chain
+    workers: int = 1  # tracking processes inside one evaluation
+    # sequences tracked at once in one evaluation process (dmtrack.track.batched: one batched forward per
+    # frame; the same boxes up to float rounding, 0.00018 px at most on trained demo models, though an
+    # untrained model's chaotic tracks can drift apart); the fps in the results is then each sequence's
+    # share of the batched step, so every evaluation of a chain uses the same
+    track_batch: int = 1
+    jobs: int = 1  # notebooks run at the same time (each gets cores // jobs torch threads)
+    fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
+    budget_minutes: float | None = None  # the wall time the chain must fit in on its reference machine (None = none)
+    require_weights: bool = False  # refuse to start without pretrained= and a BERT text_encoder= (preflight.py)
+    gpus_per_train: int = 1  # processes (GPUs) per training: torchrun DDP when > 1
+
+
+CHAINS = {
+    # smoke: the robustness test with its control only (5 notebooks more, not 11)
+    "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), steps_sweep=(1, 2), max_frames=12, jobs=2,
+                           robust_variants=("full", "no_language"), track_batch=2),
+    # demo: 18 trainings at the demo profile's recipe (480 steps of 32 pairs, width 128), one thread each,
+    # two at a time, then 47 evaluations tracking 8 sequences at once (one at a time the chain took 67 min
+    # on 2 idle cores; README). The report says how many seeds its verdicts would need.
+    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2,
+                          budget_minutes=60.0, track_batch=8, robust_seeds=2),
+    "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
+                           fig7_sequences=3, require_weights=True),
+}
+
+
+@dataclass
+class ChainPaths:
+    profile: str
+    reports: Path  # index.html goes here; executed notebooks under reports/runs/<profile>/
+    work: Path  # checkpoints and raw results (runs/<profile>)
+    data: Path | None  # synthetic root (None on real data: the readers use DMTRACK_DATA)
+
+    @property
+    def runs(self) -> Path:
+        return self.reports / "runs" / self.profile
+
+    @property
+    def results(self) -> Path:
+        return results_root(self.work)
+
+
+def default_paths(profile: str, reports=None, work=None, data=None) -> ChainPaths:
+    s = CHAINS[profile]
+    if data is None and s.synthetic:  # demo uses the default synthetic root; other presets sit beside it
+        root = dataset_root("synthetic")
+        data = root if s.preset == "demo" else root.with_name(f"{root.name}_{s.preset}")
+    resolve = lambda p: Path(p).resolve() if p is not None else None
+    return ChainPaths(profile, resolve(reports or "reports"), resolve(work or Path("runs") / profile), resolve(data))
+
+
+_OTHER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_other(name: str, folder) -> Path:
+    """The absolute folder of another tracker's raw results (`--other NAME=DIR`), or a ValueError /
+    FileNotFoundError naming it. NAME becomes results/<benchmark>/NAME/: it must be a plain name and not
+    one of our own trackers' (their results would be overwritten). DIR is resolved against the working
+    directory now (the notebooks run in notebooks/) and must hold at least one <benchmark>/ folder."""
+    given = f"{name}={folder}"
+    if not _OTHER_NAME.fullmatch(name):
+        raise ValueError(f"{given}: NAME must be letters, digits, '_', '-' and '.', not starting with '-' or '.' "
+                         "(it becomes a folder name)")
+    folded = name.casefold()  # as case-insensitive file systems (macOS) compare folder names
+    if folded in {b.casefold() for b in BASELINES} or folded.startswith(tracker_name("").casefold()):
+        raise ValueError(f"{given}: {name!r} would overwrite our own results ({', '.join(BASELINES)} and "
+                         f"{tracker_name('*')} are ours); choose another NAME")
+    path = Path(folder).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{given}: no folder {path}")
+    if not any((path / b).is_dir() for b in CHAIN_BENCHMARKS):
+        raise FileNotFoundError(f"{given}: {path} holds none of {', '.join(b + '/' for b in CHAIN_BENCHMARKS)} "
+                                "(expected DIR/<benchmark>/<sequence>.txt)")
+    return path
+
+
+def drift_levels(settings: ChainSettings) -> list[float]:
+    if not (settings.synthetic and settings.drift):
+        return []
+    return [float(x) for x in PRESETS[settings.preset].sweep_levels]
+
+
+def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict | None = None,
+         settings: ChainSettings | None = None) -> list[Step]:
+    """The steps of `profile`'s chain: data, 6 variants x seeds trainings, the evaluations of Tables 1
+    and 2 (Table 2 under each reading of "k samplings") and of the k, steps and drift sweeps, Fig. 7,
+    the report."""
+    s = settings or CHAINS[profile]
+    seed_list = list(range(seeds if seeds is not None else s.seeds))
+    threads = max(1, cpu_cores() // max(1, s.jobs))
+    data = str(paths.data) if paths.data else ""
+    common = dict(profile=profile, work=str(paths.work), data_dir=data, synthetic=s.synthetic)
+    levels = drift_levels(s)
+    sweep = seed_list[: s.sweep_seeds] if s.sweep_seeds else seed_list
+    robust = seed_list[: s.robust_seeds] if s.robust_seeds else sweep
+    data_fp = {}
+    if s.synthetic:  # an edited preset regenerates the data (and so retrains and re-evaluates)
+        data_fp = {"generator": GENERATOR_VERSION, "preset": preset_fingerprint(s.preset)}
+    steps = [Step("00_data", "00_data.ipynb", dict(common, preset=s.preset, max_frames=s.max_frames, drift_levels=levels),
+                  outputs=[str(paths.data / "manifest.json")] if s.synthetic else [], fingerprint=data_fp)]
+    trained = {}
+    configs = chain_configs(profile, s.train, seed_list)  # every config validated before a step runs
+    for v in VARIANTS:
+        for seed in seed_list:
+            name = f"10_train/{v}_seed{seed}"
+            # keyed by the resolved config too: a changed profile definition retrains, it is not skipped
+            # processes is keyed: DDP shards each batch over them, which changes the run's numbers
+            steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train,
+                                                           processes=s.gpus_per_train),
+                              outputs=[str(model_path(paths.work, v, seed))], deps=["00_data"],
+                              fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
+                              devices=s.gpus_per_train))
+            trained.setdefault(v, []).append(name)
+    evaluated = []
+    for (variant, benches, k, average, n_steps, sentence), eval_seeds in _evaluations(profile, s, seed_list, sweep,
+                                                                                      levels, robust).items():
+        tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
+        name = f"20_evaluate/{variant}_{tag}_{run_tag(k, average, n_steps, sentence)}"
+        outs = [str(scores_path(dmtrack_results(paths.work, b, variant, k, seed, average, n_steps, sentence), "pytracking"))
+                for b in benches for seed in eval_seeds]
+        params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
+                      seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers)
+        if s.track_batch != 1:  # only then, as the sentence below
+            params["batch"] = s.track_batch
+        if sentence != "true":  # only then: the other steps keep the keys their finished runs were stamped with
+            params["sentence"] = sentence
+        steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,
+                          deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
+        evaluated.append(name)
+    all_train = [n for v in VARIANTS for n in trained[v]]
+    steps.append(Step("30_visualize", "30_visualize.ipynb",
+                      dict(common, benchmark=synthetic_name("tnl2k", s.synthetic), variants=list(VARIANTS), seed=seed_list[0],
+                           k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
+                      deps=all_train + evaluated, runtime=dict(threads=threads)))
+    steps.append(Step("40_report", "40_report.ipynb",
+                      dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
+                           steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,
+                           drift_levels=levels, drift_variants=list(s.drift_variants), drift_k=s.drift_k,
+                           robust_variants=list(s.robust_variants), robust_benchmark=s.robust_benchmark, robust_seeds=robust,
+                           others=others or {}, max_frames=s.max_frames, overrides=s.train,
+                           data_notebook=str(paths.runs / "00_data.ipynb"),
+                           visualize_notebook=str(paths.runs / "30_visualize.ipynb")),
+                      deps=[st.name for st in steps]))
+    return steps
+
+
+def _evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list, robust: list) -> dict:
+    """{(variant, benchmarks, k, average, steps, sentence): seeds} of every evaluation: Table 2's nine rows
+    under each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds),
+    the drift sweep (sweep seeds) and the robustness test's three sentences (`robust`: its seeds). An
+    evaluation needed twice is run once, for the larger set of seeds."""
+    evals = {key + ("true",): seeds for key, seeds in _true_sentence_evaluations(profile, s, seed_list, sweep,
+                                                                                 levels).items()}
+    bench = synthetic_name(s.robust_benchmark, s.synthetic)
+    for v in s.robust_variants:
+        for sentence in SENTENCES:
+            key = (v, (bench,), 1, "final", None, sentence)
+            evals[key] = max(evals.get(key, []), robust, key=len)
+    return evals
+
+
+def _true_sentence_evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list) -> dict:
+    """{(variant, benchmarks, k, average, steps): seeds} of the evaluations with the true sentence."""
+    t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)
+    evals = {(r.variant, (t2,), r.k, "final", None): seed_list for r in TABLE2}
+    evals.update({("full", (synthetic_name(b, s.synthetic),), 1, "final", None): seed_list for b in CHAIN_BENCHMARKS})
+    if "chain" in s.readings:  # no_diffusion samples nothing: its row is the same under both readings
+        evals.update({(r.variant, (t2,), r.k, "chain", None): seed_list for r in TABLE2 if r.variant != "no_diffusion"})
+    for k in s.k_sweep:
+        evals.setdefault(("full", (t2,), k, "final", None), sweep)
+    default_steps = load_config(profile, "full", **s.train).sampling_steps
+    for n in s.steps_sweep:  # at k = 1; one step is one denoiser pass, exactly the chain reading at k = 1
+        run = (1, "chain", None) if n == 1 else (1, "final", None if n == default_steps else n)
+        evals.setdefault(("full", (t2,), *run), sweep)
+    if levels:
+        evals.update({(v, tuple(drift_benchmark(x) for x in levels), s.drift_k, "final", None): sweep
+                      for v in s.drift_variants})
+    return evals
+
+
+
+
+@dataclass(frozen=True)
+class ChainOptions:
+    """What a command line changes in a profile's chain; None (or empty) keeps the profile's value.
+
+    seeds: training seeds per variant; jobs: notebooks at a time (default with a GPU pool: one per
+    GPU); train_overrides: config overrides for every training (e.g. pretrained=<OSTrack checkpoint>,
+    text_encoder=<bert-base-uncased folder>; paths made absolute; part of the steps' keys);
+    max_frames: track only the first N frames of each sequence; k_sweep / steps_sweep: the values of
+    the accuracy/speed sweeps; readings: the readings of "k samplings" Table 2 is evaluated under
+    (final first: the primary one); robust_variants: the variants of the robustness test;
+    gpus_per_train: processes (GPUs) per training, torchrun DDP when > 1; gpus: the GPU pool
+    (CUDA_VISIBLE_DEVICES ids; None: every GPU this process sees; []: no pool); allow_minilm: let the
+    paper profile train with the packaged MiniLM instead of bert-base-uncased."""
+    seeds: int | None = None
+    jobs: int | None = None
+    train_overrides: dict = field(default_factory=dict)
+    max_frames: int | None = None
+    k_sweep: tuple | None = None
+    steps_sweep: tuple | None = None
+    readings: tuple | None = None
+    robust_variants: tuple | None = None
+    gpus_per_train: int | None = None
+    gpus: tuple | None = None
+    allow_minilm: bool = False
+
+    def pool(self) -> list | None:
+        """The GPU pool the chain's steps are spread over (None: no pool); PreflightError for an id this
+        process does not see (a step given it would have no GPU, or someone else's)."""
+        try:
+            return gpu_pool(self.gpus)
+        except ValueError as e:
+            raise PreflightError(str(e)) from None
+
+
+def chain_settings(profile: str, options: ChainOptions = ChainOptions(), pool: list | None = None) -> ChainSettings:
+    """The profile's ChainSettings with `options` applied and checked (PreflightError names a bad
+    value); `pool` is the GPU pool the chain runs on (options.pool())."""
+    o = options
+    if profile not in CHAINS:
+        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(CHAINS)}")
+    if o.robust_variants is not None and not set(o.robust_variants) <= set(VARIANTS):
+        raise PreflightError(f"robustness variants must be among {', '.join(VARIANTS)}, got {o.robust_variants!r}")
+    if o.readings is not None and (not o.readings or o.readings[0] != "final" or not set(o.readings) <= {"final", "chain"}):
+        raise PreflightError(f"readings must start with final (the primary reading) and be final or chain, got {o.readings!r}")
+    counts = (*(("k", k) for k in o.k_sweep or ()), *(("steps", n) for n in o.steps_sweep or ()))
+    for name, value in (("seeds", o.seeds), ("jobs", o.jobs), ("max_frames", o.max_frames),
+                        ("gpus_per_train", o.gpus_per_train), *counts):
+        if value is not None and (type(value) is not int or value < 1):
+            raise PreflightError(f"{name} must be a positive integer, got {value!r}")
+    if pool and o.gpus_per_train and o.gpus_per_train > len(pool):
+        raise PreflightError(f"--gpus-per-train {o.gpus_per_train} is more than the {len(pool)} GPU(s) given ({','.join(pool)})")
+    s = CHAINS[profile]
+    as_tuple = lambda v: tuple(v) if v else None  # noqa: E731
+    changes = dict(seeds=o.seeds, jobs=o.jobs or (len(pool) if pool else None), max_frames=o.max_frames,
+                   k_sweep=as_tuple(o.k_sweep), steps_sweep=as_tuple(o.steps_sweep), readings=as_tuple(o.readings),
+                   gpus_per_train=o.gpus_per_train,
+                   robust_variants=tuple(o.robust_variants) if o.robust_variants is not None else None,
+                   train={**s.train, **absolute_path_overrides(o.train_overrides)} if o.train_overrides else None)
+    return replace(s, **{k: v for k, v in changes.items() if v is not None})
+
+
