@@ -13,10 +13,11 @@ import nbformat
 import numpy as np
 import pytest
 
-from dmtrack.config import VARIANTS
 from dmtrack import paper
 from dmtrack.chain import pipeline
 from dmtrack.chain.graph import DependenciesNotDone, Step, StepFailed, run_chain, run_one, step_key
+from dmtrack.config import VARIANTS
+from dmtrack.eval import stats
 from dmtrack.report import claims, header, results, sweeps, tables, verdicts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -935,13 +936,13 @@ def test_robustness_table_drops_control_and_verdict(tmp_path):
 
 def test_within_test_pairs_models_and_sequences():
     a = np.array([[10.0, 20, 30, 40], [12, 22, 32, 42]])
-    t = verdicts.within_test(a, a - np.array([1.0, 3, 1, 3]), 0.95)
+    t = stats.within_test(a, a - np.array([1.0, 3, 1, 3]), 0.95)
     # one source only, the sequences: differences 1, 3, 1, 3 (mean 2); the seeds add nothing, so df = 4 - 1
     # and the bootstrap's SE is the differences' plug-in sd (1) over sqrt(4)
     assert t.diff.estimate == pytest.approx(2.0) and t.df == pytest.approx(3.0)
     assert t.se == pytest.approx(0.5, rel=0.05) and 0 < t.diff.low < 2 < t.diff.high
     with pytest.raises(ValueError, match="same seeds and sequences"):
-        verdicts.within_test(a, a[:1], 0.95)
+        stats.within_test(a, a[:1], 0.95)
 
 
 def test_drift_sweep_gives_differences_against_no_language_on_the_same_videos(tmp_path):
