@@ -607,6 +607,29 @@ def test_render_html_leaves_out_what_libraries_print_on_stderr(tmp_path):
     assert nbformat.read(tmp_path / "r.ipynb", as_version=4).cells[0].outputs[0].text == warning  # the notebook keeps it
 
 
+def test_the_chain_tracks_the_benchmarks_the_report_shows():
+    """The chain's own benchmark list (chain.plan.CHAIN_BENCHMARKS, what it tracks and where --other results
+    may lie) and the paper's (dmtrack.paper.BENCHMARKS, Table 1's columns) are two names for the same four."""
+    from dmtrack.chain.plan import CHAIN_BENCHMARKS
+    from dmtrack.data import BENCHMARKS as LOADABLE
+
+    assert sorted(CHAIN_BENCHMARKS) == sorted(paper.BENCHMARKS) == ["lasot", "lasot_ext", "otb_lang", "tnl2k"]
+    assert set(CHAIN_BENCHMARKS) <= set(LOADABLE)
+
+
+def test_gpu_pool_hands_out_and_takes_back():
+    from dmtrack.chain.graph import GpuPool
+
+    one, two = Step("one", "x.ipynb", {}), Step("two", "x.ipynb", {}, devices=2)
+    pool = GpuPool(["3", "5", "7"], [one, two])
+    assert pool.take(two) == ["3", "5"] and pool.free == ["7"] and pool.fits(one) and not pool.fits(two)
+    assert pool.take(one) == ["7"] and not pool.fits(one)
+    pool.give_back("two")
+    assert pool.free == ["3", "5"] and pool.fits(two) and pool.held == {"one": ["7"]}
+    with pytest.raises(ValueError, match=r"step\(s\) two need more GPUs than the 1 given"):
+        GpuPool(["0"], [one, two])
+
+
 def test_plan_of_the_demo_profile(tmp_path):
     paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
     steps = pipeline.plan("demo", paths)

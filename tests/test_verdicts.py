@@ -165,3 +165,18 @@ def test_judge_needs_several_seeds_and_sequences_and_aligns_frames():
     a, b = _rows(rng, 0.2, sequences=12, seed_sd=0.05, residual_sd=0.2, interaction_sd=0.1)
     assert verdicts.judge(SIMILAR, a, b, family=FAMILY).verdict == verdicts.HOLDS  # 0.2 apart, surely within 1
     assert verdicts.judge(SIMILAR, a + 3, b, family=FAMILY).verdict == verdicts.FAILS
+
+
+def test_the_benchmarks_bootstrap_is_the_verdicts_one_with_one_seed():
+    """bench/ and `dmtrack score` compare trackers with bootstrap_ci / paired_difference_ci: the one-seed
+    case of the report's seed-and-sequence bootstrap, drawing the same sequences for the same seed."""
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    one, row = eval_stats.bootstrap_ci(x, n=300, seed=4), eval_stats.seed_sequence_ci(x[None, :], n=300, seed=4)
+    assert one.n == row.n == 5 and one.estimate == pytest.approx(6.2)  # (1 + 2 + 4 + 8 + 16) / 5
+    assert np.allclose(one, row, rtol=0, atol=1e-12)
+    y = x - np.array([1.0, 0.0, 1.0, 0.0, 1.0])
+    paired = eval_stats.paired_difference_ci(x, y, n=300, seed=4)
+    assert paired.estimate == pytest.approx(0.6) and 0 <= paired.low <= paired.high <= 1  # each draw: a mean of 0s and 1s
+    assert np.allclose(paired, eval_stats.paired_ci(x, y, n=300, seed=4), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="level must be in"):
+        eval_stats.bootstrap_ci(x, level=1.0)
