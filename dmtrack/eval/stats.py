@@ -25,11 +25,18 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 N_BOOT = 4000
 LEVEL = 0.95  # the rows' own CIs (descriptive; the verdicts use their family's level)
 MAX_SEEDS = 200  # Components.seeds_needed searches up to this many seeds per row
+
+
+def _student():
+    """scipy's Student t, imported when a studentized CI is computed: `dmtrack bench gpu` imports this
+    module on a stock PyTorch image, which has no scipy (tests/test_bench_gpu.py)."""
+    from scipy.stats import t
+
+    return t
 
 
 class CI(NamedTuple):
@@ -144,7 +151,8 @@ class Components:
         """Predicted half-width of the CI at `level` (normal sources, Student quantile at df); with
         `power`, the smallest true difference the design detects with that probability instead."""
         df = self.df(seeds)
-        t = stats.t.ppf((1 + level) / 2, df) + (stats.t.ppf(power, df) if power else 0.0)
+        student = _student()
+        t = student.ppf((1 + level) / 2, df) + (student.ppf(power, df) if power else 0.0)
         return float(t * math.sqrt(self.variance(seeds)))
 
     def seeds_needed(self, effect: float, level: float, power: float | None = None) -> int | None:
@@ -205,8 +213,9 @@ def paired_test(a, b, level: float, n: int = N_BOOT, seed: int = 0) -> PairedTes
         return PairedTest(CI(est, est, est, a.shape[1]), 0.0, df, 0.0 if est != 0 else 1.0, level)
     if not np.isfinite(df):  # a row with one seed: its seed variance is unknown
         return PairedTest(CI(est, -math.inf, math.inf, a.shape[1]), se, df, 1.0, level)
-    t = float(stats.t.ppf((1 + level) / 2, df))
-    p = float(2 * stats.t.sf(abs(est) / se, df))
+    student = _student()
+    t = float(student.ppf((1 + level) / 2, df))
+    p = float(2 * student.sf(abs(est) / se, df))
     return PairedTest(CI(est, est - t * se, est + t * se, a.shape[1]), se, df, p, level)
 
 
@@ -230,8 +239,9 @@ def within_test(a, b, level: float, n: int = N_BOOT, seed: int = 0) -> PairedTes
     df = sum(v for v, _ in terms) ** 2 / sum(v * v / f for v, f in terms) if terms else float(max(q - 1, 1))
     if se == 0.0:
         return PairedTest(CI(est, est, est, q), 0.0, df, 0.0 if est != 0 else 1.0, level)
-    t = float(stats.t.ppf((1 + level) / 2, df))
-    return PairedTest(CI(est, est - t * se, est + t * se, q), se, df, float(2 * stats.t.sf(abs(est) / se, df)), level)
+    student = _student()
+    t = float(student.ppf((1 + level) / 2, df))
+    return PairedTest(CI(est, est - t * se, est + t * se, q), se, df, float(2 * student.sf(abs(est) / se, df)), level)
 
 
 def paired_ci(a, b, level: float = LEVEL, n: int = N_BOOT, seed: int = 0) -> CI:
