@@ -22,7 +22,7 @@ from dmtrack.paper import TABLE2, TABLE2_BENCHMARK
 from dmtrack.provenance import cpu_cores
 
 # the benchmarks every chain tracks the full model on at k = 1 (Table 1's four; the report shows
-# dmtrack.paper.BENCHMARKS, which tests/test_pipeline.py holds equal to these)
+# dmtrack.paper.BENCHMARKS, which tests/test_report.py holds equal to these; --other results lie in their folders)
 CHAIN_BENCHMARKS = ("lasot", "lasot_ext", "tnl2k", "otb_lang")
 
 
