@@ -23,7 +23,7 @@ from dmtrack.bench import checked_out, default_out
 from dmtrack.config import VARIANTS, load_config
 from dmtrack.io import atomic_write_json
 from dmtrack.track.profile import PARTS, profile_model
-from dmtrack.report.paper import SPEEDS
+from dmtrack.paper import SPEEDS
 
 
 def print_tables(df: pd.DataFrame) -> None:

@@ -24,7 +24,7 @@ COMMANDS = {
     "train": ("dmtrack.train.cli", "train a Table 2 variant (works under torchrun for DDP)"),
     "evaluate": ("dmtrack.track.cli", "run a trained tracker over a benchmark and score it"),
     "track": ("dmtrack.track.video_cli", "track a target through your own video (file or folder of frames)"),
-    "report": ("dmtrack.report.cli", "run the notebook chain and render the HTML report"),
+    "report": ("dmtrack.chain.cli", "run the notebook chain and render the HTML report"),
     "bench": ("dmtrack.bench", "speed benchmarks (scoring, tracking, training throughput)"),
 }
 

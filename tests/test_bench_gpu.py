@@ -190,7 +190,7 @@ def test_estimate_times_fp32_as_the_training_runs_it(monkeypatch):
     import dmtrack.train.timing
     from dmtrack.config import load_config
     from dmtrack.model import build_model
-    from dmtrack.report.estimate import _train_seconds
+    from dmtrack.chain.estimate import _train_seconds
 
     calls = []
     monkeypatch.setattr(dmtrack.train.timing, "enable_tf32", lambda precision, device: calls.append((precision, str(device))))
@@ -208,7 +208,7 @@ def test_the_estimate_and_every_bench_time_the_same_training_step(tmp_path, monk
     from dmtrack.config import load_config
     from dmtrack.data import load_benchmark
     from dmtrack.model import build_model
-    from dmtrack.report.estimate import _train_seconds
+    from dmtrack.chain.estimate import _train_seconds
 
     epochs, schedule, who = {}, dmtrack.model.dmtrack.keep_rate_schedule, ["?"]
     monkeypatch.setattr(dmtrack.model.dmtrack, "keep_rate_schedule",

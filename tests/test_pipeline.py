@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dmtrack.config import VARIANTS
-from dmtrack.report import pipeline, steps
+from dmtrack.chain import pipeline, steps
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

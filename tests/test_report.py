@@ -13,9 +13,12 @@ import nbformat
 import numpy as np
 import pytest
 
+from dmtrack import paper
+from dmtrack.chain import pipeline
+from dmtrack.chain.graph import DependenciesNotDone, Step, StepFailed, run_chain, run_one, step_key
 from dmtrack.config import VARIANTS
-from dmtrack.report import paper, pipeline, tables, verdicts
-from dmtrack.report.chain import DependenciesNotDone, Step, StepFailed, run_chain, run_one, step_key
+from dmtrack.eval import stats
+from dmtrack.report import claims, header, results, sweeps, tables, verdicts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,10 +103,10 @@ def test_tables_from_scored_runs(tmp_path):
         _write_run(root, "synthetic_otb_lang", "dmtrack-full", f"k5_seed{seed}", "full", 5, seed,
                    {"A1": _seq(64 + shift), "B2": _seq(44 + shift)})
     _write_run(root, "synthetic_otb_lang", "static", "seed0", "static", None, 0, {"A1": _seq(20), "B2": _seq(10)})
-    runs, per = tables.load_runs(root)
+    runs, per = results.load_runs(root)
     assert len(runs) == 10 and len(per) == 20
     assert runs[runs.tracker == "dmtrack-full"].fps.round(6).eq(20.0).all()
-    res = tables.Results(runs, per, synthetic=True)
+    res = results.Results(runs, per, synthetic=True)
     s = res.summary("dmtrack-full", "synthetic_otb_lang", 1, "pytracking")
     assert s["auc"] == 51.0 and s["seeds"] == 2 and s["precision"] == 50.0  # mean of 50 and 52
     assert 40.0 <= s["auc_ci"].low < 51.0 < s["auc_ci"].high <= 62.0  # bootstrap means lie within the values
@@ -117,9 +120,9 @@ def test_tables_from_scored_runs(tmp_path):
     assert t2.loc[8, ("AUC minus row 9", "ours, final")] == "-4.0" and t2.loc[8, ("AUC minus row 9", "paper")] == "-1.2"
     assert t2.loc[1, ours] == "not run" and t2.loc[9, ("ours, chain reading", "AUC")] == "not run"
     assert ("ours minus paper", "AUC") not in t2.columns  # synthetic: absolute differences to the paper are not shown
-    v = tables.verdicts(res)
+    v = claims.verdict_table(res)
     assert v.loc["Diffusion helps (k=1)", "verdict"] == "not run"  # no_diffusion was not evaluated
-    ks = tables.k_sweep(res, [1, 5, 10])
+    ks = sweeps.k_sweep(res, [1, 5, 10])
     assert list(ks.k) == [1, 5] and list(ks.auc) == [51.0, 55.0]
     assert "SYNTHETIC STAND-IN" in tables.caption("x", "official", True) and "protocol: official" in tables.caption("x", "official", True)
 
@@ -143,9 +146,9 @@ def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
         write("full", f"k1_seed{seed}", 1, seed, 5.0, sampling_steps=3)  # no average / steps: a final-reading run
     write("full", "k1c_seed0", 1, 0, 1.0, average="chain", steps=None, sampling_steps=1)
     write("full", "k1_steps2_seed0", 1, 0, 2.0, average="final", steps=2, sampling_steps=2)
-    # the static baseline far below the full model: the verdicts are not held back (tables.verdict_gate)
+    # the static baseline far below the full model: the verdicts are not held back (claims.verdict_gate)
     _write_run(root, bench, "static", "seed0", "static", None, 0, {n: _seq(5.0) for n in names})
-    res = tables.Results.load(root, synthetic=True)
+    res = results.Results.load(root, synthetic=True)
     s5, c5 = (res.summary("dmtrack-full", bench, 5, "pytracking", average=a) for a in ("final", "chain"))
     assert s5["auc"] == pytest.approx(65.0) and c5["auc"] == pytest.approx(55.0)
     assert s5["spread"] == pytest.approx(0.2) and c5["spread"] == pytest.approx(0.5) and s5["sampling_steps"] == 3
@@ -153,20 +156,20 @@ def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
     assert res.summary("dmtrack-full", bench, 1, "pytracking", steps=2)["auc"] == pytest.approx(57.0)
     t2 = tables.table2(res, "pytracking")
     assert t2.loc[9, ("ours, chain reading", "AUC")].startswith("55.0 [") and t2.loc[9, ("ours, final reading (primary)", "AUC")].startswith("65.0 [")
-    st = tables.steps_sweep(res, [1, 2, 3, 5], seeds=[0])  # 1 step: the chain reading at k = 1; 3: the config's
+    st = sweeps.steps_sweep(res, [1, 2, 3, 5], seeds=[0])  # 1 step: the chain reading at k = 1; 3: the config's
     assert list(st.steps) == [1, 2, 3] and list(st.auc) == pytest.approx([56.0, 57.0, 60.0])
-    assert tables.k_sweep(res, [1, 5]).spread.tolist()[1] == pytest.approx(0.2)
+    assert sweeps.k_sweep(res, [1, 5]).spread.tolist()[1] == pytest.approx(0.2)
     sp = tables.spread_table(res)
     assert sp.loc[("full", 5), ("final reading", "spread")] == "0.200" and sp.loc[("full", 5), ("chain reading", "spread")] == "0.500"
     # double-sample training: +10 on every sequence under the final reading, nothing under the chain reading
-    v, vc = tables.verdicts(res), tables.verdicts(res, average="chain")
+    v, vc = claims.verdict_table(res), claims.verdict_table(res, average="chain")
     row = "Double-sample training helps (k=5)"
     assert v.loc[row, "verdict"] == "holds" and vc.loc[row, "verdict"] == "inconclusive"
     assert v.loc[row, "ours: difference [99.4% CI]"].startswith("+10.0 [") and v.loc[row, "paper: difference"] == "+2.7"
     assert v.loc[row, "paper's difference inside our CI"] == "no"  # +2.7 lies far below +10's CI
     assert 0 < float(v.loc[row, "resolvable difference"]) < 10
     assert v.loc["Diffusion helps (k=1)", "verdict"] == "not run"
-    need = tables.seeds_needed(res)
+    need = claims.seeds_needed(res)
     assert need.loc[row, "seeds now"] == "3 / 3" and need.loc[row, "seeds to resolve"].isdigit()
     assert need.loc["Diffusion helps (k=1)", "why"].startswith("needs both rows")
     # one more seed: its 3 trainings (120 s each) and its share of the all-seed evaluation (300 s / 3), 2 at a
@@ -175,8 +178,8 @@ def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
         *[dict(step=f"10_train/{v}_seed{i}", seconds=40.0, seeds=[i]) for v in ("a", "b", "c") for i in range(3)],
         dict(step="20_evaluate/full_otb_lang_k5", seconds=300.0, seeds=[0, 1, 2]),
         dict(step="20_evaluate/full_otb_lang_k2", seconds=60.0, seeds=[0])])
-    assert tables.extra_seed_minutes(manifest) == pytest.approx(220 / 120)
-    text = tables.seed_budget_markdown(need, manifest, 10.0)
+    assert claims.extra_seed_minutes(manifest) == pytest.approx(220 / 120)
+    text = claims.seed_budget_markdown(need, manifest, 10.0)
     assert "1.8 min" in text and "affords **5 seed(s)**" in text and "**3 seed(s)**" in text
 
 
@@ -188,23 +191,23 @@ def _verdict_runs(root, full_k5, static, seeds=(0, 1, 2)):
         _write_run(root, "synthetic_otb_lang", "dmtrack-no_diffusion", f"k1_seed{seed}", "no_diffusion", 1, seed,
                    {n: _seq(a - 0.5 * seed) for n, a in full_k5.items()})
     _write_run(root, "synthetic_otb_lang", "static", "seed0", "static", None, 0, {n: _seq(a) for n, a in static.items()})
-    return tables.Results(*tables.load_runs(root), synthetic=True)
+    return results.Results(*results.load_runs(root), synthetic=True)
 
 
 def test_verdicts_are_held_back_when_the_full_model_does_not_beat_static(tmp_path):
     static = {f"S{i}": 40.0 + i for i in range(6)}  # mean 42.5
     collapsed = _verdict_runs(tmp_path / "a", {f"S{i}": 3.0 + 0.2 * i for i in range(6)}, static)  # mean 3.5 (+0.1 seed)
-    gate = tables.verdict_gate(collapsed)
+    gate = claims.verdict_gate(collapsed)
     assert not gate.ok and gate.diff.estimate == pytest.approx(3.6 - 42.5) and gate.diff.high < 0
     assert "does not clearly beat the static baseline" in gate.reason and "-38.9" in gate.reason
-    v = tables.verdicts(collapsed)
+    v = claims.verdict_table(collapsed)
     assert v.loc["Diffusion helps (k=5)", "verdict"] == verdicts.HELD_BACK and v.loc["Diffusion helps (k=5)", "why"] == gate.reason
     assert v.loc["Diffusion helps (k=5)", "ours: difference [99.4% CI]"].startswith("+0.6")  # the numbers stay visible
     assert v.loc["Language helps", "verdict"] == "not run"  # a row never evaluated stays "not run"
     tracking = _verdict_runs(tmp_path / "b", {f"S{i}": 60.0 + 3 * i for i in range(6)}, static)  # +25 over static
-    gate = tables.verdict_gate(tracking)
+    gate = claims.verdict_gate(tracking)
     assert gate.ok and gate.diff.estimate == pytest.approx(25.1) and gate.diff.low > 0
-    assert tables.verdicts(tracking).loc["Diffusion helps (k=5)", "verdict"] in (verdicts.HOLDS, verdicts.INCONCLUSIVE)
+    assert claims.verdict_table(tracking).loc["Diffusion helps (k=5)", "verdict"] in (verdicts.HOLDS, verdicts.INCONCLUSIVE)
     # the same static values on other sequences, or no static run: held back, saying why
     other = verdicts.full_beats_static(tracking.matrix("dmtrack-full", "synthetic_otb_lang", 5, "pytracking"),
                                        collapsed.matrix("static", "synthetic_otb_lang", None, "pytracking").rename(columns=str.lower))
@@ -226,8 +229,8 @@ def test_coverage_and_flags_of_a_partial_run_on_the_real_benchmarks(tmp_path):
     _write_run(root, "otb_lang", "dmtrack-full", "k1_seed0", "full", 1, 0, {"Biker": _seq(50), "Board": _seq(60)})
     for name, rows in (("Biker", 3), ("Board", 4)):  # raw results: one row per scored frame
         (root / "otb_lang" / "dmtrack-full" / "k1_seed0" / f"{name}.txt").write_text("1,2,3,4\n" * rows)
-    res = tables.Results(*tables.load_runs(root), synthetic=False)
-    cover = tables.coverage(res, tmp_path / "work")
+    res = results.Results(*results.load_runs(root), synthetic=False)
+    cover = header.coverage(res, tmp_path / "work")
     otb = cover.set_index("loader").loc["otb_lang"]
     assert (otb.sequences, otb.official_sequences, otb.frames, otb.official_frames) == (2, 48, 7, 29077)
     assert cover.set_index("loader").loc["lasot"].sequences is None  # not run
@@ -236,12 +239,12 @@ def test_coverage_and_flags_of_a_partial_run_on_the_real_benchmarks(tmp_path):
                     weights={"pretrained": dict(setting="none", path=None, sha256=None, note="random initialisation"),
                              "text_encoder": dict(setting="minilm", name="model", path="/x/model", sha256="ab" * 32, files=9)},
                     data_env={"DMTRACK_DATA": "/data"})
-    flags = tables.run_flags(manifest, cover)
+    flags = header.run_flags(manifest, cover)
     assert flags[0] == "**2 config override(s)** of the profile `paper`: `depth`, `pretrained` (values below)"
     assert any("trained from random initialisation" in f for f in flags) and any("**MiniLM**" in f for f in flags)
     assert "OTB-Lang: **2 of the official 48 sequences** and 7 of the official 29,077 frames scored" in flags
     assert "LaSOT: **not scored**" in flags and any("not checked" in f for f in flags) and any("first 5 frames" in f for f in flags)
-    md = tables.provenance_markdown(manifest, cover, ["the verdicts are **held back**: because"])
+    md = header.provenance_markdown(manifest, cover, ["the verdicts are **held back**: because"])
     assert "> **This run differs from the paper's setup**" in md and "> - the verdicts are **held back**: because" in md
     assert "| training seeds | 1 per variant (seed 0) |" in md and "| `depth` | `12` | `2` |" in md
     assert f"| `{'ab' * 32}` |" in md and "| OTB-Lang (`otb_lang`) | 2 | 48 | 7 | 29,077 |" in md
@@ -418,7 +421,7 @@ def test_a_process_handed_gpus_runs_on_them_or_stops(monkeypatch):
 def test_the_calibration_runs_in_a_child_that_sees_only_the_pools_first_gpu(tmp_path, monkeypatch):
     import torch
 
-    from dmtrack.report import estimate
+    from dmtrack.chain import estimate
 
     def in_this_process(*args, **kw):
         raise AssertionError("calibrated in the chain's own process (on its cuda:0)")
@@ -479,7 +482,7 @@ _CHAIN_SCRIPT = """
 import sys
 from pathlib import Path
 from dmtrack.cli import run_command
-from dmtrack.report.chain import Step, run_chain
+from dmtrack.chain.graph import Step, run_chain
 
 d = Path(sys.argv[1])
 step = lambda name, out, **kw: Step(name, "sleep.ipynb", {"out": str(d / out)}, outputs=[str(d / out)], **kw)
@@ -604,6 +607,29 @@ def test_render_html_leaves_out_what_libraries_print_on_stderr(tmp_path):
     assert nbformat.read(tmp_path / "r.ipynb", as_version=4).cells[0].outputs[0].text == warning  # the notebook keeps it
 
 
+def test_the_chain_tracks_the_benchmarks_the_report_shows():
+    """The chain's own benchmark list (chain.plan.CHAIN_BENCHMARKS, what it tracks and where --other results
+    may lie) and the paper's (dmtrack.paper.BENCHMARKS, Table 1's columns) are two names for the same four."""
+    from dmtrack.chain.plan import CHAIN_BENCHMARKS
+    from dmtrack.data import BENCHMARKS as LOADABLE
+
+    assert sorted(CHAIN_BENCHMARKS) == sorted(paper.BENCHMARKS) == ["lasot", "lasot_ext", "otb_lang", "tnl2k"]
+    assert set(CHAIN_BENCHMARKS) <= set(LOADABLE)
+
+
+def test_gpu_pool_hands_out_and_takes_back():
+    from dmtrack.chain.graph import GpuPool
+
+    one, two = Step("one", "x.ipynb", {}), Step("two", "x.ipynb", {}, devices=2)
+    pool = GpuPool(["3", "5", "7"], [one, two])
+    assert pool.take(two) == ["3", "5"] and pool.free == ["7"] and pool.fits(one) and not pool.fits(two)
+    assert pool.take(one) == ["7"] and not pool.fits(one)
+    pool.give_back("two")
+    assert pool.free == ["3", "5"] and pool.fits(two) and pool.held == {"one": ["7"]}
+    with pytest.raises(ValueError, match=r"step\(s\) two need more GPUs than the 1 given"):
+        GpuPool(["0"], [one, two])
+
+
 def test_plan_of_the_demo_profile(tmp_path):
     paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
     steps = pipeline.plan("demo", paths)
@@ -684,7 +710,7 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
 def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
     from dmtrack.data.synthetic import generate
     from dmtrack.layout import train_dir
-    from dmtrack.report.steps import train_variant
+    from dmtrack.chain.steps import train_variant
 
     data = tmp_path / "data"
     generate(data, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
@@ -718,7 +744,7 @@ def test_unknown_training_override_fails_before_any_step(tmp_path):
 
 def test_other_trackers_names_and_folders_are_checked_before_the_chain(tmp_path, monkeypatch, capsys):
     from dmtrack.cli import Parser, main
-    from dmtrack.report import cli as report_cli
+    from dmtrack.chain import cli as report_cli
 
     (tmp_path / "mm" / "lasot").mkdir(parents=True)
     (tmp_path / "empty").mkdir()
@@ -808,7 +834,7 @@ def test_preflight_resolves_paths_and_records_the_weights(tmp_path, monkeypatch)
     import hashlib
 
     from dmtrack.provenance import folder_sha256
-    from dmtrack.report.preflight import preflight
+    from dmtrack.chain.preflight import preflight
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "w").mkdir()
@@ -850,14 +876,14 @@ def test_manifest_seeds_agree_with_the_settings(tmp_path):
 
 
 def _calibration(**kw):
-    from dmtrack.report.estimate import Calibration
+    from dmtrack.chain.estimate import Calibration
 
     return Calibration(**{**dict(device="cpu", threads=1, batch=2, train_s_per_pair=0.1, frame_s={1: 0.02, 5: 0.06},
                                  seconds=1.0, text_encoder="minilm", notebook_s=3.0), **kw})
 
 
 def test_plan_estimate_follows_the_cost_model():
-    from dmtrack.report import estimate
+    from dmtrack.chain import estimate
 
     paths = pipeline.default_paths("smoke", "/r", "/w", "/d")
     steps = pipeline.plan("smoke", paths)
@@ -906,7 +932,7 @@ def _robust_runs(root, aucs: dict, seeds=(0, 1)):
         for seed in seeds:
             _write_run(root, "synthetic_lasot", f"dmtrack-{variant}", EvalRun(variant, seed, 1, sentence=sentence).param, variant, 1,
                        seed, {n: _seq(a + seed) for n, a in per.items()}, sentence=sentence)
-    return tables.Results(*tables.load_runs(root), synthetic=True)
+    return results.Results(*results.load_runs(root), synthetic=True)
 
 
 def test_robustness_table_drops_control_and_verdict(tmp_path):
@@ -919,7 +945,7 @@ def test_robustness_table_drops_control_and_verdict(tmp_path):
             ("not_mask_driven", "uninformative"): true}
     aucs.update({("no_language", s): true for s in ("true", "misleading", "uninformative")})
     res = _robust_runs(tmp_path / "results", aucs)
-    t = tables.robustness(res, ["full", "not_mask_driven", "no_diffusion", "no_language"])
+    t = sweeps.robustness(res, ["full", "not_mask_driven", "no_diffusion", "no_language"])
     full, nmd, blind = t.loc["full"], t.loc["not_mask_driven"], t.loc["no_language"]
     assert full.auc_true == pytest.approx(66.5) and full.auc_misleading == pytest.approx(64.5)  # mean of 60..72, + 0.5 seed
     # the same drop on every sequence and seed: the CI is that drop
@@ -934,7 +960,7 @@ def test_robustness_table_drops_control_and_verdict(tmp_path):
     assert "full vs no_diffusion" not in t.index  # not run
     # a control that moves with the sentence says the test itself is broken
     aucs[("no_language", "misleading")] = {n: a - 5 for n, a in true.items()}
-    bad = tables.robustness(_robust_runs(tmp_path / "bad", aucs), ["full", "no_language"])
+    bad = sweeps.robustness(_robust_runs(tmp_path / "bad", aucs), ["full", "no_language"])
     assert bad.loc["no_language", "note"].startswith("control FAILS")
     # the true-sentence tables never see the other sentences' runs
     assert res.summary("dmtrack-not_mask_driven", "synthetic_lasot", 1, "pytracking")["auc"] == pytest.approx(66.5)
@@ -942,13 +968,13 @@ def test_robustness_table_drops_control_and_verdict(tmp_path):
 
 def test_within_test_pairs_models_and_sequences():
     a = np.array([[10.0, 20, 30, 40], [12, 22, 32, 42]])
-    t = verdicts.within_test(a, a - np.array([1.0, 3, 1, 3]), 0.95)
+    t = stats.within_test(a, a - np.array([1.0, 3, 1, 3]), 0.95)
     # one source only, the sequences: differences 1, 3, 1, 3 (mean 2); the seeds add nothing, so df = 4 - 1
     # and the bootstrap's SE is the differences' plug-in sd (1) over sqrt(4)
     assert t.diff.estimate == pytest.approx(2.0) and t.df == pytest.approx(3.0)
     assert t.se == pytest.approx(0.5, rel=0.05) and 0 < t.diff.low < 2 < t.diff.high
     with pytest.raises(ValueError, match="same seeds and sequences"):
-        verdicts.within_test(a, a[:1], 0.95)
+        stats.within_test(a, a[:1], 0.95)
 
 
 def test_drift_sweep_gives_differences_against_no_language_on_the_same_videos(tmp_path):
@@ -958,7 +984,7 @@ def test_drift_sweep_gives_differences_against_no_language_on_the_same_videos(tm
         for variant, gain in (("full", 4.0), ("no_language", 0.0)):
             _write_run(root, bench, f"dmtrack-{variant}", "k1_seed0", variant, 1, 0,
                        {n: _seq(40 + shift + gain + j) for j, n in enumerate(names)})
-    dr = tables.drift_sweep(tables.Results(*tables.load_runs(root), synthetic=True), [0.5, 1.0], ["full", "no_language"], 1)
+    dr = sweeps.drift_sweep(results.Results(*results.load_runs(root), synthetic=True), [0.5, 1.0], ["full", "no_language"], 1)
     full = dr[dr.variant == "full"].set_index("level")
     assert list(full.auc) == [46.0, 56.0]  # the level moves the AUC by 10 ...
     # ... but not the difference on the same videos: +4 on every sequence, so the paired CI is 4 too

@@ -273,7 +273,7 @@ def test_ddp_two_processes_identical_replicas_different_data(data_root, tmp_path
 
 
 def test_the_chain_trains_a_variant_over_two_gloo_processes_with_torchrun(data_root, tmp_path):
-    from dmtrack.report.steps import torchrun_command, train_variant
+    from dmtrack.chain.steps import torchrun_command, train_variant
 
     overrides = {"pairs_per_epoch": 16, "batch_size": 4, "epochs": 1, "pretrained": "/w/a b.pth"}
     cmd = torchrun_command("smoke", "full", 0, tmp_path / "out", overrides, processes=2, threads=5)
@@ -290,7 +290,7 @@ def test_the_chain_trains_a_variant_over_two_gloo_processes_with_torchrun(data_r
 
 
 KERNEL_STAND_IN = """import json, sys
-from dmtrack.report.steps import train_variant
+from dmtrack.chain.steps import train_variant
 train_variant("smoke", "full", 0, sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), processes=2, threads=2)
 """
 
@@ -314,7 +314,7 @@ def test_killing_the_kernel_of_a_torchrun_training_stops_its_workers_and_the_rer
     # issue 19 item 11: the chain SIGKILLs a step's kernel's process group; torchrun's workers live in
     # sessions of their own, so before the fix they kept training and holding the folder's lock
     from dmtrack.layout import model_path, train_dir
-    from dmtrack.report.steps import torchrun_command
+    from dmtrack.chain.steps import torchrun_command
 
     work, overrides = tmp_path / "work", {"pairs_per_epoch": 8, "batch_size": 4, "epochs": 400, "checkpoint_every": 1}
     out, env = train_dir(work, "full", 0), {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -347,7 +347,7 @@ def test_killing_the_kernel_of_a_torchrun_training_stops_its_workers_and_the_rer
 
 
 def test_a_failed_torchrun_training_names_the_workers_error_on_the_first_line(data_root, tmp_path):
-    from dmtrack.report.steps import _torchrun, torchrun_command
+    from dmtrack.chain.steps import _torchrun, torchrun_command
 
     cmd = torchrun_command("smoke", "full", 0, tmp_path / "out", {"no_such_key": 1}, processes=2, threads=2)
     with pytest.raises(RuntimeError) as e:

@@ -1,6 +1,6 @@
-"""The verdict rule (dmtrack/report/verdicts.py): the paired difference of two Table 2 rows, its
-bootstrap standard error, the Bonferroni family level over the eight claims, the variance components
-behind the degrees of freedom and the seeds-needed table. Hand-computed cases and error rates over
+"""The verdict rule (dmtrack/report/verdicts.py; its statistics in dmtrack/eval/stats.py): the paired
+difference of two Table 2 rows, its bootstrap standard error, the Bonferroni family level over the eight
+claims, the variance components behind the degrees of freedom and the seeds-needed table. Hand-computed cases and error rates over
 random draws; every bootstrap is vectorised and seeded, so the file takes seconds."""
 import math
 
@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from dmtrack import paper
+from dmtrack.eval import stats as eval_stats
 from dmtrack.eval.stats import CI
-from dmtrack.report import paper, verdicts
+from dmtrack.report import verdicts
 
 CLAIM = paper.CLAIMS[0]  # a "better" claim
 SIMILAR = next(c for c in paper.CLAIMS if c.kind == "similar")
@@ -45,7 +47,7 @@ def _seed_offsets_only():
 
 def test_variance_components_and_seeds_needed_by_hand():
     a, b = _seed_offsets_only()
-    comp = verdicts.variance_components(a, b)
+    comp = eval_stats.variance_components(a, b)
     assert comp.seed == pytest.approx((2.0, 0.0)) and comp.residual == pytest.approx((0.0, 0.0))
     assert comp.interaction == pytest.approx(0.0) and comp.seeds == (2, 2) and comp.sequences == 3
     assert comp.variance() == pytest.approx(1.0) and comp.df() == pytest.approx(1.0)
@@ -58,7 +60,7 @@ def test_variance_components_and_seeds_needed_by_hand():
     # s = 5 gives (2.776 + 0.941) sqrt(0.4) = 2.35 < 2.5
     assert comp.seeds_needed(2.5, 0.95, power=0.8) == 5
     # a difference that varies from sequence to sequence does not shrink with seeds: no number suffices
-    noisy = verdicts.variance_components(np.stack([9 + 40 * np.array([0, 1, 0, 1, 0.])] * 2),
+    noisy = eval_stats.variance_components(np.stack([9 + 40 * np.array([0, 1, 0, 1, 0.])] * 2),
                                          np.full((2, 5), 5.0))
     assert noisy.interaction == pytest.approx(480.0) and noisy.seeds_needed(3.0, 0.95) is None
 
@@ -70,7 +72,7 @@ def test_residual_and_interaction_are_separated():
     # var(g) = 16/3, minus the residual's share e / s = 4/3: interaction 4
     e = np.array([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])
     g = np.array([0.0, 4.0, 0.0, 4.0])
-    comp = verdicts.variance_components(e + g, np.zeros((2, 4)))
+    comp = eval_stats.variance_components(e + g, np.zeros((2, 4)))
     assert comp.residual == pytest.approx((8 / 3, 0.0)) and comp.seed == pytest.approx((0.0, 0.0))
     assert comp.interaction == pytest.approx(4.0)
 
@@ -78,7 +80,7 @@ def test_residual_and_interaction_are_separated():
 def test_paired_test_is_the_studentized_bootstrap_interval():
     a, b = _seed_offsets_only()
     level = verdicts.family_level(FAMILY)
-    t = verdicts.paired_test(a, b, level, n=4000, seed=0)
+    t = eval_stats.paired_test(a, b, level, n=4000, seed=0)
     # the difference is constant within each seed (4 or 6): only a's two seeds vary. After spreading them by
     # sqrt(2) around their mean, the bootstrap mean of 2 draws has variance 2 / 2 = 1: SE ~ 1
     assert t.diff.estimate == pytest.approx(5.0) and t.se == pytest.approx(1.0, rel=0.05) and t.df == pytest.approx(1.0)
@@ -86,11 +88,11 @@ def test_paired_test_is_the_studentized_bootstrap_interval():
     assert (t.diff.low, t.diff.high) == pytest.approx((5 - q * t.se, 5 + q * t.se))
     assert t.half_width == pytest.approx(q * t.se) and t.p == pytest.approx(2 * stats.t.sf(5 / t.se, 1))
     # the same data decide differently alone (95%) and in the family of eight (99.375%): here 5 +- 12.7 vs +- 102
-    assert verdicts.paired_test(a + 10, b, 0.95).diff.low > 0 and verdicts.paired_test(a + 10, b, level).diff.low < 0
+    assert eval_stats.paired_test(a + 10, b, 0.95).diff.low > 0 and eval_stats.paired_test(a + 10, b, level).diff.low < 0
     # identical rows: a zero-width interval at the difference; a row's percentile CI of constant seeds too
-    z = verdicts.paired_test(np.full((2, 5), 60.0), np.full((2, 5), 55.0), level)
+    z = eval_stats.paired_test(np.full((2, 5), 60.0), np.full((2, 5), 55.0), level)
     assert (z.diff.estimate, z.diff.low, z.diff.high, z.se) == (5.0, 5.0, 5.0, 0.0)
-    ci = verdicts.seed_sequence_ci([[10.0] * 6, [20.0] * 6], n=500)
+    ci = eval_stats.seed_sequence_ci([[10.0] * 6, [20.0] * 6], n=500)
     assert ci.estimate == 15.0 and 10.0 - 1e-9 <= ci.low < 15.0 < ci.high <= 20.0 + 1e-9 and ci.n == 6
 
 
@@ -136,8 +138,8 @@ def test_no_effect_is_inconclusive_at_the_family_rate():
         wrong = naive = 0
         for j in range(FAMILY):
             a, b = _rows(rng, 0.0)
-            wrong += verdicts.decide(verdicts.paired_test(a, b, level, n=500, seed=i * FAMILY + j).diff)[0] != verdicts.INCONCLUSIVE
-            lo, hi = np.quantile(verdicts.paired_boot(a, b, n=500, seed=j), [(1 - level) / 2, (1 + level) / 2])
+            wrong += verdicts.decide(eval_stats.paired_test(a, b, level, n=500, seed=i * FAMILY + j).diff)[0] != verdicts.INCONCLUSIVE
+            lo, hi = np.quantile(eval_stats.paired_boot(a, b, n=500, seed=j), [(1 - level) / 2, (1 + level) / 2])
             naive += lo > 0 or hi < 0
         ours, percentile = ours + (wrong > 0), percentile + (naive > 0)
     bound = 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws)
@@ -163,3 +165,18 @@ def test_judge_needs_several_seeds_and_sequences_and_aligns_frames():
     a, b = _rows(rng, 0.2, sequences=12, seed_sd=0.05, residual_sd=0.2, interaction_sd=0.1)
     assert verdicts.judge(SIMILAR, a, b, family=FAMILY).verdict == verdicts.HOLDS  # 0.2 apart, surely within 1
     assert verdicts.judge(SIMILAR, a + 3, b, family=FAMILY).verdict == verdicts.FAILS
+
+
+def test_the_benchmarks_bootstrap_is_the_verdicts_one_with_one_seed():
+    """bench/ and `dmtrack score` compare trackers with bootstrap_ci / paired_difference_ci: the one-seed
+    case of the report's seed-and-sequence bootstrap, drawing the same sequences for the same seed."""
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    one, row = eval_stats.bootstrap_ci(x, n=300, seed=4), eval_stats.seed_sequence_ci(x[None, :], n=300, seed=4)
+    assert one.n == row.n == 5 and one.estimate == pytest.approx(6.2)  # (1 + 2 + 4 + 8 + 16) / 5
+    assert np.allclose(one, row, rtol=0, atol=1e-12)
+    y = x - np.array([1.0, 0.0, 1.0, 0.0, 1.0])
+    paired = eval_stats.paired_difference_ci(x, y, n=300, seed=4)
+    assert paired.estimate == pytest.approx(0.6) and 0 <= paired.low <= paired.high <= 1  # each draw: a mean of 0s and 1s
+    assert np.allclose(paired, eval_stats.paired_ci(x, y, n=300, seed=4), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="level must be in"):
+        eval_stats.bootstrap_ci(x, level=1.0)

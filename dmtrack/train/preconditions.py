@@ -1,5 +1,5 @@
 """What a training needs before it starts, checked in the time of a few stat calls: the weights it
-starts from. `dmtrack train` and `dmtrack report` (dmtrack.report.preflight) both refuse to start without
+starts from. `dmtrack train` and `dmtrack report` (dmtrack.chain.preflight) both refuse to start without
 them, with one message naming everything missing.
 
     check_weights("paper", {"pretrained": "/w/OSTrack_ep0300.pth.tar"}, required=True)  # PreflightError: text_encoder=...

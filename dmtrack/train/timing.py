@@ -1,4 +1,4 @@
-"""One timed training step, the same for the chain's cost estimate (dmtrack.report.estimate) and every
+"""One timed training step, the same for the chain's cost estimate (dmtrack.chain.estimate) and every
 benchmark under bench/, so the ETA and the benchmarks measure one thing: the full model's optimiser
 step as `dmtrack.train.loop` runs it (AdamW, the GradScaler of fp16, TF32 for fp32 on a GPU, the text
 encoder's output cache) at the training's middle epoch, where candidate elimination's keep rate is

@@ -27,7 +27,7 @@ def k_list(text: str) -> list[int]:
 
 def add_arguments(p) -> None:
     from ..config import add_override_arguments
-    from .pipeline import CHAINS
+    from .plan import CHAINS
 
     p.add_argument("--profile", default="demo", choices=list(CHAINS), help="smoke | demo (default) | paper")
     p.add_argument("--seeds", type=int, default=None, help="training seeds per variant (default: the profile's)")
@@ -69,7 +69,7 @@ def add_arguments(p) -> None:
 
 def _other(item: str) -> tuple[str, str]:
     """`--other NAME=DIR` -> (NAME, absolute DIR), checked now: a bad one is a one-line usage error."""
-    from .pipeline import check_other
+    from .plan import check_other
 
     if "=" not in item:
         raise argparse.ArgumentTypeError(f"expects NAME=DIR, got {item!r}")
@@ -108,7 +108,8 @@ def run(args) -> int:
     from ..cli import UsageError
     from ..config import overrides_from_args
     from .estimate import format_plan
-    from .pipeline import ChainOptions, plan_estimate, reproduce
+    from .pipeline import plan_estimate, reproduce
+    from .plan import ChainOptions
 
     names = [name.casefold() for name, _ in args.other]
     twice = sorted({n for n in names if names.count(n) > 1})

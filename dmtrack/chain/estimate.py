@@ -93,7 +93,7 @@ def _frame_seconds(model, cfg: Config, k: int, frames: int) -> float:
     return statistics.median(times[1:])
 
 
-_NOTEBOOK_START = ("import ipykernel.kernelapp, dmtrack.report.steps, dmtrack.report.plots, dmtrack.report.tables, time; "
+_NOTEBOOK_START = ("import ipykernel.kernelapp, dmtrack.chain.steps, dmtrack.report.plots, dmtrack.report.tables, time; "
                    "print(time.time())")
 
 
@@ -253,7 +253,7 @@ def calibrate_on(gpu: str | None, cfg: Config, ks, threads: int) -> Calibration:
 
     env = {**os.environ, **(gpu_environment([gpu]) if gpu is not None else {})}
     job = json.dumps(dict(config=cfg.to_dict(), ks=sorted({int(k) for k in ks}), threads=threads))
-    res = subprocess.run([sys.executable, "-m", "dmtrack.report.estimate"], input=job, env=env, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "dmtrack.chain.estimate"], input=job, env=env, capture_output=True, text=True)
     if res.returncode:
         last = (res.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the cost calibration on {'GPU ' + gpu if gpu is not None else 'this machine'} failed: {last}")

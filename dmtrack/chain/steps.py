@@ -26,7 +26,7 @@ from dmtrack.eval.results import find_result_files, read_results, save_scores
 from dmtrack.layout import (OTHER_PARAM, model_path, results_dir, train_dir, write_run_meta)
 from dmtrack.model.weights import load_checkpoint
 from dmtrack.provenance import visible_gpus
-from dmtrack.report.paper import BENCHMARKS
+from dmtrack.chain.plan import CHAIN_BENCHMARKS as BENCHMARKS
 from dmtrack.track.runner import (CheckpointTracker, DataSelection, Execution, TrackSettings, evaluate,
                                   track_sequence)
 from dmtrack.train import load_train_sequences, train

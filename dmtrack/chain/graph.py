@@ -1,4 +1,4 @@
-"""A generic papermill chain: steps (notebooks with parameters), keys, skip-if-done, failures, HTML.
+"""A generic papermill chain: steps (notebooks with parameters), keys, skip-if-done, failures, the GPU pool.
 
 A chain is a list of `Step`s, each one notebook run with papermill on its parameters. Every
 executed notebook is kept under <runs>/ next to a JSON stamp holding the hash of the step's
@@ -9,7 +9,7 @@ of GPUs, the chain hands each running step `Step.devices` of them (its kernel's 
 and gives them back when it ends: two running steps never share a GPU. SIGINT
 (Ctrl-C) or SIGTERM kills the running steps' kernels at once and raises `ChainInterrupted`
 naming them; they get no stamp, so a rerun runs them again. This module knows nothing of
-DMTrack: dmtrack.report.pipeline builds the profiles' chains.
+DMTrack: dmtrack.chain.plan builds the profiles' chains.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dmtrack.io import atomic_write_text
-from dmtrack.provenance import gpu_environment
+from dmtrack.provenance import check_gpus, gpu_environment, visible_gpus
 
 KERNEL = "python3"  # jupyter_client runs the native kernel with sys.executable, i.e. this venv's python
 
@@ -244,6 +243,35 @@ def chain_keys(steps: list[Step]) -> dict[str, str]:
     return keys
 
 
+# --- GPUs ---------------------------------------------------------------------------------------------
+def gpu_pool(gpus) -> list | None:
+    """The GPU pool a chain's steps are spread over: `gpus` (CUDA_VISIBLE_DEVICES ids) checked against the
+    GPUs this process sees (ValueError naming an id it does not see: a step given it would have no GPU, or
+    someone else's), None for every GPU it sees; None (no pool) when that leaves none."""
+    return (visible_gpus() if gpus is None else check_gpus(gpus)) or None
+
+
+class GpuPool:
+    """The free GPU ids of a running chain: a step starts when `step.devices` of them are free and holds
+    them (its kernel's CUDA_VISIBLE_DEVICES) until it ends, so two running steps never share a GPU."""
+
+    def __init__(self, gpus: list, steps: list[Step]):
+        too_big = [s.name for s in steps if s.devices > len(gpus)]
+        if too_big:
+            raise ValueError(f"step(s) {', '.join(too_big)} need more GPUs than the {len(gpus)} given ({gpus})")
+        self.free, self.held = list(gpus), {}
+
+    def fits(self, step: Step) -> bool:
+        return len(self.free) >= step.devices
+
+    def take(self, step: Step) -> list:
+        self.held[step.name], self.free = self.free[: step.devices], self.free[step.devices:]
+        return self.held[step.name]
+
+    def give_back(self, name: str) -> None:
+        self.free.extend(self.held.pop(name))
+
+
 def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = False, log=print,
               before=None, jobs: int = 1, gpus: list | None = None) -> list[dict]:
     """Run `steps` (each keyed by its parameters and its inputs' keys); stop at the first failure.
@@ -260,31 +288,26 @@ def run_chain(steps: list[Step], runs: Path, notebooks: Path, force: bool = Fals
     from concurrent.futures import ThreadPoolExecutor
 
     keys = chain_keys(steps)
-    too_big = [s.name for s in steps if gpus is not None and s.devices > len(gpus)]
-    if too_big:
-        raise ValueError(f"step(s) {', '.join(too_big)} need more GPUs than the {len(gpus)} given ({gpus})")
-    free = None if gpus is None else list(gpus)
+    pool = None if gpus is None else GpuPool(gpus, steps)
     done: dict[str, dict] = {}
-    pending, running, held = list(steps), {}, {}
+    pending, running = list(steps), {}
     _STOPPING.clear()
     logging.getLogger("papermill").addFilter(_quiet_when_stopping)  # nbclient logs through it; added once
     try:
-        with ThreadPoolExecutor(max(1, jobs)) as pool, _signals_interrupt():
+        with ThreadPoolExecutor(max(1, jobs)) as threads, _signals_interrupt():
             try:
                 while pending or running:
                     for step in [s for s in pending if all(d in done for d in s.deps)]:
-                        if len(running) >= max(1, jobs) or (free is not None and len(free) < step.devices):
+                        if len(running) >= max(1, jobs) or (pool is not None and not pool.fits(step)):
                             continue
                         if before is not None:
                             before(step, [done[s.name] for s in steps if s.name in done])
                         pending.remove(step)
-                        if free is not None:
-                            held[step.name], free[:] = free[: step.devices], free[step.devices:]
-                        running[pool.submit(run_step, step, runs, keys[step.name], notebooks, force, log,
-                                            held.get(step.name))] = step
+                        running[threads.submit(run_step, step, runs, keys[step.name], notebooks, force, log,
+                                               None if pool is None else pool.take(step))] = step
                     for name in _collect(running, done):
-                        if free is not None:  # its GPUs go back to the pool
-                            free.extend(held.pop(name))
+                        if pool is not None:  # its GPUs go back to the pool
+                            pool.give_back(name)
             except KeyboardInterrupt as e:
                 raise _interrupted(running, getattr(e, "signum", signal.SIGINT)) from None
     finally:
@@ -350,34 +373,3 @@ def _interrupted(running: dict, signum: int) -> ChainInterrupted:
     stop_kernels()
     wait(running, timeout=60)  # each papermill call fails within a second of its kernel's death (nbclient polls it)
     return ChainInterrupted([s.name for f, s in running.items() if not f.done() or f.exception() is not None], signum)
-
-
-# --- HTML --------------------------------------------------------------------------------------------
-_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNORECASE)
-
-
-def render_html(executed: Path, html: Path, appendix_md: str = "") -> Path:
-    """Render an executed notebook to a self-contained page: inputs hidden, images embedded, no scripts, no stderr.
-
-    nbconvert's lab template loads require.js, MathJax and mermaid from a CDN; the report needs
-    none of them (tables are HTML, figures are PNGs), so every <script> is removed and the page
-    loads nothing from the network. `appendix_md` is added as a last markdown cell.
-    """
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(str(executed), as_version=4)
-    for cell in nb.cells:  # stderr is where libraries warn (timm's import of tqdm.auto in a kernel without
-        # ipywidgets: "TqdmWarning: IProgress not found"): never the reader's business; the executed notebook keeps it
-        if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
-    if appendix_md:
-        nb.cells.append(nbformat.v4.new_markdown_cell(appendix_md))
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True, embed_images=True)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": "DMTrack reproduction report"}})
-    body = _SCRIPT.sub("", body)
-    atomic_write_text(Path(html), body)
-    return Path(html)
-
-

@@ -1,0 +1,135 @@
+"""The report's header: what makes a run differ from the paper's setup (or its profile), what was
+scored against the official test sets, and the run's provenance (hardware, packages, commit, weights).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dmtrack import paper
+from dmtrack.data import STAND_IN
+from dmtrack.data.benchmarks import OFFICIAL_SIZE
+from dmtrack.eval.results import find_result_files
+from dmtrack.layout import results_root, scored_runs, scores_path, tracker_name
+from dmtrack.provenance import git_label, install_label
+from dmtrack.report.results import Results
+
+
+def _frames_scored(folder: Path, names) -> int:
+    paths, _ = find_result_files(folder, list(names), skip_missing=True)
+    return sum(sum(1 for line in open(p) if line.strip()) for p in paths.values())
+
+
+def coverage(res: Results, work) -> pd.DataFrame:
+    """Per Table 1 benchmark: the sequences and frames the full model (k = 1) was scored on (the fewest
+    over its seeds), and the official test set's counts (empty on the synthetic stand-ins)."""
+    rows = []
+    for b in paper.BENCHMARKS:
+        bench, seqs, frames = res.bench(b), [], []
+        for folder, meta in scored_runs(results_root(work)):
+            if meta["benchmark"] == bench and folder.parent.name == tracker_name("full") and meta.get("samples") == paper.TABLE1_K:
+                names = json.loads(scores_path(folder, "pytracking").read_text())["per_sequence"]
+                seqs.append(len(names))
+                frames.append(_frames_scored(folder, names))
+        official = (None, None) if res.synthetic else OFFICIAL_SIZE[b]
+        rows.append(dict(benchmark=paper.BENCHMARK_NAMES[b], loader=bench, sequences=min(seqs, default=None),
+                         official_sequences=official[0], frames=min(frames, default=None), official_frames=official[1]))
+    return pd.DataFrame(rows, dtype=object)  # counts stay ints, and None where not run or not known
+
+
+def run_flags(manifest: dict, cover: pd.DataFrame | None = None) -> list[str]:
+    """What makes this run differ from the paper's setup (real data) or from its profile: overrides,
+    missing weights, benchmarks not scored in full, an unchecked LaSOT split, --max-frames."""
+    flags, synthetic = [], manifest.get("synthetic")
+    changes = manifest.get("config_changes") or {}
+    if changes:
+        flags.append(f"**{len(changes)} config override(s)** of the profile `{manifest['profile']}`: "
+                     + ", ".join(f"`{k}`" for k in changes) + " (values below)")
+    weights = manifest.get("weights") or {}
+    if not synthetic and weights:
+        if not weights["pretrained"].get("sha256"):
+            flags.append("the visual encoder was **trained from random initialisation** "
+                         f"(`pretrained={weights['pretrained'].get('setting') or ''}`), not from an OSTrack / MAE checkpoint")
+        if weights["text_encoder"].get("setting") == "minilm":
+            flags.append("the language encoder is the packaged **MiniLM**, not bert-base-uncased")
+    for r in ([] if cover is None or synthetic else cover.to_dict("records")):
+        if r["sequences"] is None:
+            flags.append(f"{r['benchmark']}: **not scored**")
+        elif r["sequences"] != r["official_sequences"] or (r["official_frames"] and r["frames"] != r["official_frames"]):
+            of = f" of the official {r['official_frames']:,} frames" if r["official_frames"] else " frames (no official count known)"
+            flags.append(f"{r['benchmark']}: **{r['sequences']:,} of the official {r['official_sequences']:,} sequences** "
+                         f"and {r['frames']:,}{of} scored")
+    if not synthetic and manifest.get("lasot_split_check") is False:
+        flags.append("the LaSOT split file was **not checked** against the official 280 test sequences "
+                     "(DMTRACK_LASOT_SPLIT_CHECK=0): test sequences may have been trained on")
+    if manifest.get("max_frames"):
+        flags.append(f"every sequence was tracked and scored on its **first {manifest['max_frames']} frames** only")
+    return flags
+
+
+def _weights_rows(weights: dict) -> list[str]:
+    rows = ["| weights | setting | file or directory | SHA-256 |", "|---|---|---|---|"]
+    for label, key in (("visual encoder (pretrained=)", "pretrained"), ("language encoder (text_encoder=)", "text_encoder")):
+        w = weights.get(key, {})
+        where = w.get("path") or w.get("note", "")
+        if w.get("files"):
+            where = f"`{w['name']}` ({w['files']} files, hash over all): {where}"
+        rows.append(f"| {label} | `{w.get('setting') or '(not set)'}` | {where} | `{w.get('sha256') or '-'}` |")
+    return rows
+
+
+def _coverage_rows(cover: pd.DataFrame) -> list[str]:
+    fmt = lambda v: "-" if v is None or pd.isna(v) else f"{int(v):,}"
+    rows = ["| benchmark | sequences scored | official | frames scored | official |", "|---|---|---|---|---|"]
+    return rows + [f"| {r['benchmark']} (`{r['loader']}`) | {fmt(r['sequences'])} | {fmt(r['official_sequences'])} | "
+                   f"{fmt(r['frames'])} | {fmt(r['official_frames'])} |" for r in cover.to_dict("records")]
+
+
+def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes=()) -> str:
+    """The report's header: what differs from the paper's setup (flagged first), then profile, data,
+    hardware, packages, seeds, git commit, the config overrides, the weights and what was scored."""
+    hw = manifest.get("hardware", {})
+    gpus = ", ".join(hw.get("gpus", [])) or "none"
+    pk = ", ".join(f"{k} {v}" for k, v in manifest.get("packages", {}).items())
+    seeds = manifest.get("seeds", [])
+    lines = [f"# DMTrack reproduction report: profile `{manifest['profile']}`", ""]
+    if manifest.get("synthetic"):
+        lines += [f"> **All results in this report are on {STAND_IN.upper()}S of the benchmarks** (procedurally rendered "
+                  "videos written in the real layouts), with models at the profile's small sizes. They test the "
+                  "paper's claims on a stage built for them; they are **not** the paper's numbers reproduced, and "
+                  "must not be compared with them in absolute terms.", ""]
+    flags = run_flags(manifest, cover) + list(notes)
+    if flags:
+        what = f"the profile `{manifest['profile']}`" if manifest.get("synthetic") else "the paper's setup"
+        lines += [f"> **This run differs from {what}**; read every table below with this in mind:", ">"]
+        lines += [f"> - {f}" for f in flags] + [""]
+    roots = ", ".join(f"`{k}={v}`" for k, v in (manifest.get("data_env") or {}).items())
+    lines += ["| | |", "|---|---|",
+              f"| profile | `{manifest['profile']}` |",
+              f"| data | {manifest.get('data', '')} |"] + ([f"| data roots | {roots} |"] if roots and not manifest.get("synthetic") else []) + [
+              f"| training seeds | {len(seeds)} per variant (seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}) |",
+              f"| hardware | {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, {hw.get('ram_gib', '?')} GiB RAM, GPUs: {gpus} |",
+              f"| platform | {hw.get('platform', '?')}, Python {hw.get('python', '?')} |",
+              f"| packages | {pk} |",
+              f"| install | {install_label(manifest.get('install', {}))} |",
+              f"| git commit | `{git_label(manifest.get('git', {}))}` |",
+              f"| started | {manifest.get('started', '?')} |", ""]
+    changes = manifest.get("config_changes") or {}
+    lines += [f"**Config overrides** (`--set`) of the profile `{manifest['profile']}`, in every training of the chain: "
+              + ("none." if not changes else ""), ""]
+    if changes:
+        lines += ["| key | profile | this run |", "|---|---|---|"]
+        lines += [f"| `{k}` | `{json.dumps(a, default=str)}` | `{json.dumps(b, default=str)}` |" for k, (a, b) in changes.items()] + [""]
+    if manifest.get("weights"):
+        lines += _weights_rows(manifest["weights"]) + [""]
+    if cover is not None:
+        lines += ["**What was scored** (the full model at k = 1, fewest over its seeds):", ""] + _coverage_rows(cover) + [""]
+    steps = manifest.get("steps", [])
+    if steps:
+        total = sum(s["seconds"] for s in steps)
+        lines += [f"Steps before this report: {len(steps)}, {total / 60:.1f} min of notebook time "
+                  f"({sum(s['status'] == 'skipped' for s in steps)} reused from an earlier run for the same parameters). "
+                  "The durations of every step are listed at the end."]
+    return "\n".join(lines)
