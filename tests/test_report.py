@@ -303,6 +303,23 @@ def test_skip_if_done_and_rerun_on_change(tmp_path, nbdir):
     assert any(line.startswith("[skip] grp/write") for line in logs)
 
 
+def test_steps_run_on_this_python_whatever_kernelspecs_are_installed(tmp_path, nbdir, monkeypatch):
+    # issue 18 item 6: a user-level `python3` spec (`ipykernel install --user` from another python) outranks
+    # the venv's own, and the `dmtrack` spec may be missing or another clone's: the chain uses neither
+    specs = tmp_path / "jupyter"
+    for name in ("python3", "dmtrack"):
+        (specs / "kernels" / name).mkdir(parents=True)
+        (specs / "kernels" / name / "kernel.json").write_text(json.dumps(
+            {"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+             "display_name": name, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(specs))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "empty"))
+    out = tmp_path / "o.txt"
+    run_chain([Step("write", "write.ipynb", {"x": 5, "out": str(out)}, outputs=[str(out)])], tmp_path / "runs",
+              notebooks=nbdir, log=lambda s: None)
+    assert out.read_text() == f"5 {sys.executable}"
+
+
 def test_failing_notebook_names_notebook_cell_and_error(tmp_path, nbdir):
     out = tmp_path / "o.txt"
     steps = [Step("first", "write.ipynb", {"x": 1, "out": str(out)}, outputs=[str(out)]),

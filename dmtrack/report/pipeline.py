@@ -195,10 +195,14 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                           deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
         evaluated.append(name)
     all_train = [n for v in VARIANTS for n in trained[v]]
+    fig7 = synthetic_name("tnl2k", s.synthetic)  # it reads only the full model's k=1 scores (Fig. 7's hardest sequences)
+    hard = [st.name for st in steps if st.name.startswith("20_evaluate/") and st.params["benchmarks"] == [fig7]
+            and (st.params["variant"], st.params["k"], st.params["average"], st.params["steps_per_chain"],
+                 st.params.get("sentence", "true")) == ("full", 1, "final", None, "true")]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
-                      dict(common, benchmark=synthetic_name("tnl2k", s.synthetic), variants=list(VARIANTS), seed=seed_list[0],
+                      dict(common, benchmark=fig7, variants=list(VARIANTS), seed=seed_list[0],
                            k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
-                      deps=all_train + evaluated, runtime=dict(threads=threads)))
+                      deps=all_train + hard, runtime=dict(threads=threads)))
     steps.append(Step("40_report", "40_report.ipynb",
                       dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
                            steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,
