@@ -143,7 +143,7 @@ def sampling_chains(chain: np.ndarray, crop: np.ndarray, title: str):
 
 def k_samples(samples: np.ndarray, average: np.ndarray, spread: np.ndarray, crop: np.ndarray, title: str):
     """The k predicted masks of one frame, their average (what the tracker uses) and their spread (the
-    per-pixel range over the k, its maximum in the panel's title)."""
+    per-pixel range over the k, its maximum in the panel's title and its scale on a colour bar)."""
     k = len(samples)
     fig, axes = plt.subplots(1, k + 3, figsize=(2.1 * (k + 3), 2.5))
     axes[0].imshow(crop)
@@ -153,8 +153,10 @@ def k_samples(samples: np.ndarray, average: np.ndarray, spread: np.ndarray, crop
         axes[j + 1].set_title(f"sample {j + 1}", fontsize=8)
     axes[-2].imshow(average, cmap="magma", vmin=0, vmax=1)
     axes[-2].set_title(f"average of {k}", fontsize=8)
-    axes[-1].imshow(spread, cmap="viridis", vmin=0, vmax=1)
-    axes[-1].set_title(f"spread (max {spread.max():.3f})", fontsize=8)
+    # scaled to its own maximum, on a colour bar: a small spread still shows where the samples disagree
+    im = axes[-1].imshow(spread, cmap="viridis", vmin=0, vmax=float(spread.max()) or 1.0)
+    fig.colorbar(im, ax=axes[-1], fraction=0.046, pad=0.04)
+    axes[-1].set_title(f"spread (max {spread.max():.3g})", fontsize=8)
     for ax in axes:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
