@@ -145,7 +145,7 @@ def fig7_sequences(work, benchmark: str, names: list, n: int, variant: str = "fu
     `names`, the benchmark's sequences in order."""
     _, per = load_runs(results_root(work))
     d = per[(per.benchmark == benchmark) & (per.variant == variant) & (per.k == k) & (per.protocol == protocol)
-            & (per.average == "final") & per.steps.isna()] if len(per) else per
+            & (per.average == "final") & per.steps.isna()]
     if d.empty:
         return list(names[:n]), f"the first {n} sequences ({variant} k={k} is not scored on {benchmark} yet)"
     return list(d.groupby("sequence").auc.mean().sort_values().index[:n]), f"the {n} hardest for {variant} (lowest AUC, k={k})"
