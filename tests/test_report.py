@@ -127,6 +127,21 @@ def test_tables_from_scored_runs(tmp_path):
     assert "SYNTHETIC STAND-IN" in tables.caption("x", "official", True) and "protocol: official" in tables.caption("x", "official", True)
 
 
+def test_fig7_sequences_are_the_hardest_once_scored_else_the_first(tmp_path):
+    names = ["A1", "B2", "C3"]
+    assert results.fig7_sequences(tmp_path, "synthetic_tnl2k", names, 2) == (  # right after training: no results/
+        ["A1", "B2"], "the first 2 sequences (full k=1 is not scored on synthetic_tnl2k yet)")
+    root = tmp_path / "results"
+    _write_run(root, "synthetic_otb_lang", "dmtrack-full", "k1_seed0", "full", 1, 0, {"A1": _seq(1.0)})  # other benchmark
+    assert results.fig7_sequences(tmp_path, "synthetic_tnl2k", names, 2)[0] == ["A1", "B2"]
+    for seed, (a, b, c) in ((0, (60, 30, 50)), (1, (50, 40, 10))):  # means over the seeds: A1 55, B2 35, C3 30
+        _write_run(root, "synthetic_tnl2k", "dmtrack-full", f"k1_seed{seed}", "full", 1, seed,
+                   {"A1": _seq(a), "B2": _seq(b), "C3": _seq(c)})
+    _write_run(root, "synthetic_tnl2k", "dmtrack-full", "k5_seed0", "full", 5, 0, {"A1": _seq(0.0)})  # k=5: not read
+    assert results.fig7_sequences(tmp_path, "synthetic_tnl2k", names, 2) == (
+        ["C3", "B2"], "the 2 hardest for full (lowest AUC, k=1)")
+
+
 def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
     root, bench = tmp_path / "results", "synthetic_otb_lang"
     base, names = np.array([30.0, 40, 50, 60, 70, 80]), [f"S{i}" for i in range(6)]
@@ -259,6 +274,51 @@ def test_published_table_labels_sources():
     assert "[RGBL] Zhangyong-Tang/RGBL-Tracking-Results-Datasets-and-Methods" in tables.sources_markdown()
 
 
+# --- 30_visualize's library side -----------------------------------------------------------------------
+def test_sample_frame_defaults_to_the_middle_and_names_what_is_out_of_range():
+    from dmtrack.chain.steps import sample_frame
+
+    seqs = {"bird-1": list(range(9)), "car-2": list(range(4))}  # len() is all it reads of a sequence
+    assert sample_frame(seqs, "synthetic_tnl2k", "bird-1", None) == (seqs["bird-1"], 4)  # 9 frames: index 4 = frame 5
+    assert sample_frame(seqs, "synthetic_tnl2k", "car-2", 2)[1] == 1 and sample_frame(seqs, "b", "car-2", 4)[1] == 3
+    with pytest.raises(ValueError, match=r"^synthetic_tnl2k/car-2: frame 5 is outside 2\.\.4 \(1 is the initialisation frame\)$"):
+        sample_frame(seqs, "synthetic_tnl2k", "car-2", 5)
+    with pytest.raises(ValueError, match="frame 1 is outside"):
+        sample_frame(seqs, "synthetic_tnl2k", "car-2", 1)
+    with pytest.raises(ValueError, match=r"^synthetic_tnl2k: no sequence 'cat' \(it has bird-1, car-2\)$"):
+        sample_frame(seqs, "synthetic_tnl2k", "cat", None)
+
+
+def test_sampling_chain_gives_every_chain_and_the_spread_and_the_plots_draw_them(root, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from conftest import smoke_checkpoint
+
+    from dmtrack.config import load_config
+    from dmtrack.chain import steps
+    from dmtrack.report import plots
+    from dmtrack.track.runner import CheckpointTracker
+
+    seq = steps.load_sequences("synthetic_tnl2k", root)[0]
+    out = steps.sampling_chain(CheckpointTracker(str(smoke_checkpoint(tmp_path)), 3, 0)(), seq, 2)
+    cfg = load_config("smoke", "full")  # final reading: k = 3 chains of sampling_steps steps each
+    assert out["chain"].shape[:2] == (cfg.sampling_steps + 1, 3) and out["samples"].shape[0] == 3
+    np.testing.assert_array_equal(out["spread"], out["samples"].max(0) - out["samples"].min(0))
+    assert out["spread"].max() > 0  # the chains start from different noise
+    np.testing.assert_allclose(out["average"], out["samples"].mean(0))
+    fig = plots.sampling_chains(out["chain"], out["crop"], "t")
+    n = cfg.sampling_steps + 2  # the crop and x_T .. x_0 per row
+    assert len(fig.axes) == 3 * n
+    for r in range(3):  # row r draws chain r
+        for j in range(n - 1):
+            np.testing.assert_array_equal(fig.axes[r * n + j + 1].images[0].get_array(), out["chain"][j, r])
+    fig = plots.k_samples(out["samples"], out["average"], out["spread"], out["crop"], "t")
+    spread = fig.axes[3 + 2]  # the crop, 3 samples, the average, the spread (then its colour bar)
+    np.testing.assert_array_equal(spread.images[0].get_array(), out["spread"])
+    assert spread.get_title() == f"spread (max {out['spread'].max():.3g})"
+
+
 # --- pipeline machinery (tiny notebooks) ---------------------------------------------------------
 def _notebook(path, code, params="x = 1\nout = ''"):
     params = nbformat.v4.new_code_cell(params)
@@ -304,6 +364,23 @@ def test_skip_if_done_and_rerun_on_change(tmp_path, nbdir):
     assert run_chain([step(4)], runs, notebooks=nbdir, log=logs.append)[0]["status"] == "ran"
     assert run_chain([step(4)], runs, notebooks=nbdir, force=True, log=logs.append)[0]["status"] == "ran"
     assert any(line.startswith("[skip] grp/write") for line in logs)
+
+
+def test_steps_run_on_this_python_whatever_kernelspecs_are_installed(tmp_path, nbdir, monkeypatch):
+    # issue 18 item 6: a user-level `python3` spec (`ipykernel install --user` from another python) outranks
+    # the venv's own, and the `dmtrack` spec may be missing or another clone's: the chain uses neither
+    specs = tmp_path / "jupyter"
+    for name in ("python3", "dmtrack"):
+        (specs / "kernels" / name).mkdir(parents=True)
+        (specs / "kernels" / name / "kernel.json").write_text(json.dumps(
+            {"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+             "display_name": name, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(specs))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "empty"))
+    out = tmp_path / "o.txt"
+    run_chain([Step("write", "write.ipynb", {"x": 5, "out": str(out)}, outputs=[str(out)])], tmp_path / "runs",
+              notebooks=nbdir, log=lambda s: None)
+    assert out.read_text() == f"5 {sys.executable}"
 
 
 def test_failing_notebook_names_notebook_cell_and_error(tmp_path, nbdir):
@@ -880,6 +957,29 @@ def _calibration(**kw):
 
     return Calibration(**{**dict(device="cpu", threads=1, batch=2, train_s_per_pair=0.1, frame_s={1: 0.02, 5: 0.06},
                                  seconds=1.0, text_encoder="minilm", notebook_s=3.0), **kw})
+
+
+def test_notebooks_run_on_the_project_kernel_and_30_visualize_takes_a_sequence_and_frame():
+    import papermill as pm
+
+    from dmtrack.chain import graph as chain
+
+    installed = re.search(r"ipykernel install --user --name (\S+)", (REPO / "Makefile").read_text()).group(1)
+    for nb in pipeline.NOTEBOOKS.glob("*.ipynb"):  # what `make setup` installs and `make lab` opens them with
+        assert nbformat.read(nb, 4).metadata.kernelspec.name == installed == chain.KERNEL == "dmtrack", nb.name
+    path = pipeline.NOTEBOOKS / "30_visualize.ipynb"
+    params = pm.inspect_notebook(str(path))
+    assert params["sequence"]["default"] == "None" and params["frame"]["default"] == "None"
+    code = [c.source for c in nbformat.read(path, 4).cells if c.cell_type == "code"]
+    samples = next(i for i, c in enumerate(code) if "sampling_chain(" in c)
+    assert not any("for v in variants" in c for c in code[:samples])  # the samples load the full model only
+
+
+def test_visualize_waits_for_training_and_the_scores_it_picks_sequences_from():
+    plan = pipeline.plan("smoke", pipeline.default_paths("smoke", "/r", "/w", "/d"))
+    vis = next(s for s in plan if s.name == "30_visualize")
+    assert vis.params["benchmark"] == "synthetic_tnl2k"
+    assert vis.deps == [s.name for s in plan if s.name.startswith("10_train/")] + ["20_evaluate/full_tnl2k_k1"]
 
 
 def test_plan_estimate_follows_the_cost_model():

@@ -9,7 +9,7 @@ import torch.nn as nn
 from dmtrack.config import load_config
 from dmtrack.data.crop import box_in_crop, crop_square, normalize_images
 from dmtrack.model import DMTrackOutput, build_model, decode_boxes
-from dmtrack.track.tracker import Tracker, box_to_image, crop_window, hann1d, hann2d, mask_to_image, sample_spread
+from dmtrack.track.tracker import Tracker, box_to_image, crop_window, hann1d, hann2d, mask_to_image, sample_spread, spread_map
 
 torch.set_num_threads(1)  # the test machines are shared: more threads only wait on each other
 
@@ -133,6 +133,7 @@ def test_sample_spread_is_the_largest_per_pixel_range():
     samples[2, 0] = torch.tensor([[0.1, 0.6], [0.5, 0.2]])
     # per-pixel ranges: 0, 0.2, 0.4, 0 -> 0.4
     assert float(sample_spread(samples)) == pytest.approx(0.4)
+    np.testing.assert_allclose(spread_map(samples[:, 0]).numpy(), [[0, 0.2], [0.4, 0]], atol=1e-7)  # 30_visualize's map
     assert float(sample_spread(samples[:1])) == 0.0  # one sample: nothing to differ
 
 

@@ -29,7 +29,11 @@ from pathlib import Path
 from dmtrack.io import atomic_write_text
 from dmtrack.provenance import check_gpus, gpu_environment, visible_gpus
 
-KERNEL = "python3"  # jupyter_client runs the native kernel with sys.executable, i.e. this venv's python
+# The notebooks declare the project's kernel (`make setup` installs it for `make lab`), but the chain never
+# looks a kernelspec up: ChainKernelManager starts every kernel with this process's interpreter. An
+# installed spec may be missing (a GPU image, a plain pip install), may be another clone's (`--user`
+# specs share one name per user), and a user-level `python3` spec outranks the venv's own.
+KERNEL = "dmtrack"
 
 
 @dataclass
@@ -125,10 +129,19 @@ def kernel_manager_class(env: tuple = ()):
     the steps' kernels are idle when shut down, and a kernel that the signal caught inside a message
     handler printed `[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.` after a step that succeeded.
     Instead, what the step left running in the kernel's process group is killed once the kernel is down.
+    Its kernel spec is ipykernel's for sys.executable, whatever kernelspecs are installed (see KERNEL).
     """
+    from ipykernel.kernelspec import get_kernel_dict
     from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
 
     class ChainKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self):
+            if self._kernel_spec is None:
+                self._kernel_spec = KernelSpec(**{**get_kernel_dict(), "display_name": "dmtrack (this process's python)"})
+            return self._kernel_spec
+
         async def start_kernel(self, **kw):
             with _LIVE_LOCK:
                 _LIVE.add(self)

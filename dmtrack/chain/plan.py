@@ -161,7 +161,7 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                               fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
                               devices=s.gpus_per_train))
             trained.setdefault(v, []).append(name)
-    evaluated = []
+    evaluated = {}  # {(variant, benchmarks, k, average, steps, sentence): step name}
     for (variant, benches, k, average, n_steps, sentence), eval_seeds in _evaluations(profile, s, seed_list, sweep,
                                                                                       levels, robust).items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
@@ -176,12 +176,14 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
             params["sentence"] = sentence
         steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,
                           deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
-        evaluated.append(name)
+        evaluated[variant, benches, k, average, n_steps, sentence] = name
     all_train = [n for v in VARIANTS for n in trained[v]]
+    fig7 = synthetic_name("tnl2k", s.synthetic)  # it reads only the full model's k=1 scores (Fig. 7's hardest sequences)
+    hard = [evaluated[key] for key in [("full", (fig7,), 1, "final", None, "true")] if key in evaluated]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
-                      dict(common, benchmark=synthetic_name("tnl2k", s.synthetic), variants=list(VARIANTS), seed=seed_list[0],
+                      dict(common, benchmark=fig7, variants=list(VARIANTS), seed=seed_list[0],
                            k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
-                      deps=all_train + evaluated, runtime=dict(threads=threads)))
+                      deps=all_train + hard, runtime=dict(threads=threads)))
     steps.append(Step("40_report", "40_report.ipynb",
                       dict(common, manifest=str(paths.runs / "manifest.json"), k_sweep=list(s.k_sweep), sweep_seeds=sweep,
                            steps_sweep=list(s.steps_sweep), readings=list(s.readings), budget_minutes=s.budget_minutes,

@@ -29,6 +29,7 @@ from dmtrack.provenance import visible_gpus
 from dmtrack.chain.plan import CHAIN_BENCHMARKS as BENCHMARKS
 from dmtrack.track.runner import (CheckpointTracker, DataSelection, Execution, TrackSettings, evaluate,
                                   track_sequence)
+from dmtrack.track.tracker import spread_map
 from dmtrack.train import load_train_sequences, train
 from dmtrack.train.loop import config_diff
 
@@ -166,10 +167,26 @@ def other_boxes(folder, seq):
     return read_results(found[seq.name], root=folder)[: len(seq)] if seq.name in found else None
 
 
+def sample_frame(seqs: dict, benchmark: str, name: str, frame: int | None):
+    """(sequence, 0-based index) of the frame whose diffusion sampling 30_visualize draws: `name` of the
+    benchmark's sequences `seqs` ({name: Sequence}) and `frame` numbered as the figures show it (1 is the
+    initialisation frame, so 2..length); None: the middle frame."""
+    if name not in seqs:
+        raise ValueError(f"{benchmark}: no sequence {name!r} (it has {', '.join(list(seqs)[:5])}{', ...' if len(seqs) > 5 else ''})")
+    seq = seqs[name]
+    if frame is None:
+        return seq, len(seq) // 2
+    if not 2 <= frame <= len(seq):
+        raise ValueError(f"{benchmark}/{name}: frame {frame} is outside 2..{len(seq)} (1 is the initialisation frame)")
+    return seq, frame - 1
+
+
 def sampling_chain(tracker, seq, frame: int) -> dict:
     """The diffusion sampling of one frame, as the tracker runs it: track up to frame - 1, then track
-    `frame` with return_chain=True (see Tracker.track). Adds 'average' (M, M), the mean of the k
-    sampled masks, which the head uses after filtering."""
+    `frame` (0-based) with return_chain=True (see Tracker.track): 'chain' (steps+1, chains, M, M) holds
+    every chain. Adds 'average' (M, M), the mean of the k sampled masks, which the head uses after
+    filtering, and 'spread' (M, M), their per-pixel range (`spread_map`; its maximum is the spread the
+    evaluation records per frame)."""
     if not 1 <= frame < len(seq):
         raise ValueError(f"{seq.name}: frame {frame} is outside 1..{len(seq) - 1}")
     tracker.initialize(read_frame(seq.frames[0]), seq.boxes[0], seq.text)
@@ -177,7 +194,7 @@ def sampling_chain(tracker, seq, frame: int) -> dict:
         tracker.track(read_frame(seq.frames[i]), return_mask=False)
     out = tracker.track(read_frame(seq.frames[frame]), return_mask=False, return_chain=True)
     return dict(crop=out["crop"], chain=out["chain"], samples=out["samples"], average=out["samples"].mean(0),
-                filtered=out["filtered"])
+                spread=spread_map(torch.from_numpy(out["samples"])).numpy(), filtered=out["filtered"])
 
 
 # --- 40_report --------------------------------------------------------------------------------------

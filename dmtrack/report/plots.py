@@ -120,33 +120,43 @@ def fig7_panel(seq, frames, boxes: dict, masks: dict, synthetic: bool, mask_labe
     return fig
 
 
-def sampling_strip(chain: np.ndarray, crop: np.ndarray, title: str):
-    """x_T .. x_0 of one sampling chain (chain: (steps+1, M, M) in [0, 1]) next to the search crop."""
-    n = len(chain)
-    fig, axes = plt.subplots(1, n + 1, figsize=(2.1 * (n + 1), 2.5))
-    axes[0].imshow(crop)
-    axes[0].set_title("search crop", fontsize=8)
-    for j, x in enumerate(chain):
-        axes[j + 1].imshow(x, cmap="gray", vmin=0, vmax=1)
-        axes[j + 1].set_title("x_T (noise)" if j == 0 else ("x_0" if j == n - 1 else f"step {j}"), fontsize=8)
-    for ax in axes:
+def sampling_chains(chain: np.ndarray, crop: np.ndarray, title: str):
+    """Every sampling chain of one frame, one row each, x_T .. x_0 (chain: (steps+1, chains, M, M) in
+    [0, 1], as Tracker.track(return_chain=True) gives it) next to the search crop."""
+    n, rows = chain.shape[:2]
+    fig, axes = plt.subplots(rows, n + 1, figsize=(1.7 * (n + 1), 1.9 * rows + 0.4), squeeze=False)
+    for r in range(rows):
+        axes[r, 0].imshow(crop)
+        axes[r, 0].set_title("search crop" if r == 0 else "", fontsize=8)
+        axes[r, 0].text(-0.08, 0.5, f"chain {r + 1}", transform=axes[r, 0].transAxes, rotation=90, va="center",
+                        ha="right", fontsize=8)
+        for j in range(n):
+            axes[r, j + 1].imshow(chain[j, r], cmap="gray", vmin=0, vmax=1)
+            if r == 0:
+                axes[r, j + 1].set_title("x_T (noise)" if j == 0 else ("x_0" if j == n - 1 else f"step {j}"), fontsize=8)
+    for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def k_samples(samples: np.ndarray, average: np.ndarray, crop: np.ndarray, title: str):
-    """The k predicted masks of one frame and their average (what the tracker uses)."""
+def k_samples(samples: np.ndarray, average: np.ndarray, spread: np.ndarray, crop: np.ndarray, title: str):
+    """The k predicted masks of one frame, their average (what the tracker uses) and their spread (the
+    per-pixel range over the k, its maximum in the panel's title and its scale on a colour bar)."""
     k = len(samples)
-    fig, axes = plt.subplots(1, k + 2, figsize=(2.1 * (k + 2), 2.5))
+    fig, axes = plt.subplots(1, k + 3, figsize=(2.1 * (k + 3), 2.5))
     axes[0].imshow(crop)
     axes[0].set_title("search crop", fontsize=8)
     for j, m in enumerate(samples):
         axes[j + 1].imshow(m, cmap="magma", vmin=0, vmax=1)
         axes[j + 1].set_title(f"sample {j + 1}", fontsize=8)
-    axes[-1].imshow(average, cmap="magma", vmin=0, vmax=1)
-    axes[-1].set_title(f"average of {k}", fontsize=8)
+    axes[-2].imshow(average, cmap="magma", vmin=0, vmax=1)
+    axes[-2].set_title(f"average of {k}", fontsize=8)
+    # scaled to its own maximum, on a colour bar: a small spread still shows where the samples disagree
+    im = axes[-1].imshow(spread, cmap="viridis", vmin=0, vmax=float(spread.max()) or 1.0)
+    fig.colorbar(im, ax=axes[-1], fraction=0.046, pad=0.04)
+    axes[-1].set_title(f"spread (max {spread.max():.3g})", fontsize=8)
     for ax in axes:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)

@@ -108,12 +108,15 @@ class Results:
         return out
 
 
-def hard_sequences(work, benchmark: str, n: int, variant: str = "full", k: int = 1, protocol: str = "pytracking") -> list[str]:
-    """The n sequences of `benchmark` where `variant` (mean over its evaluated seeds) scores the lowest AUC."""
+def fig7_sequences(work, benchmark: str, names: list, n: int, variant: str = "full", k: int = 1,
+                   protocol: str = "pytracking") -> tuple[list[str], str]:
+    """Fig. 7's n sequences of `benchmark` and why them: where `variant` (mean over its evaluated seeds)
+    scores the lowest AUC; before it is scored (30_visualize right after training) the first n of
+    `names`, the benchmark's sequences in order."""
     _, per = load_runs(results_root(work))
     d = per[(per.benchmark == benchmark) & (per.variant == variant) & (per.k == k) & (per.protocol == protocol)
             & (per.average == "final") & per.steps.isna()]
     if d.empty:
-        raise FileNotFoundError(f"{work}/results/{benchmark}: no scored run of {variant} k={k} to pick hard sequences from")
-    return list(d.groupby("sequence").auc.mean().sort_values().index[:n])
+        return list(names[:n]), f"the first {n} sequences ({variant} k={k} is not scored on {benchmark} yet)"
+    return list(d.groupby("sequence").auc.mean().sort_values().index[:n]), f"the {n} hardest for {variant} (lowest AUC, k={k})"
 

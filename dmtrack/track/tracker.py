@@ -207,11 +207,16 @@ class Tracker:
         return [(row[:4], row[4], row[5]) for row in rows]
 
 
+def spread_map(samples: torch.Tensor) -> torch.Tensor:
+    """The per-pixel range (max - min) over the k averaged masks of one frame: (k, ...) -> (...)."""
+    return samples.amax(0) - samples.amin(0)
+
+
 def sample_spread(samples: torch.Tensor) -> torch.Tensor:
     """How far apart the k averaged masks of one frame are: the largest per-pixel range
-    (max - min over the k mask probabilities), taken over the pixels; samples (..., k,1,M,M) -> (...).
+    (`spread_map`), taken over the pixels; samples (..., k,1,M,M) -> (...).
     0 when k = 1 or when every sample is the same mask (the diversity measure of docs/method.md)."""
-    return (samples.amax(-4) - samples.amin(-4)).flatten(-3).amax(-1)
+    return spread_map(samples.movedim(-4, 0)).flatten(-3).amax(-1)
 
 
 def chain_arrays(out) -> dict:
