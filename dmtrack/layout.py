@@ -103,14 +103,6 @@ class EvalRun:
         return results_dir(results_root(work), benchmark, tracker_name(self.variant), self.param)
 
 
-# TODO(lead, issue 18 item 3): the positional form tables.py (Results) and pipeline.py (_evaluations) still call;
-# remove once both build EvalRuns after the chain/report split.
-def dmtrack_results(work, benchmark: str, variant: str, k: int, seed: int, average: str = "final",
-                    steps: int | None = None, sentence: str = "true") -> Path:
-    """The results folder of a trained variant's seed at k samplings: EvalRun(...).folder(work, benchmark)."""
-    return EvalRun(variant, seed, k, average, steps, sentence).folder(work, benchmark)
-
-
 def scores_path(folder, protocol: str) -> Path:
     return Path(folder) / f"scores_{protocol}.json"
 

@@ -760,7 +760,7 @@ def test_plan_of_the_demo_profile(tmp_path):
 def test_results_folders_name_the_reading_and_the_steps(tmp_path):
     import dataclasses
 
-    from dmtrack.layout import EvalRun, dmtrack_results, run_tag
+    from dmtrack.layout import EvalRun, run_tag
 
     # the names results already have (written out, not computed): final reading, chain, steps, sentences
     expected = [(EvalRun("full", 0, 5), "k5", "dmtrack-full/k5_seed0"),
@@ -771,8 +771,6 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
     for run, tag, folder in expected:
         assert run.tag == tag == run_tag(run.k, run.average, run.steps, run.sentence)
         assert run.folder(tmp_path, "synthetic_otb_lang") == tmp_path / "results" / "synthetic_otb_lang" / folder
-        assert dmtrack_results(tmp_path, "synthetic_otb_lang", run.variant, run.k, run.seed, run.average, run.steps,
-                               run.sentence) == run.folder(tmp_path, "synthetic_otb_lang")  # the form tables use
     assert len({EvalRun("full", 0, 5), EvalRun("full", 0, 5, "final"), EvalRun("full", 1, 5)}) == 2  # a key
     with pytest.raises(dataclasses.FrozenInstanceError):
         EvalRun("full", 0, 5).k = 3

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dmtrack.chain.estimate import Progress, chain_estimate, duration
@@ -122,15 +122,31 @@ def reproduce(profile: str = "demo", options: ChainOptions = ChainOptions(), for
     others = {name: str(check_other(name, folder)) for name, folder in (others or {}).items()}
     paths = default_paths(profile, reports, work, data)
     env = dict(provenance(), **record, gpus=pool, started=time.strftime("%Y-%m-%d %H:%M:%S"))
+    run = _ResolvedChain(profile, paths, settings, seed_list, record, env, others, pool)
     if step is not None:
-        return _reproduce_step(profile, paths, settings, seed_list, record, env, force, others, log, pool, step)
+        return _reproduce_step(run, step, force, log)
     with exclusive_lock(paths.work, "dmtrack report"):  # one chain per work folder (RunLocked for a second)
-        return _reproduce(profile, paths, settings, seed_list, record, env, force, others, log, pool)
+        return _reproduce(run, force, log)
 
 
-def _reproduce(profile: str, paths: ChainPaths, settings: ChainSettings, seed_list: list, record: dict, env: dict,
-               force: bool, others: dict, log, gpus: list | None = None) -> Path:
+@dataclass(frozen=True)
+class _ResolvedChain:
+    """What `reproduce` settled before running anything: the profile, its folders and settings, the
+    seeds, the preflight record, the manifest's environment, the other trackers and the GPU pool."""
+    profile: str
+    paths: ChainPaths
+    settings: ChainSettings
+    seed_list: list
+    record: dict
+    env: dict
+    others: dict
+    gpus: list | None
+
+
+def _reproduce(run: _ResolvedChain, force: bool, log) -> Path:
     """The body of `reproduce`, run while this process holds the work folder."""
+    profile, paths, settings, seed_list, record, env, others, gpus = (
+        run.profile, run.paths, run.settings, run.seed_list, run.record, run.env, run.others, run.gpus)
     t0 = time.time()
     with environment(record["data_env"]):  # the notebooks' kernels inherit these absolute paths
         steps = plan(profile, paths, others=others, settings=settings)
@@ -165,10 +181,11 @@ def _render(paths: ChainPaths, settings: ChainSettings, stamps: list[dict], wall
     return html
 
 
-def _reproduce_step(profile: str, paths: ChainPaths, settings: ChainSettings, seed_list: list, record: dict, env: dict,
-                    force: bool, others: dict, log, gpus: list | None, name: str) -> Path:
+def _reproduce_step(run: _ResolvedChain, name: str, force: bool, log) -> Path:
     """`dmtrack report --step NAME`: one step of the chain, as in the whole chain (same key and stamp); the
     report step writes the manifest from the other steps' stamps first and renders the HTML after."""
+    profile, paths, settings, seed_list, record, env, others, gpus = (
+        run.profile, run.paths, run.settings, run.seed_list, run.record, run.env, run.others, run.gpus)
     t0 = time.time()
     with environment(record["data_env"]):
         steps = plan(profile, paths, others=others, settings=settings)

@@ -17,7 +17,7 @@ from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
 from dmtrack.data.sentences import SENTENCES
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.eval.baselines import BASELINES
-from dmtrack.layout import dmtrack_results, model_path, results_root, run_tag, scores_path, tracker_name
+from dmtrack.layout import EvalRun, model_path, results_root, scores_path, tracker_name
 from dmtrack.paper import TABLE2, TABLE2_BENCHMARK
 from dmtrack.provenance import cpu_cores
 
@@ -165,9 +165,9 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
     for (variant, benches, k, average, n_steps, sentence), eval_seeds in _evaluations(profile, s, seed_list, sweep,
                                                                                       levels, robust).items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
-        name = f"20_evaluate/{variant}_{tag}_{run_tag(k, average, n_steps, sentence)}"
-        outs = [str(scores_path(dmtrack_results(paths.work, b, variant, k, seed, average, n_steps, sentence), "pytracking"))
-                for b in benches for seed in eval_seeds]
+        runs = [EvalRun(variant, seed, k, average, n_steps, sentence) for seed in eval_seeds]
+        name = f"20_evaluate/{variant}_{tag}_{runs[0].tag}"
+        outs = [str(scores_path(run.folder(paths.work, b), "pytracking")) for b in benches for run in runs]
         params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
                       seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers)
         if s.track_batch != 1:  # only then, as the sentence below
