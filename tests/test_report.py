@@ -3,6 +3,7 @@ test_verdicts.py), the pipeline's keys, skip-if-done, failure naming, the HTML r
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -552,6 +553,68 @@ def test_the_plan_gives_each_steps_command_and_a_step_alone_refuses_without_its_
     assert main(args + ["--step", "10_train/nope"]) == 2
     assert "no step '10_train/nope' in this chain" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def _report_args(argv: list[str]):
+    from dmtrack.chain.cli import add_arguments
+    from dmtrack.cli import Parser
+
+    parser = Parser(prog="dmtrack report")
+    add_arguments(parser)
+    return parser, parser.parse_args(argv)
+
+
+def test_a_steps_command_reads_back_every_option_of_the_report_command(tmp_path, monkeypatch):
+    """step_base_command is the inverse of the parser: every per-step option, given a value other than its
+    default, comes back the same from the printed command (paths made absolute)."""
+    from dmtrack.chain.cli import _NOT_PER_STEP, chain_options, step_base_command
+    from dmtrack.config import overrides_from_args
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "theirs" / "lasot").mkdir(parents=True)
+    argv = ["--profile", "smoke", "--seeds", "2", "--reports", "r", "--work", "w", "--data-root", "d", "--jobs", "3",
+            "--max-frames", "7", "--k-sweep", "1,3", "--steps-sweep", "2,4", "--readings", "final",
+            "--robust-variants", "", "--allow-minilm", "--gpus-per-train", "2", "--other", "Theirs=theirs",
+            "--set", "epochs=1", "pretrained=none"]
+    parser, args = _report_args(argv)
+    defaults = vars(parser.parse_args([]))
+    per_step = {a.dest for a in parser._actions} - _NOT_PER_STEP
+    assert {d for d in per_step if vars(args)[d] != defaults[d]} == per_step  # the test covers every option
+    overrides = overrides_from_args(args)
+    cmd = step_base_command(args, overrides)
+    assert cmd[:4] == ["python", "-m", "dmtrack", "report"]
+    _, back = _report_args(cmd[4:])
+    resolved = dict(reports=tmp_path / "r", work=tmp_path / "w", data_root=tmp_path / "d")
+    for dest in sorted(per_step):
+        want = str(resolved[dest]) if dest in resolved else vars(args)[dest]
+        assert vars(back)[dest] == want, dest
+    assert back.robust_variants == () and back.readings == ("final",) and back.other == [("Theirs", str(tmp_path / "theirs"))]
+    assert chain_options(back, overrides_from_args(back)) == chain_options(args, overrides)
+
+
+def test_a_steps_printed_command_plans_the_same_chain_with_non_default_options(tmp_path, monkeypatch, capsys):
+    """--readings final, --steps-sweep and --robust-variants reach the per-step commands of --plan --json: the
+    command printed for 40_report plans the same steps with the same dependencies (before, it re-planned with
+    the profile's readings and sweeps and waited on evaluations never planned: DependenciesNotDone)."""
+    from dmtrack.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["report", "--profile", "smoke", "--reports", "r", "--work", "w", "--data-root", "d", "--readings", "final",
+            "--steps-sweep", "3", "--robust-variants", "no_language"]
+    assert main(argv + ["--plan", "--json"]) == 0
+    plan = {s["step"]: s["deps"] for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert "20_evaluate/full_otb_lang_k1_steps3" in plan and not any("chain" in name for name in plan)
+    command = shlex.split(_printed_command(main, argv, "40_report", capsys))
+    assert command[:4] == ["python", "-m", "dmtrack", "report"] and command[-2:] == ["--step", "40_report"]
+    assert main(command[3:-2] + ["--plan", "--json"]) == 0
+    again = {s["step"]: s["deps"] for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert again == plan
+    assert not (tmp_path / "w").exists()
+
+
+def _printed_command(main, argv: list[str], step: str, capsys) -> str:
+    assert main(argv + ["--plan", "--json"]) == 0
+    return {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}[step]["command"]
 
 
 # a chain run by a child process (the way `dmtrack report` runs it), so that the test can signal it

@@ -136,3 +136,30 @@ def test_when_scancel_fails_too_the_line_says_how_to_cancel_by_hand(tmp_path, mo
     assert capsys.readouterr().err == ("slurm_submit.py: error: sbatch failed for step 10_train/full_seed0: sbatch: error: "
                                        "Batch job submission failed: QOS limit; could not cancel the 1 job(s) already "
                                        "queued (scancel: error: no access); cancel them by hand: scancel 101\n")
+
+
+def test_fake_sbatch_submits_a_plan_made_with_non_default_options(tmp_path, monkeypatch, capsys):
+    """A plan of `dmtrack report --plan --json` with --readings final, --steps-sweep and --robust-variants: one job
+    per step, and each job's command carries those options (the job re-plans the same chain)."""
+    from dmtrack.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    options = ["--readings", "final", "--steps-sweep", "3", "--robust-variants", "no_language"]
+    assert main(["report", "--profile", "smoke", "--reports", "r", "--work", "w", "--data-root", "d", *options,
+                 "--plan", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    path = fake_slurm(tmp_path, monkeypatch)
+    Path(path).write_text(json.dumps(plan))
+    assert slurm_submit.main([path]) == 0
+    n = len(plan["steps"])
+    assert capsys.readouterr().out == f"{n} job(s) submitted; last: {100 + n}\n"
+    # the fake sbatch logs its arguments joined by spaces: the --wrap command is the rest of the line
+    jobs = {line.split()[1].removeprefix("--job-name=dmtrack:"): line.split(" --wrap ", 1)
+            for line in (tmp_path / "sbatch").read_text().splitlines()}
+    assert set(jobs) == {s["step"] for s in plan["steps"]}
+    sbatch_args, wrapped = jobs["40_report"]
+    assert wrapped == next(s["command"] for s in plan["steps"] if s["step"] == "40_report")
+    command = shlex.split(wrapped)
+    assert command[command.index("--readings") + 1] == "final" and command[command.index("--steps-sweep") + 1] == "3"
+    assert command[command.index("--robust-variants") + 1] == "no_language" and command[-2:] == ["--step", "40_report"]
+    assert sbatch_args.split()[3].removeprefix("--dependency=afterok:").count(":") == n - 2  # after every other job

@@ -25,6 +25,11 @@ def k_list(text: str) -> list[int]:
     return [int(k) for k in text.split(",")]
 
 
+def name_tuple(text: str) -> tuple[str, ...]:
+    """'final,chain' -> ('final', 'chain'); '' -> () (e.g. --robust-variants '' runs no robustness test)."""
+    return tuple(x for x in text.split(",") if x)
+
+
 def add_arguments(p) -> None:
     from ..config import add_override_arguments
     from .plan import CHAINS
@@ -43,9 +48,9 @@ def add_arguments(p) -> None:
                    help="the test-time samplings of the accuracy / speed sweep (default: the profile's, 1..10)")
     p.add_argument("--steps-sweep", default=None, metavar="N,N,...", type=k_list,
                    help="the DDIM steps per chain of the accuracy / speed sweep at k = 1 (default: the profile's, 1,2,3,5,10)")
-    p.add_argument("--readings", default=None, metavar="final[,chain]", type=lambda v: tuple(v.split(",")),
+    p.add_argument("--readings", default=None, metavar="final[,chain]", type=name_tuple,
                    help="readings of 'k samplings' Table 2 is evaluated under (default: final,chain; final is primary)")
-    p.add_argument("--robust-variants", default=None, metavar="V,V,...", type=lambda v: tuple(x for x in v.split(",") if x),
+    p.add_argument("--robust-variants", default=None, metavar="V,V,...", type=name_tuple,
                    help="variants of the language-robustness test (default: the profile's; an empty value runs none)")
     p.add_argument("--allow-minilm", action="store_true",
                    help="paper profile: run with the packaged MiniLM instead of a bert-base-uncased directory")
@@ -80,26 +85,57 @@ def _other(item: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+# the parser above is the one definition of the options: a step's command writes each option back from the
+# parsed value with the inverse of the argparse type that read it (a new type needs its inverse here; the
+# round-trip test in tests/test_report.py fails until it has one)
+_joined = lambda values: ",".join(map(str, values))  # noqa: E731
+_WRITE = {None: str, int: str, k_list: _joined, name_tuple: _joined, _other: "=".join}
+# left out of a step's command: which step and what to do with it (--step is appended per step), --gpus (a
+# cluster job runs on the GPUs it was given), --force (a resubmitted job skips what is done) and the
+# overrides (written below as --set with absolute paths)
+_NOT_PER_STEP = {"help", "step", "plan", "json", "force", "gpus", "set_overrides", "overrides"}
+_PATHS = {"reports", "work", "data_root"}  # made absolute: a cluster job may start in another folder
+
+
 def step_base_command(args, overrides: dict) -> list[str]:
-    """This chain's `python -m dmtrack report` command line, paths absolute, that `--step NAME` completes
-    (--gpus is left out: a cluster job runs on the GPUs it was given)."""
+    """This chain's `python -m dmtrack report` command line, paths absolute, that `--step NAME` completes:
+    every option of `add_arguments` that was given (or has a default) but those of _NOT_PER_STEP, so
+    the step re-plans exactly the chain of this command."""
     import json
     from pathlib import Path
 
     from .preflight import absolute_path_overrides
 
-    cmd = ["python", "-m", "dmtrack", "report", "--profile", args.profile, "--reports", str(Path(args.reports).resolve())]
-    for flag, value in (("--seeds", args.seeds), ("--work", args.work and Path(args.work).resolve()),
-                        ("--data-root", args.data_root and Path(args.data_root).resolve()), ("--jobs", args.jobs),
-                        ("--max-frames", args.max_frames), ("--k-sweep", args.k_sweep and ",".join(map(str, args.k_sweep))),
-                        ("--gpus-per-train", args.gpus_per_train)):
-        cmd += [flag, str(value)] if value is not None else []
-    cmd += ["--allow-minilm"] if args.allow_minilm else []
-    for name, folder in args.other:
-        cmd += ["--other", f"{name}={folder}"]
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    cmd = ["python", "-m", "dmtrack", "report"]
+    for action in parser._actions:
+        value = None if action.dest in _NOT_PER_STEP else getattr(args, action.dest)
+        if value is None or value is False:
+            continue
+        flag = action.option_strings[0]
+        if action.dest in _PATHS:
+            value = Path(value).resolve()
+        if action.nargs == 0:  # store_true
+            cmd.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            cmd += [part for item in value for part in (flag, _WRITE[action.type](item))]
+        else:
+            cmd += [flag, _WRITE[action.type](value)]
     for key, value in absolute_path_overrides(overrides).items():
         cmd += ["--set", f"{key}={json.dumps(value)}"]  # read back exactly (JSON values)
     return cmd
+
+
+def chain_options(args, overrides: dict):
+    """The ChainOptions of parsed `dmtrack report` arguments: each of its fields is the option of that
+    name (train_overrides: the parsed --set / key=value overrides)."""
+    from dataclasses import fields
+
+    from .plan import ChainOptions
+
+    return ChainOptions(train_overrides=overrides,
+                        **{f.name: getattr(args, f.name) for f in fields(ChainOptions) if f.name != "train_overrides"})
 
 
 def run(args) -> int:
@@ -109,17 +145,12 @@ def run(args) -> int:
     from ..config import overrides_from_args
     from .estimate import format_plan
     from .pipeline import plan_estimate, reproduce
-    from .plan import ChainOptions
-
     names = [name.casefold() for name, _ in args.other]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UsageError(f"--other NAME given twice (names are compared ignoring case): {', '.join(twice)}")
     overrides = overrides_from_args(args)
-    options = ChainOptions(seeds=args.seeds, jobs=args.jobs, train_overrides=overrides, max_frames=args.max_frames,
-                           k_sweep=args.k_sweep, steps_sweep=args.steps_sweep, readings=args.readings,
-                           robust_variants=args.robust_variants, gpus_per_train=args.gpus_per_train, gpus=args.gpus,
-                           allow_minilm=args.allow_minilm)
+    options = chain_options(args, overrides)
     where = dict(reports=args.reports, work=args.work, data=args.data_root, others=dict(args.other))
     if args.plan:
         est = plan_estimate(args.profile, options, command=step_base_command(args, overrides), **where)
