@@ -17,7 +17,9 @@ import json
 import re
 from dataclasses import MISSING, dataclass, field, fields
 
-PROFILES = ("smoke", "demo", "paper")
+from dmtrack import experiments
+
+PROFILES = experiments.PROFILES
 SCRATCH = "none"  # pretrained=none: train the visual encoder from random initialisation, on purpose
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # what each means: dmtrack/precision.py
 VARIANTS = ("full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce", "single_sample_train")
@@ -242,28 +244,8 @@ def _require(key: str, value, ok, allowed: str) -> None:
 
 # Profiles: sizes and recipe. "paper" is Sec. 4.1 of the paper; "demo" trains on 2 CPU cores;
 # "smoke" exists so the whole chain runs in tests within seconds per step.
-_PROFILES: dict[str, dict] = {
-    "paper": dict(train_precision="auto", log_every=50),  # bf16 on GPUs that have it (docs/training.md)
-    "demo": dict(
-        template_size=64, search_size=128, embed_dim=128, depth=4, num_heads=2,
-        drop_path_rate=0.0, ce_layers=(1, 2), ce_keep_ratio=0.7, ce_start_epoch=3, ce_warm_epochs=5,
-        fusion_heads=2, sampling_steps=3, denoiser_channels=32, head_channels=64,
-        # training from scratch on 2 cores (docs/training.md): 480 steps of 32 pairs; higher lrs
-        # than the paper's (no pretrained backbone); CE from step 120, GT-CE from step 240.
-        # Width 128 (not 192): 1.5x cheaper per step and more accurate after 480 steps
-        gt_ce_start_epoch=6, epochs=12, pairs_per_epoch=1280, batch_size=32,
-        lr=1e-3, backbone_lr=5e-4, grad_clip=1.0, num_workers=0,
-        train_datasets={"synthetic": 1.0}, max_gap=50, text_cache=4096,
-    ),
-    "smoke": dict(
-        template_size=32, search_size=64, embed_dim=48, depth=2, num_heads=2,
-        drop_path_rate=0.0, ce_layers=(1,), ce_keep_ratio=0.7, ce_start_epoch=0, ce_warm_epochs=1,
-        fusion_heads=2, sampling_steps=2, denoiser_channels=8, head_channels=16,
-        gt_ce_start_epoch=1, epochs=2, pairs_per_epoch=16, batch_size=4,
-        lr=1e-3, backbone_lr=1e-3, grad_clip=1.0, num_workers=0,
-        train_datasets={"synthetic": 1.0}, max_gap=20, text_cache=4096,
-    ),
-}
+# Profiles: each one's model overrides of the defaults above (one experiment per profile: dmtrack/experiments/)
+_PROFILES: dict[str, dict] = {p: experiments.get(p)["model"] for p in PROFILES}
 
 # Variants: the switches of the six trained models of Table 2 (test-time k is separate).
 _VARIANTS: dict[str, dict] = {

@@ -177,3 +177,38 @@ def test_precision_was_renamed_train_precision():
         config_from_dict({**old, "precision": "fp8"})  # the old name's value is checked as the new key's
     with pytest.raises(ValueError, match="saved config has both 'precision' and its new name 'train_precision'"):
         config_from_dict({**saved, "precision": "fp16"})  # which one ran? not guessed
+
+
+def test_one_experiment_per_profile_feeds_the_config_the_preset_and_the_chain():
+    from dmtrack import experiments
+    from dmtrack.chain.plan import CHAINS
+    from dmtrack.data.synthetic import PRESETS
+
+    smoke, demo, paper = (experiments.get(p) for p in ("smoke", "demo", "paper"))
+    assert paper["synthetic"] is None and set(smoke["model"]) == set(demo["model"])  # smoke shrinks demo in place
+    assert set(smoke["chain"]) == set(demo["chain"]) == set(paper["chain"])  # every setting defined in paper.py
+    assert load_config("smoke").embed_dim == smoke["model"]["embed_dim"] == 48 and load_config("paper").log_every == 50
+    assert CHAINS["demo"].budget_minutes == 60.0 and CHAINS["smoke"].budget_minutes is None and CHAINS["paper"].drift is False
+    assert PRESETS["demo"].suites["otb_lang"].n_seq == 36 and PRESETS["smoke"].sweep.length == (30, 30)
+    smoke["chain"]["seeds"] = 9  # a copy: editing it changes no profile
+    assert experiments.get("smoke")["chain"]["seeds"] == 1 == CHAINS["smoke"].seeds
+    with pytest.raises(KeyError, match="unknown profile 'tiny'; choose from smoke, demo, paper"):
+        experiments.get("tiny")
+
+
+def test_chain_settings_take_key_value_overrides_checked_as_configs_are():
+    from dmtrack.chain.plan import CHAINS, override_settings
+    from dmtrack.config import ConfigError, parse_overrides
+
+    s = override_settings(CHAINS["smoke"], parse_overrides(["seeds=2", "k_sweep=[1,3]", "budget_minutes=5",
+                                                            "preset=demo", "sweep_seeds=null"]))
+    assert (s.seeds, s.k_sweep, s.budget_minutes, s.preset, s.sweep_seeds) == (2, (1, 3), 5.0, "demo", None)
+    assert type(s.budget_minutes) is float and s.max_frames == 12  # the rest is smoke's
+    with pytest.raises(KeyError, match=r"unknown chain setting\(s\): seed, sweeps \(known: synthetic, preset, seeds,"):
+        override_settings(CHAINS["smoke"], parse_overrides(["seed=2", "sweeps=1"]))
+    with pytest.raises(ConfigError, match=r"chain setting 'seeds' expects int, got '2x'"):
+        override_settings(CHAINS["smoke"], parse_overrides(["seeds=2x"]))
+    with pytest.raises(ConfigError, match=r"chain setting 'drift' expects bool, got 1"):  # exact, as in Config: 1 is no bool
+        override_settings(CHAINS["smoke"], {"drift": 1})
+    with pytest.raises(ConfigError, match=r"chain setting 'max_frames' expects int or NoneType, got 1.5"):
+        override_settings(CHAINS["smoke"], {"max_frames": 1.5})

@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 from dmtrack.chain.graph import Step, gpu_pool
 from dmtrack.chain.preflight import PreflightError, absolute_path_overrides, chain_configs
-from dmtrack.config import VARIANTS, load_config
+from dmtrack import experiments
+from dmtrack.config import PROFILES, VARIANTS, ConfigError, load_config
 from dmtrack.data import dataset_root
 from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
 from dmtrack.data.sentences import SENTENCES
@@ -28,50 +30,52 @@ CHAIN_BENCHMARKS = ("lasot", "lasot_ext", "tnl2k", "otb_lang")
 
 @dataclass(frozen=True)
 class ChainSettings:
-    """What the chain runs for one profile (model sizes and recipe live in dmtrack.config)."""
-    synthetic: bool  # True: generate and use the synthetic stand-ins; False: the real datasets
-    preset: str | None  # synthetic preset (dmtrack.data.synthetic.PRESETS)
-    seeds: int  # training seeds per variant
-    k_sweep: tuple  # test-time samplings k for the accuracy / speed sweep (full variant, Table 2 benchmark)
-    steps_sweep: tuple = (1, 2, 3, 5, 10)  # DDIM steps per chain at k = 1 for the same sweep
-    readings: tuple = ("final", "chain")  # readings of "k samplings" Table 2 is evaluated under (final is primary)
-    drift: bool = True  # run the language-drift sweep (synthetic suites)
-    drift_variants: tuple = ("full", "no_language", "not_mask_driven")
-    drift_k: int = 1
-    sweep_seeds: int | None = None  # seeds evaluated in the k, drift and robustness sweeps beyond Tables 1 and 2 (None = all)
-    # the language-robustness test (dmtrack.data.sentences): these variants at k = 1 on the same drift-free
-    # videos under the true, a misleading and an uninformative sentence. The LaSOT stand-in has a twin in
-    # every sequence (the misleading sentence describes it); real LaSOT gives another video's sentence of the class.
-    robust_variants: tuple = ("full", "not_mask_driven", "no_diffusion", "no_language")
-    robust_benchmark: str = "lasot"
-    robust_seeds: int | None = None  # seeds of the robustness test (None = the sweep seeds; a verdict needs 2)
-    max_frames: int | None = None  # track only the first N frames of each sequence (smoke)
-    train: dict = field(default_factory=dict)  # config overrides for every training run of the chain
-    workers: int = 1  # tracking processes inside one evaluation
-    # sequences tracked at once in one evaluation process (dmtrack.track.batched: one batched forward per
-    # frame; the same boxes up to float rounding, 0.00018 px at most on trained demo models, though an
-    # untrained model's chaotic tracks can drift apart); the fps in the results is then each sequence's
-    # share of the batched step, so every evaluation of a chain uses the same
-    track_batch: int = 1
-    jobs: int = 1  # notebooks run at the same time (each gets cores // jobs torch threads)
-    fig7_sequences: int = 2  # hard sequences shown in the Fig. 7 panels
-    budget_minutes: float | None = None  # the wall time the chain must fit in on its reference machine (None = none)
-    require_weights: bool = False  # refuse to start without pretrained= and a BERT text_encoder= (preflight.py)
-    gpus_per_train: int = 1  # processes (GPUs) per training: torchrun DDP when > 1
+    """What the chain runs for one profile (model sizes and recipe live in dmtrack.config); each field is
+    defined and explained in dmtrack/experiments/paper.py, and shrunk in demo.py and smoke.py."""
+    synthetic: bool
+    preset: str | None
+    seeds: int
+    k_sweep: tuple
+    steps_sweep: tuple
+    readings: tuple
+    drift: bool
+    drift_variants: tuple
+    drift_k: int
+    sweep_seeds: int | None
+    robust_variants: tuple
+    robust_benchmark: str
+    robust_seeds: int | None
+    max_frames: int | None
+    train: dict
+    workers: int
+    track_batch: int
+    jobs: int
+    fig7_sequences: int
+    budget_minutes: float | None
+    require_weights: bool
+    gpus_per_train: int
 
 
-CHAINS = {
-    # smoke: the robustness test with its control only (5 notebooks more, not 11)
-    "smoke": ChainSettings(synthetic=True, preset="smoke", seeds=1, k_sweep=(1, 2, 5), steps_sweep=(1, 2), max_frames=12, jobs=2,
-                           robust_variants=("full", "no_language"), track_batch=2),
-    # demo: 18 trainings at the demo profile's recipe (480 steps of 32 pairs, width 128), one thread each,
-    # two at a time, then 47 evaluations tracking 8 sequences at once (one at a time the chain took 67 min
-    # on 2 idle cores; README). The report says how many seeds its verdicts would need.
-    "demo": ChainSettings(synthetic=True, preset="demo", seeds=3, k_sweep=tuple(range(1, 11)), sweep_seeds=1, jobs=2,
-                          budget_minutes=60.0, track_batch=8, robust_seeds=2),
-    "paper": ChainSettings(synthetic=False, preset=None, seeds=3, k_sweep=tuple(range(1, 11)), drift=False, workers=1,
-                           fig7_sequences=3, require_weights=True),
-}
+def override_settings(settings: ChainSettings, overrides: dict) -> ChainSettings:
+    """`settings` with `overrides` (parsed `key=value` pairs, dmtrack.config.parse_overrides), checked as
+    dmtrack.config.apply_overrides checks a Config: an unknown key raises naming it, a list becomes a tuple
+    where a tuple is expected, an int a float, and any other value of the wrong type is a ConfigError."""
+    hints = get_type_hints(ChainSettings)
+    unknown = sorted(set(overrides) - set(hints))
+    if unknown:
+        raise KeyError(f"unknown chain setting(s): {', '.join(unknown)} (known: {', '.join(hints)})")
+    clean = {}
+    for key, value in overrides.items():
+        allowed = get_args(hints[key]) or (hints[key],)
+        value = tuple(value) if tuple in allowed and isinstance(value, list) else value
+        value = float(value) if float in allowed and type(value) is int else value
+        if type(value) not in allowed:
+            raise ConfigError(f"chain setting {key!r} expects {' or '.join(t.__name__ for t in allowed)}, got {value!r}")
+        clean[key] = value
+    return replace(settings, **clean)
+
+
+CHAINS = {p: ChainSettings(**experiments.get(p)["chain"]) for p in PROFILES}  # one experiment per profile
 
 
 @dataclass

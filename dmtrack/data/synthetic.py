@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from tqdm import tqdm
+from dmtrack import experiments
 from dmtrack.io import atomic_write_text
 
 from . import lasot
@@ -93,31 +94,13 @@ class Preset:
     sweep: SuiteSpec | None = None
 
 
-PRESETS = {
-    "smoke": Preset(
-        "smoke", 96, 96, size=(11, 17), speed=(1.0, 2.0), quality=90,
-        suites=dict(
-            train=SuiteSpec(4, (20, 24), (1, 2), (0, 1), (0, 1)),
-            lasot=SuiteSpec(2, (30, 36), (1, 2), (1, 1), (1, 1)),
-            lasot_ext=SuiteSpec(2, (30, 36), (1, 2), (0, 1), (0, 1), ext_classes=True),
-            tnl2k=SuiteSpec(2, (25, 30), (2, 3), (1, 2), (0, 1)),
-            otb_lang=SuiteSpec(2, (20, 24), (1, 1), (0, 1), (0, 1), wrap=0.0),
-        ),
-        sweep_levels=(0.5, 1.0), sweep=SuiteSpec(2, (30, 30), (1, 1), (1, 1), (0, 1)),
-    ),
-    "demo": Preset(
-        "demo", 256, 192, size=(18, 34), speed=(1.0, 2.2), quality=85,
-        suites=dict(
-            train=SuiteSpec(96, (80, 120), (1, 3), (0, 1), (0, 2)),
-            lasot=SuiteSpec(16, (200, 300), (1, 3), (1, 1), (1, 2)),
-            lasot_ext=SuiteSpec(12, (150, 250), (1, 3), (0, 1), (1, 2), ext_classes=True),
-            tnl2k=SuiteSpec(16, (120, 200), (3, 5), (1, 2), (0, 2)),
-            # 36 short sequences: Table 2 is on OTB-Lang, and its verdicts need CIs over many sequences
-            otb_lang=SuiteSpec(36, (40, 60), (1, 2), (0, 1), (0, 1), wrap=0.0),
-        ),
-        sweep_levels=(0.0, 0.25, 0.5, 0.75, 1.0), sweep=SuiteSpec(10, (150, 150), (1, 2), (1, 1), (0, 1)),
-    ),
-}
+def _preset(d: dict) -> Preset:
+    """A Preset from an experiment's plain "synthetic" values (dmtrack/experiments/)."""
+    return Preset(**dict(d, suites={k: SuiteSpec(**v) for k, v in d["suites"].items()}, sweep=SuiteSpec(**d["sweep"])))
+
+
+# the synthetic profiles' presets, defined with the rest of each experiment in dmtrack/experiments/
+PRESETS = {p: _preset(exp["synthetic"]) for p in ("smoke", "demo") for exp in [experiments.get(p)]}
 
 
 def preset_fingerprint(preset: str) -> str:
