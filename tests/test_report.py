@@ -575,7 +575,7 @@ def test_a_steps_command_reads_back_every_option_of_the_report_command(tmp_path,
     argv = ["--profile", "smoke", "--seeds", "2", "--reports", "r", "--work", "w", "--data-root", "d", "--jobs", "3",
             "--max-frames", "7", "--k-sweep", "1,3", "--steps-sweep", "2,4", "--readings", "final",
             "--robust-variants", "", "--allow-minilm", "--gpus-per-train", "2", "--other", "Theirs=theirs",
-            "--set", "epochs=1", "pretrained=none"]
+            "--chain", "fig7_sequences=3", "--chain", "drift_variants=[\"full\"]", "--set", "epochs=1", "pretrained=none"]
     parser, args = _report_args(argv)
     defaults = vars(parser.parse_args([]))
     per_step = {a.dest for a in parser._actions} - _NOT_PER_STEP
@@ -590,6 +590,23 @@ def test_a_steps_command_reads_back_every_option_of_the_report_command(tmp_path,
         assert vars(back)[dest] == want, dest
     assert back.robust_variants == () and back.readings == ("final",) and back.other == [("Theirs", str(tmp_path / "theirs"))]
     assert chain_options(back, overrides_from_args(back)) == chain_options(args, overrides)
+
+
+def test_chain_settings_are_overridden_from_the_command_line_and_checked(capsys):
+    """--chain KEY=VALUE sets a chain setting of the profile (the same grammar and checks as --set)."""
+    from dmtrack.chain.plan import CHAINS, chain_settings
+
+    parser, args = _report_args(["--profile", "smoke", "--chain", "fig7_sequences=5", "--chain", "k_sweep=[1,2]",
+                                 "--seeds", "2"])
+    from dmtrack.chain.cli import chain_options
+    s = chain_settings("smoke", chain_options(args, {}))
+    assert (s.fig7_sequences, s.k_sweep, s.seeds) == (5, (1, 2), 2) and CHAINS["smoke"].fig7_sequences != 5
+    from dmtrack.cli import main
+    assert main(["report", "--profile", "smoke", "--plan", "--chain", "no_such_setting=1"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "unknown chain setting(s): no_such_setting" in line and len(line.splitlines()) == 1
+    assert main(["report", "--profile", "smoke", "--plan", "--chain", "fig7_sequences=many"]) == 2
+    assert "fig7_sequences" in capsys.readouterr().err
 
 
 def test_a_steps_printed_command_plans_the_same_chain_with_non_default_options(tmp_path, monkeypatch, capsys):

@@ -66,6 +66,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true",
                    help="with --plan: print the plan as JSON, with each step's dependencies and the command running it alone")
     add_override_arguments(p)  # for every training run, e.g. --set pretrained=/w/OSTrack_ep0300.pth.tar
+    p.add_argument("--chain", action="append", default=[], metavar="KEY=VALUE", dest="chain_overrides",
+                   help="a chain setting of the profile (dmtrack/experiments/), e.g. --chain track_batch=4 "
+                        "--chain fig7_sequences=3; repeatable; checked as --set checks config keys")
     p.add_argument("--other", action="append", default=[], metavar="NAME=DIR", type=_other,
                    help="another tracker's raw results: DIR/<benchmark>/<seq>.txt (benchmark = lasot, lasot_ext, tnl2k, "
                         "otb_lang); re-scored under both protocols and drawn in the Fig. 7 panels. NAME: letters, digits, "

@@ -13,7 +13,7 @@ from typing import get_args, get_type_hints
 from dmtrack.chain.graph import Step, gpu_pool
 from dmtrack.chain.preflight import PreflightError, absolute_path_overrides, chain_configs
 from dmtrack import experiments
-from dmtrack.config import PROFILES, VARIANTS, ConfigError, load_config
+from dmtrack.config import PROFILES, VARIANTS, ConfigError, load_config, parse_overrides
 from dmtrack.data import dataset_root
 from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
 from dmtrack.data.sentences import SENTENCES
@@ -260,6 +260,7 @@ class ChainOptions:
     gpus_per_train: int | None = None
     gpus: tuple | None = None
     allow_minilm: bool = False
+    chain_overrides: tuple = ()  # "key=value" chain settings (override_settings), before the options above
 
     def pool(self) -> list | None:
         """The GPU pool the chain's steps are spread over (None: no pool); PreflightError for an id this
@@ -287,7 +288,7 @@ def chain_settings(profile: str, options: ChainOptions = ChainOptions(), pool: l
             raise PreflightError(f"{name} must be a positive integer, got {value!r}")
     if pool and o.gpus_per_train and o.gpus_per_train > len(pool):
         raise PreflightError(f"--gpus-per-train {o.gpus_per_train} is more than the {len(pool)} GPU(s) given ({','.join(pool)})")
-    s = CHAINS[profile]
+    s = override_settings(CHAINS[profile], parse_overrides(list(o.chain_overrides)))
     as_tuple = lambda v: tuple(v) if v else None  # noqa: E731
     changes = dict(seeds=o.seeds, jobs=o.jobs or (len(pool) if pool else None), max_frames=o.max_frames,
                    k_sweep=as_tuple(o.k_sweep), steps_sweep=as_tuple(o.steps_sweep), readings=as_tuple(o.readings),
