@@ -299,10 +299,11 @@ def test_sampling_chain_gives_every_chain_and_the_spread_and_the_plots_draw_them
     from dmtrack.config import load_config
     from dmtrack.chain import steps
     from dmtrack.report import plots
-    from dmtrack.track.runner import CheckpointTracker
+    from dmtrack.track.runner import CheckpointTracker, TrackSettings
 
     seq = steps.load_sequences("synthetic_tnl2k", root)[0]
-    out = steps.sampling_chain(CheckpointTracker(str(smoke_checkpoint(tmp_path)), 3, 0)(), seq, 2)
+    out = steps.sampling_chain(CheckpointTracker(str(smoke_checkpoint(tmp_path)), TrackSettings(samples=3, seed=0))(),
+                               seq, 2)
     cfg = load_config("smoke", "full")  # final reading: k = 3 chains of sampling_steps steps each
     assert out["chain"].shape[:2] == (cfg.sampling_steps + 1, 3) and out["samples"].shape[0] == 3
     np.testing.assert_array_equal(out["spread"], out["samples"].max(0) - out["samples"].min(0))

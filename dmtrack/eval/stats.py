@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 N_BOOT = 4000
 LEVEL = 0.95  # the rows' own CIs (descriptive; the verdicts use their family's level)
@@ -51,7 +50,8 @@ class CI(NamedTuple):
 
 def as_matrix(values) -> np.ndarray:
     """(seeds, sequences) array from a DataFrame (rows = seeds, columns = sequences) or array-like."""
-    m = np.asarray(values.to_numpy() if isinstance(values, pd.DataFrame) else values, dtype=np.float64)
+    # a DataFrame by duck type: pandas stays out of what a stock GPU image imports (bench gpu, gpu_check)
+    m = np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values, dtype=np.float64)
     m = m[None, :] if m.ndim == 1 else m
     if m.ndim != 2 or m.size == 0:
         raise ValueError(f"expected a (seeds, sequences) matrix, got shape {m.shape}")
