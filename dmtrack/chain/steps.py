@@ -31,7 +31,7 @@ from dmtrack.track.runner import (CheckpointTracker, DataSelection, Execution, T
                                   track_sequence)
 from dmtrack.track.tracker import spread_map
 from dmtrack.train import load_train_sequences, train
-from dmtrack.train.loop import config_diff
+from dmtrack.train.loop import run_diff
 
 
 def set_threads(threads: int) -> None:
@@ -72,15 +72,16 @@ def torchrun_command(profile: str, variant: str, seed: int, out, overrides: dict
 
 
 def train_variant(profile: str, variant: str, seed: int, work, data_dir=None, overrides: dict | None = None,
-                  progress: bool = False, processes: int = 1, threads: int = 1) -> Path:
-    """Train one Table 2 variant (resumes a stopped run); returns model.pth. processes > 1: DDP over that
-    many processes with torchrun (one per GPU of this kernel's CUDA_VISIBLE_DEVICES, gloo on a CPU)."""
+                  progress: bool = False, processes: int = 1, threads: int = 1, arm: str = "") -> Path:
+    """Train one Table 2 variant, or the base tracker (variant 'base'), into train/<variant>[-<arm>]/seed<N>
+    (resumes a stopped run); returns model.pth. processes > 1: DDP over that many processes with torchrun
+    (one per GPU of this kernel's CUDA_VISIBLE_DEVICES, gloo on a CPU)."""
     cfg = load_config(profile, variant, seed=seed, **(overrides or {}))
-    out = train_dir(work, variant, seed)
-    model = model_path(work, variant, seed)
+    out = train_dir(work, variant, seed, arm)
+    model = model_path(work, variant, seed, arm)
     done = model if model.exists() else out / "last.pth" if (out / "last.pth").exists() else None
     if done is not None:
-        diff = config_diff(cfg, load_checkpoint(done)["config"])
+        diff = run_diff(cfg, load_checkpoint(done))
         if not diff and model.exists():  # finished before (the pipeline's stamp was lost): nothing to redo
             return model
         if diff:  # a run of another config (e.g. the profile changed): keep it aside, train afresh
@@ -136,9 +137,9 @@ def evaluate_variant(runs, benchmarks, work, data_dir=None, max_frames: int | No
     execution = Execution(workers=workers, gpus=gpus or None, progress=False, replace_stale=True)
     rows = []
     for run in runs:
-        path = model_path(work, run.variant, run.seed)
+        path = run.model_path(work)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: variant {run.variant} seed {run.seed} has not been trained (run 10_train)")
+            raise FileNotFoundError(f"{path}: {run.model} seed {run.seed} has not been trained (run 10_train)")
         settings = TrackSettings(samples=run.k, seed=run.seed, average=run.average, steps=run.steps, batch=batch)
         for bench in benchmarks:
             data = DataSelection(root=data_dir if bench.startswith("synthetic") else None, max_frames=max_frames,

@@ -7,8 +7,9 @@ def get_config() -> dict:
     c["model"].update(
         template_size=32, search_size=64, embed_dim=48, depth=2, ce_layers=(1,), ce_start_epoch=0, ce_warm_epochs=1,
         sampling_steps=2, denoiser_channels=8, head_channels=16,
-        gt_ce_start_epoch=1, epochs=2, pairs_per_epoch=16, batch_size=4, backbone_lr=1e-3, max_gap=20,
+        gt_ce_start_epoch=1, epochs=2, pairs_per_epoch=16, batch_size=4, backbone_lr=1e-4, max_gap=20,
     )
+    c["scratch"] = dict(backbone_lr=1e-3)
     c["synthetic"] = dict(
         name="smoke", width=96, height=96, size=(11, 17), speed=(1.0, 2.0), quality=90,
         suites=dict(

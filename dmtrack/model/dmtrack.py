@@ -317,6 +317,8 @@ def build_model(cfg: Config) -> DMTrack:
     model = DMTrack(cfg)
     model.pretrained_report = None
     if cfg.pretrained_file:
-        from .weights import load_pretrained_backbone
+        from .weights import load_pretrained_backbone, load_pretrained_head
         model.pretrained_report = load_pretrained_backbone(model.visual, cfg.pretrained_file)
+        if cfg.pretrained_head:
+            load_pretrained_head(model.head, cfg.pretrained_file)
     return model

@@ -180,6 +180,45 @@ def load_pretrained_backbone(encoder, path) -> dict:
     return report
 
 
+_OSTRACK_BRANCHES = {"score": "ctr", "offset": "offset", "size": "size"}
+
+
+def _ostrack_head_name(key: str) -> str | None:
+    """OSTrack's 'box_head.conv<i>_<branch>.<j>.*' (i = 1..4 Conv-BN-ReLU, 5 the 1x1 conv) -> CenterHead's
+    '<branch>.<n>.*' (_branch: 3 modules per layer, the 1x1 conv last at 12); None for other keys."""
+    parts = key.split(".")
+    if len(parts) < 3 or parts[0] != "box_head" or not parts[1].startswith("conv"):
+        return None
+    layer, _, branch = parts[1][4:].partition("_")
+    ours = {v: k for k, v in _OSTRACK_BRANCHES.items()}.get(branch)
+    if ours is None or not layer.isdigit():
+        return None
+    i = int(layer)
+    if i == 5:
+        return ".".join([ours, "12", *parts[2:]])
+    return ".".join([ours, str(3 * (i - 1) + int(parts[2])), *parts[3:]])
+
+
+def load_pretrained_head(head, path) -> None:
+    """Initialise a CenterHead from a DMTrack checkpoint's 'head.*' or OSTrack's 'box_head.*' (config
+    pretrained_head): every head tensor must be there at its shape, else a ValueError naming the file."""
+    path = Path(path)
+    ckpt = _read(path, inert_objects=True)
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT and isinstance(ckpt.get("model"), dict):
+        state = {k[len("head."):]: v for k, v in ckpt["model"].items() if k.startswith("head.")}
+    elif isinstance(ckpt, dict) and isinstance(ckpt.get("net"), dict):
+        state = {_ostrack_head_name(k): v for k, v in ckpt["net"].items() if _ostrack_head_name(k)}
+    else:
+        raise ValueError(f"{path}: pretrained_head needs a DMTrack ('head.*') or OSTrack ('box_head.*') checkpoint")
+    own = head.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state] + [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if problems:
+        raise ValueError(f"{path}: its centre head does not fit (check embed_dim / head_channels): " + "; ".join(problems[:8]))
+    head.load_state_dict({k: state[k] for k in own})
+    log.info("loaded the centre head (%d tensors) from %s", len(own), path)
+
+
 def _check_plain(obj, where: str) -> None:
     """Refuse anything weights_only=True could not load back (e.g. numpy arrays, custom classes)."""
     if isinstance(obj, dict):

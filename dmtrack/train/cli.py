@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import PROFILES, VARIANTS, add_override_arguments
+from ..config import BASE, PROFILES, VARIANTS, add_override_arguments
 
 
 def add_arguments(parser):
     parser.add_argument("--profile", default="demo", choices=PROFILES, help="sizes and recipe (default: demo)")
-    parser.add_argument("--variant", default="full", choices=VARIANTS, help="Table 2 variant (default: full)")
+    parser.add_argument("--variant", default="full", choices=VARIANTS + (BASE,), help="Table 2 variant, or base: the base tracker the embedded profiles fine-tune every variant from (default: full)")
     parser.add_argument("--out", required=True, help="run folder: losses.csv, run.json, last.pth, model.pth")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's)")
     parser.add_argument("--resume", action="store_true", help="continue exactly from <out>/last.pth if it exists")

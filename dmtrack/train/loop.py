@@ -37,7 +37,7 @@ from ..config import Config, ConfigError, config_from_dict
 from ..data.crop import normalize_images
 from ..io import RunLocked, atomic_open, atomic_write_text, exclusive_lock, remove_stale_temps
 from ..precision import autocast, enable_tf32, resolve_precision
-from ..provenance import provenance, resolve_device
+from ..provenance import file_sha256, provenance, resolve_device
 from .sampler import (PairDataset, PairSampler, collate, data_workers, load_train_sequences, single_threaded_workers,
                       worker_init)
 
@@ -50,6 +50,21 @@ def config_diff(cfg: Config, saved: dict) -> list[str]:
     """Keys where `cfg` differs from a checkpoint's saved config in a way that changes the result."""
     saved = config_from_dict(saved).to_dict()
     return sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in RESUME_FREE_KEYS)
+
+
+def pretrained_sha256(cfg: Config) -> str | None:
+    """SHA-256 of the file that initialises the model (None: random initialisation), saved in every
+    checkpoint: a base tracker retrained under the same path must not let a fine-tuned run resume or count as done."""
+    return file_sha256(cfg.pretrained_file) if cfg.pretrained_file else None
+
+
+def run_diff(cfg: Config, ckpt: dict) -> list[str]:
+    """What makes a checkpoint another run than `cfg`'s: its config's keys (config_diff), and
+    'pretrained (file content)' when the pretrained file's SHA-256 is not the one it started from."""
+    diff = config_diff(cfg, ckpt["config"])
+    if cfg.pretrained_file and ckpt.get("pretrained_sha256") != pretrained_sha256(cfg):
+        diff.append("pretrained (file content)")
+    return diff
 
 
 def setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
@@ -277,7 +292,7 @@ def resume_run(run: TrainRun, last: Path, cfg: Config, rank: int, world: int) ->
     from ..model import load_checkpoint, load_weights
 
     state = load_checkpoint(last)
-    diff = config_diff(cfg, state["config"])
+    diff = run_diff(cfg, state)
     if diff:
         raise ValueError(f"{last}: config differs from the run being resumed in {diff}; resume with the same settings")
     if state["world_size"] != world:
@@ -303,7 +318,7 @@ def save_state(run: TrainRun, last: Path, cfg: Config, steps_per_epoch: int, mai
         epoch, step = divmod(run.global_step, steps_per_epoch)
         save_checkpoint(last, run.model, cfg, optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
                         scaler=run.scaler.state_dict(), rng=states, epoch=epoch, step=step,
-                        global_step=run.global_step, world_size=world)
+                        global_step=run.global_step, world_size=world, pretrained_sha256=pretrained_sha256(cfg))
 
 
 def make_loader(cfg: Config, sequences, rank: int, world: int, device: torch.device):
@@ -475,6 +490,7 @@ def train_locked(cfg: Config, out: Path, resume: bool, rank: int, world: int, de
     result = None
     if main:
         if run.global_step >= total:
-            result = save_checkpoint(out / "model.pth", run.model, cfg, epoch=cfg.epochs, global_step=run.global_step)
+            result = save_checkpoint(out / "model.pth", run.model, cfg, epoch=cfg.epochs, global_step=run.global_step,
+                                     pretrained_sha256=pretrained_sha256(cfg))
         end_session(out, info, run, cfg, time.time() - t0, start_step, ddp_report, text if text_cached else None)
     return result
