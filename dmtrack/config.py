@@ -49,6 +49,12 @@ class Config:
     gt_ce_start_epoch: int = 40  # GT-CE is used from this epoch on (paper: "later stages")
     double_sample: bool = True  # False: single-sample (GT + noise) training
 
+    # --- reading: whose DMTrack is built (docs/method.md, "reading = authors"; docs/authors_code.md) ---
+    # paper = our reading of the paper | authors = the first author's released code: its fusion, schedule, sampler,
+    # denoiser and filter (dmtrack/model/authors.py); under authors, load_config defaults sampling_steps to 1 (READINGS)
+    reading: str = "paper"
+    authors_view_scramble: bool = True  # reading=authors only: the code's two `.view` memory reinterpretations of the mask features (False: spatially correct tokens)
+
     # --- template and search crops: the model's token grid, the training sampler and the tracker read them alike ---
     template_size: int = 128  # pixels; template crop side
     search_size: int = 256  # pixels; search crop side
@@ -171,6 +177,8 @@ class Config:
             ("ce_layers", all(type(i) is int and 0 <= i < c.depth for i in layers)
              and all(a < b for a, b in zip(layers, layers[1:])), f"increasing block indices in [0, depth) = [0, {c.depth})"),
             ("diffusion_timesteps", c.diffusion_timesteps >= c.sampling_steps, f">= sampling_steps ({c.sampling_steps})"),
+            ("embed_dim", c.reading == "paper" or c.embed_dim % 16 == 0, "a multiple of 16 under reading=authors (its denoiser ends at embed_dim/16 channels)"),
+            ("mask_scale", c.reading == "paper" or c.mask_scale == 1, "1 under reading=authors (its mask is the token grid)"),
             ("denoiser_channels", c.denoiser_channels % 2 == 0, "even (the sinusoidal timestep embedding has sin and cos halves)"),
             ("head_channels", c.head_channels % 8 == 0, "a multiple of 8 (the head halves it three times)"),
             ("struct_kernel", c.struct_kernel == 0 or c.struct_kernel % 2 == 1, "0 (auto) or odd (a centred window)"),
@@ -227,6 +235,7 @@ CHOICES: dict[str, tuple] = {
     "profile": PROFILES, "variant": VARIANTS + (BASE,), "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
     "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
     "head_features": ("visual", "fused"), "test_average": ("final", "chain"), "train_precision": PRECISIONS,
+    "reading": ("paper", "authors"),
 }
 # Former key names: a saved config's old name loads as the new one, an override with it is an error naming the new one.
 RENAMED = {"precision": "train_precision"}  # named apart from the tracker's own precision (fp32 unless asked)
@@ -264,6 +273,8 @@ _VARIANTS: dict[str, dict] = {
     "single_sample_train": dict(double_sample=False),
     BASE: dict(use_diffusion=False, use_language=False),
 }
+# Readings: the defaults each reading changes, applied over the profile and the variant, under the overrides.
+READINGS: dict[str, dict] = {"paper": {}, "authors": dict(sampling_steps=1)}  # the authors' num_sample_steps = 1
 
 
 def apply_overrides(cfg: Config, overrides: dict) -> Config:
@@ -286,7 +297,8 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
 
 def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Config:
     """The config of `profile` (smoke | demo | paper) and Table 2 `variant` (or the base tracker), plus
-    overrides. A model whose visual encoder starts from random initialisation (the base tracker; a variant
+    overrides; an override's `reading` brings that reading's defaults (READINGS), which the other overrides
+    still override. A model whose visual encoder starts from random initialisation (the base tracker; a variant
     whose `pretrained` is "" or "none") trains with the profile's from-scratch recipe (_SCRATCH_RECIPES),
     a fine-tuned one with the profile's own: the recipe follows the initialisation, as in the paper."""
     if profile not in _PROFILES:
@@ -296,6 +308,7 @@ def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Co
     cfg = Config(profile=profile, variant=variant)
     cfg = apply_overrides(cfg, _PROFILES[profile])
     cfg = apply_overrides(cfg, _VARIANTS[variant])
+    cfg = apply_overrides(cfg, READINGS.get(overrides.get("reading", cfg.reading), {}))  # an unknown reading fails below, named
     if variant == BASE or overrides.get("pretrained", cfg.pretrained) in ("", SCRATCH):
         cfg = apply_overrides(cfg, _SCRATCH_RECIPES[profile])
     return apply_overrides(cfg, overrides)

@@ -159,6 +159,7 @@ def score_files(folder) -> list[Path]:
 # Trained models add average (final | chain), steps (the override of the DDIM steps per chain, None =
 # the config's) and sampling_steps (the steps each chain ran); a record without them is a final-reading run.
 # sentence: true | misleading | uninformative (the robustness test's; a record without it is a true-sentence run).
+# reading: the checkpoint config's paper | authors (a record without it is a paper-reading run).
 RUN_META_KEYS = ("benchmark", "variant", "samples", "seed")
 
 

@@ -132,6 +132,7 @@ def test_results_of_other_weights_are_never_resumed(root, ckpt, tmp_path):
     quiet = Execution(progress=False)
     evaluate(str(ckpt), "synthetic_otb_lang", out, one, data, quiet)
     assert json.loads((out / "evaluate.json").read_text())["weights_sha256"] == runner.file_sha256(ckpt)
+    assert json.loads((out / "evaluate.json").read_text())["reading"] == "paper"  # the checkpoint's reading
     torch.manual_seed(1)  # "retrain": other weights under the same path
     cfg = load_config("smoke", "full")
     save_checkpoint(ckpt.parent / "retrained.pth", build_model(cfg), cfg)
@@ -148,6 +149,20 @@ def test_results_of_other_weights_are_never_resumed(root, ckpt, tmp_path):
         ckpt.write_bytes(old_ckpt)
     for n in names:  # the stale results were replaced by the retrained model's
         assert (out / f"{n}.txt").read_text() == (tmp_path / "b" / f"{n}.txt").read_text()
+
+
+def test_evaluate_records_the_checkpoints_reading(root, tmp_path):
+    """An untrained smoke model of the authors' reading tracks two sequences; evaluate.json says whose reading."""
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "full", reading="authors")
+    ckpt = save_checkpoint(tmp_path / "authors.pth", build_model(cfg), cfg)
+    names = [s.name for s in load_benchmark("synthetic_otb_lang", root=root)][:2]
+    out = tmp_path / "eval"
+    evaluate(str(ckpt), "synthetic_otb_lang", out, TrackSettings(samples=2),
+             DataSelection(root=root, max_frames=4, sequences=names), Execution(progress=False))
+    meta = json.loads((out / "evaluate.json").read_text())
+    assert meta["reading"] == "authors" and meta["sampling_steps"] == 1  # the authors' one step
+    assert all(len(read_results(out / f"{n}.txt")) == 4 for n in names)
 
 
 def test_results_of_other_data_are_never_resumed(root, ckpt, tmp_path, monkeypatch):

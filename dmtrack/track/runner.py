@@ -402,6 +402,7 @@ def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSet
         raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
             "benchmark": benchmark, "samples": k, "seed": settings.seed, "variant": cfg.variant, "profile": cfg.profile,
+            "reading": cfg.reading,  # the checkpoint's: paper | authors (docs/method.md, "reading = authors")
             "max_frames": data.max_frames, "data_root": str(data.root) if data.root else None,
             "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
             "sentence": data.sentence,
