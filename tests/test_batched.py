@@ -19,12 +19,14 @@ def sequences(root):  # 4 sequences of 27-36 frames: batch 3 refills a slot when
     return [s for b in ("synthetic_lasot", "synthetic_tnl2k") for s in load_benchmark(b, root=root, progress=False)]
 
 
-@pytest.mark.parametrize("variant, k, eta", [("full", 3, 0.0), ("full", 2, 1.0), ("no_diffusion", 1, 0.0)])
-def test_each_sequence_gets_the_boxes_it_gets_alone(sequences, variant, k, eta):
+@pytest.mark.parametrize("variant, k, eta, reading", [("full", 3, 0.0, "paper"), ("full", 2, 1.0, "paper"),
+                                                     ("no_diffusion", 1, 0.0, "paper"), ("full", 2, 1.0, "authors")])
+def test_each_sequence_gets_the_boxes_it_gets_alone(sequences, variant, k, eta, reading):
     torch.manual_seed(0)
-    cfg = load_config("smoke", variant, sampler_eta=eta)  # eta 1: every step draws noise, per sequence too
+    # eta 1: every step draws noise, per sequence too; the authors' sampler is ancestral: 2 steps draw noise once
+    cfg = load_config("smoke", variant, sampler_eta=eta, reading=reading, sampling_steps=2)
     model = build_model(cfg)
-    if variant == "full":  # untrained, the denoiser ignores x_t (mask_in starts at 0): make the noise matter
+    if variant == "full" and reading == "paper":  # untrained, the denoiser ignores x_t (mask_in starts at 0): make the noise matter
         torch.nn.init.normal_(model.denoiser.mask_in.weight, std=0.5)
     tracker = Tracker(model, cfg, samples=k, seed=3)
     alone = {s.name: track_sequence(tracker, s, frames=25, record_crop_masks=True) for s in sequences}
@@ -37,7 +39,8 @@ def test_each_sequence_gets_the_boxes_it_gets_alone(sequences, variant, k, eta):
         res = together[name]
         # the x_T of every frame's k samplings is the one the Tracker drew: drawn from one shared
         # generator instead, the boxes of this model differ by up to 32 pixels
-        np.testing.assert_allclose(res["boxes"], one["boxes"], rtol=1e-5, atol=1e-5)
+        # (the authors' denoiser sums more terms per output, which a batch of 3 rounds apart from a batch of 1 by ~1e-5 px)
+        np.testing.assert_allclose(res["boxes"], one["boxes"], rtol=1e-5, atol=1e-4 if reading == "authors" else 1e-5)
         np.testing.assert_allclose(res["scores"], one["scores"], rtol=1e-5, atol=1e-6)
         assert res["times"].shape == (25,) and (res["times"] > 0).all()
         if variant == "full":

@@ -105,12 +105,13 @@ def logits_to_x0(logits: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- denoiser
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of integer timesteps (B,) -> (B, dim), as in DDPM / transformers."""
+def timestep_embedding(t: torch.Tensor, dim: int, cos_first: bool = False) -> torch.Tensor:
+    """Sinusoidal embedding of timesteps (B,) -> (B, dim), as in DDPM / transformers: [sin | cos] of
+    t * 10000^(-i / (dim/2)); cos_first = [cos | sin], the order of the authors' code (dmtrack.model.authors)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]
-    return torch.cat([args.sin(), args.cos()], dim=-1)
+    return torch.cat([args.cos(), args.sin()] if cos_first else [args.sin(), args.cos()], dim=-1)
 
 
 def _groups(c: int) -> int:

@@ -10,6 +10,11 @@
 
 Variants: no_diffusion (head on F_s), not_mask_driven (head on the mask projection alone),
 no_language, no_gt_ce, single_sample_train, full. See docs/method.md for every reading.
+
+reading = authors builds the first author's modules instead (dmtrack/model/authors.py): fusion =
+AuthorsCrossAttention; diffusion = AuthorsDenoiser on the continuous log-SNR schedule, whose D-channel
+mask tokens pass AuthorsFilter and a linear layer reads the mask logits off them; head input = base +
+those tokens. The variants mean the same under either reading.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import Config
+from .authors import AuthorsCrossAttention, AuthorsDenoiser, AuthorsFilter, LogSNRSchedule, authors_sample, text_grid
 from .diffusion import DiffusionSchedule, MaskDenoiser, logits_to_x0, sample_masks
 from .filtering import FeatureFilter
 from .fusion import GatedCrossAttention
@@ -43,6 +49,14 @@ def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
 def _mean_logit(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """Logit of the mean probability along `dim`, in float32 (in float16 1 - 1e-6 rounds to 1: logit = inf)."""
     return torch.logit(logits.float().sigmoid().mean(dim), eps=1e-6)
+
+
+def _loss_sampling(cfg: Config) -> str:
+    """Which sampling of double-sample training the loss uses: cfg.double_sample_mode, or one of first |
+    second | mean drawn uniformly from torch's RNG when it is random (Sec. 3.2)."""
+    if cfg.double_sample_mode == "random":
+        return _DOUBLE_MODES[int(torch.randint(0, 3, ()).item())]
+    return cfg.double_sample_mode
 
 
 def sampling_plan(cfg: Config, samples=None, steps=None, average=None) -> tuple[int, int, str]:
@@ -85,16 +99,22 @@ class DMTrack(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg  # its ranges and choices were checked when it was built (Config.validate)
-        D = cfg.embed_dim
+        D, authors = cfg.embed_dim, cfg.reading == "authors"
         self.visual = VisualEncoder(cfg)
         self.grid = G = self.visual.grid
         self.text = self.fusion = None
         if cfg.use_language:
             from .language import TextEncoder  # transformers is slow to import; only when needed
             self.text = TextEncoder(cfg)
-            self.fusion = GatedCrossAttention(D, cfg.fusion_heads)
+            self.fusion = (AuthorsCrossAttention(D, cfg.fusion_heads, G, text_grid(cfg.text_max_len)) if authors
+                           else GatedCrossAttention(D, cfg.fusion_heads))
         self.mask_size = None
-        if cfg.use_diffusion:
+        if cfg.use_diffusion and authors:  # the authors' mask is the G x G token grid (mask_scale 1, Config.validate)
+            self.mask_size, self.schedule = G, LogSNRSchedule()
+            self.denoiser = AuthorsDenoiser(D, cfg.authors_view_scramble)
+            self.filter = AuthorsFilter(D, G * G, cfg.authors_view_scramble) if cfg.use_filter else nn.Identity()
+            self.struct_kernel = cfg.struct_kernel or struct_kernel_size(G, cfg.search_size)
+        elif cfg.use_diffusion:
             s = cfg.mask_scale
             self.mask_size = G * s
             self.schedule = DiffusionSchedule(cfg.diffusion_timesteps, cfg.beta_schedule)
@@ -147,9 +167,7 @@ class DMTrack(nn.Module):
         t2 = torch.randint(0, sch.T, (B,), device=cond.device)
         x_in = sch.q_sample(x0_1, t2) if cfg.double_sample_input == "renoise" else x0_1
         l2 = self.denoiser(x_in, t2, cond)
-        mode = cfg.double_sample_mode
-        if mode == "random":
-            mode = _DOUBLE_MODES[int(torch.randint(0, 3, ()).item())]
+        mode = _loss_sampling(cfg)
         used = {"first": l1, "second": l2}.get(mode)
         if used is None:  # the average of the two sampled masks, back to logits for the structure loss
             used = _mean_logit(torch.stack([l1, l2], 1), 1)
@@ -192,19 +210,26 @@ class DMTrack(nn.Module):
         if not cfg.use_diffusion:
             head_in = to_map(f_s)  # plain OSTrack-style VL tracker
         else:
-            cond = self.denoiser.encode_cond(to_map(f_s))  # once per frame
-            if train:
-                gt_ce = cfg.gt_ce and epoch is not None and epoch >= cfg.gt_ce_start_epoch and keep_rate < 1.0
+            target = gt_ce = None
+            if gt_boxes is not None:  # GT-CE shapes the target in training only
+                gt_ce = train and cfg.gt_ce and epoch is not None and epoch >= cfg.gt_ce_start_epoch and keep_rate < 1.0
                 target = self.mask_target(gt_boxes, vis.removed if gt_ce else None)
-                logits_all, used, choice = self._double_sample(cond) if cfg.double_sample else self._single_sample(cond, target)
-                p = used.sigmoid()
-                extra.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask_target=target, gt_ce=gt_ce)
+            if cfg.reading == "authors":
+                mask_feat, extra = self._authors_masks(to_map(f_s), target, train, return_chain, (samples, steps, average), noise)
             else:
-                p, extra = self._test_masks(cond, B, return_chain, samples, steps, average, noise)
-                if gt_boxes is not None:
-                    extra["mask_target"] = self.mask_target(gt_boxes, None)
-            filtered = extra["mask"] = self.filter(p)
-            mask_feat = self.mask_proj(F.pixel_unshuffle(filtered, cfg.mask_scale))
+                cond = self.denoiser.encode_cond(to_map(f_s))  # once per frame
+                if train:
+                    logits_all, used, choice = self._double_sample(cond) if cfg.double_sample else self._single_sample(cond, target)
+                    p = used.sigmoid()
+                    extra.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice)
+                else:
+                    p, extra = self._test_masks(cond, B, return_chain, samples, steps, average, noise)
+                filtered = extra["mask"] = self.filter(p)
+                mask_feat = self.mask_proj(F.pixel_unshuffle(filtered, cfg.mask_scale))
+            if target is not None:
+                extra["mask_target"] = target
+            if train:
+                extra["gt_ce"] = gt_ce
             base = to_map(h_x if cfg.head_features == "visual" else f_s)
             head_in = base + mask_feat if cfg.mask_driven else mask_feat
 
@@ -229,6 +254,56 @@ class DMTrack(nn.Module):
             extra["chain"] = [c.view(B, chains, 1, M, M) for c in chain]
         return probs.mean(1), extra
 
+    # ------------------------------------------------------------------ reading = authors
+    def _authors_pass(self, x_t: torch.Tensor, logsnr: torch.Tensor, f_map: torch.Tensor):
+        """One pass of the authors' forward_head (A:models/ostrack/ostrack.py:209-239): the denoiser's mask
+        tokens, filtered, are the mask features; a linear layer reads the mask logits off them.
+        Returns (features (B, G*G, D), logits (B,1,G,G))."""
+        feats = self.filter(self.denoiser(x_t, logsnr, f_map))
+        return feats, self.denoiser.readout(feats).view(-1, 1, self.grid, self.grid)
+
+    def _authors_train(self, f_map: torch.Tensor, target: torch.Tensor):
+        """Training passes on the authors' modules, read as `_double_sample` / `_single_sample` read the
+        paper, in the authors' continuous time (t in [0, 1], 1 = pure noise) and x0 = tanh(logits), the
+        reading of their sampler (ostrack.py:318). Returns ([logits of each pass], logits the loss uses,
+        features the head uses, which)."""
+        cfg, sch, B, G = self.cfg, self.schedule, f_map.shape[0], self.grid
+        dev = f_map.device
+        if not cfg.double_sample:  # x_t = q_sample(2 m - 1, t), t uniform
+            feats, logits = self._authors_pass(*sch.q_sample(2 * target - 1, torch.rand(B, device=dev)), f_map)
+            return [logits], logits, feats, "single"
+        f1, l1 = self._authors_pass(torch.randn(B, 1, G, G, device=dev), sch.logsnr(torch.ones(B, device=dev)), f_map)
+        x0_1 = l1.tanh().detach() if cfg.double_sample_detach else l1.tanh()
+        t2 = torch.rand(B, device=dev)
+        x_in, lam2 = sch.q_sample(x0_1, t2) if cfg.double_sample_input == "renoise" else (x0_1, sch.logsnr(t2))
+        f2, l2 = self._authors_pass(x_in, lam2, f_map)
+        mode = _loss_sampling(cfg)
+        if mode == "mean":  # the two masks' mean probability, and the two passes' mean features
+            return [l1, l2], _mean_logit(torch.stack([l1, l2], 1), 1), (f1 + f2) / 2, mode
+        return [l1, l2], (l1 if mode == "first" else l2), (f1 if mode == "first" else f2), mode
+
+    def _authors_masks(self, f_map, target, train: bool, return_chain: bool, plan: tuple, noise=None):
+        """(mask features (B,D,G,G) the head adds, extra outputs) under reading = authors. Training:
+        `_authors_train`. Test: `authors_sample` under `sampling_plan(cfg, *plan)`; final = the k chains'
+        last features and masks averaged, chain = one chain's k steps' features and masks averaged (the
+        paper's "we average the mask features obtained through multiple samplings")."""
+        B, D, G, _ = f_map.shape
+        to_map = lambda t: t.transpose(1, 2).reshape(B, D, G, G)
+        if train:
+            logits_all, used, feats, choice = self._authors_train(f_map, target)
+            return to_map(feats), dict(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask=used.sigmoid())
+        chains, n_steps, average = sampling_plan(self.cfg, *plan)
+        f = f_map if chains == 1 else f_map.repeat_interleave(chains, 0)
+        feats, logits, chain = authors_sample(lambda x, lam: self._authors_pass(x.to(f.dtype), lam, f), self.schedule,
+                                              (B * chains, 1, G, G), f.device, n_steps, noise, average == "chain", return_chain)
+        if average == "chain":  # (k steps, B, ...) -> (B, k, ...)
+            feats, logits = feats.transpose(0, 1), logits.transpose(0, 1)
+        probs = logits.reshape(B, -1, 1, G, G).sigmoid()
+        extra = dict(samples_masks=probs, mask_logits=[_mean_logit(logits.reshape(B, -1, 1, G, G), 1)], mask=probs.mean(1))
+        if chain is not None:
+            extra["chain"] = [c.view(B, chains, 1, G, G) for c in chain]
+        return to_map(feats.reshape(B, -1, G * G, D).mean(1)), extra
+
     # ------------------------------------------------------------------ inference form
     def fuse_for_inference(self, samples=None, steps=None, average=None) -> "DMTrack":
         """Switch to the inference form, as timm's `reparameterize_model`: eval mode, the head's
@@ -239,14 +314,14 @@ class DMTrack(nn.Module):
         are final; `train()` and `load_state_dict` drop it."""
         self.eval()
         self.head.fuse()
-        if self.cfg.use_diffusion:
+        if isinstance(getattr(self, "denoiser", None), MaskDenoiser):  # the authors' denoiser has no folded form
             n_steps = sampling_plan(self.cfg, samples, steps, average)[1]
             self.denoiser.fuse([t for t, *_ in self.schedule.ddim_plan(n_steps)])
         return self
 
     def unfuse(self) -> None:
         self.head.unfuse()
-        if self.cfg.use_diffusion:
+        if isinstance(getattr(self, "denoiser", None), MaskDenoiser):
             self.denoiser.unfuse()
 
     def compile_parts(self) -> "DMTrack":
