@@ -251,8 +251,8 @@ class AuthorsFilter(nn.Module):
         s   = x w_s + b_s                                    (B, N, 1) one score per token
         x'  = x, or with scramble x.view(B, D, N)^T          the authors' second reinterpretation (line 458)
         top = max_n softmax_n(s)_n x'[n, :]                  (B, D) top-1 per channel (line 463)
-        v   = a (top W_v)                                    attention over that one token is its value: the
-                                                             softmax over one key is 1 (lines 464-470); a scalar
+        v   = a (top W_v)                                    attention over that one token is its value (a softmax
+                                                             over one key is 1, lines 464-470); a is a learnt scalar
         out = BN_N(s v) + x                                  rank-1 term, BatchNorm1d over the N token positions
 
     Map (ours <- theirs): score <- summation, value.weight <- qkv.weight[2D:3D] (qkv.weight[:2D], q and k, and
