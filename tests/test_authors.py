@@ -254,3 +254,16 @@ def test_the_head_input_is_base_plus_the_averaged_mask_features():
             assert torch.allclose(seen[0], (h_x + mean).transpose(1, 2).reshape(2, 48, 4, 4), atol=1e-5)
             assert model_passes == ([2 * k] if average == "final" else [2] * k)  # sampling_steps = 1 under authors
             assert out.samples_masks.shape == (2, k, 1, 4, 4) and torch.allclose(out.mask, out.samples_masks.mean(1))
+
+
+def test_cost_accounting_covers_the_authors_parts():
+    """dmtrack.track.profile (the report's cost table): every parameter in one part; one denoiser pass per step."""
+    from dmtrack.track.profile import PARTS, profile_model
+
+    rows = {(r["k"], r["sampling_steps"]): r for r in profile_model(load_config("smoke", "full", reading="authors"), ks=(1, 2), steps=(2,))}
+    r = rows[1, 1]  # sampling_steps = 1 under authors
+    assert sum(r[f"params_{p}"] for p in PARTS) == r["params_total"]
+    assert r["params_fusion"] > 0 and r["params_diffusion"] > 0 and r["params_filter"] > 0
+    assert r["frame_gflops_diffusion"] > 0 and r["frame_gflops_filter"] > 0
+    for k, steps in ((2, 1), (1, 2)):  # k = 2 chains, or 2 steps of one chain: two denoiser passes
+        assert rows[k, steps]["frame_gflops_diffusion"] == pytest.approx(2 * r["frame_gflops_diffusion"], rel=1e-6)

@@ -109,7 +109,7 @@ class AuthorsCrossAttention(nn.Module):
 
 
 # ----------------------------------------------------------------------------- schedule
-class LogSNRSchedule:
+class LogSNRSchedule(nn.Module):
     """The authors' noise schedule: simple diffusion's continuous cosine log-SNR (Hoogeboom et al. 2023;
     A:models/ostrack/ostrack.py:39, 194-203, 305-331, 388-391), time t in [0, 1], 1 = pure noise:
 
@@ -118,9 +118,11 @@ class LogSNRSchedule:
         alpha^2 = sigmoid(lambda),  sigma^2 = sigmoid(-lambda)         (alpha^2 + sigma^2 = 1)
         x_t = alpha x_0 + sigma eps                                   (q_sample)
 
-    The denoiser is conditioned on lambda itself, not on t."""
+    The denoiser is conditioned on lambda itself, not on t. A module without parameters or buffers (as
+    DiffusionSchedule is the paper reading's part of the model), so the model's walks over its parts see it."""
 
     def __init__(self, logsnr_min: float = -15.0, logsnr_max: float = 15.0):
+        super().__init__()
         self.t_min, self.t_max = math.atan(math.exp(-0.5 * logsnr_max)), math.atan(math.exp(-0.5 * logsnr_min))
 
     def logsnr(self, t: torch.Tensor) -> torch.Tensor:
