@@ -1,5 +1,6 @@
 """The report's facts and logic: the paper's numbers, tables from scored runs (the verdict rule itself:
 test_verdicts.py), the pipeline's keys, skip-if-done, failure naming, the HTML rendering (fast: tiny notebooks)."""
+import dataclasses
 import json
 import os
 import re
@@ -793,8 +794,9 @@ def test_plan_of_the_demo_profile(tmp_path):
     steps = pipeline.plan("demo", paths)
     names = [s.name for s in steps]
     assert names[0] == "00_data" and names[-2:] == ["30_visualize", "40_report"]
-    assert sum(n.startswith("10_train/") for n in names) == 6 * 3
-    evals = [s for s in steps if s.name.startswith("20_evaluate/")]
+    # the base tracker, 6 variants x 3 seeds fine-tuned from it, and the from-scratch arm's full x 3 seeds
+    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3
+    evals = [s for s in steps if s.name.startswith("20_evaluate/") and not s.params.get("arm")]
     otb = {(s.params["variant"], s.params["k"]) for s in evals if s.params["benchmarks"] == ["synthetic_otb_lang"]}
     assert {(r.variant, r.k) for r in paper.TABLE2} <= otb
     assert {("full", k) for k in range(1, 11)} <= otb  # the k sweep
@@ -833,9 +835,43 @@ def test_plan_of_the_demo_profile(tmp_path):
     # a training step is keyed by its resolved config: a changed profile definition retrains
     from dmtrack.config import load_config
     train = next(s for s in steps if s.name == "10_train/no_language_seed2")
-    assert train.fingerprint["config"] == load_config("demo", "no_language", seed=2).to_dict()
+    base = str(tmp_path / "runs" / "train" / "base" / "seed0" / "model.pth")
+    assert train.fingerprint["config"] == load_config("demo", "no_language", seed=2, pretrained=base).to_dict()
     from dmtrack.data.synthetic import preset_fingerprint
     assert steps[0].fingerprint["preset"] == preset_fingerprint("demo")  # an edited preset regenerates the data
+
+
+def test_the_demo_chain_fine_tunes_every_variant_from_one_base_tracker(tmp_path):
+    from dmtrack.chain.plan import CHAINS, plan
+    from dmtrack.config import load_config
+
+    paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
+    steps = {s.name: s for s in plan("demo", paths)}
+    base, base_file = steps["10_train/base"], str(tmp_path / "runs" / "train" / "base" / "seed0" / "model.pth")
+    assert base.deps == ["00_data"] and base.outputs == [base_file] and base.params["variant"] == "base"
+    assert base.fingerprint["config"] == load_config("demo", "base", seed=0).to_dict()
+    cfg = load_config("demo", "base")  # ViT + CE + centre head, trained from scratch with the scratch recipe
+    assert (cfg.use_diffusion, cfg.use_language, cfg.epochs, cfg.backbone_lr, cfg.pretrained_file) == (False, False, 12, 5e-4, None)
+    for v in VARIANTS:
+        for seed in range(3):
+            st = steps[f"10_train/{v}_seed{seed}"]
+            assert st.deps == ["00_data", "10_train/base"] and st.params["overrides"] == {"pretrained": base_file}
+            assert "arm" not in st.params  # the steps of the chain's protocol keep their parameters
+    # the from-scratch arm: today's protocol for `full`, beside it (not after the base), at Table 2's rows
+    for seed in range(3):
+        st = steps[f"10_train/full-scratch_seed{seed}"]
+        assert st.deps == ["00_data"] and st.params["overrides"] == {"pretrained": "none"} and st.params["arm"] == "scratch"
+        assert st.outputs == [str(tmp_path / "runs" / "train" / "full-scratch" / f"seed{seed}" / "model.pth")]
+    arm = sorted(n for n, st in steps.items() if st.params.get("arm") == "scratch" and n.startswith("20_evaluate/"))
+    assert arm == ["20_evaluate/full-scratch_otb_lang_k1", "20_evaluate/full-scratch_otb_lang_k5"]
+    assert steps[arm[1]].outputs[0].endswith("synthetic_otb_lang/dmtrack-full-scratch/k5_seed0/scores_pytracking.json")
+    assert steps[arm[1]].deps == [f"10_train/full-scratch_seed{i}" for i in range(3)]
+    # pretrained=none is today's protocol (no base, no arm); a file of the user's is the base (the arm stays)
+    for given, arm in (("none", False), (str(tmp_path / "ostrack.pth"), True)):
+        s = dataclasses.replace(CHAINS["demo"], train={"pretrained": given})
+        names = [st.name for st in plan("demo", paths, settings=s)]
+        assert "10_train/base" not in names and bool([n for n in names if "scratch" in n]) is arm
+    assert load_config("demo", "full", pretrained="none").epochs == 12 and load_config("demo", "full", pretrained="x").epochs == 6
 
 
 def test_results_folders_name_the_reading_and_the_steps(tmp_path):
@@ -879,6 +915,30 @@ def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
     assert (aside / "model.pth").stat().st_mtime_ns == stamp and again.exists()
     from dmtrack.model import load_checkpoint
     assert load_checkpoint(again)["config"]["lr"] == 5e-4
+
+
+def test_a_variant_fine_tuned_from_an_older_base_tracker_is_retrained(tmp_path):
+    from dmtrack.chain.steps import train_variant
+    from dmtrack.data.synthetic import generate
+    from dmtrack.layout import model_path, train_dir
+    from dmtrack.model import load_checkpoint
+    from dmtrack.provenance import file_sha256
+
+    data = tmp_path / "data"
+    generate(data, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
+    tiny = dict(epochs=1, pairs_per_epoch=8)
+    base = train_variant("smoke", "base", 0, tmp_path, data, tiny)
+    assert base == model_path(tmp_path, "base", 0) and load_checkpoint(base)["config"]["use_diffusion"] is False
+    over = dict(tiny, pretrained=str(base))
+    first = train_variant("smoke", "full", 0, tmp_path, data, over)
+    assert load_checkpoint(first)["pretrained_sha256"] == file_sha256(base)
+    stamp = first.stat().st_mtime_ns
+    assert train_variant("smoke", "full", 0, tmp_path, data, over).stat().st_mtime_ns == stamp  # same base: done
+    train_variant("smoke", "base", 0, tmp_path, data, dict(tiny, lr=5e-4))  # the base retrained under the same path
+    again = train_variant("smoke", "full", 0, tmp_path, data, over)
+    aside = train_dir(tmp_path, "full", 0).with_name("seed0.replaced")
+    assert (aside / "model.pth").stat().st_mtime_ns == stamp and load_checkpoint(again)["pretrained_sha256"] == file_sha256(base)
+    assert load_checkpoint(aside / "model.pth")["pretrained_sha256"] != file_sha256(base)
 
 
 def test_report_cli_help(capsys):
