@@ -344,6 +344,50 @@ def test_coverage_and_flags_of_a_partial_run_on_the_real_benchmarks(tmp_path):
     assert md.index("This run differs") < md.index("| profile |")  # the flags come first
 
 
+def test_the_header_names_the_base_tracker_and_flags_a_model_not_fine_tuned_from_it(tmp_path):
+    import torch
+
+    from dmtrack.config import load_config
+    from dmtrack.layout import model_path
+    from dmtrack.model import build_model, save_checkpoint
+    from dmtrack.provenance import file_sha256
+
+    work, seeds = tmp_path / "work", [0, 1]
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "base", seed=0)
+    model = build_model(cfg)  # tiny: every checkpoint below holds these weights, only their records differ
+    base = save_checkpoint(model_path(work, "base", 0), model, cfg, global_step=32)
+    sha = file_sha256(base)
+    for v in VARIANTS:
+        for seed in seeds:
+            save_checkpoint(model_path(work, v, seed), model, cfg, pretrained_sha256=sha)
+    save_checkpoint(model_path(work, "full", 0, "scratch"), model, cfg, pretrained_sha256=None)
+    manifest = dict(profile="smoke", synthetic=True, seeds=seeds, overrides={}, settings=dict(base_stage=True))
+    b = header.base_tracker(work, manifest)
+    assert (b["path"], b["sha256"], b["steps"]) == (str(base), sha, 32) and b["stale"] == [] and b["missing"] == []
+    assert len(b["fine_tuned"]) == 12 and b["scratch"] == ["full-scratch seed 0"]  # full-scratch seed 1: not trained
+    # smoke's full fine-tuned from it: diffusion and language on, backbone_lr 1e-4; the base tracker: both off,
+    # from random initialisation (pretrained "") with the scratch recipe's backbone_lr 1e-3
+    assert b["changes"] == {"use_diffusion": (True, False), "use_language": (True, False),
+                            "backbone_lr": (1e-4, 1e-3), "pretrained": (str(base), "")}
+    text = header.provenance_markdown(manifest, work=work)
+    assert f"`{base}`, SHA-256 `{sha}`, 32 training steps" in text and "| `use_language` | `true` | `false` |" in text
+    assert ("Every variant was fine-tuned from it: 12 fine-tuned checkpoint(s) record its SHA-256 as the file they "
+            "started from, the from-scratch arm's 1 start from random initialisation.") in text and "STALE" not in text
+    # a stale mix-up: no_language seed 1 fine-tuned from another file, full-scratch seed 0 from the base tracker
+    save_checkpoint(model_path(work, "no_language", 1), model, cfg, pretrained_sha256="f" * 64)
+    save_checkpoint(model_path(work, "full", 0, "scratch"), model, cfg, pretrained_sha256=sha)
+    text = header.provenance_markdown(manifest, work=work)
+    flag = text.split("\n> - ")[1]  # the first line of the block of what differs from the profile, at the top
+    assert flag.startswith("**STALE CHECKPOINTS: 2 trained model(s) did not start from this chain's base tracker**")
+    assert "no_language seed 1 started from `ffffffffffff...`" in flag and f"full-scratch seed 0 started from `{sha[:12]}...`" in flag
+    assert "**2 checkpoint(s) did not start from it**" in text and "Every variant was fine-tuned" not in text
+    # no base stage (a pretrained= of the user's, or a profile without one): no base tracker, whatever is on disk
+    assert header.base_tracker(work, {**manifest, "overrides": {"pretrained": "/w/ostrack.pth"}}) is None
+    assert header.base_tracker(work, {**manifest, "settings": {}}) is None
+    assert "base tracker" not in header.provenance_markdown(manifest, work=tmp_path / "other")
+
+
 def test_published_table_labels_sources():
     df = tables.published_table(real=False)
     assert df.loc["DMTrack (paper, Table 1 text, k=1)", ("TNL2K", "AUC")] == "57.7"
