@@ -240,7 +240,7 @@ NOISE_C = np.array([-5.0, -3, -1, 1, 3, 5])
 NOISE_E = np.array([[1.0, -1, 0, 1, -1, 0], [-1.0, 0, 1, -1, 0, 1], [0.0, 1, -1, 0, 1, -1]])
 
 
-def _noise_runs(root):
+def _noise_runs(root, seeds=3):
     """Table 2 rows 8, 9 (full) and 1 (no_diffusion) fine-tuned from the base tracker, seed effects (-1, 0, 1):
     seed part (6 - 1.2) / 6 = 0.8; rows 8 and 9 also from scratch, seed effects (-4, 0, 4): (96 - 1.2) / 6 =
     15.8. no_diffusion's sequences move by g = (2, -2, ...) (var(c + g) is 14 again): the difference full -
@@ -250,7 +250,7 @@ def _noise_runs(root):
             ("dmtrack-no_diffusion", "no_diffusion", 1, 50.0, 1.0, g), ("dmtrack-full-scratch", "full", 5, 55.0, 4.0, 0),
             ("dmtrack-full-scratch", "full", 1, 53.0, 4.0, 0)]
     for tracker, variant, k, mu, u, extra in rows:
-        for seed in range(3):
+        for seed in range(seeds):
             vals = mu + u * (seed - 1) + NOISE_C + extra + NOISE_E[seed]
             _write_run(root, "synthetic_otb_lang", tracker, f"k{k}_seed{seed}", variant, k, seed,
                        {f"S{j}": _seq(float(v)) for j, v in enumerate(vals)})
@@ -307,6 +307,15 @@ def test_noise_budget_splits_each_rows_variance_per_arm_and_prices_what_narrows_
     assert "the minutes go to **twice the sequences**" in text and "saves about 3 min" in text and "1 time(s) the cost of twice the sequences" in text
     real = claims.noise_budget_markdown(budget, cb, manifest, synthetic=False)
     assert "sequences are fixed" in real and "the minutes go to **one more seed per row**" in real
+    # one seed: no part is estimable, the measured CI is unbounded, nothing is predicted or priced
+    one = _noise_runs(tmp_path / "one", seeds=1)
+    budget, cb = claims.noise_budget(one), claims.claim_budget(one)
+    assert np.isnan(budget.loc[("#9 full k=5", "from scratch"), "seed variance"])
+    assert np.isnan(claims.seed_variance_ratios(budget)["#9 full k=5"])
+    assert cb.loc[row, "base tracker: resolvable"] == np.inf and cb.loc[row, "from scratch: how"] == "not estimable: a row with one seed"
+    text = claims.noise_budget_markdown(budget, cb, manifest, synthetic=True)
+    assert "not estimable (one seed)" in text and "(goal: at least 4x smaller: not estimable)" in text
+    assert "**unbounded (a row with one seed)**" in text and "Too few seeds" in text
 
 
 def test_styled_tables_print_one_decimal():

@@ -195,13 +195,16 @@ def noise_budget(res: Results, protocol: str = "pytracking", average: str = "fin
 
 def seed_variance_ratios(budget: pd.DataFrame, variant: str = "full") -> dict:
     """{row label: `variant`'s seed variance from scratch / on the base tracker} for its rows in both arms
-    (inf when the base tracker's estimate is 0)."""
+    (inf when the base tracker's estimate is 0; NaN when either is not estimable, one seed, or both are 0)."""
     out = {}
     for label in budget.index.get_level_values("row").unique() if len(budget) else []:
         arms = budget.loc[label]
         if label.split()[1] == variant and set(ARMS.values()) <= set(arms.index):
             before, after = arms.loc[ARMS[SCRATCH_ARM], "seed variance"], arms.loc[ARMS[""], "seed variance"]
-            out[label] = float(before / after) if after > 0 else float("inf")
+            if np.isnan(before) or np.isnan(after) or before == after == 0:
+                out[label] = float("nan")
+            else:
+                out[label] = float(before / after) if after > 0 else float("inf")
     return out
 
 
@@ -229,7 +232,9 @@ def _resolvable(res: Results, claim, arm: str, rows: dict, protocol: str, averag
     parts = [rows.get((n, arm)) or _pooled(measured) for n in (claim.better, claim.worse)]
     comp = stats.Components(tuple(p.seed for p in parts), tuple(p.residual for p in parts), ref.interaction,
                             tuple(p.seeds for p in parts), ref.sequences)
-    return comp.half_width(vd.family_level(len(paper.CLAIMS))), f"predicted: {', '.join(f'#{n}' for n in missing)} not run {ARMS[arm]}"
+    half = comp.half_width(vd.family_level(len(paper.CLAIMS)))
+    return half, (f"predicted: {', '.join(f'#{n}' for n in missing)} not run {ARMS[arm]}" if np.isfinite(half) else
+                  "not estimable: a row with one seed")
 
 
 def claim_budget(res: Results, protocol: str = "pytracking", average: str = "final") -> pd.DataFrame:
@@ -327,20 +332,22 @@ def noise_budget_markdown(budget: pd.DataFrame, claimed: pd.DataFrame, manifest:
     lines, ratios = [], seed_variance_ratios(budget)
     if ratios:
         var = lambda label, arm: budget.loc[(label, ARMS[arm]), "seed variance"]
-        parts = [f"{label}: {var(label, SCRATCH_ARM):.1f} from scratch, {var(label, ''):.1f} on the base tracker, "
-                 f"**{r:.1f}x** smaller" for label, r in ratios.items()]
-        met = all(r >= SEED_VARIANCE_GOAL for r in ratios.values())
+        parts = [f"{label}: not estimable (one seed)" if np.isnan(r) else f"{label}: {var(label, SCRATCH_ARM):.1f} from "
+                 f"scratch, {var(label, ''):.1f} on the base tracker, **{r:.1f}x** smaller" for label, r in ratios.items()]
+        met = ("not estimable" if any(np.isnan(r) for r in ratios.values()) else
+               "met" if all(r >= SEED_VARIANCE_GOAL for r in ratios.values()) else "**not met**")
         lines.append("The full model's seed variance (squared AUC points): " + "; ".join(parts)
-                     + f" (goal: at least {SEED_VARIANCE_GOAL:g}x smaller: {'met' if met else '**not met**'}).")
+                     + f" (goal: at least {SEED_VARIANCE_GOAL:g}x smaller: {met}).")
     else:
         lines.append("The full model was not evaluated in both arms (chain setting `scratch_variants`): no before / after "
                      "ratio of its seed variance.")
     for name in ARMS.values():
         col, how = claimed[f"{name}: resolvable"].astype(float), claimed[f"{name}: how"]
-        finite = col[np.isfinite(col)]
-        if len(finite):
-            lines.append(f"{name.capitalize()}: the widest resolvable difference is **{finite.max():.1f}** AUC points "
-                         f"({finite.idxmax()}); {int((finite <= RESOLVE_GOAL).sum())} of {len(col)} claims within "
+        known = col[col.notna()]  # inf: measured with a row of one seed, whose seed variance is unknown
+        if len(known):
+            widest = "unbounded (a row with one seed)" if np.isinf(known.max()) else f"{known.max():.1f} AUC points"
+            lines.append(f"{name.capitalize()}: the widest resolvable difference is **{widest}** "
+                         f"({known.idxmax()}); {int((known <= RESOLVE_GOAL).sum())} of {len(col)} claims within "
                          f"{RESOLVE_GOAL:g} AUC points (goal: all; {int((how == 'measured').sum())} measured, "
                          f"{int(how.str.startswith('predicted').sum())} predicted).")
     return " ".join(lines) + "\n\n" + _spend_markdown(claimed, manifest, synthetic)
