@@ -1012,6 +1012,7 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
     # the names results already have (written out, not computed): final reading, chain, steps, sentences
     expected = [(EvalRun("full", 0, 5), "k5", "dmtrack-full/k5_seed0"),
                 (EvalRun("full", 1, 5, "chain"), "k5c", "dmtrack-full/k5c_seed1"),
+                (EvalRun("full", 1, 5, "maps"), "k5m", "dmtrack-full/k5m_seed1"),  # the authors' reading
                 (EvalRun("no_ddim", 2, 1, steps=10), "k1_steps10", "dmtrack-no_ddim/k1_steps10_seed2"),
                 (EvalRun("full", 0, 1, sentence="misleading"), "k1_mislead", "dmtrack-full/k1_mislead_seed0"),
                 (EvalRun("no_language", 3, 1, sentence="uninformative"), "k1_uninf", "dmtrack-no_language/k1_uninf_seed3")]
@@ -1023,7 +1024,7 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
         EvalRun("full", 0, 5).k = 3
     with pytest.raises(ValueError, match="final reading only"):
         EvalRun("full", 0, 5, "chain", 3)
-    with pytest.raises(ValueError, match="final or chain"):
+    with pytest.raises(ValueError, match="final, chain or maps"):
         EvalRun("full", 0, 5, "mean")
     with pytest.raises(ValueError, match="sentence must be one of"):
         EvalRun("full", 0, 1, sentence="wrong")
