@@ -230,7 +230,7 @@ def _randomised_smoke(**overrides):
 def test_chain_reading_averages_the_x0_predictions_of_one_chain_by_hand():
     """test_average=chain, eta = 0: k = 1 is one denoiser pass from x_T at t = T-1; k = 2 is the DDIM
     chain T-1 -> 499 -> clean, and the mask is the mean of the two steps' sigmoid(x0 logits)."""
-    model = _randomised_smoke(test_average="chain")
+    model = _randomised_smoke(test_average="chain", sampler_eta=0.0)
     den, sch, B, M = model.denoiser, model.schedule, 2, model.mask_size
     cond = den.encode_cond(torch.randn(B, model.cfg.embed_dim, model.grid, model.grid)).detach()
     with torch.inference_mode():
