@@ -49,12 +49,6 @@ class Config:
     gt_ce_start_epoch: int = 40  # GT-CE is used from this epoch on (paper: "later stages")
     double_sample: bool = True  # False: single-sample (GT + noise) training
 
-    # --- reading: whose DMTrack is built (docs/method.md, "reading = authors"; docs/authors_code.md) ---
-    # paper = our reading of the paper | authors = the first author's released code: its fusion, schedule, sampler,
-    # denoiser and filter (dmtrack/model/authors.py); under authors, load_config defaults sampling_steps to 1 (READINGS)
-    reading: str = "paper"
-    authors_view_scramble: bool = True  # reading=authors only: the code's two `.view` memory reinterpretations of the mask features (False: spatially correct tokens)
-
     # --- template and search crops: the model's token grid, the training sampler and the tracker read them alike ---
     template_size: int = 128  # pixels; template crop side
     search_size: int = 256  # pixels; search crop side
@@ -144,9 +138,26 @@ class Config:
     test_samples: int = 1  # k: diffusion samplings averaged at test time (Table 2: 1 or 5)
     # what "k samplings" averages (docs/method.md, "Two readings of multiple samplings"):
     # final = k independent chains of sampling_steps DDIM steps, their final masks averaged |
-    # chain = one chain of k DDIM steps, its k successive x0 predictions averaged (CamoDiffusion's time ensemble)
+    # chain = one chain of k DDIM steps, its k successive x0 predictions averaged (CamoDiffusion's time ensemble) |
+    # maps = one chain of k steps, the head run on each step's mask and its score/size/offset maps averaged (authors)
     test_average: str = "final"
     sampler_eta: float = 1.0  # DDIM eta of the test-time sampler: 1 = the paper's stochastic reverse step (Eq. 5), 0 = deterministic DDIM
+
+    # --- reading = authors: the first author's released code, one switch per choice (docs/method.md, "reading =
+    # authors: the switches"; docs/authors_code.md, by row). Each default is the paper reading; reading=authors sets
+    # them all (_READINGS below), with the keys above that already express a choice (test_average, head_features, ...) ---
+    reading: str = "paper"  # paper | authors: the reading the switches follow (recorded in every checkpoint's config);
+    # authors also builds the authors' fusion, schedule, sampler, denoiser and filter (dmtrack/model/authors.py)
+    authors_view_scramble: bool = True  # reading=authors only: the code's two `.view` memory reinterpretations of the mask features (False: spatially correct tokens)
+    gt_mask: str = "soft"  # diffusion target: soft = the fraction of each cell the box covers | floored = 1 on the cells of the box's floored x, y, w, h (authors)
+    double_sample_first_input: str = "noise"  # 1st sampling's input: noise = N(0, I) at t = T-1 | empty_mask = the all-background mask (-1) noised to a random t (authors)
+    double_sample_clamp_inplace: bool = False  # True: the 2nd input is built from clamp_(l1, 0, 1), in place, so the 1st sampling's loss sees the clamped logits (authors)
+    double_sample_loss: str = "mask"  # what double_sample_mode picks: mask = a sampled mask (or their mean), one head pass | full = each sampling's head pass and Eq. 6 loss (authors)
+    struct_bce_weighted: bool = True  # structure loss: the BCE weighted per pixel as the IoU term (F3Net) | False: a plain mean BCE (authors)
+    ce_keep_ratios: tuple = ()  # tracking: each CE layer's keep ratio (one per ce_layers entry); () = ce_keep_ratio at each. Training decays to ce_keep_ratio at every layer
+    ce_test_template_range: str = "same"  # tracking's CE scores from the template tokens of: same = ce_template_range | ctr_point | all (authors: all)
+    text_dropout: bool = False  # True: a frozen BERT is left in train mode while the tracker trains, dropout on (authors); needs text_cache = 0
+    test_seeded: bool = True  # False: an evaluation given no seed draws a fresh one (recorded in its evaluate.json) instead of the config's seed (authors: unseeded)
 
     def __post_init__(self):
         self.validate()  # dataclasses.replace builds through __init__ too: no Config escapes the check
@@ -182,6 +193,10 @@ class Config:
             ("denoiser_channels", c.denoiser_channels % 2 == 0, "even (the sinusoidal timestep embedding has sin and cos halves)"),
             ("head_channels", c.head_channels % 8 == 0, "a multiple of 8 (the head halves it three times)"),
             ("struct_kernel", c.struct_kernel == 0 or c.struct_kernel % 2 == 1, "0 (auto) or odd (a centred window)"),
+            ("ce_keep_ratios", len(c.ce_keep_ratios) in (0, len(layers)) and all(
+                type(r) in (int, float) and _in_interval(r, "(0, 1]") for r in c.ce_keep_ratios),
+             f"() or {len(layers)} ratios in (0, 1], one per CE layer {tuple(layers)}"),
+            ("text_cache", c.text_cache == 0 or not c.text_dropout, "0 with text_dropout (dropout: BERT's output differs per call)"),
             ("pairs_per_epoch", c.pairs_per_epoch >= c.batch_size, f">= batch_size ({c.batch_size}): else no step per epoch"),
             ("train_datasets", all(isinstance(k, str) for k in c.train_datasets)
              and all(type(r) in (int, float) and _in_interval(r, "[0, inf)") for r in ratios) and any(r > 0 for r in ratios),
@@ -234,8 +249,9 @@ RANGES: dict[str, str] = {
 CHOICES: dict[str, tuple] = {
     "profile": PROFILES, "variant": VARIANTS + (BASE,), "ce_template_range": ("ctr_point", "all"), "beta_schedule": ("cosine", "linear"),
     "double_sample_mode": ("random", "first", "second", "mean"), "double_sample_input": ("renoise", "direct"),
-    "head_features": ("visual", "fused"), "test_average": ("final", "chain"), "train_precision": PRECISIONS,
-    "reading": ("paper", "authors"),
+    "head_features": ("visual", "fused"), "test_average": ("final", "chain", "maps"), "train_precision": PRECISIONS,
+    "reading": ("paper", "authors"), "gt_mask": ("soft", "floored"), "double_sample_first_input": ("noise", "empty_mask"),
+    "double_sample_loss": ("mask", "full"), "ce_test_template_range": ("same", "ctr_point", "all"),
 }
 # Former key names: a saved config's old name loads as the new one, an override with it is an error naming the new one.
 RENAMED = {"precision": "train_precision"}  # named apart from the tracker's own precision (fp32 unless asked)
@@ -273,8 +289,28 @@ _VARIANTS: dict[str, dict] = {
     "single_sample_train": dict(double_sample=False),
     BASE: dict(use_diffusion=False, use_language=False),
 }
-# Readings: the defaults each reading changes, applied over the profile and the variant, under the overrides.
-READINGS: dict[str, dict] = {"paper": {}, "authors": dict(sampling_steps=1)}  # the authors' num_sample_steps = 1
+
+# Readings: the switches of each reading of DMTrack, applied after the profile, the variant and the from-scratch
+# recipe, before the user's overrides (docs/method.md, "reading = authors: the switches"; docs/authors_code.md rows
+# in brackets). A profile may add its own values for a reading (its experiment's "readings": the paper profile
+# takes the authors' runnable 192/384 configuration; demo and smoke keep their sizes and recipe).
+_READINGS: dict[str, dict] = {
+    "paper": {},
+    "authors": dict(
+        gt_mask="floored",  # [10] A:train/data/sampler.py:223-231
+        gt_ce_start_epoch=0,  # [11] GT-CE whenever CE removes tokens, i.e. from CE's start (A:models/ostrack/ostrack.py:155-162)
+        double_sample_first_input="empty_mask", double_sample_input="renoise",  # [12] ostrack.py:117-123, 181-183
+        double_sample_clamp_inplace=True, double_sample_detach=False,  # [12] ostrack.py:181, nothing detached
+        double_sample_mode="random", double_sample_loss="full",  # [13] A:train/actors/ostrack.py:37-66
+        head_features="fused", pretrained_head=True,  # [14] ostrack.py:240; [2] ostrack.py:377-379
+        struct_kernel=31, struct_bce_weighted=False,  # [15] actor:158-167
+        ce_test_template_range="all",  # [17] ostrack.py:317 calls forward without ce_template_mask
+        text_dropout=True, text_cache=0,  # [3] nothing puts the frozen BERT in eval mode
+        test_average="maps", test_seeded=False,  # [19] ostrack.py:287-289, 322-325; [20] nothing under A:test/ seeds
+        sampling_steps=1,  # [6] num_sample_steps = 1 (ostrack.py:42), for the final reading (maps and chain: k steps)
+    ),
+}
+_PROFILE_READINGS: dict[str, dict] = {p: experiments.get(p).get("readings") or {} for p in PROFILES}
 
 
 def apply_overrides(cfg: Config, overrides: dict) -> Config:
@@ -297,8 +333,7 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
 
 def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Config:
     """The config of `profile` (smoke | demo | paper) and Table 2 `variant` (or the base tracker), plus
-    overrides; an override's `reading` brings that reading's defaults (READINGS), which the other overrides
-    still override. A model whose visual encoder starts from random initialisation (the base tracker; a variant
+    overrides; an override reading=authors first applies that reading's switches (_READINGS). A model whose visual encoder starts from random initialisation (the base tracker; a variant
     whose `pretrained` is "" or "none") trains with the profile's from-scratch recipe (_SCRATCH_RECIPES),
     a fine-tuned one with the profile's own: the recipe follows the initialisation, as in the paper."""
     if profile not in _PROFILES:
@@ -308,9 +343,10 @@ def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Co
     cfg = Config(profile=profile, variant=variant)
     cfg = apply_overrides(cfg, _PROFILES[profile])
     cfg = apply_overrides(cfg, _VARIANTS[variant])
-    cfg = apply_overrides(cfg, READINGS.get(overrides.get("reading", cfg.reading), {}))  # an unknown reading fails below, named
     if variant == BASE or overrides.get("pretrained", cfg.pretrained) in ("", SCRATCH):
         cfg = apply_overrides(cfg, _SCRATCH_RECIPES[profile])
+    reading = overrides.get("reading", cfg.reading)  # an unknown one is refused below, as any key's bad value
+    cfg = apply_overrides(cfg, {**_READINGS.get(reading, {}), **_PROFILE_READINGS[profile].get(reading, {})})
     return apply_overrides(cfg, overrides)
 
 

@@ -12,6 +12,7 @@ of the evaluate.json that marks a scored run. A leaf module: of dmtrack it impor
                   folder, EvalRun.tag its run tag), run tag =
             k<k>            k chains of the config's sampling_steps, final masks averaged (test_average final)
             k<k>c           one chain of k steps, its x0 predictions averaged (test_average chain)
+            k<k>m           one chain of k steps, the head's maps of each step averaged (test_average maps: the authors')
             k<k>_steps<n>   final reading with n DDIM steps per chain instead of the config's
             k<k>_eta<e>     sampled with DDIM eta e instead of the config's sampler_eta (0 = deterministic DDIM)
             k<k>_mislead, k<k>_uninf   tracked with the robustness test's misleading / uninformative
@@ -67,19 +68,19 @@ SENTENCE_TAGS = {"true": "", "misleading": "_mislead", "uninformative": "_uninf"
 
 def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: str = "true",
             eta: float | None = None) -> str:
-    """How a trained model was run: k samplings, the reading of "k samplings" (final | chain), for the
+    """How a trained model was run: k samplings, the reading of "k samplings" (final | chain | maps), for the
     final reading an override of the DDIM steps per chain (None = the config's), the sentence the
     sequences were tracked with (true | misleading | uninformative: the robustness test), and an
     override of the sampler's DDIM eta (None = the config's sampler_eta)."""
     if eta is not None and not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-    if average not in ("final", "chain"):
-        raise ValueError(f"average must be final or chain, got {average!r}")
-    if average == "chain" and steps is not None:
-        raise ValueError("the chain reading has k steps; a steps override applies to the final reading only")
+    if average not in ("final", "chain", "maps"):
+        raise ValueError(f"average must be final, chain or maps, got {average!r}")
+    if average != "final" and steps is not None:
+        raise ValueError(f"the {average} reading has k steps; a steps override applies to the final reading only")
     if sentence not in SENTENCE_TAGS:
         raise ValueError(f"sentence must be one of {', '.join(SENTENCE_TAGS)}, got {sentence!r}")
-    return (f"k{k}" + ("c" if average == "chain" else "") + (f"_steps{steps}" if steps is not None else "")
+    return (f"k{k}" + {"final": "", "chain": "c", "maps": "m"}[average] + (f"_steps{steps}" if steps is not None else "")
             + (f"_eta{eta:g}" if eta is not None else "") + SENTENCE_TAGS[sentence])
 
 
@@ -102,7 +103,7 @@ class EvalRun:
     variant: str
     seed: int
     k: int
-    average: str = "final"  # the reading of "k samplings": final | chain
+    average: str = "final"  # the reading of "k samplings": final | chain | maps
     steps: int | None = None  # DDIM steps per chain, final reading only (None = the config's sampling_steps)
     sentence: str = "true"  # true | misleading | uninformative (the robustness test)
     eta: float | None = None  # the sampler's DDIM eta (None = the config's sampler_eta)

@@ -222,45 +222,54 @@ def test_every_variant_trains_a_step_and_tracks_a_frame_at_smoke_size(variant):
     res = tracker.track(frame, return_chain=variant != "no_diffusion")
     assert res["box"].shape == (4,) and np.isfinite(res["box"]).all() and (res["box"][2:] > 0).all()
     if variant != "no_diffusion":
-        assert res["mask"].shape == (96, 128) and res["chain"].shape == (2, 2, 4, 4) and res["samples"].shape == (2, 4, 4)
+        # the maps reading (the authors'): one chain of k = 2 steps, x_T .. x_0
+        assert res["mask"].shape == (96, 128) and res["chain"].shape == (3, 1, 4, 4) and res["samples"].shape == (2, 4, 4)
 
 
-def test_the_head_input_is_base_plus_the_averaged_mask_features():
-    """Test time, final reading, k = 2: head input = H_x + the mean of the two chains' filtered tokens; the
-    chain reading averages one chain's steps; the sampler is the authors' (one denoiser pass per step)."""
+def test_the_head_input_is_base_plus_the_averaged_mask_features_or_the_maps_are_averaged():
+    """Test time under each reading of "k samplings", base = F_s (head_features=fused under authors): final, k = 2:
+    the head on F_s + the mean of the two chains' filtered tokens; chain, k = 3: the mean over one chain's three
+    steps; maps, k = 3: the head on each step's F_s + tokens, its maps averaged. One denoiser pass per step."""
     cfg = load_config("smoke", "full", reading="authors", authors_view_scramble=False)
+    assert cfg.head_features == "fused" and cfg.test_average == "maps" and cfg.sampling_steps == 1
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     z, x = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 64, 64)
     seen, passes = [], []
-    model.head.register_forward_hook(lambda m, a, o: seen.append(a[0]))
+    model.head.register_forward_hook(lambda m, a, o: seen.append((a[0], o)))
     model.denoiser.register_forward_hook(lambda m, a, o: passes.append(a[0].shape[0]))
+    to_map = lambda t: t.transpose(1, 2).reshape(-1, 48, 4, 4)
     with torch.no_grad():
         text = model.encode_text(model.tokenize(SENTENCES[:2]))
-        for k, average in ((2, "final"), (3, "chain")):
+        f_s = model.fusion(model.visual(z, x).search, *text)
+        for k, average in ((2, "final"), (3, "chain"), (3, "maps")):
             seen.clear(), passes.clear()
             torch.manual_seed(1)
             out = model(z, x, text, samples=k, average=average)
-            model_passes = list(passes)
-            f_s = model.fusion(model.visual(z, x).search, *text)
-            f_map = f_s.transpose(1, 2).reshape(2, 48, 4, 4)
-            torch.manual_seed(1)
+            model_passes, (head_in, (score, offset, size)) = list(passes), seen[0]
             chains = k if average == "final" else 1
-            f = f_map.repeat_interleave(chains, 0)
+            f = to_map(f_s).repeat_interleave(chains, 0)
+            torch.manual_seed(1)
             feats, logits, _ = authors_sample(lambda xt, lam: model._authors_pass(xt, lam, f), model.schedule, (2 * chains, 1, 4, 4),
-                                              "cpu", 1 if average == "final" else k, every_step=average == "chain")
-            mean = feats.view(2, k, 16, 48).mean(1) if average == "final" else feats.mean(0)
-            h_x = model.visual(z, x).search
-            assert torch.allclose(seen[0], (h_x + mean).transpose(1, 2).reshape(2, 48, 4, 4), atol=1e-5)
-            assert model_passes == ([2 * k] if average == "final" else [2] * k)  # sampling_steps = 1 under authors
+                                              "cpu", 1 if average == "final" else k, every_step=average != "final")
+            assert model_passes == ([2 * k] if average == "final" else [2] * k)  # sampling_steps = 1 for final
             assert out.samples_masks.shape == (2, k, 1, 4, 4) and torch.allclose(out.mask, out.samples_masks.mean(1))
+            if average == "maps":  # head input j of crop b: F_s + step j's tokens; then its maps averaged over the steps
+                steps_first = feats.transpose(0, 1).flatten(0, 1)  # (2 * k, 16, 48), crop-major
+                assert torch.allclose(head_in, to_map(f_s.repeat_interleave(k, 0) + steps_first), atol=1e-5)
+                assert torch.allclose(out.score_map, score.view(2, k, 1, 4, 4).mean(1))
+                assert torch.allclose(out.size_map, size.view(2, k, 2, 4, 4).mean(1))
+                continue
+            mean = feats.view(2, k, 16, 48).mean(1) if average == "final" else feats.mean(0)
+            assert torch.allclose(head_in, to_map(f_s + mean), atol=1e-5) and torch.equal(out.score_map, score)
 
 
 def test_cost_accounting_covers_the_authors_parts():
     """dmtrack.track.profile (the report's cost table): every parameter in one part; one denoiser pass per step."""
     from dmtrack.track.profile import PARTS, profile_model
 
-    rows = {(r["k"], r["sampling_steps"]): r for r in profile_model(load_config("smoke", "full", reading="authors"), ks=(1, 2), steps=(2,))}
+    cfg = load_config("smoke", "full", reading="authors", test_average="final")  # k chains of sampling_steps steps
+    rows = {(r["k"], r["sampling_steps"]): r for r in profile_model(cfg, ks=(1, 2), steps=(2,))}
     r = rows[1, 1]  # sampling_steps = 1 under authors
     assert sum(r[f"params_{p}"] for p in PARTS) == r["params_total"]
     assert r["params_fusion"] > 0 and r["params_diffusion"] > 0 and r["params_filter"] > 0

@@ -142,7 +142,7 @@ def test_double_sample_loss_choice():
     seen = {model._double_sample(cond)[2] for _ in range(40)}
     assert seen == {"first", "second", "mean"}  # double_sample_mode='random' draws all three
     model.cfg = cfg.replace(double_sample_mode="mean")
-    (l1, l2), used, mode = model._double_sample(cond)
+    (l1, l2), used, mode, _ = model._double_sample(cond)
     assert mode == "mean" and torch.allclose(used.sigmoid(), (l1.sigmoid() + l2.sigmoid()) / 2, atol=1e-5)
 
 
@@ -230,7 +230,7 @@ def _randomised_smoke(**overrides):
 def test_chain_reading_averages_the_x0_predictions_of_one_chain_by_hand():
     """test_average=chain, eta = 0: k = 1 is one denoiser pass from x_T at t = T-1; k = 2 is the DDIM
     chain T-1 -> 499 -> clean, and the mask is the mean of the two steps' sigmoid(x0 logits)."""
-    model = _randomised_smoke(test_average="chain")
+    model = _randomised_smoke(test_average="chain", sampler_eta=0.0)
     den, sch, B, M = model.denoiser, model.schedule, 2, model.mask_size
     cond = den.encode_cond(torch.randn(B, model.cfg.embed_dim, model.grid, model.grid)).detach()
     with torch.inference_mode():
@@ -263,7 +263,10 @@ def test_sampling_plan_of_both_readings():
     assert sampling_plan(cfg.replace(test_average="chain", test_samples=5)) == (1, 5, "chain")
     with pytest.raises(ValueError, match="one chain of k = 5 steps"):
         sampling_plan(cfg, 5, 3, "chain")
-    with pytest.raises(ValueError, match="final or chain"):
+    assert sampling_plan(cfg, 5, average="maps") == (1, 5, "maps")  # the authors': one chain of k steps as well
+    with pytest.raises(ValueError, match="the maps reading runs one chain of k = 5 steps"):
+        sampling_plan(cfg, 5, 3, "maps")
+    with pytest.raises(ValueError, match="final, chain or maps"):
         sampling_plan(cfg, 5, average="mean")
     with pytest.raises(ValueError, match="test_average"):
         cfg.replace(test_average="both")

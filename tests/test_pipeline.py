@@ -46,7 +46,14 @@ def test_smoke_chain_writes_the_report(smoke):
     manifest = json.loads((runs / "manifest.json").read_text())
     names = [s["step"] for s in manifest["steps"]]
     assert names[0] == "00_data" and names[-1] == "40_report"
-    assert {f"10_train/{v}_seed0" for v in VARIANTS} <= set(names)
+    assert {f"10_train/{v}_seed0" for v in VARIANTS} | {"10_train/base", "10_train/full-scratch_seed0"} <= set(names)
+    assert names.index("10_train/base") < min(names.index(f"10_train/{v}_seed0") for v in VARIANTS)
+    from dmtrack.model import load_checkpoint
+    from dmtrack.provenance import file_sha256
+    base = smoke["work"] / "train" / "base" / "seed0" / "model.pth"
+    for v in VARIANTS:  # every variant fine-tuned from the one base tracker; the scratch arm from nothing
+        assert load_checkpoint(smoke["work"] / "train" / v / "seed0" / "model.pth")["pretrained_sha256"] == file_sha256(base)
+    assert load_checkpoint(smoke["work"] / "train" / "full-scratch" / "seed0" / "model.pth")["pretrained_sha256"] is None
     for name in names:  # every step keeps its executed notebook and its parameter stamp
         assert (runs / f"{name}.ipynb").exists() and json.loads((runs / f"{name}.json").read_text())["key"]
     assert manifest["synthetic"] is True and manifest["git"]["commit"] and manifest["packages"]["papermill"]

@@ -1,5 +1,6 @@
 """The report's facts and logic: the paper's numbers, tables from scored runs (the verdict rule itself:
 test_verdicts.py), the pipeline's keys, skip-if-done, failure naming, the HTML rendering (fast: tiny notebooks)."""
+import dataclasses
 import json
 import os
 import re
@@ -232,6 +233,92 @@ def test_verdicts_are_held_back_when_the_full_model_does_not_beat_static(tmp_pat
     assert "static baseline was not scored" in verdicts.full_beats_static(tracking.matrix("dmtrack-full", "synthetic_otb_lang", 5, "pytracking"), pd.DataFrame()).reason
 
 
+# the noise budget's fixture: 3 seeds x 6 sequences, x = mu + u_seed + c_sequence (+ g) + e, e with zero row and
+# column sums, so each row's variance components are exact: var(c) = (25 + 9 + 1 + 1 + 9 + 25) / 5 = 14,
+# residual mean square = 12 cells of 1 / ((3 - 1)(6 - 1)) = 1.2; seed part (6 var(u) - 1.2) / 6, sequence
+# part (3 * 14 - 1.2) / 3 = 13.6
+NOISE_C = np.array([-5.0, -3, -1, 1, 3, 5])
+NOISE_E = np.array([[1.0, -1, 0, 1, -1, 0], [-1.0, 0, 1, -1, 0, 1], [0.0, 1, -1, 0, 1, -1]])
+
+
+def _noise_runs(root, seeds=3):
+    """Table 2 rows 8, 9 (full) and 1 (no_diffusion) fine-tuned from the base tracker, seed effects (-1, 0, 1):
+    seed part (6 - 1.2) / 6 = 0.8; rows 8 and 9 also from scratch, seed effects (-4, 0, 4): (96 - 1.2) / 6 =
+    15.8. no_diffusion's sequences move by g = (2, -2, ...) (var(c + g) is 14 again): the difference full -
+    no_diffusion has sequence-by-variant variance var(g) - 1.2 / 3 - 1.2 / 3 = 4.8 - 0.8 = 4.0."""
+    g = np.array([2.0, -2, 2, -2, 2, -2])
+    rows = [("dmtrack-full", "full", 5, 60.0, 1.0, 0), ("dmtrack-full", "full", 1, 58.0, 1.0, 0),
+            ("dmtrack-no_diffusion", "no_diffusion", 1, 50.0, 1.0, g), ("dmtrack-full-scratch", "full", 5, 55.0, 4.0, 0),
+            ("dmtrack-full-scratch", "full", 1, 53.0, 4.0, 0)]
+    for tracker, variant, k, mu, u, extra in rows:
+        for seed in range(seeds):
+            vals = mu + u * (seed - 1) + NOISE_C + extra + NOISE_E[seed]
+            _write_run(root, "synthetic_otb_lang", tracker, f"k{k}_seed{seed}", variant, k, seed,
+                       {f"S{j}": _seq(float(v)) for j, v in enumerate(vals)})
+    return results.Results.load(root, synthetic=True)
+
+
+def test_noise_budget_splits_each_rows_variance_per_arm_and_prices_what_narrows_the_cis(tmp_path):
+    res = _noise_runs(tmp_path / "results")
+    budget = claims.noise_budget(res)
+    base, scratch = budget.loc[("#9 full k=5", "base tracker")], budget.loc[("#9 full k=5", "from scratch")]
+    assert (base["seeds"], base["sequences"], base["mean AUC"]) == (3, 6, pytest.approx(60.0))
+    assert [base[f"{k} variance"] for k in ("seed", "sequence", "seed x sequence")] == pytest.approx([0.8, 13.6, 1.2])
+    assert scratch["seed variance"] == pytest.approx(15.8) and scratch["mean AUC"] == pytest.approx(55.0)
+    assert base["seed sd"] == pytest.approx(np.sqrt(0.8))
+    assert budget.loc[("#1 no_diffusion", "base tracker"), "sequence variance"] == pytest.approx(13.6)
+    assert ("#1 no_diffusion", "from scratch") not in budget.index  # not trained from scratch: left out
+    assert claims.seed_variance_ratios(budget) == pytest.approx({"#8 full k=1": 15.8 / 0.8, "#9 full k=5": 15.8 / 0.8})
+    level, row = verdicts.family_level(len(paper.CLAIMS)), "Diffusion helps (k=5)"
+    cb = claims.claim_budget(res)
+    # both rows fine-tuned: judge's half-width, the verdict table's "resolvable difference"
+    assert cb.loc[row, "base tracker: how"] == "measured"
+    assert f"{cb.loc[row, 'base tracker: resolvable']:.1f}" == claims.verdict_table(res).loc[row, "resolvable difference"]
+    # from scratch row 1 was not run: its seed and residual parts are the arm's mean (15.8, 1.2), the
+    # interaction the base tracker's 4.0; variance 2 (15.8 + 1.2 / 6) / 3 + (4.0 + 2 * 1.2 / 3) / 6 = 10.667 + 0.8
+    predicted = stats.Components((15.8, 15.8), (1.2, 1.2), 4.0, (3, 3), 6)
+    assert predicted.variance() == pytest.approx(11.4667, abs=1e-4)
+    assert cb.loc[row, "from scratch: resolvable"] == pytest.approx(predicted.half_width(level))
+    assert cb.loc[row, "from scratch: how"] == "predicted: #1 not run from scratch"
+    assert cb.loc["Language helps", "base tracker: how"] == "not run" and np.isnan(cb.loc["Language helps", "predicted now"])
+    # the base tracker's prediction: variance 2 (0.8 + 1.2 / 6) / 3 + 0.8 = 1.467 now; 4 seeds: 2 (0.8 + 0.2) / 4 +
+    # (4 + 2 * 1.2 / 4) / 6 = 1.267; 12 sequences: 2 (0.8 + 0.1) / 3 + (4 + 0.8) / 12 = 1.0
+    comp = stats.Components((0.8, 0.8), (1.2, 1.2), 4.0, (3, 3), 6)
+    assert [comp.variance(), comp.variance((4, 4)), comp.variance(sequences=12)] == pytest.approx([1.4667, 1.2667, 1.0], abs=1e-4)
+    assert cb.loc[row, ["predicted now", "one more seed per row", "twice the sequences"]].tolist() == pytest.approx(
+        [comp.half_width(level), comp.half_width(level, (4, 4)), comp.half_width(level, sequences=12)])
+    # one more seed: 6 fine-tunes (60 s) / 3 seeds + the all-seed evaluations 300 s / 3, 2 jobs: 220 / 120 min
+    # (the base tracker's training and the from-scratch arm are no part of it); twice the sequences: the
+    # otb_lang evaluations of the fine-tunes, 180 s / 2 jobs = 1.5 min; saved: 6 fine-tunes x (150 - 60) s,
+    # less the base tracker's 200 s, / 2 jobs = 340 / 120 min
+    manifest = dict(seeds=[0, 1, 2], settings=dict(jobs=2), steps=[
+        dict(step="10_train/base", seconds=200.0, seeds=[0]),
+        *[dict(step=f"10_train/{m}_seed{i}", seconds=s, seeds=[i]) for m, s in
+          (("full", 60.0), ("no_diffusion", 60.0), ("full-scratch", 150.0)) for i in range(3)],
+        *[dict(step=f"20_evaluate/{m}_{b}", seconds=s, seeds=[0, 1, 2]) for m, b, s in
+          (("full", "otb_lang_k5", 90.0), ("full", "otb_lang_k1", 60.0), ("no_diffusion", "otb_lang_k1", 30.0),
+           ("full-scratch", "otb_lang_k5", 90.0), ("full", "lasot_k1", 120.0))]])
+    assert claims.extra_seed_minutes(manifest) == pytest.approx(220 / 120)
+    assert claims.more_sequences_minutes(manifest) == pytest.approx(1.5)
+    assert claims.base_stage_minutes_saved(manifest) == pytest.approx(340 / 120)
+    # per minute: (4.30 - 3.87) / 1.83 = 0.23 for a seed, (4.30 - 3.49) / 1.5 = 0.54 for the sequences
+    text = claims.noise_budget_markdown(budget, cb, manifest, synthetic=True)
+    assert "**19.8x** smaller" in text and "(goal: at least 4x smaller: met)" in text
+    assert "Base tracker: the widest resolvable difference" in text and "0.23 points per minute" in text
+    assert "the minutes go to **twice the sequences**" in text and "saves about 3 min" in text and "1 time(s) the cost of twice the sequences" in text
+    real = claims.noise_budget_markdown(budget, cb, manifest, synthetic=False)
+    assert "sequences are fixed" in real and "the minutes go to **one more seed per row**" in real
+    # one seed: no part is estimable, the measured CI is unbounded, nothing is predicted or priced
+    one = _noise_runs(tmp_path / "one", seeds=1)
+    budget, cb = claims.noise_budget(one), claims.claim_budget(one)
+    assert np.isnan(budget.loc[("#9 full k=5", "from scratch"), "seed variance"])
+    assert np.isnan(claims.seed_variance_ratios(budget)["#9 full k=5"])
+    assert cb.loc[row, "base tracker: resolvable"] == np.inf and cb.loc[row, "from scratch: how"] == "not estimable: a row with one seed"
+    text = claims.noise_budget_markdown(budget, cb, manifest, synthetic=True)
+    assert "not estimable (one seed)" in text and "(goal: at least 4x smaller: not estimable)" in text
+    assert "**unbounded (a row with one seed)**" in text and "Too few seeds" in text
+
+
 def test_styled_tables_print_one_decimal():
     import pandas as pd
 
@@ -265,6 +352,50 @@ def test_coverage_and_flags_of_a_partial_run_on_the_real_benchmarks(tmp_path):
     assert "| training seeds | 1 per variant (seed 0) |" in md and "| `depth` | `12` | `2` |" in md
     assert f"| `{'ab' * 32}` |" in md and "| OTB-Lang (`otb_lang`) | 2 | 48 | 7 | 29,077 |" in md
     assert md.index("This run differs") < md.index("| profile |")  # the flags come first
+
+
+def test_the_header_names_the_base_tracker_and_flags_a_model_not_fine_tuned_from_it(tmp_path):
+    import torch
+
+    from dmtrack.config import load_config
+    from dmtrack.layout import model_path
+    from dmtrack.model import build_model, save_checkpoint
+    from dmtrack.provenance import file_sha256
+
+    work, seeds = tmp_path / "work", [0, 1]
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "base", seed=0)
+    model = build_model(cfg)  # tiny: every checkpoint below holds these weights, only their records differ
+    base = save_checkpoint(model_path(work, "base", 0), model, cfg, global_step=32)
+    sha = file_sha256(base)
+    for v in VARIANTS:
+        for seed in seeds:
+            save_checkpoint(model_path(work, v, seed), model, cfg, pretrained_sha256=sha)
+    save_checkpoint(model_path(work, "full", 0, "scratch"), model, cfg, pretrained_sha256=None)
+    manifest = dict(profile="smoke", synthetic=True, seeds=seeds, overrides={}, settings=dict(base_stage=True))
+    b = header.base_tracker(work, manifest)
+    assert (b["path"], b["sha256"], b["steps"]) == (str(base), sha, 32) and b["stale"] == [] and b["missing"] == []
+    assert len(b["fine_tuned"]) == 12 and b["scratch"] == ["full-scratch seed 0"]  # full-scratch seed 1: not trained
+    # smoke's full fine-tuned from it: diffusion and language on, backbone_lr 1e-4; the base tracker: both off,
+    # from random initialisation (pretrained "") with the scratch recipe's backbone_lr 1e-3
+    assert b["changes"] == {"use_diffusion": (True, False), "use_language": (True, False),
+                            "backbone_lr": (1e-4, 1e-3), "pretrained": (str(base), "")}
+    text = header.provenance_markdown(manifest, work=work)
+    assert f"`{base}`, SHA-256 `{sha}`, 32 training steps" in text and "| `use_language` | `true` | `false` |" in text
+    assert ("Every variant was fine-tuned from it: 12 fine-tuned checkpoint(s) record its SHA-256 as the file they "
+            "started from, the from-scratch arm's 1 start from random initialisation.") in text and "STALE" not in text
+    # a stale mix-up: no_language seed 1 fine-tuned from another file, full-scratch seed 0 from the base tracker
+    save_checkpoint(model_path(work, "no_language", 1), model, cfg, pretrained_sha256="f" * 64)
+    save_checkpoint(model_path(work, "full", 0, "scratch"), model, cfg, pretrained_sha256=sha)
+    text = header.provenance_markdown(manifest, work=work)
+    flag = text.split("\n> - ")[1]  # the first line of the block of what differs from the profile, at the top
+    assert flag.startswith("**STALE CHECKPOINTS: 2 trained model(s) did not start from this chain's base tracker**")
+    assert "no_language seed 1 started from `ffffffffffff...`" in flag and f"full-scratch seed 0 started from `{sha[:12]}...`" in flag
+    assert "**2 checkpoint(s) did not start from it**" in text and "Every variant was fine-tuned" not in text
+    # no base stage (a pretrained= of the user's, or a profile without one): no base tracker, whatever is on disk
+    assert header.base_tracker(work, {**manifest, "overrides": {"pretrained": "/w/ostrack.pth"}}) is None
+    assert header.base_tracker(work, {**manifest, "settings": {}}) is None
+    assert "base tracker" not in header.provenance_markdown(manifest, work=tmp_path / "other")
 
 
 def test_published_table_labels_sources():
@@ -793,8 +924,9 @@ def test_plan_of_the_demo_profile(tmp_path):
     steps = pipeline.plan("demo", paths)
     names = [s.name for s in steps]
     assert names[0] == "00_data" and names[-2:] == ["30_visualize", "40_report"]
-    assert sum(n.startswith("10_train/") for n in names) == 6 * 3
-    evals = [s for s in steps if s.name.startswith("20_evaluate/")]
+    # the base tracker, 6 variants x 3 seeds fine-tuned from it, and the from-scratch arm's full x 3 seeds
+    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3
+    evals = [s for s in steps if s.name.startswith("20_evaluate/") and not s.params.get("arm")]
     otb = {(s.params["variant"], s.params["k"]) for s in evals if s.params["benchmarks"] == ["synthetic_otb_lang"]}
     assert {(r.variant, r.k) for r in paper.TABLE2} <= otb
     assert {("full", k) for k in range(1, 11)} <= otb  # the k sweep
@@ -833,9 +965,43 @@ def test_plan_of_the_demo_profile(tmp_path):
     # a training step is keyed by its resolved config: a changed profile definition retrains
     from dmtrack.config import load_config
     train = next(s for s in steps if s.name == "10_train/no_language_seed2")
-    assert train.fingerprint["config"] == load_config("demo", "no_language", seed=2).to_dict()
+    base = str(tmp_path / "runs" / "train" / "base" / "seed0" / "model.pth")
+    assert train.fingerprint["config"] == load_config("demo", "no_language", seed=2, pretrained=base).to_dict()
     from dmtrack.data.synthetic import preset_fingerprint
     assert steps[0].fingerprint["preset"] == preset_fingerprint("demo")  # an edited preset regenerates the data
+
+
+def test_the_demo_chain_fine_tunes_every_variant_from_one_base_tracker(tmp_path):
+    from dmtrack.chain.plan import CHAINS, plan
+    from dmtrack.config import load_config
+
+    paths = pipeline.ChainPaths("demo", tmp_path / "reports", tmp_path / "runs", tmp_path / "data")
+    steps = {s.name: s for s in plan("demo", paths)}
+    base, base_file = steps["10_train/base"], str(tmp_path / "runs" / "train" / "base" / "seed0" / "model.pth")
+    assert base.deps == ["00_data"] and base.outputs == [base_file] and base.params["variant"] == "base"
+    assert base.fingerprint["config"] == load_config("demo", "base", seed=0).to_dict()
+    cfg = load_config("demo", "base")  # ViT + CE + centre head, trained from scratch with the scratch recipe
+    assert (cfg.use_diffusion, cfg.use_language, cfg.epochs, cfg.backbone_lr, cfg.pretrained_file) == (False, False, 12, 5e-4, None)
+    for v in VARIANTS:
+        for seed in range(3):
+            st = steps[f"10_train/{v}_seed{seed}"]
+            assert st.deps == ["00_data", "10_train/base"] and st.params["overrides"] == {"pretrained": base_file}
+            assert "arm" not in st.params  # the steps of the chain's protocol keep their parameters
+    # the from-scratch arm: today's protocol for `full`, beside it (not after the base), at Table 2's rows
+    for seed in range(3):
+        st = steps[f"10_train/full-scratch_seed{seed}"]
+        assert st.deps == ["00_data"] and st.params["overrides"] == {"pretrained": "none"} and st.params["arm"] == "scratch"
+        assert st.outputs == [str(tmp_path / "runs" / "train" / "full-scratch" / f"seed{seed}" / "model.pth")]
+    arm = sorted(n for n, st in steps.items() if st.params.get("arm") == "scratch" and n.startswith("20_evaluate/"))
+    assert arm == ["20_evaluate/full-scratch_otb_lang_k1", "20_evaluate/full-scratch_otb_lang_k5"]
+    assert steps[arm[1]].outputs[0].endswith("synthetic_otb_lang/dmtrack-full-scratch/k5_seed0/scores_pytracking.json")
+    assert steps[arm[1]].deps == [f"10_train/full-scratch_seed{i}" for i in range(3)]
+    # pretrained=none is today's protocol (no base, no arm); a file of the user's is the base (the arm stays)
+    for given, arm in (("none", False), (str(tmp_path / "ostrack.pth"), True)):
+        s = dataclasses.replace(CHAINS["demo"], train={"pretrained": given})
+        names = [st.name for st in plan("demo", paths, settings=s)]
+        assert "10_train/base" not in names and bool([n for n in names if "scratch" in n]) is arm
+    assert load_config("demo", "full", pretrained="none").epochs == 12 and load_config("demo", "full", pretrained="x").epochs == 6
 
 
 def test_results_folders_name_the_reading_and_the_steps(tmp_path):
@@ -846,6 +1012,7 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
     # the names results already have (written out, not computed): final reading, chain, steps, sentences
     expected = [(EvalRun("full", 0, 5), "k5", "dmtrack-full/k5_seed0"),
                 (EvalRun("full", 1, 5, "chain"), "k5c", "dmtrack-full/k5c_seed1"),
+                (EvalRun("full", 1, 5, "maps"), "k5m", "dmtrack-full/k5m_seed1"),  # the authors' reading
                 (EvalRun("no_ddim", 2, 1, steps=10), "k1_steps10", "dmtrack-no_ddim/k1_steps10_seed2"),
                 (EvalRun("full", 0, 1, sentence="misleading"), "k1_mislead", "dmtrack-full/k1_mislead_seed0"),
                 (EvalRun("no_language", 3, 1, sentence="uninformative"), "k1_uninf", "dmtrack-no_language/k1_uninf_seed3")]
@@ -857,7 +1024,7 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
         EvalRun("full", 0, 5).k = 3
     with pytest.raises(ValueError, match="final reading only"):
         EvalRun("full", 0, 5, "chain", 3)
-    with pytest.raises(ValueError, match="final or chain"):
+    with pytest.raises(ValueError, match="final, chain or maps"):
         EvalRun("full", 0, 5, "mean")
     with pytest.raises(ValueError, match="sentence must be one of"):
         EvalRun("full", 0, 1, sentence="wrong")
@@ -879,6 +1046,30 @@ def test_a_run_of_other_settings_is_moved_aside_and_retrained(tmp_path):
     assert (aside / "model.pth").stat().st_mtime_ns == stamp and again.exists()
     from dmtrack.model import load_checkpoint
     assert load_checkpoint(again)["config"]["lr"] == 5e-4
+
+
+def test_a_variant_fine_tuned_from_an_older_base_tracker_is_retrained(tmp_path):
+    from dmtrack.chain.steps import train_variant
+    from dmtrack.data.synthetic import generate
+    from dmtrack.layout import model_path, train_dir
+    from dmtrack.model import load_checkpoint
+    from dmtrack.provenance import file_sha256
+
+    data = tmp_path / "data"
+    generate(data, preset="smoke", seed=0, sweep=False, workers=1, progress=False)
+    tiny = dict(epochs=1, pairs_per_epoch=8)
+    base = train_variant("smoke", "base", 0, tmp_path, data, tiny)
+    assert base == model_path(tmp_path, "base", 0) and load_checkpoint(base)["config"]["use_diffusion"] is False
+    over = dict(tiny, pretrained=str(base))
+    first = train_variant("smoke", "full", 0, tmp_path, data, over)
+    assert load_checkpoint(first)["pretrained_sha256"] == file_sha256(base)
+    stamp = first.stat().st_mtime_ns
+    assert train_variant("smoke", "full", 0, tmp_path, data, over).stat().st_mtime_ns == stamp  # same base: done
+    train_variant("smoke", "base", 0, tmp_path, data, dict(tiny, lr=5e-4))  # the base retrained under the same path
+    again = train_variant("smoke", "full", 0, tmp_path, data, over)
+    aside = train_dir(tmp_path, "full", 0).with_name("seed0.replaced")
+    assert (aside / "model.pth").stat().st_mtime_ns == stamp and load_checkpoint(again)["pretrained_sha256"] == file_sha256(base)
+    assert load_checkpoint(aside / "model.pth")["pretrained_sha256"] != file_sha256(base)
 
 
 def test_report_cli_help(capsys):
@@ -961,8 +1152,10 @@ def test_notebooks_parameter_defaults_are_the_demo_chains():
     # 20_evaluate: Table 2's evaluation of the full model at k = 1, on one seed by hand (not the demo's 3);
     # batch: the plan passes it only when the chain's track_batch is not 1 (the paper chain relies on the
     # default 1), so the demo's 8 is not the default
-    first = {"20_evaluate.ipynb": "20_evaluate/full_otb_lang_k1"}
-    by_hand = {("20_evaluate.ipynb", "batch"), ("20_evaluate.ipynb", "seeds")}
+    # 10_train: the full model's seed 0, which the chain fine-tunes from its base tracker (pretrained=<its
+    # path under the work folder>); by hand, without that file, it trains from scratch (the scratch recipe)
+    first = {"20_evaluate.ipynb": "20_evaluate/full_otb_lang_k1", "10_train.ipynb": "10_train/full_seed0"}
+    by_hand = {("20_evaluate.ipynb", "batch"), ("20_evaluate.ipynb", "seeds"), ("10_train.ipynb", "overrides")}
     steps = {}
     for st in pipeline.plan("demo", paths):
         if first.get(st.notebook, st.name) == st.name:

@@ -161,7 +161,7 @@ def test_evaluate_records_the_checkpoints_reading(root, tmp_path):
     evaluate(str(ckpt), "synthetic_otb_lang", out, TrackSettings(samples=2),
              DataSelection(root=root, max_frames=4, sequences=names), Execution(progress=False))
     meta = json.loads((out / "evaluate.json").read_text())
-    assert meta["reading"] == "authors" and meta["sampling_steps"] == 1  # the authors' one step
+    assert meta["reading"] == "authors" and meta["average"] == "maps" and meta["sampling_steps"] == 2  # one chain of k steps
     assert all(len(read_results(out / f"{n}.txt")) == 4 for n in names)
 
 
@@ -267,6 +267,33 @@ def test_readings_and_steps_are_recorded_and_each_frames_spread_is_saved(root, c
     evaluate(ckpt, "synthetic_lasot_ext", tmp_path / "k1c", TrackSettings(samples=1, average="chain"), **kw)
     for s in seqs:
         assert (one / f"{s.name}.txt").read_text() == (tmp_path / "k1c" / f"{s.name}.txt").read_text()
+
+
+def test_an_unseeded_config_draws_a_fresh_seed_records_it_and_resumes_with_it(root, tmp_path):
+    """test_seeded=false (reading=authors: the authors' tracking sets no seed): an evaluation given no seed draws
+    one from the OS, records it with "seeded": false, reuses it when resumed, and --seed replays it."""
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "full", test_seeded=False, sampler_eta=1.0)
+    ckpt = save_checkpoint(tmp_path / "unseeded.pth", build_model(cfg), cfg)
+    kw = dict(data=DataSelection(root=root, max_frames=4), execution=Execution(progress=False))
+    metas = []
+    for name in ("a", "b"):
+        evaluate(ckpt, "synthetic_otb_lang", tmp_path / name, TrackSettings(samples=2), **kw)
+        metas.append(json.loads((tmp_path / name / "evaluate.json").read_text()))
+    assert [m["seeded"] for m in metas] == [False, False] and metas[0]["seed"] != metas[1]["seed"]
+    assert 0 <= metas[0]["seed"] < 2 ** 63 and metas[0]["reading"] == "paper"
+    assert runner.unseeded_seed(tmp_path / "a") == metas[0]["seed"]  # a resumed run keeps its seed ...
+    evaluate(ckpt, "synthetic_otb_lang", tmp_path / "a", TrackSettings(samples=2), **kw)  # ... so it resumes, not refused
+    replay = tmp_path / "replay"
+    evaluate(ckpt, "synthetic_otb_lang", replay, TrackSettings(samples=2, seed=metas[0]["seed"]), **kw)
+    assert json.loads((replay / "evaluate.json").read_text())["seeded"] is True
+    for s in load_benchmark("synthetic_otb_lang", root=root):
+        assert (replay / f"{s.name}.txt").read_text() == (tmp_path / "a" / f"{s.name}.txt").read_text()
+    seeded = load_config("smoke", "full")  # the default: the config's seed, recorded as seeded
+    evaluate(save_checkpoint(tmp_path / "seeded.pth", build_model(seeded), seeded), "synthetic_otb_lang",
+             tmp_path / "c", TrackSettings(samples=1), **kw)
+    meta = json.loads((tmp_path / "c" / "evaluate.json").read_text())
+    assert (meta["seed"], meta["seeded"]) == (seeded.seed, True)
 
 
 def test_bad_frames_raise_naming_the_file(root, ckpt, loaded, tmp_path):

@@ -107,6 +107,15 @@ def test_variants_without_text_or_diffusion_train(env, tmp_path, variant):
     assert load_checkpoint(path)["config"]["variant"] == variant
 
 
+def test_the_authors_reading_trains_and_is_recorded_in_the_checkpoint(env, tmp_path):
+    # CE from epoch 0 in the smoke profile, so GT-CE (from CE's start under authors) and the full-loss pick both run
+    path = train(smoke("full", reading="authors", epochs=1, pairs_per_epoch=4), tmp_path / "authors", progress=False)
+    rows = read_rows(tmp_path / "authors" / "losses.csv")
+    assert len(rows) == 1 and all(np.isfinite(float(rows[0][k])) for k in ("total", "struct", "focal", "giou"))
+    saved = config_from_dict(load_checkpoint(path)["config"])
+    assert saved.reading == "authors" and saved.double_sample_loss == "full" and saved.gt_mask == "floored"
+
+
 def test_paper_schedule_drops_after_epoch_80():
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
     sched = make_scheduler(opt, load_config("paper", "full"))

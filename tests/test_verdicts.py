@@ -77,6 +77,25 @@ def test_residual_and_interaction_are_separated():
     assert comp.interaction == pytest.approx(4.0)
 
 
+def test_row_components_split_one_rows_variance_by_hand():
+    # x = 10 + u_seed + c_sequence + e, u = (-2, 0, 2), c = (-3, 0, 3), e with zero row and column sums:
+    m = np.array([[6.0, 7, 11], [6, 10, 14], [9, 13, 14]])  # 8 + (-3, 0, 3) + (1, -1, 0); 10 + ... + (-1, 0, 1); ...
+    # seed means 8, 10, 12: MS_seed = 3 * var = 3 * 4 = 12; sequence means 7, 10, 13: MS_seq = 3 * 9 = 27;
+    # residuals = e, six of +-1: MS_e = 6 / ((3 - 1)(3 - 1)) = 1.5. seed (12 - 1.5) / 3 = 3.5, sequence
+    # (27 - 1.5) / 3 = 8.5, residual 1.5
+    r = eval_stats.row_components(m)
+    assert (r.seed, r.sequence, r.residual, r.seeds, r.sequences, r.mean) == pytest.approx((3.5, 8.5, 1.5, 3, 3, 10.0))
+    # the pair's components are the rows' own (one core): a's and b's seed and residual parts
+    # b = m without its seed effects: equal seed means, MS_seed = 0, and (0 - 1.5) / 3 < 0 is set to 0
+    comp = eval_stats.variance_components(m, m - [[-2.0], [0.0], [2.0]])
+    assert comp.seed == pytest.approx((3.5, 0.0)) and comp.residual == pytest.approx((1.5, 1.5))
+    one_seed = eval_stats.row_components(m[:1])  # nothing tells seed, sequence and residual apart
+    assert np.isnan([one_seed.seed, one_seed.sequence, one_seed.residual]).all() and one_seed.mean == 8.0
+    # one sequence (6, 6, 9): the seed part holds the residual, var = 3; the sequence part is not estimable
+    one_seq = eval_stats.row_components(m[:, :1])
+    assert (one_seq.seed, one_seq.residual) == pytest.approx((3.0, 0.0)) and np.isnan(one_seq.sequence)
+
+
 def test_paired_test_is_the_studentized_bootstrap_interval():
     a, b = _seed_offsets_only()
     level = verdicts.family_level(FAMILY)

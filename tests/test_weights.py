@@ -345,3 +345,40 @@ def test_a_checkpoint_saved_before_precision_was_renamed_evaluates(tmp_path):
     assert got == cfg and got.train_precision == "bf16"
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_pretrained_head_loads_a_base_trackers_head_and_ostracks_box_head(tmp_path):
+    from dmtrack import build_model
+    from dmtrack.model.head import CenterHead
+
+    torch.manual_seed(9)
+    base_cfg = load_config("smoke", "base")
+    base = build_model(base_cfg)
+    path = save_checkpoint(tmp_path / "base.pth", base, base_cfg)
+    cfg = load_config("smoke", "full", pretrained=str(path))
+    assert not any(torch.equal(a, b) for a, b in zip(build_model(cfg).head.state_dict().values(),
+                                                     base.head.state_dict().values()) if a.dim() > 1)  # the paper: backbone only
+    model = build_model(cfg.replace(pretrained_head=True))
+    for (k, a), b in zip(base.head.state_dict().items(), model.head.state_dict().values()):
+        assert torch.equal(a, b), k
+    # OSTrack's box head: conv<i>_<ctr|offset|size>.<0 conv | 1 bn>, conv5 the 1x1 output conv
+    head = CenterHead(D, 16)
+    net = {}
+    for ours, theirs in (("score", "ctr"), ("offset", "offset"), ("size", "size")):
+        for i in range(1, 5):
+            for j in (0, 1):
+                for k, v in getattr(head, ours)[3 * (i - 1) + j].state_dict().items():
+                    net[f"box_head.conv{i}_{theirs}.{j}.{k}"] = torch.randn_like(v.float()).to(v.dtype)
+        for k, v in getattr(head, ours)[12].state_dict().items():
+            net[f"box_head.conv5_{theirs}.{k}"] = torch.randn_like(v)
+    torch.save({"net": net}, tmp_path / "ostrack.pth")
+    from dmtrack.model.weights import load_pretrained_head
+
+    load_pretrained_head(head, tmp_path / "ostrack.pth")
+    assert torch.equal(head.score[0].weight, net["box_head.conv1_ctr.0.weight"])
+    assert torch.equal(head.size[10].running_var, net["box_head.conv4_size.1.running_var"])
+    assert torch.equal(head.offset[12].bias, net["box_head.conv5_offset.bias"])
+    del net["box_head.conv3_size.0.weight"]
+    torch.save({"net": net}, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match=r"partial\.pth: its centre head does not fit .*missing size\.6\.weight"):
+        load_pretrained_head(CenterHead(D, 16), tmp_path / "partial.pth")

@@ -156,7 +156,7 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
         data_fp = {"generator": GENERATOR_VERSION, "preset": preset_fingerprint(s.preset)}
     steps = [Step("00_data", "00_data.ipynb", dict(common, preset=s.preset, max_frames=s.max_frames, drift_levels=levels),
                   outputs=[str(paths.data / "manifest.json")] if s.synthetic else [], fingerprint=data_fp)]
-    base = base_step(profile, s, paths, common)
+    base = base_step(profile, s, paths, common, threads)
     steps += [base] if base else []
     trained = {}
     for arm, variants, seeds_of_arm in (("", VARIANTS, seed_list), (SCRATCH_ARM, scratch_variants(s), scratch_seeds(s, seed_list))):
@@ -218,10 +218,10 @@ def base_stage(s: ChainSettings) -> bool:
     return s.base_stage and "pretrained" not in s.train
 
 
-def base_step(profile: str, s: ChainSettings, paths: ChainPaths, common: dict) -> Step | None:
+def base_step(profile: str, s: ChainSettings, paths: ChainPaths, common: dict, threads: int) -> Step | None:
     """The base tracker's training (ViT + CE + centre head, config variant 'base', the profile's scratch
-    recipe), one for every variant and seed; alone when it runs (every training waits for it), so it
-    gets every core. None when the chain has no base stage."""
+    recipe), one for every variant and seed (every fine-tuning waits for it; the scratch arm's trainings
+    do not, and share the cores with it). None when the chain has no base stage."""
     if not base_stage(s):
         return None
     try:
@@ -231,7 +231,7 @@ def base_step(profile: str, s: ChainSettings, paths: ChainPaths, common: dict) -
     return Step(f"10_train/{BASE}", "10_train.ipynb",
                 dict(common, variant=BASE, seed=0, overrides=s.train, processes=s.gpus_per_train),
                 outputs=[str(model_path(paths.work, BASE, 0))], deps=["00_data"], fingerprint={"config": cfg.to_dict()},
-                runtime=dict(threads=cpu_cores()), devices=s.gpus_per_train)
+                runtime=dict(threads=threads), devices=s.gpus_per_train)
 
 
 def arm_overrides(s: ChainSettings, paths: ChainPaths, arm: str = "") -> dict:

@@ -15,6 +15,7 @@ the seeds and the sequences are drawn once per replicate, vectorised.
     paired_test        studentized CI of that difference: +- t(df) * SE, df the Welch-Satterthwaite
                        degrees of freedom of the two sources (`Components`)
     within_test        the same when both rows come from the same models (e.g. two sentences)
+    row_components     one row's variance split into seed, sequence and seed-by-sequence parts
     bootstrap_ci, paired_difference_ci: the one-seed cases, for per-sequence lists of one tracker
 """
 from __future__ import annotations
@@ -114,46 +115,82 @@ def paired_boot(a, b, n: int = N_BOOT, seed: int = 0) -> np.ndarray:
 
 # --- variance components ------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class RowComponents:
+    """Variance components of one row's (seeds x sequences) matrix, in squared metric points:
+    x_ij = mu + u_i + c_j + e_ij, seed effect u (each training seed), sequence effect c (each sequence's
+    difficulty), seed-by-sequence residual e (what is left: how a seed's model fares on that sequence)."""
+    seed: float  # var(u)
+    sequence: float  # var(c)
+    residual: float  # var(e)
+    seeds: int
+    sequences: int
+    mean: float  # mu: the row's mean over seeds and sequences
+
+
+def row_components(values) -> RowComponents:
+    """Method of moments of the two-way ANOVA without replication. With s seeds, q sequences, the mean
+    squares MS_seed = q var(seed means), MS_seq = s var(sequence means) and MS_e = the residuals' sum of
+    squares / ((s - 1)(q - 1)) have expectations var(e) + q var(u), var(e) + s var(c) and var(e), so
+    seed = (MS_seed - MS_e) / q, sequence = (MS_seq - MS_e) / s, residual = MS_e; negative estimates set
+    to 0. NaN where a part cannot be told apart: the seed and residual parts with one seed, the sequence
+    part with one seed or one sequence. With one sequence the residual is counted in the seed part
+    (residual 0), which keeps the variance of the row's mean (`Components.terms`) right."""
+    m = as_matrix(values)
+    s, q = m.shape
+    nan = float("nan")
+    if s < 2:  # one seed: neither the seed nor the residual part can be told apart from the sequences
+        return RowComponents(nan, nan, nan, s, q, float(m.mean()))
+    r = m - m.mean(1, keepdims=True) - m.mean(0, keepdims=True) + m.mean()
+    ms_e = float((r ** 2).sum() / ((s - 1) * (q - 1))) if q > 1 else 0.0
+    ms_seed = q * float(m.mean(1).var(ddof=1))
+    sequence = max(0.0, (s * float(m.mean(0).var(ddof=1)) - ms_e) / s) if q > 1 else nan
+    return RowComponents(max(0.0, (ms_seed - ms_e) / q), sequence, ms_e, s, q, float(m.mean()))
+
+
+@dataclass(frozen=True)
 class Components:
     """Two-level variance components of a paired difference, in squared metric points. Each row r:
-    x_ij = mu_r + u_i + c_j + e_ij (seed effect u, sequence effect c, residual e); the sequence effects
-    of the two rows differ by an interaction with variance `interaction` (the part of the
+    x_ij = mu_r + u_i + c_j + e_ij (seed effect u, sequence effect c, residual e: `row_components`); the
+    sequence effects of the two rows differ by an interaction with variance `interaction` (the part of the
     sequence-to-sequence spread of the difference that more seeds do not remove)."""
-    seed: tuple  # seed-to-seed variance of each row's mean over sequences, (better, worse)
+    seed: tuple  # each row's seed-effect variance var(u), (better, worse)
     residual: tuple  # seed x sequence residual variance of each row
     interaction: float
     seeds: tuple  # the seeds each row was measured with
     sequences: int
 
-    def terms(self, seeds: int | None = None) -> list[tuple[float, float]]:
+    def terms(self, seeds=None, sequences: int | None = None) -> list[tuple[float, float]]:
         """(variance, degrees of freedom) of each source of the difference's variance with `seeds`
-        seeds per row (default: as measured): each row's seed means (s - 1), then the sequences'
-        paired differences (q - 1). As in the paired bootstrap, whose variance this is, the residual
-        enters both (the seed means and the sequence means each carry it), which errs on the wide side."""
-        q, seeds_of = self.sequences, [seeds or s for s in self.seeds]
+        seeds per row (an int for both, a tuple per row; default: as measured) and `sequences` sequences
+        (default: as measured; more is a prediction for more sequences of the same kind): each row's seed
+        means (s - 1), then the sequences' paired differences (q - 1). As in the paired bootstrap, whose
+        variance this is, the residual enters both (the seed means and the sequence means each carry it),
+        which errs on the wide side."""
+        q = sequences or self.sequences
+        seeds_of = list(seeds) if isinstance(seeds, tuple) else [seeds or s for s in self.seeds]
         out = [((u + e / q) / s, s - 1) for u, e, s in zip(self.seed, self.residual, seeds_of)]
         return out + [((self.interaction + sum(e / s for e, s in zip(self.residual, seeds_of))) / q, q - 1)]
 
-    def variance(self, seeds: int | None = None) -> float:
-        return sum(v for v, _ in self.terms(seeds))
+    def variance(self, seeds=None, sequences: int | None = None) -> float:
+        return sum(v for v, _ in self.terms(seeds, sequences))
 
-    def df(self, seeds: int | None = None) -> float:
-        """Welch-Satterthwaite degrees of freedom of `variance(seeds)` (q - 1 when it is 0)."""
-        terms = self.terms(seeds)
+    def df(self, seeds=None, sequences: int | None = None) -> float:
+        """Welch-Satterthwaite degrees of freedom of `variance(seeds, sequences)` (q - 1 when it is 0)."""
+        terms = self.terms(seeds, sequences)
         if any(not np.isfinite(v) for v, _ in terms):
             return float("nan")
         terms = [(v, d) for v, d in terms if v > 0]
         if not terms:
-            return float(self.sequences - 1)
+            return float((sequences or self.sequences) - 1)
         return sum(v for v, _ in terms) ** 2 / sum(v * v / d for v, d in terms)
 
-    def half_width(self, level: float, seeds: int | None = None, power: float | None = None) -> float:
+    def half_width(self, level: float, seeds=None, power: float | None = None, sequences: int | None = None) -> float:
         """Predicted half-width of the CI at `level` (normal sources, Student quantile at df); with
         `power`, the smallest true difference the design detects with that probability instead."""
-        df = self.df(seeds)
+        df = self.df(seeds, sequences)
         student = _student()
         t = student.ppf((1 + level) / 2, df) + (student.ppf(power, df) if power else 0.0)
-        return float(t * math.sqrt(self.variance(seeds)))
+        return float(t * math.sqrt(self.variance(seeds, sequences)))
 
     def seeds_needed(self, effect: float, level: float, power: float | None = None) -> int | None:
         """Fewest seeds per row (>= 2) whose predicted half-width (or detectable difference, with
@@ -166,25 +203,15 @@ class Components:
 
 
 def variance_components(a, b) -> Components:
-    """Method-of-moments estimate (two-way ANOVA without replication per row), negative variances
-    set to 0. Needs >= 2 seeds per row for the seed and residual parts (NaN otherwise)."""
+    """Method-of-moments estimate (two-way ANOVA without replication per row: `row_components`), negative
+    variances set to 0. Needs >= 2 seeds per row for the seed and residual parts (NaN otherwise)."""
     a, b = as_matrix(a), as_matrix(b)
     q = a.shape[1]
-    seed, resid = [], []
-    for m in (a, b):
-        s = m.shape[0]
-        if s < 2:  # one seed: neither part can be told apart from the sequences
-            ms_seed = ms_e = float("nan")
-        else:
-            r = m - m.mean(1, keepdims=True) - m.mean(0, keepdims=True) + m.mean()
-            ms_e = float((r ** 2).sum() / ((s - 1) * (q - 1))) if q > 1 else 0.0
-            ms_seed = q * float(m.mean(1).var(ddof=1))
-        seed.append(max(0.0, (ms_seed - ms_e) / q) if s > 1 else ms_seed)
-        resid.append(ms_e)
+    rows = [row_components(m) for m in (a, b)]
     d = a.mean(0) - b.mean(0)
-    inter = float(d.var(ddof=1)) - sum(e / m.shape[0] for e, m in zip(resid, (a, b))) if q > 1 else 0.0
-    return Components(tuple(seed), tuple(resid), max(0.0, inter) if np.isfinite(inter) else float("nan"),
-                      (a.shape[0], b.shape[0]), q)
+    inter = float(d.var(ddof=1)) - sum(r.residual / r.seeds for r in rows) if q > 1 else 0.0
+    return Components(tuple(r.seed for r in rows), tuple(r.residual for r in rows),
+                      max(0.0, inter) if np.isfinite(inter) else float("nan"), (a.shape[0], b.shape[0]), q)
 
 
 # --- the tests -------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 settings (dmtrack.chain.plan.ChainSettings), as plain values. paper.py defines every chain setting; demo.py
 shrinks paper in place and smoke.py shrinks demo (big_vision's get_config / runlocal style).
 
-    exp = get("smoke")     # {"model": {...}, "synthetic": {...}, "chain": {...}}
+    exp = get("smoke")     # {"model": {...}, "synthetic": {...}, "scratch": {...}, "readings": {...}, "chain": {...}}
 
 A leaf: it imports nothing from dmtrack, so config, data and chain may all read it.
 """

@@ -20,6 +20,7 @@ def get_config() -> dict:
     # from random initialisation (the base tracker; any variant with pretrained=none, the protocol before the
     # base stage): 480 steps, a higher backbone lr, CE from step 120, GT-CE from step 240
     c["scratch"] = dict(epochs=12, backbone_lr=5e-4, ce_start_epoch=3, ce_warm_epochs=5, gt_ce_start_epoch=6)
+    c["readings"] = {}  # reading=authors switches the choices only: the embedded profiles keep their sizes and recipe
     c["synthetic"] = dict(
         name="demo", width=256, height=192, size=(18, 34), speed=(1.0, 2.2), quality=85,
         suites=dict(

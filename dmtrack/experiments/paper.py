@@ -47,4 +47,11 @@ def get_config() -> dict:
         # sampler_eta (the primary one, Table 2's), every other one gets its own results folders (EvalRun.eta)
         sweep_etas=(1.0, 0.0),
     )
-    return dict(model=model, synthetic=None, scratch={}, chain=chain)
+    # reading=authors (dmtrack.config._READINGS): the authors' one runnable configuration, E:vitb_text_ep384.yaml
+    # (docs/authors_code.md rows 1, 17, 18): 192/384 crops at search factor 5, CE at blocks 5, 8, 11 keeping 0.8 each
+    # (training: the first ratio at every layer), 50 epochs on LaSOT alone, lr 1e-4 (backbone x 0.1) dropped at 45
+    authors = dict(template_size=192, search_size=384, search_factor=5.0, ce_layers=(5, 8, 11), ce_keep_ratio=0.8,
+                   ce_keep_ratios=(0.8, 0.8, 0.8), ce_start_epoch=30, ce_warm_epochs=40, epochs=50, lr_drop_frac=0.9,
+                   batch_size=32, lr=1e-4, backbone_lr=1e-5, train_datasets={"lasot": 1.0},
+                   search_center_jitter=4.5, search_scale_jitter=0.5)
+    return dict(model=model, synthetic=None, scratch={}, readings={"authors": authors}, chain=chain)

@@ -18,7 +18,7 @@ those tokens. The variants mean the same under either reading.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -46,6 +46,17 @@ def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
     return (cover(y1, y2)[:, :, None] * cover(x1, x2)[:, None, :]).unsqueeze(1)
 
 
+def floored_box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,4) cxcywh normalised -> (B,1,size,size) the authors' box mask (A:train/data/sampler.py:223-231): the
+    top-left corner x, y and the sides w, h each clamped to [0, 1], scaled to the grid and floored on their own,
+    then 1 on rows y .. y+h-1 and columns x .. x+w-1. A box under one cell wide gets an empty mask."""
+    corner = boxes[:, :2] - boxes[:, 2:] / 2
+    x, y, w, h = (torch.cat([corner, boxes[:, 2:]], 1).clamp(0, 1) * size).floor().unbind(1)
+    cells = torch.arange(size, device=boxes.device, dtype=boxes.dtype)
+    span = lambda a, n: (cells >= a[:, None]) & (cells < (a + n)[:, None])
+    return (span(y, h)[:, :, None] & span(x, w)[:, None, :]).to(boxes.dtype).unsqueeze(1)
+
+
 def _mean_logit(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """Logit of the mean probability along `dim`, in float32 (in float16 1 - 1e-6 rounds to 1: logit = inf)."""
     return torch.logit(logits.float().sigmoid().mean(dim), eps=1e-6)
@@ -54,7 +65,7 @@ def _mean_logit(logits: torch.Tensor, dim: int) -> torch.Tensor:
 def _loss_sampling(cfg: Config) -> str:
     """Which sampling of double-sample training the loss uses: cfg.double_sample_mode, or one of first |
     second | mean drawn uniformly from torch's RNG when it is random (Sec. 3.2)."""
-    if cfg.double_sample_mode == "random":
+    if cfg.double_sample_mode == "random":  # 1/3 each, as the authors' random.randint(0, 2) over mean, loss1, loss2 (actor:39)
         return _DOUBLE_MODES[int(torch.randint(0, 3, ()).item())]
     return cfg.double_sample_mode
 
@@ -63,16 +74,18 @@ def sampling_plan(cfg: Config, samples=None, steps=None, average=None) -> tuple[
     """(chains, DDIM steps per chain, reading) of a test-time forward with k = samples (defaults:
     cfg.test_samples, cfg.sampling_steps, cfg.test_average): final = k independent chains of
     `steps` steps each; chain = one chain of k steps whose k x0 predictions are averaged
-    (CamoDiffusion's time ensemble; `steps` must then be None or k)."""
+    (CamoDiffusion's time ensemble; `steps` must then be None or k); maps = one chain of k steps, the
+    head run on each step's mask and its maps averaged (the authors' reading)."""
     k, average = int(samples or cfg.test_samples), average or cfg.test_average
-    if average not in ("final", "chain"):
-        raise ValueError(f"average must be final or chain, got {average!r}")
-    n = k if average == "chain" else int(steps or cfg.sampling_steps)
-    if average == "chain" and steps is not None and steps != k:
-        raise ValueError(f"the chain reading runs one chain of k = {k} steps; steps = {steps} applies to the final reading")
+    if average not in ("final", "chain", "maps"):
+        raise ValueError(f"average must be final, chain or maps, got {average!r}")
+    one_chain = average != "final"  # chain and maps: one chain of k steps
+    n = k if one_chain else int(steps or cfg.sampling_steps)
+    if one_chain and steps is not None and steps != k:
+        raise ValueError(f"the {average} reading runs one chain of k = {k} steps; steps = {steps} applies to the final reading")
     if k < 1 or not 1 <= n <= cfg.diffusion_timesteps:
         raise ValueError(f"samples (k) must be >= 1 and steps in [1, {cfg.diffusion_timesteps}], got k={k}, steps={n}")
-    return (1 if average == "chain" else k), n, average
+    return (1 if one_chain else k), n, average
 
 
 @dataclass
@@ -88,11 +101,12 @@ class DMTrackOutput:
     mask_logits: list | None = None  # logits the structure loss is on
     mask_target: torch.Tensor | None = None  # (B,1,M,M) box mask (GT-CE applied in training), when gt is given
     samples_masks: torch.Tensor | None = None  # test: (B,k,1,M,M) the k averaged mask probabilities (final reading:
-    # each chain's final mask; chain reading: the one chain's k successive x0 predictions)
+    # each chain's final mask; chain and maps readings: the one chain's k successive x0 predictions)
     chain: list | None = None  # test with return_chain: x_T .. x_0 of each chain, (B,chains,1,M,M) in [0,1]
     sample_logits: list | None = None  # training: logits of each sampling (double sampling: two)
     mask_select: str | None = None  # training: which sampling the loss used (first|second|mean|single)
     gt_ce: bool | None = None  # training: whether GT-CE shaped the target
+    passes: list | None = None  # training with double_sample_loss=full: each sampling's own output (DMTrack.loss picks)
 
 
 class DMTrack(nn.Module):
@@ -144,9 +158,10 @@ class DMTrack(nn.Module):
 
     # ------------------------------------------------------------------ diffusion pieces
     def mask_target(self, gt_boxes: torch.Tensor, removed: torch.Tensor | None) -> torch.Tensor:
-        """Diffusion target: the box mask at M x M; with GT-CE (Fig. 5) the search tokens that CE
-        removed are set to 0 (each token covers mask_scale^2 cells), so only cells inside the box change."""
-        m = box_mask(gt_boxes.float(), self.mask_size)
+        """Diffusion target: the box mask at M x M (gt_mask: soft coverage, or the authors' floored box); with
+        GT-CE (Fig. 5) the search tokens that CE removed are set to 0 (each token covers mask_scale^2 cells),
+        so only cells inside the box change."""
+        m = (box_mask if self.cfg.gt_mask == "soft" else floored_box_mask)(gt_boxes.float(), self.mask_size)
         if removed is not None:
             s, G = self.cfg.mask_scale, self.grid
             keep = (~removed).float().view(-1, 1, G, G)
@@ -154,14 +169,25 @@ class DMTrack(nn.Module):
         return m
 
     def _double_sample(self, cond: torch.Tensor):
-        """Fig. 4. 1st sampling: pure noise at t = T-1, independent of the GT. 2nd sampling: its noisy
-        input is the 1st sampling's output x0_1, re-noised to a random t by Eq. 4 ('renoise') or fed
-        as it is at a random t ('direct'). Returns ([l1, l2], logits the loss and head use, choice)."""
+        """Fig. 4. 1st sampling: pure noise at t = T-1, independent of the GT (double_sample_first_input=noise),
+        or the all-background mask (-1) noised to a random t (empty_mask: A:models/ostrack/ostrack.py:117-123).
+        2nd sampling: its noisy input is the 1st sampling's output x0_1, re-noised to a random t by Eq. 4
+        ('renoise') or fed as it is at a random t ('direct'); x0_1 = tanh(l1 / 2), or with
+        double_sample_clamp_inplace the authors' 2 clamp_(l1, 0, 1) - 1 (ostrack.py:181-182), in place, so l1
+        itself, which the 1st sampling's loss reads, is clamped too. Returns ([l1, l2], the logits the loss
+        uses under double_sample_loss=mask, the choice, [p1, p2] the mask probabilities a head pass reads (p1
+        taken before the clamp, as the authors' head ran before it))."""
         cfg, sch = self.cfg, self.schedule
         B, _, M, _ = cond.shape
-        x_T = torch.randn(B, 1, M, M, device=cond.device)
-        l1 = self.denoiser(x_T, torch.full((B,), sch.T - 1, device=cond.device, dtype=torch.long), cond)
-        x0_1 = logits_to_x0(l1)
+        if cfg.double_sample_first_input == "noise":
+            x_1 = torch.randn(B, 1, M, M, device=cond.device)
+            t1 = torch.full((B,), sch.T - 1, device=cond.device, dtype=torch.long)
+        else:  # near t = 0 an almost clean empty mask, not pure noise
+            t1 = torch.randint(0, sch.T, (B,), device=cond.device)
+            x_1 = sch.q_sample(torch.full((B, 1, M, M), -1.0, device=cond.device), t1)
+        l1 = self.denoiser(x_1, t1, cond)
+        p1 = l1.sigmoid()  # sigmoid keeps its output for the backward pass: the clamp below leaves p1's gradient as is
+        x0_1 = 2 * l1.clamp_(0.0, 1.0) - 1 if cfg.double_sample_clamp_inplace else logits_to_x0(l1)
         if cfg.double_sample_detach:
             x0_1 = x0_1.detach()  # like a sampler chain: the 2nd step sees the 1st estimate as data
         t2 = torch.randint(0, sch.T, (B,), device=cond.device)
@@ -171,13 +197,26 @@ class DMTrack(nn.Module):
         used = {"first": l1, "second": l2}.get(mode)
         if used is None:  # the average of the two sampled masks, back to logits for the structure loss
             used = _mean_logit(torch.stack([l1, l2], 1), 1)
-        return [l1, l2], used, mode
+        return [l1, l2], used, mode, [p1, l2.sigmoid()]
 
     def _single_sample(self, cond: torch.Tensor, target: torch.Tensor):
         """The usual recipe (ablation): x_t = q_sample(2 m - 1, t), t uniform, predict x0."""
         t = torch.randint(0, self.schedule.T, (cond.shape[0],), device=cond.device)
         logits = self.denoiser(self.schedule.q_sample(2 * target - 1, t), t, cond)
-        return [logits], logits, "single"
+        return [logits], logits, "single", [logits.sigmoid()]
+
+    def _mask_head(self, base: torch.Tensor, p: torch.Tensor):
+        """The mask-driven head (Sec. 3.3) on mask probabilities p (N,1,M,M): filtered (Fig. 6), then a linear map
+        of the filtered mask added to `base` (H_x or F_s as (N,D,G,G); not_mask_driven: the mask term alone).
+        Returns (filtered, score, offset, size)."""
+        filtered = self.filter(p)
+        mask_feat = self.mask_proj(F.pixel_unshuffle(filtered, self.cfg.mask_scale))
+        return (filtered, *self.head(base + mask_feat if self.cfg.mask_driven else mask_feat))
+
+    def _head_output(self, base: torch.Tensor, p: torch.Tensor, **fields) -> DMTrackOutput:
+        """The output of the mask head on p; `fields` are its other DMTrackOutput fields."""
+        filtered, score, offset, size = self._mask_head(base, p)
+        return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), mask=filtered, **fields)
 
     # ------------------------------------------------------------------ forward
     def forward(self, template, search, text=None, gt_boxes=None, epoch=None, samples=None, return_chain=False,
@@ -206,46 +245,65 @@ class DMTrack(nn.Module):
         else:
             f_s = h_x
         to_map = lambda t: t.transpose(1, 2).reshape(B, D, G, G)
-        extra = {}
-        if not cfg.use_diffusion:
-            head_in = to_map(f_s)  # plain OSTrack-style VL tracker
-        else:
-            target = gt_ce = None
-            if gt_boxes is not None:  # GT-CE shapes the target in training only
-                gt_ce = train and cfg.gt_ce and epoch is not None and epoch >= cfg.gt_ce_start_epoch and keep_rate < 1.0
-                target = self.mask_target(gt_boxes, vis.removed if gt_ce else None)
-            if cfg.reading == "authors":
-                mask_feat, extra = self._authors_masks(to_map(f_s), target, train, return_chain, (samples, steps, average), noise)
-            else:
-                cond = self.denoiser.encode_cond(to_map(f_s))  # once per frame
-                if train:
-                    logits_all, used, choice = self._double_sample(cond) if cfg.double_sample else self._single_sample(cond, target)
-                    p = used.sigmoid()
-                    extra.update(mask_logits=[used], sample_logits=logits_all, mask_select=choice)
-                else:
-                    p, extra = self._test_masks(cond, B, return_chain, samples, steps, average, noise)
-                filtered = extra["mask"] = self.filter(p)
-                mask_feat = self.mask_proj(F.pixel_unshuffle(filtered, cfg.mask_scale))
-            if target is not None:
-                extra["mask_target"] = target
+        if not cfg.use_diffusion:  # plain OSTrack-style VL tracker
+            score, offset, size = self.head(to_map(f_s))
+            return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), removed=vis.removed)
+        base = to_map(h_x if cfg.head_features == "visual" else f_s)
+        if cfg.reading == "authors":  # the authors' denoiser reads F_s as a map itself (no condition encoder)
             if train:
-                extra["gt_ce"] = gt_ce
-            base = to_map(h_x if cfg.head_features == "visual" else f_s)
-            head_in = base + mask_feat if cfg.mask_driven else mask_feat
+                return self._authors_train_outputs(to_map(f_s), base, gt_boxes, epoch, keep_rate, vis.removed)
+            return self._authors_test_outputs(to_map(f_s), base, vis.removed, gt_boxes, return_chain, samples, steps,
+                                              average, noise)
+        cond = self.denoiser.encode_cond(to_map(f_s))  # once per frame
+        if train:
+            return self._train_outputs(cond, base, gt_boxes, epoch, keep_rate, vis.removed)
+        return self._test_outputs(cond, base, vis.removed, gt_boxes, return_chain, samples, steps, average, noise)
 
-        score, offset, size = self.head(head_in)
-        return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), removed=vis.removed, **extra)
+    def _train_target(self, gt_boxes, epoch, keep_rate, removed):
+        """(diffusion target, whether GT-CE shaped it): GT-CE from gt_ce_start_epoch on, while CE removes tokens."""
+        cfg = self.cfg
+        gt_ce = cfg.gt_ce and epoch is not None and epoch >= cfg.gt_ce_start_epoch and keep_rate < 1.0
+        return self.mask_target(gt_boxes, removed if gt_ce else None), gt_ce
+
+    def _train_outputs(self, cond, base, gt_boxes, epoch, keep_rate, removed) -> DMTrackOutput:
+        """Training (Fig. 4): the target (GT-CE from gt_ce_start_epoch on, while CE removes tokens), the
+        sampling(s), and the head on the mask the loss uses; with double_sample_loss=full the head runs on
+        each sampling's mask, and DMTrack.loss picks among the two passes' full losses (the authors')."""
+        cfg = self.cfg
+        target, gt_ce = self._train_target(gt_boxes, epoch, keep_rate, removed)
+        logits, used, choice, probs = self._double_sample(cond) if cfg.double_sample else self._single_sample(cond, target)
+        known = dict(removed=removed, mask_target=target, sample_logits=logits, mask_select=choice, gt_ce=gt_ce)
+        if cfg.double_sample and cfg.double_sample_loss == "full":
+            passes = [self._head_output(base, p, mask_logits=[l], **known) for l, p in zip(logits, probs)]
+            return replace(passes[0], passes=passes)
+        p = {"first": probs[0], "second": probs[-1]}.get(choice)  # the very masks the loss is on
+        return self._head_output(base, used.sigmoid() if p is None else p, mask_logits=[used], **known)
+
+    def _test_outputs(self, cond, base, removed, gt_boxes, return_chain, samples, steps, average, noise) -> DMTrackOutput:
+        """Tracking: the k averaged masks (_test_masks) and the head on them; the maps reading instead runs the
+        head on each step's mask and averages its score, size and offset maps along the chain (the authors':
+        A:models/ostrack/ostrack.py:287-289, 322-325), the filtered masks too (for display)."""
+        B = base.shape[0]
+        p, extra = self._test_masks(cond, B, return_chain, samples, steps, average, noise)
+        if gt_boxes is not None:
+            extra["mask_target"] = self.mask_target(gt_boxes, None)
+        if sampling_plan(self.cfg, samples, steps, average)[2] == "maps":
+            k = extra["samples_masks"].shape[1]
+            parts = self._mask_head(base.repeat_interleave(k, 0), extra["samples_masks"].flatten(0, 1))
+            filtered, score, offset, size = (t.unflatten(0, (B, k)).mean(1) for t in parts)
+            return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), removed=removed, mask=filtered, **extra)
+        return self._head_output(base, p, removed=removed, **extra)
 
     def _test_masks(self, cond: torch.Tensor, B: int, return_chain: bool, samples=None, steps=None, average=None,
                     noise=None):
         """The k averaged masks of one frame (Fig. 3, test) under either reading of test_average:
-        final: B*k chains in one batch, each chain's final x0 prediction; chain: B chains of k
+        final: B*k chains in one batch, each chain's final x0 prediction; chain (and maps): B chains of k
         steps, every step's x0 prediction. Their mask probabilities are averaged."""
         chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
         M = self.mask_size
         logits, chain = sample_masks(self.denoiser, self.schedule, cond if chains == 1 else cond.repeat_interleave(chains, 0),
-                                     n_steps, self.cfg.sampler_eta, return_chain, noise, every_step=average == "chain")
-        if average == "chain":  # (k steps, B, 1, M, M) -> (B, k, 1, M, M)
+                                     n_steps, self.cfg.sampler_eta, return_chain, noise, every_step=average != "final")
+        if average != "final":  # (k steps, B, 1, M, M) -> (B, k, 1, M, M)
             logits = logits.transpose(0, 1)
         logits = logits.reshape(B, -1, 1, M, M)
         probs = logits.sigmoid()
@@ -262,47 +320,90 @@ class DMTrack(nn.Module):
         feats = self.filter(self.denoiser(x_t, logsnr, f_map))
         return feats, self.denoiser.readout(feats).view(-1, 1, self.grid, self.grid)
 
-    def _authors_train(self, f_map: torch.Tensor, target: torch.Tensor):
-        """Training passes on the authors' modules, read as `_double_sample` / `_single_sample` read the
-        paper, in the authors' continuous time (t in [0, 1], 1 = pure noise) and x0 = tanh(logits), the
-        reading of their sampler (ostrack.py:318). Returns ([logits of each pass], logits the loss uses,
-        features the head uses, which)."""
-        cfg, sch, B, G = self.cfg, self.schedule, f_map.shape[0], self.grid
-        dev = f_map.device
-        if not cfg.double_sample:  # x_t = q_sample(2 m - 1, t), t uniform
-            feats, logits = self._authors_pass(*sch.q_sample(2 * target - 1, torch.rand(B, device=dev)), f_map)
-            return [logits], logits, feats, "single"
-        f1, l1 = self._authors_pass(torch.randn(B, 1, G, G, device=dev), sch.logsnr(torch.ones(B, device=dev)), f_map)
-        x0_1 = l1.tanh().detach() if cfg.double_sample_detach else l1.tanh()
+    def _authors_double_sample(self, f_map: torch.Tensor):
+        """`_double_sample` on the authors' modules, in their continuous time (t in [0, 1], 1 = pure noise), under
+        the same switches: the 1st input is N(0, I) at t = 1 (double_sample_first_input=noise) or the empty mask
+        (-1) noised to t ~ U(0, 1) (empty_mask, A:models/ostrack/ostrack.py:117-123); x0_1 = tanh(l1), the reading
+        of their sampler (ostrack.py:318), or 2 clamp_(l1, 0, 1) - 1 in place (double_sample_clamp_inplace,
+        ostrack.py:181-182); the 2nd input is x0_1 re-noised to t2 ~ U(0, 1) ('renoise') or x0_1 at t2 ('direct').
+        Returns ([l1, l2], the logits the loss uses under double_sample_loss=mask, the choice, [p1, p2] the mask
+        probabilities (p1 before the clamp), [f1, f2] the mask features a head pass adds)."""
+        cfg, sch, G = self.cfg, self.schedule, self.grid
+        B, dev = f_map.shape[0], f_map.device
+        if cfg.double_sample_first_input == "noise":
+            x_1, lam1 = torch.randn(B, 1, G, G, device=dev), sch.logsnr(torch.ones(B, device=dev))
+        else:
+            x_1, lam1 = sch.q_sample(torch.full((B, 1, G, G), -1.0, device=dev), torch.rand(B, device=dev))
+        f1, l1 = self._authors_pass(x_1, lam1, f_map)
+        p1 = l1.sigmoid()  # before the in-place clamp, as the authors' head pass ran before it
+        x0_1 = 2 * l1.clamp_(0.0, 1.0) - 1 if cfg.double_sample_clamp_inplace else l1.tanh()
+        if cfg.double_sample_detach:
+            x0_1 = x0_1.detach()
         t2 = torch.rand(B, device=dev)
         x_in, lam2 = sch.q_sample(x0_1, t2) if cfg.double_sample_input == "renoise" else (x0_1, sch.logsnr(t2))
         f2, l2 = self._authors_pass(x_in, lam2, f_map)
         mode = _loss_sampling(cfg)
-        if mode == "mean":  # the two masks' mean probability, and the two passes' mean features
-            return [l1, l2], _mean_logit(torch.stack([l1, l2], 1), 1), (f1 + f2) / 2, mode
-        return [l1, l2], (l1 if mode == "first" else l2), (f1 if mode == "first" else f2), mode
+        used = {"first": l1, "second": l2}.get(mode)
+        if used is None:  # the average of the two sampled masks, back to logits for the structure loss
+            used = _mean_logit(torch.stack([l1, l2], 1), 1)
+        return [l1, l2], used, mode, [p1, l2.sigmoid()], [f1, f2]
 
-    def _authors_masks(self, f_map, target, train: bool, return_chain: bool, plan: tuple, noise=None):
-        """(mask features (B,D,G,G) the head adds, extra outputs) under reading = authors. Training:
-        `_authors_train`. Test: `authors_sample` under `sampling_plan(cfg, *plan)`; final = the k chains'
-        last features and masks averaged, chain = one chain's k steps' features and masks averaged (the
-        paper's "we average the mask features obtained through multiple samplings")."""
+    def _authors_head(self, base: torch.Tensor, feats: torch.Tensor):
+        """The head on base + the mask features (N, G*G, D) as a map (ostrack.py:240; not_mask_driven: the
+        features alone): (score, offset, size)."""
+        mask_feat = feats.transpose(1, 2).reshape(base.shape)
+        return self.head(base + mask_feat if self.cfg.mask_driven else mask_feat)
+
+    def _authors_head_output(self, base: torch.Tensor, feats: torch.Tensor, p: torch.Tensor, **fields) -> DMTrackOutput:
+        score, offset, size = self._authors_head(base, feats)
+        return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), mask=p, **fields)
+
+    def _authors_train_outputs(self, f_map, base, gt_boxes, epoch, keep_rate, removed) -> DMTrackOutput:
+        """`_train_outputs` on the authors' modules: single-sample training noises 2 m - 1 to t ~ U(0, 1); the
+        head adds the features of the pass the loss uses (the mean of both passes' for 'mean'), or, with
+        double_sample_loss=full, each pass's own (two head passes, DMTrack.loss picks)."""
+        cfg, sch = self.cfg, self.schedule
+        target, gt_ce = self._train_target(gt_boxes, epoch, keep_rate, removed)
+        if cfg.double_sample:
+            logits, used, choice, probs, feats = self._authors_double_sample(f_map)
+        else:
+            f, l = self._authors_pass(*sch.q_sample(2 * target - 1, torch.rand(f_map.shape[0], device=f_map.device)), f_map)
+            logits, used, choice, probs, feats = [l], l, "single", [l.sigmoid()], [f]
+        known = dict(removed=removed, mask_target=target, sample_logits=logits, mask_select=choice, gt_ce=gt_ce)
+        if cfg.double_sample and cfg.double_sample_loss == "full":
+            passes = [self._authors_head_output(base, f, p, mask_logits=[l], **known) for l, p, f in zip(logits, probs, feats)]
+            return replace(passes[0], passes=passes)
+        i = {"first": 0, "second": -1, "single": 0}.get(choice)  # None: the mean of the two passes
+        f, p = ((feats[0] + feats[1]) / 2, used.sigmoid()) if i is None else (feats[i], probs[i])
+        return self._authors_head_output(base, f, p, mask_logits=[used], **known)
+
+    def _authors_test_outputs(self, f_map, base, removed, gt_boxes, return_chain, samples, steps, average, noise) -> DMTrackOutput:
+        """Tracking on the authors' modules: `authors_sample` under `sampling_plan(cfg, samples, steps, average)`.
+        final: the k chains' last mask features averaged, one head pass; chain: one chain's k steps' features
+        averaged (the paper's "we average the mask features obtained through multiple samplings"); maps: the
+        head on each step's features, its score, size and offset maps averaged (ostrack.py:287-289, 322-325).
+        `mask` and `samples_masks` are sigmoid(logits), what the structure loss trains (for display)."""
         B, D, G, _ = f_map.shape
-        to_map = lambda t: t.transpose(1, 2).reshape(B, D, G, G)
-        if train:
-            logits_all, used, feats, choice = self._authors_train(f_map, target)
-            return to_map(feats), dict(mask_logits=[used], sample_logits=logits_all, mask_select=choice, mask=used.sigmoid())
-        chains, n_steps, average = sampling_plan(self.cfg, *plan)
+        chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
         f = f_map if chains == 1 else f_map.repeat_interleave(chains, 0)
         feats, logits, chain = authors_sample(lambda x, lam: self._authors_pass(x.to(f.dtype), lam, f), self.schedule,
-                                              (B * chains, 1, G, G), f.device, n_steps, noise, average == "chain", return_chain)
-        if average == "chain":  # (k steps, B, ...) -> (B, k, ...)
+                                              (B * chains, 1, G, G), f.device, n_steps, noise, average != "final", return_chain)
+        if average != "final":  # (k steps, B, ...) -> (B, k, ...)
             feats, logits = feats.transpose(0, 1), logits.transpose(0, 1)
-        probs = logits.reshape(B, -1, 1, G, G).sigmoid()
-        extra = dict(samples_masks=probs, mask_logits=[_mean_logit(logits.reshape(B, -1, 1, G, G), 1)], mask=probs.mean(1))
+        feats, logits = feats.reshape(B, -1, G * G, D), logits.reshape(B, -1, 1, G, G)
+        probs = logits.sigmoid()
+        extra = dict(removed=removed, samples_masks=probs, mask_logits=[_mean_logit(logits, 1)], mask=probs.mean(1))
         if chain is not None:
             extra["chain"] = [c.view(B, chains, 1, G, G) for c in chain]
-        return to_map(feats.reshape(B, -1, G * G, D).mean(1)), extra
+        if gt_boxes is not None:
+            extra["mask_target"] = self.mask_target(gt_boxes, None)
+        if average == "maps":
+            k = feats.shape[1]
+            parts = self._authors_head(base.repeat_interleave(k, 0), feats.flatten(0, 1))
+            score, offset, size = (t.unflatten(0, (B, k)).mean(1) for t in parts)
+        else:
+            score, offset, size = self._authors_head(base, feats.mean(1))
+        return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), **extra)
 
     # ------------------------------------------------------------------ inference form
     def fuse_for_inference(self, samples=None, steps=None, average=None) -> "DMTrack":
@@ -359,12 +460,19 @@ class DMTrack(nn.Module):
 
     # ------------------------------------------------------------------ loss and optimiser
     def loss(self, out: DMTrackOutput, gt_boxes: torch.Tensor) -> dict:
-        """Eq. 6 with cfg.w_* weights; struct is 0 without a diffusion mask."""
+        """Eq. 6 with cfg.w_* weights; struct is 0 without a diffusion mask. An output with `passes`
+        (double_sample_loss=full) gives each term of the pass mask_select picked, or the mean of both passes'
+        (the authors' actor: A:train/actors/ostrack.py:37-66; the mean of two weighted sums is that of each term)."""
+        if out.passes:
+            picked = {"first": out.passes[:1], "second": out.passes[1:]}.get(out.mask_select, out.passes)
+            terms = [self.loss(p, gt_boxes) for p in picked]
+            return {k: torch.stack([t[k] for t in terms]).mean() for k in terms[0]}
         cfg = self.cfg
         focal = focal_loss(out.score_map, gaussian_heatmap(gt_boxes, self.grid))
         giou, l1, iou = box_losses(out.pred_boxes, gt_boxes)
         if cfg.use_diffusion and out.mask_target is not None:
-            struct = torch.stack([structure_loss(l, out.mask_target, self.struct_kernel) for l in out.mask_logits]).mean()
+            struct = torch.stack([structure_loss(l, out.mask_target, self.struct_kernel, cfg.struct_bce_weighted)
+                                  for l in out.mask_logits]).mean()
         else:
             struct = focal.new_zeros(())
         total = cfg.w_focal * focal + cfg.w_giou * giou + cfg.w_l1 * l1 + cfg.w_struct * struct

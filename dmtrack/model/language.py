@@ -122,9 +122,11 @@ class TextEncoder(nn.Module):
             self.bert, self.tokenizer = _load_bert(resolve_text_encoder(cfg.text_encoder))
         self.max_len = cfg.text_max_len
         self.finetune = cfg.text_finetune
+        # a frozen BERT is kept in eval mode, unless text_dropout: the authors' stays in train mode (dropout on)
+        self.frozen_eval = not self.finetune and not cfg.text_dropout
         self.proj = nn.Linear(self.bert.config.hidden_size, cfg.embed_dim)
         self.bert.requires_grad_(self.finetune)
-        if not self.finetune:
+        if self.frozen_eval:
             self.bert.eval()
         self._cache: OrderedDict | None = None  # frozen BERT outputs by token row (see cache_outputs)
         self.cache_hits = self.cache_misses = 0
@@ -135,9 +137,9 @@ class TextEncoder(nn.Module):
         a frozen BERT in eval mode (no dropout) maps each to the same features, so this is exact.
         A missing row is computed alone (batch 1, padded to text_max_len, as the tracker does),
         so a feature never depends on which sentences shared its batch, and a resumed run, whose
-        cache starts empty, gets bit-identical features. No effect when BERT is fine-tuned;
-        returns whether the cache is on."""
-        self._cache = OrderedDict() if max_entries > 0 and not self.finetune else None
+        cache starts empty, gets bit-identical features. No effect when BERT is fine-tuned or left in
+        train mode (text_dropout); returns whether the cache is on."""
+        self._cache = OrderedDict() if max_entries > 0 and self.frozen_eval else None
         self._cache_max = max_entries
         return self._cache is not None
 
@@ -161,7 +163,7 @@ class TextEncoder(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if not self.finetune:
+        if self.frozen_eval:
             self.bert.eval()  # a frozen BERT stays deterministic (no dropout) while the tracker trains
         return self
 

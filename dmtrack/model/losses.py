@@ -3,7 +3,8 @@
 L_cls: weighted focal loss (CenterNet, alpha 2, beta 4) against a Gaussian heat-map (CornerNet
 radius, min_overlap 0.7); L_iou = 1 - GIoU and L_1 on xyxy boxes normalised to the search crop
 (as OSTrack); L_struct: weighted BCE + weighted IoU on the diffusion mask logits (F3Net /
-CamoDiffusion), with the per-pixel weights applied to the BCE as intended (reduction='none').
+CamoDiffusion), with the per-pixel weights applied to the BCE as intended (reduction='none'; the
+authors' code reduces it to a plain mean first: struct_bce_weighted=False).
 Every loss casts its inputs to float32 first: under mixed precision the head and the denoiser
 may hand over float16, where 1 - 1e-6 rounds to 1 (log(0) in the focal loss) and the weighted
 sums of a large mask overflow.
@@ -65,13 +66,16 @@ def struct_kernel_size(mask_size: int, search_size: int, pixels: int = 31) -> in
     return k if k % 2 else k + 1
 
 
-def structure_loss(logits: torch.Tensor, target: torch.Tensor, kernel: int = 31) -> torch.Tensor:
+def structure_loss(logits: torch.Tensor, target: torch.Tensor, kernel: int = 31, weighted_bce: bool = True) -> torch.Tensor:
     """Weighted BCE + weighted IoU with weights w = 1 + 5 |AvgPool_k(G) - G| (F3Net / CamoDiffusion),
-    the BCE weighted per pixel (reduction='none'), both normalised per image, mean over the batch."""
+    the BCE weighted per pixel (reduction='none'), both normalised per image, mean over the batch.
+    weighted_bce=False: the BCE is a plain mean over the pixels, as in the authors' code, whose
+    `reduce='none'` (the deprecated flag: a non-empty string is true) reduces it to a mean before the
+    weights apply (A:train/actors/ostrack.py:160-161); only the IoU term is weighted then."""
     logits, target = logits.float(), target.float()
     w = 1 + 5 * (F.avg_pool2d(target, kernel, stride=1, padding=kernel // 2) - target).abs()
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    wbce = (w * bce).sum((2, 3)) / w.sum((2, 3))
+    wbce = (w * bce).sum((2, 3)) / w.sum((2, 3)) if weighted_bce else bce.mean((2, 3))
     p = logits.sigmoid()
     inter = (w * p * target).sum((2, 3))
     union = (w * (p + target)).sum((2, 3))

@@ -61,10 +61,16 @@ class VisualEncoder(nn.Module):
         self.grid_z, self.grid = cfg.template_size // p, cfg.search_size // p  # template / search grid sides
         self.num_z, self.num_x = self.grid_z**2, self.grid**2
         self.ce_layers = tuple(cfg.ce_layers)
-        self.ce_keep_ratio = cfg.ce_keep_ratio
-        # ctr_point: the template token at the centre, (3,3) of 8x8 as in OSTrack; 'all': every template row
+        # tracking: each CE layer's own ratio (ce_keep_ratios; the authors' test time, A:models/layers/attn_blocks.py:97-99);
+        # training passes one keep rate to every layer (OSTrack's actor, A:train/actors/ostrack.py:92-95)
+        self.ce_keep_ratios = tuple(cfg.ce_keep_ratios) or (cfg.ce_keep_ratio,) * len(self.ce_layers)
+        # ctr_point: the template token at the centre, (3,3) of 8x8 as in OSTrack; 'all': every template row.
+        # Tracking may use other rows (ce_test_template_range; the authors' test calls CE without the centre mask)
         c = (self.grid_z - 1) // 2
-        self.ce_rows = [c * self.grid_z + c] if cfg.ce_template_range == "ctr_point" else list(range(self.num_z))
+        rows = lambda how: [c * self.grid_z + c] if how == "ctr_point" else list(range(self.num_z))
+        self.ce_rows = rows(cfg.ce_template_range)
+        test_range = cfg.ce_template_range if cfg.ce_test_template_range == "same" else cfg.ce_test_template_range
+        self.ce_rows_test = rows(test_range)
 
         self.patch_embed = PatchEmbed(img_size=None, patch_size=p, in_chans=3, embed_dim=D, strict_img_size=False)
         self.pos_embed_z = nn.Parameter(torch.zeros(1, self.num_z, D))
@@ -81,10 +87,12 @@ class VisualEncoder(nn.Module):
 
     def forward(self, template: Tensor, search: Tensor, keep_rate: float | None = None) -> VisualOutput:
         """template (B,3,Hz,Wz), search (B,3,Hx,Wx) normalised crops. keep_rate None = test time
-        (each CE layer keeps cfg.ce_keep_ratio), 1.0 = no elimination, else that ratio (training)."""
-        keep = self.ce_keep_ratio if keep_rate is None else keep_rate
-        if not 0.0 < keep <= 1.0:
-            raise ValueError(f"CE keep rate must be in (0, 1], got {keep}")
+        (each CE layer keeps its ratio of `ce_keep_ratios`, scored by the test-time template rows),
+        1.0 = no elimination, else that ratio at every CE layer (training)."""
+        if keep_rate is not None and not 0.0 < keep_rate <= 1.0:
+            raise ValueError(f"CE keep rate must be in (0, 1], got {keep_rate}")
+        keeps = self.ce_keep_ratios if keep_rate is None else (keep_rate,) * len(self.ce_layers)
+        keeps, rows = dict(zip(self.ce_layers, keeps)), self.ce_rows_test if keep_rate is None else self.ce_rows
         z = self.patch_embed(template) + self.pos_embed_z
         x = self.patch_embed(search) + self.pos_embed_x
         B, Nz, D = z.shape
@@ -94,8 +102,8 @@ class VisualEncoder(nn.Module):
         h = torch.cat([z, x], dim=1)
         kept = torch.arange(self.num_x, device=h.device).expand(B, -1)  # original positions of surviving search tokens
         for i, blk in enumerate(self.blocks):
-            if i in self.ce_layers and keep < 1.0:
-                h, kept = self._ce_block(blk, h, kept, keep)
+            if keeps.get(i, 1.0) < 1.0:
+                h, kept = self._ce_block(blk, h, kept, keeps[i], rows)
             else:
                 h = blk(h)
         h = self.norm(h)
@@ -103,10 +111,10 @@ class VisualEncoder(nn.Module):
         removed = torch.ones(B, self.num_x, dtype=torch.bool, device=h.device).scatter(1, kept, False)
         return VisualOutput(search=search_out, template=h[:, :Nz], removed=removed)
 
-    def _ce_block(self, blk: Block, h: Tensor, kept: Tensor, keep: float) -> tuple[Tensor, Tensor]:
+    def _ce_block(self, blk: Block, h: Tensor, kept: Tensor, keep: float, ce_rows: list) -> tuple[Tensor, Tensor]:
         """One timm Block with candidate elimination between the attention residual and the MLP.
         The block's own qkv gives both the attention output (fused SDPA) and the CE scores (softmax
-        rows of the chosen template queries only), so the full attention map is never materialised."""
+        rows of the template queries `ce_rows` only), so the full attention map is never materialised."""
         attn, Nz = blk.attn, self.num_z
         B, N, D = h.shape
         q, k, v = attn.qkv(blk.norm1(h)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
@@ -117,7 +125,7 @@ class VisualEncoder(nn.Module):
 
         # CE scores: post-softmax attention of the template rows to the search keys, mean over rows and heads
         with torch.no_grad():
-            rows = q[:, :, self.ce_rows]  # (B, H, R, hd)
+            rows = q[:, :, ce_rows]  # (B, H, R, hd)
             probs = (rows @ k.transpose(-2, -1) * attn.scale).softmax(dim=-1)[..., Nz:]  # (B, H, R, L_s)
             score = probs.mean(dim=(1, 2))  # (B, L_s)
             idx = score.topk(ce_keep_count(N - Nz, keep), dim=1).indices  # (B, L_keep)

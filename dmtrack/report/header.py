@@ -1,5 +1,6 @@
 """The report's header: what makes a run differ from the paper's setup (or its profile), what was
-scored against the official test sets, and the run's provenance (hardware, packages, commit, weights).
+scored against the official test sets, and the run's provenance (hardware, packages, commit, weights,
+the base tracker every variant was fine-tuned from).
 """
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from dmtrack import paper
+from dmtrack.config import VARIANTS, config_from_dict, load_config
 from dmtrack.data import STAND_IN
 from dmtrack.data.benchmarks import OFFICIAL_SIZE
 from dmtrack.eval.results import find_result_files
-from dmtrack.layout import results_root, scored_runs, scores_path, tracker_name
-from dmtrack.provenance import git_label, install_label
+from dmtrack.layout import BASE, SCRATCH_ARM, model_name, model_path, results_root, scored_runs, scores_path, tracker_name
+from dmtrack.provenance import file_sha256, git_label, install_label
 from dmtrack.report.results import Results
 
 
@@ -87,9 +89,65 @@ def _coverage_rows(cover: pd.DataFrame) -> list[str]:
                    f"{fmt(r['frames'])} | {fmt(r['official_frames'])} |" for r in cover.to_dict("records")]
 
 
-def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes=()) -> str:
+def base_tracker(work, manifest: dict) -> dict | None:
+    """The base tracker of a chain (<work>/train/base/seed0/model.pth; None when the chain has no base stage
+    or the file is not there): its path, SHA-256, training steps (the checkpoint's global_step), its config's
+    differences from the profile's `full` config as the chain fine-tunes it (its overrides, pretrained = the
+    base tracker) {key: (full, base)}, and every trained checkpoint of the chain's seeds checked against it: a
+    fine-tuned variant must record the base tracker's SHA-256 as the file it started from
+    (`pretrained_sha256`), one of the from-scratch arm none. `stale` names those that do not."""
+    from dmtrack.model.weights import load_checkpoint  # torch, only when there is a checkpoint to read
+
+    path, overrides = model_path(work, BASE, 0), manifest.get("overrides") or {}
+    # the chain has a base stage when its profile asks for one and no pretrained= was given (chain.plan.base_stage)
+    if not (manifest.get("settings") or {}).get("base_stage") or "pretrained" in overrides or not path.is_file():
+        return None
+    ckpt, sha = load_checkpoint(path), file_sha256(path)
+    saved = config_from_dict(ckpt["config"]).to_dict()
+    full = load_config(manifest["profile"], "full", **{**overrides, "pretrained": str(path)}).to_dict()
+    out = dict(path=str(path), sha256=sha, steps=ckpt.get("global_step"), fine_tuned=[], scratch=[], stale=[], missing=[],
+               changes={k: (v, saved.get(k)) for k, v in full.items() if k != "variant" and saved.get(k) != v})
+    for arm, want, key in (("", sha, "fine_tuned"), (SCRATCH_ARM, None, "scratch")):
+        for v in VARIANTS:
+            for seed in manifest.get("seeds") or []:
+                name, p = f"{model_name(v, arm)} seed {seed}", model_path(work, v, seed, arm)
+                if not p.is_file():
+                    out["missing"] += [] if arm else [name]  # the from-scratch arm trains only some variants
+                    continue
+                got = load_checkpoint(p).get("pretrained_sha256")
+                out[key if got == want else "stale"].append(
+                    name if got == want else f"{name} started from " + (f"`{got[:12]}...`" if got else "random initialisation"))
+    return out
+
+
+def base_tracker_flags(base: dict | None) -> list[str]:
+    """The header's loud line when a checkpoint was not trained from this base tracker (a stale mix-up)."""
+    if not base or not base["stale"]:
+        return []
+    return [f"**STALE CHECKPOINTS: {len(base['stale'])} trained model(s) did not start from this chain's base tracker** "
+            f"(SHA-256 `{base['sha256']}`): " + "; ".join(base["stale"]) + ". Their results mix two protocols: "
+            "retrain them (`dmtrack report --force`, or delete their train/ folders) before reading any table"]
+
+
+def _base_tracker_lines(base: dict) -> list[str]:
+    lines = [f"**The base tracker** the chain fine-tunes every variant from: `{base['path']}`, SHA-256 `{base['sha256']}`, "
+             f"{base['steps']} training steps (config variant `{BASE}`: the ViT with candidate elimination and the centre "
+             "head, from random initialisation). Its config against the profile's `full` config as fine-tuned from it:", ""]
+    lines += ["| key | full (fine-tuned) | base tracker |", "|---|---|---|"]
+    lines += [f"| `{k}` | `{json.dumps(a, default=str)}` | `{json.dumps(b, default=str)}` |" for k, (a, b) in base["changes"].items()]
+    checked = (f"{len(base['fine_tuned'])} fine-tuned checkpoint(s) record its SHA-256 as the file they started from"
+               + (f", the from-scratch arm's {len(base['scratch'])} start from random initialisation" if base["scratch"] else ""))
+    if base["stale"]:
+        checked = f"**{len(base['stale'])} checkpoint(s) did not start from it** ({'; '.join(base['stale'])}); " + checked
+    missing = f" (not found: {', '.join(base['missing'])})" if base["missing"] else ""
+    return lines + ["", ("Every variant was fine-tuned from it: " if not base["stale"] and not base["missing"] else "")
+                    + checked + missing + "."]
+
+
+def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes=(), work=None) -> str:
     """The report's header: what differs from the paper's setup (flagged first), then profile, data,
-    hardware, packages, seeds, git commit, the config overrides, the weights and what was scored."""
+    hardware, packages, seeds, git commit, the config overrides, the weights, the base tracker (given the
+    chain's `work` folder: `base_tracker`) and what was scored."""
     hw = manifest.get("hardware", {})
     gpus = ", ".join(hw.get("gpus", [])) or "none"
     pk = ", ".join(f"{k} {v}" for k, v in manifest.get("packages", {}).items())
@@ -100,7 +158,8 @@ def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes
                   "videos written in the real layouts), with models at the profile's small sizes. They test the "
                   "paper's claims on a stage built for them; they are **not** the paper's numbers reproduced, and "
                   "must not be compared with them in absolute terms.", ""]
-    flags = run_flags(manifest, cover) + list(notes)
+    base = base_tracker(work, manifest) if work is not None else None
+    flags = base_tracker_flags(base) + run_flags(manifest, cover) + list(notes)
     if flags:
         what = f"the profile `{manifest['profile']}`" if manifest.get("synthetic") else "the paper's setup"
         lines += [f"> **This run differs from {what}**; read every table below with this in mind:", ">"]
@@ -124,6 +183,8 @@ def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes
         lines += [f"| `{k}` | `{json.dumps(a, default=str)}` | `{json.dumps(b, default=str)}` |" for k, (a, b) in changes.items()] + [""]
     if manifest.get("weights"):
         lines += _weights_rows(manifest["weights"]) + [""]
+    if base:
+        lines += _base_tracker_lines(base) + [""]
     if cover is not None:
         lines += ["**What was scored** (the full model at k = 1, fewest over its seeds):", ""] + _coverage_rows(cover) + [""]
     steps = manifest.get("steps", [])

@@ -27,9 +27,10 @@ def add_arguments(parser):
     parser.add_argument("--sentence", choices=tuple(SENTENCE_TAGS), default="true",
                         help="track with the sequences' own sentence, one describing a distractor, or the class word "
                              "alone (the language-robustness test; dmtrack.data.sentences)")
-    parser.add_argument("--average", choices=("final", "chain"), default=None,
+    parser.add_argument("--average", choices=("final", "chain", "maps"), default=None,
                         help="final: k chains, final masks averaged; chain: one chain of k steps, its x0 predictions "
-                             "averaged (default: the config's test_average; docs/method.md)")
+                             "averaged; maps: one chain of k steps, the head's maps of each step averaged (the "
+                             "authors'); default: the config's test_average (docs/method.md)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
     parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes, one sequence each (default 1)")
     parser.add_argument("--gpus", default=None, metavar="ID,ID,...", type=gpu_list,
@@ -46,7 +47,8 @@ def add_arguments(parser):
                         help="score the results under these protocols at the end (default both)")
     parser.add_argument("--save-masks", action="store_true", help="also write <out>/masks/<seq>.npz (per-frame masks, search-crop size)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: the config's device)")
-    parser.add_argument("--seed", type=int, default=None, help="torch seed at each sequence start (default: the config's seed)")
+    parser.add_argument("--seed", type=int, default=None, help="torch seed at each sequence start (default: the config's seed; "
+                                                                 "a config with test_seeded=false draws a fresh one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

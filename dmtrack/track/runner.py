@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import time
 from contextlib import nullcontext
@@ -372,6 +373,14 @@ def select_sequences(seqs: list, names: list[str] | None, benchmark: str) -> lis
     return [s for s in seqs if s.name in set(names)]
 
 
+def unseeded_seed(out) -> int:
+    """The seed of an evaluation left unseeded (test_seeded=false; the authors' tracking sets no seed): a fresh
+    one from the OS's entropy, or the one an earlier unseeded run into `out` drew, so that run resumes. It is
+    recorded as evaluate.json's seed (with "seeded": false): any such run can be replayed with --seed."""
+    old = read_run_meta(out)
+    return int(old["seed"]) if old and old.get("seeded") is False else secrets.randbits(63)
+
+
 def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSettings(),
              data: DataSelection = DataSelection(), execution: Execution = Execution(), *,
              save_masks: bool = False, protocols=PROTOCOLS) -> dict:
@@ -379,7 +388,7 @@ def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSet
     write them into `out` and score them under `protocols`; returns {protocol: Scores}.
 
     The settings left None take the config's: samples its test_samples, steps its sampling_steps, average
-    its test_average, seed its seed; a plan that cannot run (steps with the chain reading, k or steps out
+    its test_average, seed its seed (test_seeded=false: a fresh seed, `unseeded_seed`); a plan that cannot run (steps with the chain reading, k or steps out
     of the config's ranges) fails before any sequence is loaded. Each sentence (data.sentence) gets its own
     `out`. execution: workers and GPUs (track_benchmark), progress; save_masks: <out>/masks/<seq>.npz
     (diffusion models). Finished sequences are resumed only from the same weights (the checkpoint's
@@ -391,7 +400,9 @@ def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSet
     steps, device = settings.steps, settings.device
     cfg.replace(test_samples=k, sampling_steps=cfg.sampling_steps if steps is None else steps)  # the config's ranges
     _, n_steps, average = sampling_plan(cfg, k, steps, settings.average)  # a plan that cannot run fails here, not midway
-    settings = replace(settings, samples=k, seed=cfg.seed if settings.seed is None else settings.seed)
+    seeded = settings.seed is not None or cfg.test_seeded
+    seed = settings.seed if settings.seed is not None else cfg.seed if seeded else unseeded_seed(out)
+    settings = replace(settings, samples=k, seed=seed)
     seqs = with_sentence(load_benchmark(benchmark, root=data.root, split=data.split, progress=False), data.sentence)
     seqs = select_sequences(seqs, data.sequences, benchmark)  # after: a misleading sentence may come from another sequence
     if not seqs:
@@ -401,8 +412,8 @@ def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSet
     if empty:
         raise ValueError(f"{benchmark}: empty description for sequence(s) {', '.join(empty)}")
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": file_sha256(checkpoint),
-            "benchmark": benchmark, "samples": k, "seed": settings.seed, "variant": cfg.variant, "profile": cfg.profile,
-            "reading": cfg.reading,  # the checkpoint's: paper | authors (docs/method.md, "reading = authors")
+            "benchmark": benchmark, "samples": k, "seed": settings.seed, "seeded": seeded,
+            "variant": cfg.variant, "profile": cfg.profile, "reading": cfg.reading,
             "max_frames": data.max_frames, "data_root": str(data.root) if data.root else None,
             "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
             "sentence": data.sentence,
