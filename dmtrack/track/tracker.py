@@ -83,20 +83,26 @@ class Tracker:
     device: torch device (default: the model's); samples: k diffusion samplings per frame
     (default `config.test_samples`); steps: DDIM steps per chain (default `config.sampling_steps`;
     final reading only); average: the reading of "k samplings", final | chain (default
-    `config.test_average`, see dmtrack.model.sampling_plan); bgr: frames come in OpenCV's BGR order;
-    seed: torch RNG seed set at every `initialize`, so a sequence's result does not depend on
-    which worker or in what order it ran (None = leave the global RNG alone);
+    `config.test_average`, see dmtrack.model.sampling_plan); eta: the sampler's DDIM eta (default
+    `config.sampler_eta`; 1 = the paper's stochastic reverse step, each step drawing fresh noise, 0 =
+    deterministic DDIM, the chains differing only in x_T); bgr: frames come in OpenCV's BGR order;
+    seed: torch RNG seed set at every `initialize`, so a sequence's result (its x_T and every step's
+    noise) does not depend on which worker or in what order it ran (None = leave the global RNG alone);
     precision: fp32 | bf16 | fp16 | auto (dmtrack.precision), the autocast of the network (the
     Hann window and the box decoding run in float32). fp32 by default whatever the config's
     `train_precision`: bf16 tracking is opt-in until it is shown to keep the
     AUC (docs/tracking.md)."""
 
     def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0,
-                 steps: int | None = None, average: str | None = None, precision: str = "fp32"):
+                 steps: int | None = None, average: str | None = None, precision: str = "fp32",
+                 eta: float | None = None):
         self.cfg = config
         self.samples = int(samples if samples is not None else config.test_samples)
         if self.samples < 1:
             raise ValueError(f"samples (k) must be >= 1, got {self.samples}")
+        self.eta = float(config.sampler_eta if eta is None else eta)
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta!r}")
         self.steps, self.average = steps, average
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         # once, after the move (the fused constants live on the device), for the steps this tracker runs
@@ -172,8 +178,8 @@ class Tracker:
             crop, resize_factor, _ = crop_square(image, self.box, self.cfg.search_factor, S)
             search = self._load(crop, self._search)
         with record_function("track/network"), autocast(self.precision, self.device):
-            out = self.model(self._template, search, self.text, samples=self.samples, return_chain=return_chain,
-                             steps=self.steps, average=self.average)
+            out = self.model(self._template, search, self.text, return_chain=return_chain, samples=self.samples,
+                             steps=self.steps, average=self.average, eta=self.eta)
         with record_function("track/decode"):
             pred, score, spread = self.decode(out)[0]  # the one unavoidable host copy (6 numbers)
         window = crop_window(self.box, resize_factor, S)
