@@ -66,6 +66,12 @@ def tracker_name(variant: str, arm: str = "") -> str:
 SENTENCE_TAGS = {"true": "", "misleading": "_mislead", "uninformative": "_uninf"}  # dmtrack.data.sentences
 
 
+def eta_override(eta: float, config_eta: float) -> float | None:
+    """The EvalRun.eta of a run sampled with DDIM eta `eta` by a model whose config says `config_eta`: None
+    when they are equal (the config's sampler: Table 2's folders, tag without _eta), else `eta`."""
+    return None if float(eta) == float(config_eta) else float(eta)
+
+
 def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: str = "true",
             eta: float | None = None) -> str:
     """How a trained model was run: k samplings, the reading of "k samplings" (final | chain | maps), for the

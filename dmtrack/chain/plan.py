@@ -19,7 +19,8 @@ from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
 from dmtrack.data.sentences import SENTENCES
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.eval.baselines import BASELINES
-from dmtrack.layout import SCRATCH_ARM, EvalRun, model_name, model_path, results_root, scores_path, tracker_name
+from dmtrack.layout import (SCRATCH_ARM, EvalRun, eta_override, model_name, model_path, results_root, scores_path,
+                            tracker_name)
 from dmtrack.paper import TABLE2, TABLE2_BENCHMARK
 from dmtrack.provenance import cpu_cores
 
@@ -175,11 +176,11 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                                   fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
                                   devices=s.gpus_per_train))
                 trained.setdefault(model_name(v, arm), []).append(name)
-    evaluated = {}  # {(variant, benchmarks, k, average, steps, sentence): step name}
-    for (variant, benches, k, average, n_steps, sentence, arm), eval_seeds in _evaluations(profile, s, seed_list, sweep,
-                                                                                           levels, robust).items():
+    evaluated = {}  # {(variant, benchmarks, k, average, steps, sentence, arm, eta): step name}
+    for (variant, benches, k, average, n_steps, sentence, arm, eta), eval_seeds in _evaluations(
+            profile, s, seed_list, sweep, levels, robust).items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
-        runs = [EvalRun(variant, seed, k, average, n_steps, sentence, arm=arm) for seed in eval_seeds]
+        runs = [EvalRun(variant, seed, k, average, n_steps, sentence, eta, arm) for seed in eval_seeds]
         name = f"20_evaluate/{runs[0].model}_{tag}_{runs[0].tag}"
         outs = [str(scores_path(run.folder(paths.work, b), "pytracking")) for b in benches for run in runs]
         params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
@@ -190,12 +191,14 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
             params["sentence"] = sentence
         if arm:
             params["arm"] = arm
+        if eta is not None:  # another sampler than the config's (sweep_etas)
+            params["eta"] = eta
         steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,
                           deps=[f"10_train/{runs[0].model}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
-        evaluated[variant, benches, k, average, n_steps, sentence, arm] = name
+        evaluated[variant, benches, k, average, n_steps, sentence, arm, eta] = name
     all_train = [n for v in VARIANTS for n in trained[v]]
     fig7 = synthetic_name("tnl2k", s.synthetic)  # it reads only the full model's k=1 scores (Fig. 7's hardest sequences)
-    hard = [evaluated[key] for key in [("full", (fig7,), 1, "final", None, "true", "")] if key in evaluated]
+    hard = [evaluated[key] for key in [("full", (fig7,), 1, "final", None, "true", "", None)] if key in evaluated]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
                       dict(common, benchmark=fig7, variants=list(VARIANTS), seed=seed_list[0],
                            k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
@@ -254,41 +257,53 @@ def scratch_seeds(s: ChainSettings, seed_list: list) -> list:
 
 
 def _evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list, robust: list) -> dict:
-    """{(variant, benchmarks, k, average, steps, sentence, arm): seeds} of every evaluation: Table 2's nine rows
-    under each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds),
-    the drift sweep (sweep seeds), the robustness test's three sentences (`robust`: its seeds) and the
-    scratch arm's Table 2 rows (its variants, its seeds). An
-    evaluation needed twice is run once, for the larger set of seeds."""
-    evals = {key + ("true", ""): seeds for key, seeds in _true_sentence_evaluations(profile, s, seed_list, sweep,
-                                                                                     levels).items()}
+    """{(variant, benchmarks, k, average, steps, sentence, arm, eta): seeds} of every evaluation: Table 2's nine
+    rows under each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds)
+    under each sampler of sweep_etas, the drift sweep (sweep seeds), the robustness test's three sentences
+    (`robust`: its seeds) and the scratch arm's Table 2 rows (its variants, its seeds). eta: the sampler's DDIM
+    eta override (EvalRun.eta; None = the config's sampler_eta, every evaluation but the other samplers' sweeps).
+    An evaluation needed twice is run once, for the larger set of seeds."""
+    evals = {(v, b, k, a, n, "true", "", eta): seeds
+             for (v, b, k, a, n, eta), seeds in _true_sentence_evaluations(profile, s, seed_list, sweep, levels).items()}
     bench = synthetic_name(s.robust_benchmark, s.synthetic)
     for v in s.robust_variants:
         for sentence in SENTENCES:
-            key = (v, (bench,), 1, "final", None, sentence, "")
+            key = (v, (bench,), 1, "final", None, sentence, "", None)
             evals[key] = max(evals.get(key, []), robust, key=len)
     t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)  # the scratch arm: its variants' Table 2 rows (final reading)
-    evals.update({(r.variant, (t2,), r.k, "final", None, "true", SCRATCH_ARM): scratch_seeds(s, seed_list)
+    evals.update({(r.variant, (t2,), r.k, "final", None, "true", SCRATCH_ARM, None): scratch_seeds(s, seed_list)
                   for r in TABLE2 if r.variant in scratch_variants(s)})
     return evals
 
 
 def _true_sentence_evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list) -> dict:
-    """{(variant, benchmarks, k, average, steps): seeds} of the evaluations with the true sentence."""
+    """{(variant, benchmarks, k, average, steps, eta): seeds} of the evaluations with the true sentence."""
     t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)
-    evals = {(r.variant, (t2,), r.k, "final", None): seed_list for r in TABLE2}
-    evals.update({("full", (synthetic_name(b, s.synthetic),), 1, "final", None): seed_list for b in CHAIN_BENCHMARKS})
+    evals = {(r.variant, (t2,), r.k, "final", None, None): seed_list for r in TABLE2}
+    evals.update({("full", (synthetic_name(b, s.synthetic),), 1, "final", None, None): seed_list for b in CHAIN_BENCHMARKS})
     if "chain" in s.readings:  # no_diffusion samples nothing: its row is the same under both readings
-        evals.update({(r.variant, (t2,), r.k, "chain", None): seed_list for r in TABLE2 if r.variant != "no_diffusion"})
-    for k in s.k_sweep:
-        evals.setdefault(("full", (t2,), k, "final", None), sweep)
-    default_steps = load_config(profile, "full", **s.train).sampling_steps
-    for n in s.steps_sweep:  # at k = 1; one step is one denoiser pass, exactly the chain reading at k = 1
-        run = (1, "chain", None) if n == 1 else (1, "final", None if n == default_steps else n)
-        evals.setdefault(("full", (t2,), *run), sweep)
+        evals.update({(r.variant, (t2,), r.k, "chain", None, None): seed_list for r in TABLE2 if r.variant != "no_diffusion"})
+    cfg = load_config(profile, "full", **s.train)
+    for eta in sweep_overrides(s, cfg.sampler_eta):  # the config's sampler (None: Table 2's folders) and the others
+        for k in s.k_sweep:
+            evals.setdefault(("full", (t2,), k, "final", None, eta), sweep)
+        for n in s.steps_sweep:  # at k = 1; one step is one denoiser pass, exactly the chain reading at k = 1
+            run = (1, "chain", None) if n == 1 else (1, "final", None if n == cfg.sampling_steps else n)
+            evals.setdefault(("full", (t2,), *run, eta), sweep)
     if levels:
-        evals.update({(v, tuple(drift_benchmark(x) for x in levels), s.drift_k, "final", None): sweep
+        evals.update({(v, tuple(drift_benchmark(x) for x in levels), s.drift_k, "final", None, None): sweep
                       for v in s.drift_variants})
     return evals
+
+
+def sweep_overrides(s: ChainSettings, config_eta: float) -> list:
+    """The EvalRun.eta of each sampler in s.sweep_etas (layout.eta_override: None for the config's own), or a
+    PreflightError for an empty list or an eta outside [0, 1]."""
+    bad = [e for e in s.sweep_etas if type(e) not in (int, float) or not 0 <= e <= 1]
+    if not s.sweep_etas or bad:
+        raise PreflightError(f"sweep_etas must list DDIM etas in [0, 1] (the samplers of the k and steps sweeps), "
+                             f"got {list(s.sweep_etas)!r}")
+    return list(dict.fromkeys(eta_override(e, config_eta) for e in s.sweep_etas))
 
 
 
