@@ -285,6 +285,19 @@ def test_the_stochastic_sampler_draws_the_ddpm_posterior_at_each_step_by_hand():
         model._test_masks(cond, B, False, samples=2, eta=1.5)
 
 
+def test_the_eta_a_forward_samples_with():
+    from dmtrack.model import resolve_eta
+
+    paper = load_config("smoke", "full")
+    assert (resolve_eta(paper), resolve_eta(paper, 0), resolve_eta(paper.replace(sampler_eta=0.0))) == (1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\], got 1.5"):
+        resolve_eta(paper, 1.5)
+    authors = load_config("smoke", "full", reading="authors")  # the authors' ancestral sampler has no DDIM eta
+    assert resolve_eta(authors) is None and resolve_eta(authors, 1.0) is None
+    with pytest.raises(ValueError, match="reading=authors samples with the authors' ancestral sampler"):
+        resolve_eta(authors, 0.0)
+
+
 def test_sampling_plan_of_both_readings():
     from dmtrack.model import sampling_plan
 

@@ -1082,6 +1082,8 @@ def test_the_k_and_steps_sweeps_run_under_each_sampler_of_the_chain(tmp_path):
     det = dataclasses.replace(pipeline.CHAINS["smoke"], train={"sampler_eta": 0.0})
     flipped = {s.name: s.params.get("eta") for s in pipeline.plan("smoke", paths, settings=det) if "eta" in s.params}
     assert flipped == {f"20_evaluate/full_otb_lang_{t}_eta1": 1.0 for t in ("k1", "k2", "k5", "k1c")}
+    authors = dataclasses.replace(pipeline.CHAINS["smoke"], train={"reading": "authors"})  # its sampler has no eta
+    assert not [s.name for s in pipeline.plan("smoke", paths, settings=authors) if "eta" in s.params]
     for bad in ((), (1.0, 2.0)):
         with pytest.raises(pipeline.PreflightError, match="sweep_etas must list DDIM etas in"):
             pipeline.plan("smoke", paths, settings=dataclasses.replace(pipeline.CHAINS["smoke"], sweep_etas=bad))

@@ -284,7 +284,7 @@ def _true_sentence_evaluations(profile: str, s: ChainSettings, seed_list: list, 
     if "chain" in s.readings:  # no_diffusion samples nothing: its row is the same under both readings
         evals.update({(r.variant, (t2,), r.k, "chain", None, None): seed_list for r in TABLE2 if r.variant != "no_diffusion"})
     cfg = load_config(profile, "full", **s.train)
-    for eta in sweep_overrides(s, cfg.sampler_eta):  # the config's sampler (None: Table 2's folders) and the others
+    for eta in sweep_overrides(s, cfg):  # the config's sampler (None: Table 2's folders) and the others
         for k in s.k_sweep:
             evals.setdefault(("full", (t2,), k, "final", None, eta), sweep)
         for n in s.steps_sweep:  # at k = 1; one step is one denoiser pass, exactly the chain reading at k = 1
@@ -296,14 +296,17 @@ def _true_sentence_evaluations(profile: str, s: ChainSettings, seed_list: list, 
     return evals
 
 
-def sweep_overrides(s: ChainSettings, config_eta: float) -> list:
+def sweep_overrides(s: ChainSettings, cfg) -> list:
     """The EvalRun.eta of each sampler in s.sweep_etas (layout.eta_override: None for the config's own), or a
-    PreflightError for an empty list or an eta outside [0, 1]."""
+    PreflightError for an empty list or an eta outside [0, 1]. Under reading=authors only the config's: the
+    authors' ancestral sampler has no DDIM eta (dmtrack.model.resolve_eta); the report says one sampler ran."""
     bad = [e for e in s.sweep_etas if type(e) not in (int, float) or not 0 <= e <= 1]
     if not s.sweep_etas or bad:
         raise PreflightError(f"sweep_etas must list DDIM etas in [0, 1] (the samplers of the k and steps sweeps), "
                              f"got {list(s.sweep_etas)!r}")
-    return list(dict.fromkeys(eta_override(e, config_eta) for e in s.sweep_etas))
+    if cfg.reading == "authors":
+        return [None]
+    return list(dict.fromkeys(eta_override(e, cfg.sampler_eta) for e in s.sweep_etas))
 
 
 

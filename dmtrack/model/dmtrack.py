@@ -88,6 +88,22 @@ def sampling_plan(cfg: Config, samples=None, steps=None, average=None) -> tuple[
     return (1 if one_chain else k), n, average
 
 
+def resolve_eta(cfg: Config, eta: float | None = None) -> float | None:
+    """The DDIM eta a test-time forward samples with: `eta`, or cfg.sampler_eta when None (1 = the paper's
+    stochastic reverse step, Eq. 5; 0 = deterministic DDIM). None under reading=authors: the authors' own
+    ancestral sampler (authors.authors_sample) has no eta, so any other than 1 (or None) is refused, as is one
+    outside [0, 1]."""
+    if cfg.reading == "authors":
+        if eta is not None and float(eta) != 1.0:
+            raise ValueError(f"eta {eta!r}: reading=authors samples with the authors' ancestral sampler, which has no "
+                             "DDIM eta (leave it unset)")
+        return None
+    eta = float(cfg.sampler_eta if eta is None else eta)
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+    return eta
+
+
 @dataclass
 class DMTrackOutput:
     """One forward's outputs (as VisualOutput is the encoder's); a field the path taken does not
@@ -253,8 +269,7 @@ class DMTrack(nn.Module):
         if cfg.reading == "authors":  # the authors' denoiser reads F_s as a map itself (no condition encoder)
             if train:
                 return self._authors_train_outputs(to_map(f_s), base, gt_boxes, epoch, keep_rate, vis.removed)
-            return self._authors_test_outputs(to_map(f_s), base, vis.removed, gt_boxes, return_chain, samples, steps,
-                                              average, noise)
+            return self._authors_test_outputs(to_map(f_s), base, vis.removed, gt_boxes, return_chain, noise, **sampling)
         cond = self.denoiser.encode_cond(to_map(f_s))  # once per frame
         if train:
             return self._train_outputs(cond, base, gt_boxes, epoch, keep_rate, vis.removed)
@@ -303,9 +318,7 @@ class DMTrack(nn.Module):
         steps, every step's x0 prediction. Their mask probabilities are averaged. eta: the sampler's DDIM eta
         (None = cfg.sampler_eta; 1 = the paper's stochastic reverse step, 0 = deterministic DDIM)."""
         chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
-        eta = self.cfg.sampler_eta if eta is None else float(eta)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+        eta = resolve_eta(self.cfg, eta)
         M = self.mask_size
         logits, chain = sample_masks(self.denoiser, self.schedule, cond if chains == 1 else cond.repeat_interleave(chains, 0),
                                      n_steps, eta, return_chain, noise, every_step=average != "final")
@@ -383,7 +396,8 @@ class DMTrack(nn.Module):
         f, p = ((feats[0] + feats[1]) / 2, used.sigmoid()) if i is None else (feats[i], probs[i])
         return self._authors_head_output(base, f, p, mask_logits=[used], **known)
 
-    def _authors_test_outputs(self, f_map, base, removed, gt_boxes, return_chain, samples, steps, average, noise) -> DMTrackOutput:
+    def _authors_test_outputs(self, f_map, base, removed, gt_boxes, return_chain, noise, samples=None, steps=None,
+                              average=None, eta=None) -> DMTrackOutput:
         """Tracking on the authors' modules: `authors_sample` under `sampling_plan(cfg, samples, steps, average)`.
         final: the k chains' last mask features averaged, one head pass; chain: one chain's k steps' features
         averaged (the paper's "we average the mask features obtained through multiple samplings"); maps: the
@@ -391,6 +405,7 @@ class DMTrack(nn.Module):
         `mask` and `samples_masks` are sigmoid(logits), what the structure loss trains (for display)."""
         B, D, G, _ = f_map.shape
         chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
+        resolve_eta(self.cfg, eta)  # the authors' sampler has no eta: refuses one it cannot run
         f = f_map if chains == 1 else f_map.repeat_interleave(chains, 0)
         feats, logits, chain = authors_sample(lambda x, lam: self._authors_pass(x.to(f.dtype), lam, f), self.schedule,
                                               (B * chains, 1, G, G), f.device, n_steps, noise, average != "final", return_chain)

@@ -46,7 +46,7 @@ from ..eval.results import save_scores, write_results
 from ..io import (LOCK_NAME, atomic_open, atomic_write_text, exclusive_lock, exit_with_parent, remove_stale_temps,
                   sigterm_as_interrupt)
 from ..layout import RUN_META, read_run_meta, spread_dir, spread_path, write_run_meta
-from ..model import build_model, load_checkpoint, load_weights, sampling_plan
+from ..model import build_model, load_checkpoint, load_weights, resolve_eta, sampling_plan
 from ..precision import resolve_precision
 from ..provenance import check_gpus, cpu_cores, file_sha256, gpu_environment, resolve_device, visible_gpus
 from .tracker import Tracker, mask_to_image
@@ -405,9 +405,9 @@ def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSet
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
     k = int(settings.samples if settings.samples is not None else cfg.test_samples)
     steps, device = settings.steps, settings.device
-    eta = cfg.sampler_eta if settings.eta is None else float(settings.eta)
     cfg.replace(test_samples=k, sampling_steps=cfg.sampling_steps if steps is None else steps,
-                sampler_eta=eta)  # the config's ranges
+                sampler_eta=cfg.sampler_eta if settings.eta is None else float(settings.eta))  # the config's ranges
+    eta = resolve_eta(cfg, settings.eta)  # what the sampler runs with (None: reading=authors, the authors' sampler)
     _, n_steps, average = sampling_plan(cfg, k, steps, settings.average)  # a plan that cannot run fails here, not midway
     seeded = settings.seed is not None or cfg.test_seeded
     seed = settings.seed if settings.seed is not None else cfg.seed if seeded else unseeded_seed(out)

@@ -24,7 +24,7 @@ from torch.profiler import record_function
 from ..boxes import clip_xywh, cxcywh_to_xywh
 from ..data.sequence import clean_text
 from ..data.crop import IMAGENET_MEAN, IMAGENET_STD, box_from_crop, crop_square
-from ..model import decode_boxes
+from ..model import decode_boxes, resolve_eta
 from ..precision import autocast, enable_tf32, resolve_precision
 
 CLIP_MARGIN = 10  # pixels of the box kept inside the image (OSTrack's clip_box margin)
@@ -100,9 +100,7 @@ class Tracker:
         self.samples = int(samples if samples is not None else config.test_samples)
         if self.samples < 1:
             raise ValueError(f"samples (k) must be >= 1, got {self.samples}")
-        self.eta = float(config.sampler_eta if eta is None else eta)
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+        self.eta = resolve_eta(config, eta)  # None under reading=authors (its own sampler)
         self.steps, self.average = steps, average
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         # once, after the move (the fused constants live on the device), for the steps this tracker runs
