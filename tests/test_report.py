@@ -1364,7 +1364,9 @@ def test_visualize_waits_for_training_and_the_scores_it_picks_sequences_from():
     plan = pipeline.plan("smoke", pipeline.default_paths("smoke", "/r", "/w", "/d"))
     vis = next(s for s in plan if s.name == "30_visualize")
     assert vis.params["benchmark"] == "synthetic_tnl2k"
-    assert vis.deps == [s.name for s in plan if s.name.startswith("10_train/")] + ["20_evaluate/full_tnl2k_k1"]
+    variants = [s.name for s in plan if s.name.startswith("10_train/") and s.params["variant"] in VARIANTS
+                and not s.params.get("arm")]  # Fig. 7 draws the six variants (not the base tracker, not an arm)
+    assert len(variants) == 6 and vis.deps == variants + ["20_evaluate/full_tnl2k_k1"]
 
 
 def test_plan_estimate_follows_the_cost_model():
