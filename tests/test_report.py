@@ -1037,7 +1037,7 @@ def test_the_demo_chain_fine_tunes_every_variant_from_one_base_tracker(tmp_path)
     assert base.deps == ["00_data"] and base.outputs == [base_file] and base.params["variant"] == "base"
     assert base.fingerprint["config"] == load_config("demo", "base", seed=0).to_dict()
     cfg = load_config("demo", "base")  # ViT + CE + centre head, trained from scratch with the scratch recipe
-    assert (cfg.use_diffusion, cfg.use_language, cfg.epochs, cfg.backbone_lr, cfg.pretrained_file) == (False, False, 12, 5e-4, None)
+    assert (cfg.use_diffusion, cfg.use_language, cfg.epochs, cfg.backbone_lr, cfg.pretrained_file) == (False, False, 36, 5e-4, None)
     for v in VARIANTS:
         for seed in range(3):
             st = steps[f"10_train/{v}_seed{seed}"]

@@ -54,4 +54,4 @@ def get_config() -> dict:
                    ce_keep_ratios=(0.8, 0.8, 0.8), ce_start_epoch=30, ce_warm_epochs=40, epochs=50, lr_drop_frac=0.9,
                    batch_size=32, lr=1e-4, backbone_lr=1e-5, train_datasets={"lasot": 1.0},
                    search_center_jitter=4.5, search_scale_jitter=0.5)
-    return dict(model=model, synthetic=None, scratch={}, readings={"authors": authors}, chain=chain)
+    return dict(model=model, synthetic=None, scratch={}, base={}, readings={"authors": authors}, chain=chain)
