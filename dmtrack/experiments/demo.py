@@ -24,6 +24,7 @@ def get_config() -> dict:
     # the base tracker, trained once: 1,440 steps (3x), CE from step 360 over 600 (docs/training.md: at 480 steps
     # it scored 18.6 AUC on the OTB-Lang stand-in, at 1,440 41.9)
     c["base"] = dict(epochs=36, ce_start_epoch=9, ce_warm_epochs=15)
+    c["readings"] = {}  # reading=authors switches the choices only: the embedded profiles keep their sizes and recipe
     c["synthetic"] = dict(
         name="demo", width=256, height=192, size=(18, 34), speed=(1.0, 2.2), quality=85,
         suites=dict(
