@@ -924,8 +924,9 @@ def test_plan_of_the_demo_profile(tmp_path):
     steps = pipeline.plan("demo", paths)
     names = [s.name for s in steps]
     assert names[0] == "00_data" and names[-2:] == ["30_visualize", "40_report"]
-    # the base tracker, 6 variants x 3 seeds fine-tuned from it, and the from-scratch arm's full x 3 seeds
-    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3
+    # the base tracker, 6 variants x 3 seeds fine-tuned from it, the from-scratch arm's full x 3 seeds and the
+    # authors arms' full x 2 seeds each (tests/test_paper_vs_authors.py)
+    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3 + 2 * 2
     evals = [s for s in steps if s.name.startswith("20_evaluate/") and not s.params.get("arm")]
     otb = {(s.params["variant"], s.params["k"]) for s in evals if s.params["benchmarks"] == ["synthetic_otb_lang"]}
     assert {(r.variant, r.k) for r in paper.TABLE2} <= otb
@@ -1277,7 +1278,9 @@ def test_visualize_waits_for_training_and_the_scores_it_picks_sequences_from():
     plan = pipeline.plan("smoke", pipeline.default_paths("smoke", "/r", "/w", "/d"))
     vis = next(s for s in plan if s.name == "30_visualize")
     assert vis.params["benchmark"] == "synthetic_tnl2k"
-    assert vis.deps == [s.name for s in plan if s.name.startswith("10_train/")] + ["20_evaluate/full_tnl2k_k1"]
+    # the six variants' trainings (neither the base tracker nor an arm's: Fig. 7 draws the chain's own models)
+    variants = [s.name for s in plan if s.name.startswith("10_train/") and s.name != "10_train/base" and "arm" not in s.params]
+    assert len(variants) == 6 and vis.deps == variants + ["20_evaluate/full_tnl2k_k1"]
 
 
 def test_plan_estimate_follows_the_cost_model():
