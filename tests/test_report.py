@@ -978,8 +978,9 @@ def test_plan_of_the_demo_profile(tmp_path):
     steps = pipeline.plan("demo", paths)
     names = [s.name for s in steps]
     assert names[0] == "00_data" and names[-2:] == ["30_visualize", "40_report"]
-    # the base tracker, 6 variants x 3 seeds fine-tuned from it, and the from-scratch arm's full x 3 seeds
-    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3
+    # the base tracker, 6 variants x 3 seeds fine-tuned from it, the from-scratch arm's full x 3 seeds and the
+    # authors arms' full x 2 seeds each (tests/test_paper_vs_authors.py)
+    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3 + 2 * 2
     evals = [s for s in steps if s.name.startswith("20_evaluate/") and not s.params.get("arm")]
     otb = {(s.params["variant"], s.params["k"]) for s in evals if s.params["benchmarks"] == ["synthetic_otb_lang"]}
     assert {(r.variant, r.k) for r in paper.TABLE2} <= otb
