@@ -176,11 +176,14 @@ def k_sweep_plot(df: pd.DataFrame, title: str, x: str = "k"):
     groups = df.groupby("sampler", sort=False) if "sampler" in df.columns else [("", df)]
     for i, (sampler, d) in enumerate(groups):
         colour, name = f"C{2 * i}", f" ({sampler})" if sampler else ""
+        # numbers, not objects (a run that was not made leaves None in its cells: the table shows it, no point here)
+        d = d.assign(**{c: pd.to_numeric(d[c], errors="coerce") for c in (x, "auc", "auc_low", "auc_high", "fps")})
+        d = d.dropna(subset=[x])
         ax.plot(d[x], d.auc, "o-", color=colour, label="AUC" + name)
         ax.fill_between(d[x], d.auc_low, d.auc_high, color=colour, alpha=0.2, label="95% CI" + name)
         ax2.plot(d[x], d.fps, "s--", color=colour if sampler else "tab:red", alpha=0.7, label="frames / s" + name)
     ax.set(xlabel=SWEEP_AXES[x], ylabel="AUC (%)")
-    ax.set_xticks(sorted(set(df[x])))
+    ax.set_xticks(sorted({float(v) for v in pd.to_numeric(df[x], errors="coerce").dropna()}))
     ax2.set_ylabel("frames / s (this machine)", color="tab:red")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="lower left")
