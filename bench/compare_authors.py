@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import random
 import sys
 import types
 import warnings
@@ -50,25 +51,35 @@ RTOL = {torch.float32: 1e-4, torch.float64: 1e-10}  # tolerance = RTOL x max(1, 
 # their parameters that never act on an output: the ViT's class token and 224-px position table (the crops
 # use pos_embed_z / pos_embed_x), the filter's q and k rows and its proj (its attention is over one token)
 UNUSED = ("backbone.cls_token", "backbone.pos_embed", "filter.proj.weight", "filter.proj.bias")
-# ours -> theirs, by prefix (the docstrings of dmtrack/model/authors.py give the same map)
-PREFIXES = [("visual.", "backbone."), ("fusion.norm_q.", "cross_attention_p.norm1_q."),
-            ("fusion.norm_t.", "cross_attention_p.norm1_kv."), ("fusion.norm_mlp.", "cross_attention_p.norm2."),
-            ("fusion.mlp.", "cross_attention_p.mlp.")]
-PREFIXES += [(f"fusion.{p}.", f"cross_attention_p.attn.{p}.") for p in ("q", "k", "v", "proj")]
-for ours_, theirs_, lin in (("search_pos", "untied_search_pos_enc_p", "pos_q_linear"), ("text_pos", "untied_text_pos_enc_p", "pos_k_linear")):
-    PREFIXES += [(f"fusion.{ours_}.rows", f"{theirs_}.pos.h_pos"), (f"fusion.{ours_}.cols", f"{theirs_}.pos.w_pos"),
-                 (f"fusion.{ours_}.norm.", f"{theirs_}.norm."), (f"fusion.{ours_}.proj.", f"{theirs_}.{lin}.")]
-PREFIXES += [("denoiser.time_mlp.", "time_embed."), ("denoiser.down.1.film.", "down.1.mlp.1."),
-             ("denoiser.down.1.conv1.", "down.1.block1.proj."), ("denoiser.down.1.norm1.", "down.1.block1.norm."),
-             ("denoiser.down.1.conv2.", "down.1.block2.proj."), ("denoiser.down.1.norm2.", "down.1.block2.norm."),
-             ("denoiser.up.1.conv.", "up.1.net.0."), ("denoiser.up.3.conv.", "up.3.net.0."), ("denoiser.readout.", "pred."),
-             ("denoiser.down.", "down."), ("denoiser.up.", "up."), ("filter.score.", "filter.summation."),
-             ("filter.mix.", "filter.cross_heads."), ("filter.norm.", "filter.norm.")]
-for ours_, theirs_ in (("score", "ctr"), ("offset", "offset"), ("size", "size")):
-    for i in range(4):  # Conv-BN-ReLU i: ours at 3i, 3i+1 of one Sequential, theirs conv{i+1}_<branch>.0, .1
-        PREFIXES += [(f"head.{ours_}.{3 * i}.", f"box_head.conv{i + 1}_{theirs_}.0."),
-                     (f"head.{ours_}.{3 * i + 1}.", f"box_head.conv{i + 1}_{theirs_}.1.")]
-    PREFIXES.append((f"head.{ours_}.12.", f"box_head.conv5_{theirs_}."))
+
+
+def _prefixes() -> list[tuple[str, str]]:
+    """(our prefix, their prefix), the more specific first; the docstrings of dmtrack/model/authors.py give the
+    same map. Their model: backbone, cross_attention_p, untied_{search,text}_pos_enc_p, time_embed, down, up,
+    pred, filter, box_head (A:models/ostrack/ostrack.py:33-76)."""
+    out = [("visual.", "backbone."), ("fusion.norm_q.", "cross_attention_p.norm1_q."),
+           ("fusion.norm_t.", "cross_attention_p.norm1_kv."), ("fusion.norm_mlp.", "cross_attention_p.norm2."),
+           ("fusion.mlp.", "cross_attention_p.mlp.")]
+    out += [(f"fusion.{p}.", f"cross_attention_p.attn.{p}.") for p in ("q", "k", "v", "proj")]
+    for ours, theirs, proj in (("search_pos", "untied_search_pos_enc_p", "pos_q_linear"),
+                               ("text_pos", "untied_text_pos_enc_p", "pos_k_linear")):
+        out += [(f"fusion.{ours}.rows", f"{theirs}.pos.h_pos"), (f"fusion.{ours}.cols", f"{theirs}.pos.w_pos"),
+                (f"fusion.{ours}.norm.", f"{theirs}.norm."), (f"fusion.{ours}.proj.", f"{theirs}.{proj}.")]
+    out += [("denoiser.time_mlp.", "time_embed."), ("denoiser.down.1.film.", "down.1.mlp.1."),
+            ("denoiser.down.1.conv1.", "down.1.block1.proj."), ("denoiser.down.1.norm1.", "down.1.block1.norm."),
+            ("denoiser.down.1.conv2.", "down.1.block2.proj."), ("denoiser.down.1.norm2.", "down.1.block2.norm."),
+            ("denoiser.up.1.conv.", "up.1.net.0."), ("denoiser.up.3.conv.", "up.3.net.0."), ("denoiser.readout.", "pred."),
+            ("denoiser.down.", "down."), ("denoiser.up.", "up."), ("filter.score.", "filter.summation."),
+            ("filter.mix.", "filter.cross_heads."), ("filter.norm.", "filter.norm.")]
+    for ours, theirs in (("score", "ctr"), ("offset", "offset"), ("size", "size")):
+        for i in range(4):  # Conv-BN-ReLU i: ours at 3i, 3i+1 of one Sequential, theirs conv{i+1}_<branch>.0, .1
+            out += [(f"head.{ours}.{3 * i}.", f"box_head.conv{i + 1}_{theirs}.0."),
+                    (f"head.{ours}.{3 * i + 1}.", f"box_head.conv{i + 1}_{theirs}.1.")]
+        out.append((f"head.{ours}.12.", f"box_head.conv5_{theirs}."))
+    return out
+
+
+PREFIXES = _prefixes()
 
 
 class AuthorsCodeError(RuntimeError):
@@ -110,6 +121,8 @@ class ConvModule(nn.Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, norm_cfg=None):
         super().__init__()
+        if (norm_cfg or {}).get("type") != "BN":
+            raise ValueError(f"the ConvModule stand-in covers norm_cfg type BN only, got {norm_cfg}")
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         self.bn, self.activate = nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)
 
@@ -269,7 +282,7 @@ class Row:
 
 
 def compare(part: str, ours, theirs, note: str = "") -> Row:
-    ours, theirs = torch.as_tensor(ours).detach(), torch.as_tensor(theirs).detach()
+    ours, theirs = torch.as_tensor(ours).detach().cpu(), torch.as_tensor(theirs).detach().cpu()
     if ours.shape != theirs.shape:
         raise RuntimeError(f"{part}: shapes differ, ours {tuple(ours.shape)} theirs {tuple(theirs.shape)}")
     diff, scale = (ours.double() - theirs.double()).abs().max().item(), theirs.double().abs().max().item()
@@ -279,12 +292,13 @@ def compare(part: str, ours, theirs, note: str = "") -> Row:
 
 
 def exact(part: str, ours, theirs, note: str = "") -> Row:
-    unequal = int((torch.as_tensor(ours) != torch.as_tensor(theirs)).sum())
+    unequal = int((torch.as_tensor(ours).cpu() != torch.as_tensor(theirs).cpu()).sum())
     return Row(part, "exact", unequal, torch.as_tensor(theirs).numel(), 0, note)
 
 
 # ----------------------------------------------------------------------------- the parts
 SDPA = "ours: torch's fused attention; theirs: softmax(Q K^T / sqrt(d) + bias) V written out; rounding"
+MAPS = ("score_map", "size_map", "offset_map")  # their head's maps, in the order ours are concatenated
 
 
 class _Stop(Exception):
@@ -295,7 +309,7 @@ def trace_theirs(p: Pair, x: Inputs, dtype, keep, ce_mask) -> dict:
     """Their forward (eval, x_t and its log-SNR given, as their sampler calls it) with its intermediates captured:
     backbone output, F_s (forward_head's input), the up path's map, the filter's input and output, the head's
     input, the output dict. In float64 it stops at F_s: their time embedding casts to float32
-    (A:models/ostrack/ostrack.py:398), so the denoiser cannot run in float64."""
+    (A:models/ostrack/ostrack.py:405), so the denoiser cannot run in float64."""
     th, cap = p.theirs, {}
 
     def forward_head(cat_feature, timesteps, seg, gt_score_map=None):
@@ -322,19 +336,19 @@ def trace_theirs(p: Pair, x: Inputs, dtype, keep, ce_mask) -> dict:
     return cap
 
 
-def ce_modes(p: Pair) -> dict:
+def ce_modes(p: Pair, device) -> dict:
     """name -> (keep rate, their template mask): training (EPOCH's keep rate at every CE layer, scored by the
     template's centre token, their CTR_POINT) and tracking (each layer's ratio, every template token: their test
     forward passes no mask, A:models/ostrack/ostrack.py:317)."""
     keep = p.A.ce_utils.adjust_keep_rate(EPOCH, p.cfg.TRAIN.CE_START_EPOCH, p.cfg.TRAIN.CE_START_EPOCH + p.cfg.TRAIN.CE_WARM_EPOCH,
                                          1, p.cfg.MODEL.BACKBONE.CE_KEEP_RATIO[0])
-    return {f"training (keep {keep:g})": (keep, p.A.ce_utils.generate_mask_cond(p.cfg, B, "cpu", None)),
+    return {f"training (keep {keep:g})": (keep, p.A.ce_utils.generate_mask_cond(p.cfg, B, device, None)),
             "tracking (0.8 per layer)": (None, None)}
 
 
 def part_backbone(p: Pair, x: Inputs, dtype, traces: dict) -> list[Row]:
     rows = []
-    for mode, (keep, _) in ce_modes(p).items():
+    for mode, (keep, _) in ce_modes(p, x.search.device).items():
         with torch.no_grad():
             v = p.ours.visual(x.template.to(dtype), x.search.to(dtype), keep)
         h, aux = traces[mode]["backbone"]
@@ -351,20 +365,20 @@ def part_fusion(p: Pair, x: Inputs, dtype, cap: dict) -> list[Row]:
     return [compare("fusion: F_s from their H_x", f_s, cap["F_s"], SDPA)]
 
 
-def part_filter(p: Pair, dtype, seed: int) -> list[Row]:
+def part_filter(p: Pair, dtype, seed: int, device) -> list[Row]:
     """The filter alone on N(0, 1) tokens; and without scramble, which their code does not have, on symmetric
     tokens at D = N = 576, where their `x.view(B, C, -1).transpose(1, 2)` is the identity."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randn(B, G * G, D, generator=g).to(dtype)
-    a = torch.randn(B, G * G, G * G, generator=g).to(dtype)
-    sym = (a + a.transpose(1, 2)) / 2
     from dmtrack.model.authors import AuthorsFilter
 
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(B, G * G, D, generator=g).to(device, dtype)
+    a = torch.randn(B, G * G, G * G, generator=g).to(device, dtype)
+    sym = (a + a.transpose(1, 2)) / 2
     ours = nn.ModuleDict({"filter": AuthorsFilter(G * G, G * G, scramble=False)})
     theirs = nn.ModuleDict({"filter": p.A.ostrack.SpatialAttention(G * G)})
     randomise(theirs, seed)
     copy_weights(ours, theirs, dim=G * G)
-    ours, theirs = ours.to(dtype).eval(), theirs.to(dtype).eval()
+    ours, theirs = ours.to(device, dtype).eval(), theirs.to(device, dtype).eval()
     with torch.no_grad():
         return [compare("filter, scramble", p.ours.filter(t), p.theirs.filter(t), "ours: only the top token's value "
                         "projection (their softmax over one key is 1); rounding"),
@@ -372,14 +386,15 @@ def part_filter(p: Pair, dtype, seed: int) -> list[Row]:
                         "theirs has only the scrambling view; rounding")]
 
 
-def part_head(p: Pair, dtype, seed: int) -> list[Row]:
+def part_head(p: Pair, dtype, seed: int, device) -> list[Row]:
     from dmtrack.model.head import decode_boxes
 
-    m = torch.randn(B, D, G, G, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    m = torch.randn(B, D, G, G, generator=torch.Generator().manual_seed(seed)).to(device, dtype)
     with torch.no_grad():
         score, offset, size = p.ours.head(m)
         t_score, t_box, t_size, t_offset = p.theirs.box_head(m, None)
-    return [compare("head: score, size, offset maps", torch.cat([score, size, offset], 1), torch.cat([t_score, t_size, t_offset], 1)),
+    return [compare("head: score, size, offset maps", torch.cat([score, size, offset], 1),
+                    torch.cat([t_score, t_size, t_offset], 1)),
             compare("head: arg-max box", decode_boxes(score, offset, size), t_box)]
 
 
@@ -403,9 +418,9 @@ def part_denoiser(p: Pair, x: Inputs, cap: dict) -> list[Row]:
             compare("denoiser step: filtered tokens", feats, cap["filtered"]),
             compare("denoiser step: mask logits", logits[:, 0], out["seg_mask"]),
             compare("denoiser step: head input (F_s + mask features)", seen["head_in"], cap["head_in"]),
-            compare("denoiser step: score, size, offset maps", torch.cat([score, size, offset], 1),
-                    torch.cat([out["score_map"], out["size_map"], out["offset_map"]], 1),
-                    "the same head input, ours in channels-last memory order (F_s transposed): the convolutions sum in another order")]
+            compare("denoiser step: score, size, offset maps", torch.cat([score, size, offset], 1), torch.cat([out[k] for k in MAPS], 1),
+                    "the same head input, in channels-last memory order on our side (F_s transposed): the convolutions sum "
+                    "in another order")]
 
 
 def their_actor(p: Pair):
@@ -417,29 +432,28 @@ def their_actor(p: Pair):
 
 
 def part_losses(p: Pair, x: Inputs, out: dict) -> list[Row]:
-    """Each term of Eq. 6 on the same predictions (their float32 forward's) and ground truth. The box mask is
-    ours (`floored_box_mask`): theirs is built inline in their data sampler (A:train/data/sampler.py:223-231)."""
+    """Each term of Eq. 6 on the same predictions (their float32 forward's) and ground truth, and the focal loss's
+    heat-map target (also over 1000 random boxes). The box mask is ours (`floored_box_mask`): theirs is built
+    inline in their data sampler (A:train/data/sampler.py:223-231)."""
     from dmtrack.model.dmtrack import DMTrackOutput, floored_box_mask
     from dmtrack.model.losses import gaussian_heatmap
 
-    gt = x.cxcywh
+    gt, peak = x.cxcywh, p.ours.cfg.heatmap_peak
     mask = floored_box_mask(gt, G)
     _, status = their_actor(p).compute_losses(out, {"search_gt_mask": mask[:, 0], "search_anno": x.boxes[None]})
     ours = p.ours.loss(DMTrackOutput(out["score_map"], out["offset_map"], out["size_map"], out["pred_boxes"][:, 0],
                                      mask_logits=[out["seg_mask"][:, None]], mask_target=mask), gt)
-    peak = p.ours.cfg.heatmap_peak
-    heat = p.A.heatmap.generate_heatmap(x.boxes[None], p.cfg.DATA.SEARCH.SIZE, p.cfg.MODEL.BACKBONE.STRIDE)[-1]
+    heat = lambda xywh: p.A.heatmap.generate_heatmap(xywh[None], p.cfg.DATA.SEARCH.SIZE, p.cfg.MODEL.BACKBONE.STRIDE)[-1]
     g = torch.Generator().manual_seed(1)
     many = torch.cat([0.05 + 0.6 * torch.rand(1000, 2, generator=g), 0.02 + 0.3 * torch.rand(1000, 2, generator=g)], 1)
-    many_heat = p.A.heatmap.generate_heatmap(many[None], p.cfg.DATA.SEARCH.SIZE, p.cfg.MODEL.BACKBONE.STRIDE)[-1]
     many_cxcywh = torch.cat([many[:, :2] + many[:, 2:] / 2, many[:, 2:]], 1)
-    rows = [compare(f"losses: focal target (heat-map, heatmap_peak={peak})", gaussian_heatmap(gt, G, peak=peak)[:, 0], heat),
+    rows = [compare(f"losses: focal target (heat-map, heatmap_peak={peak})", gaussian_heatmap(gt, G, peak=peak)[:, 0], heat(x.boxes)),
             compare(f"losses: focal target, 1000 random boxes (heatmap_peak={peak})", gaussian_heatmap(many_cxcywh, G, peak=peak)[:, 0],
-                    many_heat, "their Gaussian is computed in float64 (numpy) and cast, ours in float32")]
-    why = {"struct": "their BCE is one mean over the batch, ours a mean per image then over the batch: the same number, summed in another order"}
+                    heat(many), "their Gaussian is computed in float64 (numpy) and cast, ours in float32")]
+    why = {"struct": "their BCE is one mean over the batch, ours a mean per image, then over the batch: summed in another order"}
     for ours_key, their_key in (("focal", "location"), ("giou", "giou"), ("l1", "l1"), ("struct", "mask"), ("total", "total")):
-        rows.append(compare(f"losses: {ours_key}", ours[ours_key], torch.tensor(status[f"Loss/{their_key}"], dtype=torch.float32),
-                            why.get(ours_key, "")))
+        theirs = torch.tensor(status[f"Loss/{their_key}"], dtype=torch.float32)  # .item() of a float32: exact
+        rows.append(compare(f"losses: {ours_key}", ours[ours_key], theirs, why.get(ours_key, "")))
     return rows
 
 
@@ -452,7 +466,7 @@ def part_training(p: Pair, x: Inputs, seed: int) -> list[Row]:
     from dmtrack.model.dmtrack import floored_box_mask
 
     g = torch.Generator().manual_seed(seed)
-    draws = [(torch.rand(B, generator=g), torch.randn(B, 1, G, G, generator=g)) for _ in range(2)]
+    draws = [(torch.rand(B, generator=g).to(gt.device), torch.randn(B, 1, G, G, generator=g).to(gt.device)) for _ in range(2)]
     th, sched, actor = p.theirs, p.ours.schedule, their_actor(p)
     theirs_queue, ours_queue = list(draws), list(draws)
     th.noise_begin = lambda x_start, times, seg=None, noise=None: th.q_sample(x_start, *theirs_queue.pop(0))
@@ -460,8 +474,8 @@ def part_training(p: Pair, x: Inputs, seed: int) -> list[Row]:
     th.language_backbone.features = x.text
     gt = x.cxcywh
     data = dict(template_images=x.template[None], search_images=x.search[None], template_anno=x.boxes[None],
-                search_anno=x.boxes[None], search_seg=torch.zeros(1, B, G, G),  # the empty 1st-sampling input
-                search_gt_mask=floored_box_mask(gt, G)[:, 0][None], nl_token_ids=torch.zeros(L, B, dtype=torch.long),
+                search_anno=x.boxes[None], search_seg=gt.new_zeros(1, B, G, G),  # the empty 1st-sampling input
+                search_gt_mask=floored_box_mask(gt, G)[:, 0][None], nl_token_ids=x.text_mask.T.long() * 0,
                 nl_token_masks=x.text_mask.T.long(), epoch=EPOCH)
     p.ours.train()
     th.train()
@@ -481,7 +495,7 @@ def part_training(p: Pair, x: Inputs, seed: int) -> list[Row]:
             loss_o = p.ours.loss(replace(out_o, mask_select=mode), gt)["total"]
             rows.append(compare(f"training step: total loss, pick {choice} ({mode})", loss_o, loss_t, why))
     finally:
-        p.A.actor.random = __import__("random")
+        p.A.actor.random = random
         del th.noise_begin, sched.q_sample
         p.ours.eval()
         th.eval()
@@ -518,7 +532,7 @@ def part_frame(p: Pair, x: Inputs, seed: int) -> list[Row]:
 
     th, rows = p.theirs, []
     th.language_backbone.features = x.text[:1]
-    window = p.A.hann.hann2d(torch.tensor([G, G]).long(), centered=True)
+    window = p.A.hann.hann2d(torch.tensor([G, G]).long(), centered=True).to(x.search.device)
     for k in (1, 3):
         th.num_sample_steps = k
         tracker = Tracker(p.ours, p.ours.cfg, samples=k, seed=None)  # its inference form: the head's BN folded
@@ -528,14 +542,13 @@ def part_frame(p: Pair, x: Inputs, seed: int) -> list[Row]:
             torch.manual_seed(seed)
             o_o = tracker.model(x.template[:1], x.search[:1], (x.text[:1], x.text_mask[:1]), samples=k)
             box_t = th.box_head.cal_bbox(window * o_t["score_map"], o_t["size_map"], o_t["offset_map"]).view(-1, 4)
-        rows += [compare(f"test-time frame, k = {k}: score, size, offset maps", torch.cat([o_o.score_map, o_o.size_map, o_o.offset_map], 1),
-                         torch.cat([o_t["score_map"], o_t["size_map"], o_t["offset_map"]], 1),
-                         "the rounding of the parts above; ours folds the head's BatchNorm into its convs (the tracker's inference form)"),
-                 compare(f"test-time frame, k = {k}: box in the search crop", torch.as_tensor(tracker.decode(o_o)[0][0]).float(), box_t[0],
-                         "from the maps above (the same arg-max cell)")]
+        maps, t_maps = torch.cat([o_o.score_map, o_o.size_map, o_o.offset_map], 1), torch.cat([o_t[k_] for k_ in MAPS], 1)
+        box = torch.as_tensor(tracker.decode(o_o)[0][0]).float()
+        rows += [compare(f"test-time frame, k = {k}: score, size, offset maps", maps, t_maps, "the rounding of the parts "
+                         "above; ours folds the head's BatchNorm into its convs (the tracker's inference form)"),
+                 compare(f"test-time frame, k = {k}: box in the search crop", box, box_t[0], "from the maps above (the same arg-max cell)")]
     p.ours.unfuse()
     return rows
-
 
 
 # ----------------------------------------------------------------------------- table and CLI
@@ -557,10 +570,10 @@ def run_all(p: Pair, x: Inputs, seed: int) -> list[Row]:
     for dtype in (torch.float64, torch.float32):
         p.ours.to(dtype)
         p.theirs.to(dtype)
-        traces = {mode: trace_theirs(p, x, dtype, keep, mask) for mode, (keep, mask) in ce_modes(p).items()}
+        traces = {mode: trace_theirs(p, x, dtype, keep, mask) for mode, (keep, mask) in ce_modes(p, x.search.device).items()}
         rows += part_backbone(p, x, dtype, traces)
         rows += part_fusion(p, x, dtype, traces["tracking (0.8 per layer)"])
-        rows += part_filter(p, dtype, seed) + part_head(p, dtype, seed)
+        rows += part_filter(p, dtype, seed, x.search.device) + part_head(p, dtype, seed, x.search.device)
     cap = traces["tracking (0.8 per layer)"]
     rows += part_denoiser(p, x, cap) + part_losses(p, x, cap["out"]) + part_crop(p, seed) + part_frame(p, x, seed)
     return rows + part_training(p, x, seed)
