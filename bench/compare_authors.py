@@ -466,7 +466,8 @@ def part_training(p: Pair, x: Inputs, seed: int) -> list[Row]:
     from dmtrack.model.dmtrack import floored_box_mask
 
     g = torch.Generator().manual_seed(seed)
-    draws = [(torch.rand(B, generator=g).to(gt.device), torch.randn(B, 1, G, G, generator=g).to(gt.device)) for _ in range(2)]
+    dev = x.search.device
+    draws = [(torch.rand(B, generator=g).to(dev), torch.randn(B, 1, G, G, generator=g).to(dev)) for _ in range(2)]
     th, sched, actor = p.theirs, p.ours.schedule, their_actor(p)
     theirs_queue, ours_queue = list(draws), list(draws)
     th.noise_begin = lambda x_start, times, seg=None, noise=None: th.q_sample(x_start, *theirs_queue.pop(0))
