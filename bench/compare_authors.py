@@ -446,10 +446,14 @@ def part_losses(p: Pair, x: Inputs, out: dict) -> list[Row]:
     heat = lambda xywh: p.A.heatmap.generate_heatmap(xywh[None], p.cfg.DATA.SEARCH.SIZE, p.cfg.MODEL.BACKBONE.STRIDE)[-1]
     g = torch.Generator().manual_seed(1)
     many = torch.cat([0.05 + 0.6 * torch.rand(1000, 2, generator=g), 0.02 + 0.3 * torch.rand(1000, 2, generator=g)], 1)
-    many_cxcywh = torch.cat([many[:, :2] + many[:, 2:] / 2, many[:, 2:]], 1)
+    many_cxcywh, many_heat = torch.cat([many[:, :2] + many[:, 2:] / 2, many[:, 2:]], 1), heat(many)
     rows = [compare(f"losses: focal target (heat-map, heatmap_peak={peak})", gaussian_heatmap(gt, G, peak=peak)[:, 0], heat(x.boxes)),
             compare(f"losses: focal target, 1000 random boxes (heatmap_peak={peak})", gaussian_heatmap(many_cxcywh, G, peak=peak)[:, 0],
-                    heat(many), "their Gaussian is computed in float64 (numpy) and cast, ours in float32")]
+                    many_heat, "their Gaussian is computed in float64 (numpy) and cast, ours in float32")]
+    differs = (gaussian_heatmap(many_cxcywh, G)[:, 0] - many_heat).abs().flatten(1).amax(1) > 1e-6  # under the paper reading
+    rows.append(exact("losses: focal target, 1000 random boxes, heatmap_peak=floor: boxes that differ", differs, torch.zeros_like(differs)))
+    rows[-1].known = ("the paper reading's peak, the cell that holds the centre: the boxes whose centre lies in the right or lower half "
+                      "of its cell; theirs is the rounded centre (heatmap_peak=round, set by reading=authors)")
     why = {"struct": "their BCE is one mean over the batch, ours a mean per image, then over the batch: summed in another order"}
     for ours_key, their_key in (("focal", "location"), ("giou", "giou"), ("l1", "l1"), ("struct", "mask"), ("total", "total")):
         theirs = torch.tensor(status[f"Loss/{their_key}"], dtype=torch.float32)  # .item() of a float32: exact
