@@ -337,24 +337,25 @@ def trace_theirs(p: Pair, x: Inputs, dtype, keep, ce_mask) -> dict:
 
 
 def ce_modes(p: Pair, device) -> dict:
-    """name -> (keep rate, their template mask): training (EPOCH's keep rate at every CE layer, scored by the
+    """training | tracking -> (label, keep rate, their template mask): training (EPOCH's keep rate at every CE layer, scored by the
     template's centre token, their CTR_POINT) and tracking (each layer's ratio, every template token: their test
     forward passes no mask, A:models/ostrack/ostrack.py:317)."""
     keep = p.A.ce_utils.adjust_keep_rate(EPOCH, p.cfg.TRAIN.CE_START_EPOCH, p.cfg.TRAIN.CE_START_EPOCH + p.cfg.TRAIN.CE_WARM_EPOCH,
                                          1, p.cfg.MODEL.BACKBONE.CE_KEEP_RATIO[0])
-    return {f"training (keep {keep:g})": (keep, p.A.ce_utils.generate_mask_cond(p.cfg, B, device, None)),
-            "tracking (0.8 per layer)": (None, None)}
+    ratios = "/".join(f"{r:g}" for r in p.cfg.MODEL.BACKBONE.CE_KEEP_RATIO)
+    return {"training": (f"training (keep {keep:g})", keep, p.A.ce_utils.generate_mask_cond(p.cfg, B, device, None)),
+            "tracking": (f"tracking (keep {ratios} by layer)", None, None)}
 
 
 def part_backbone(p: Pair, x: Inputs, dtype, traces: dict) -> list[Row]:
     rows = []
-    for mode, (keep, _) in ce_modes(p, x.search.device).items():
+    for mode, (label, keep, _) in ce_modes(p, x.search.device).items():
         with torch.no_grad():
             v = p.ours.visual(x.template.to(dtype), x.search.to(dtype), keep)
         h, aux = traces[mode]["backbone"]
         removed = torch.zeros_like(v.removed).scatter_(1, torch.cat(aux["removed_indexes_s"], 1).long(), True)
-        rows += [compare(f"backbone + CE, {mode}: search features", v.search, h[:, -G * G:], SDPA),
-                 exact(f"backbone + CE, {mode}: removed tokens", v.removed, removed, f"{int(removed[0].sum())} of {G * G} removed")]
+        rows += [compare(f"backbone + CE, {label}: search features", v.search, h[:, -G * G:], SDPA),
+                 exact(f"backbone + CE, {label}: removed tokens", v.removed, removed, f"{int(removed[0].sum())} of {G * G} removed")]
     return rows
 
 
@@ -575,11 +576,11 @@ def run_all(p: Pair, x: Inputs, seed: int) -> list[Row]:
     for dtype in (torch.float64, torch.float32):
         p.ours.to(dtype)
         p.theirs.to(dtype)
-        traces = {mode: trace_theirs(p, x, dtype, keep, mask) for mode, (keep, mask) in ce_modes(p, x.search.device).items()}
+        traces = {mode: trace_theirs(p, x, dtype, keep, mask) for mode, (_, keep, mask) in ce_modes(p, x.search.device).items()}
         rows += part_backbone(p, x, dtype, traces)
-        rows += part_fusion(p, x, dtype, traces["tracking (0.8 per layer)"])
+        rows += part_fusion(p, x, dtype, traces["tracking"])
         rows += part_filter(p, dtype, seed, x.search.device) + part_head(p, dtype, seed, x.search.device)
-    cap = traces["tracking (0.8 per layer)"]
+    cap = traces["tracking"]
     rows += part_denoiser(p, x, cap) + part_losses(p, x, cap["out"]) + part_crop(p, seed) + part_frame(p, x, seed)
     return rows + part_training(p, x, seed)
 
@@ -590,7 +591,8 @@ def main(argv=None) -> int:
                     help=f"a checkout of the authors' repository (DIR or DIR/{INNER} holds lib/ and experiments/)")
     ap.add_argument("--device", default="cpu", help="torch device of both models (default cpu)")
     ap.add_argument("--json", metavar="OUT", help="also write the rows, the commits and the command to OUT")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="weights, inputs and the noise of both sides")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = ap.parse_args(argv)
     try:
         root = authors_root(args.authors_repo)
@@ -601,7 +603,7 @@ def main(argv=None) -> int:
     from dmtrack.io import atomic_write_json
     from dmtrack.provenance import git_state
 
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    torch.set_num_threads(args.threads)
     pair = build_pair(A, root, args.seed)
     pair.ours.to(args.device)
     pair.theirs.to(args.device)
