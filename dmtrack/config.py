@@ -280,6 +280,9 @@ def _require(key: str, value, ok, allowed: str) -> None:
 # variant trained with pretrained "" or "none"), applied over the model overrides; the paper profile has none.
 _PROFILES: dict[str, dict] = {p: experiments.get(p)["model"] for p in PROFILES}
 _SCRATCH_RECIPES: dict[str, dict] = {p: experiments.get(p).get("scratch") or {} for p in PROFILES}
+# and the base tracker's own recipe, over the scratch one (it is trained once for every variant and seed, so it
+# may train longer than a variant from scratch does)
+_BASE_RECIPES: dict[str, dict] = {p: experiments.get(p).get("base") or {} for p in PROFILES}
 
 # Variants: the switches of the six trained models of Table 2 (test-time k is separate).
 _VARIANTS: dict[str, dict] = {
@@ -337,8 +340,9 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
 def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Config:
     """The config of `profile` (smoke | demo | paper) and Table 2 `variant` (or the base tracker), plus
     overrides; an override reading=authors first applies that reading's switches (_READINGS). A model whose visual encoder starts from random initialisation (the base tracker; a variant
-    whose `pretrained` is "" or "none") trains with the profile's from-scratch recipe (_SCRATCH_RECIPES),
-    a fine-tuned one with the profile's own: the recipe follows the initialisation, as in the paper."""
+    whose `pretrained` is "" or "none") trains with the profile's from-scratch recipe (_SCRATCH_RECIPES; the
+    base tracker then with its own, _BASE_RECIPES), a fine-tuned one with the profile's own: the recipe
+    follows the initialisation, as in the paper."""
     if profile not in _PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     if variant not in _VARIANTS:
@@ -348,6 +352,8 @@ def load_config(profile: str = "demo", variant: str = "full", **overrides) -> Co
     cfg = apply_overrides(cfg, _VARIANTS[variant])
     if variant == BASE or overrides.get("pretrained", cfg.pretrained) in ("", SCRATCH):
         cfg = apply_overrides(cfg, _SCRATCH_RECIPES[profile])
+    if variant == BASE:
+        cfg = apply_overrides(cfg, _BASE_RECIPES[profile])
     reading = overrides.get("reading", cfg.reading)  # an unknown one is refused below, as any key's bad value
     cfg = apply_overrides(cfg, {**_READINGS.get(reading, {}), **_PROFILE_READINGS[profile].get(reading, {})})
     return apply_overrides(cfg, overrides)

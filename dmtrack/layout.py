@@ -3,7 +3,8 @@ of the evaluate.json that marks a scored run. A leaf module: of dmtrack it impor
 
     <work>/train/<model>/seed<N>/                   model.pth, last.pth, losses.csv, run.json
         model = <variant> (the chain's protocol: fine-tuned from the base tracker or the pretrained file),
-                <variant>-scratch (the from-scratch arm: today's protocol, trained from random initialisation),
+                <variant>-<arm> (an arm of the chain, `ARMS`: -scratch trained from random initialisation,
+                -authors and -authors-noscramble under reading=authors, fine-tuned from the same base tracker),
                 base (the base tracker every variant is fine-tuned from: ViT + CE + centre head)
     <work>/results/<benchmark>/<tracker>/<param>/   raw results (pytracking layout), evaluate.json,
                                                     scores_pytracking.json, scores_official.json,
@@ -35,15 +36,30 @@ RUN_META = "evaluate.json"
 OTHER_PARAM = "raw"
 
 
-SCRATCH_ARM = "scratch"  # the from-scratch arm of a chain (dmtrack.chain.plan): today's protocol, measured beside the new one
 BASE = "base"  # the base tracker's training (dmtrack.config: its variant)
+SCRATCH_ARM, AUTHORS_ARM, NOSCRAMBLE_ARM = "scratch", "authors", "authors-noscramble"
+# The arms of a chain (dmtrack.chain.plan): a variant trained beside the chain's own trainings ('' arm), each with
+# the config overrides that make it differ (after the chain's own: an arm without `pretrained` is fine-tuned from the
+# same base tracker). Its models are <variant>-<arm> (train/ and the results' tracker dmtrack-<variant>-<arm>).
+ARMS = {
+    "": {},  # the chain's protocol
+    SCRATCH_ARM: {"pretrained": "none"},  # from random initialisation (config.SCRATCH): today's protocol, measured beside the new one
+    AUTHORS_ARM: {"reading": "authors"},  # the first author's code's reading (docs/method.md, "reading = authors")
+    NOSCRAMBLE_ARM: {"reading": "authors", "authors_view_scramble": False},  # the same without its two `.view` scrambles
+}
 
 
 def model_name(variant: str, arm: str = "") -> str:
     """The name of a trained model's folder: the variant, suffixed with its arm ('' = the chain's protocol)."""
-    if arm not in ("", SCRATCH_ARM):
-        raise ValueError(f"arm must be '' or {SCRATCH_ARM!r}, got {arm!r}")
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {', '.join(map(repr, ARMS))}, got {arm!r}")
     return f"{variant}-{arm}" if arm else variant
+
+
+def step_arm(step: str) -> str:
+    """The arm whose model a chain step trains or evaluates ('10_train/full-authors_seed0' -> 'authors'; '' for the
+    chain's own trainings, the base tracker and the other steps): a variant's name has no '-', an arm's no '_'."""
+    return max((a for a in ARMS if a and f"-{a}_" in step), key=len, default="")
 
 
 def train_dir(work, variant: str, seed: int, arm: str = "") -> Path:
@@ -64,6 +80,12 @@ def tracker_name(variant: str, arm: str = "") -> str:
 
 
 SENTENCE_TAGS = {"true": "", "misleading": "_mislead", "uninformative": "_uninf"}  # dmtrack.data.sentences
+
+
+def eta_override(eta: float, config_eta: float) -> float | None:
+    """The EvalRun.eta of a run sampled with DDIM eta `eta` by a model whose config says `config_eta`: None
+    when they are equal (the config's sampler: Table 2's folders, tag without _eta), else `eta`."""
+    return None if float(eta) == float(config_eta) else float(eta)
 
 
 def run_tag(k: int, average: str = "final", steps: int | None = None, sentence: str = "true",
@@ -107,7 +129,7 @@ class EvalRun:
     steps: int | None = None  # DDIM steps per chain, final reading only (None = the config's sampling_steps)
     sentence: str = "true"  # true | misleading | uninformative (the robustness test)
     eta: float | None = None  # the sampler's DDIM eta (None = the config's sampler_eta)
-    arm: str = ""  # which training of the variant: '' = the chain's protocol, 'scratch' = the from-scratch arm
+    arm: str = ""  # which training of the variant: '' = the chain's protocol, else one of ARMS
 
     def __post_init__(self):
         run_tag(self.k, self.average, self.steps, self.sentence, self.eta)  # checks the combination

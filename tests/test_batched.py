@@ -19,16 +19,18 @@ def sequences(root):  # 4 sequences of 27-36 frames: batch 3 refills a slot when
     return [s for b in ("synthetic_lasot", "synthetic_tnl2k") for s in load_benchmark(b, root=root, progress=False)]
 
 
-@pytest.mark.parametrize("variant, k, eta, reading", [("full", 3, 0.0, "paper"), ("full", 2, 1.0, "paper"),
-                                                      ("no_diffusion", 1, 0.0, "paper"),
-                                                      ("full", 3, 1.0, "authors")])  # the maps reading, CE on all rows
-def test_each_sequence_gets_the_boxes_it_gets_alone(sequences, variant, k, eta, reading):
+# the sampler: the config's default (eta 1: every step draws noise, per sequence too), deterministic DDIM given to
+# the Tracker (eta 0: only x_T differs), and eta 0 from the config; and the authors' maps reading, CE on all rows
+@pytest.mark.parametrize("variant, k, config_eta, eta, reading", [
+    ("full", 3, 1.0, 0.0, "paper"), ("full", 2, 1.0, None, "paper"), ("no_diffusion", 1, 0.0, None, "paper"),
+    ("full", 3, 1.0, None, "authors")])
+def test_each_sequence_gets_the_boxes_it_gets_alone(sequences, variant, k, config_eta, eta, reading):
     torch.manual_seed(0)
-    cfg = load_config("smoke", variant, sampler_eta=eta, reading=reading)  # eta 1: every step draws noise, per sequence too
+    cfg = load_config("smoke", variant, sampler_eta=config_eta, reading=reading)
     model = build_model(cfg)
     if variant == "full" and reading == "paper":  # untrained, the denoiser ignores x_t (mask_in starts at 0): make the noise matter
         torch.nn.init.normal_(model.denoiser.mask_in.weight, std=0.5)
-    tracker = Tracker(model, cfg, samples=k, seed=3)
+    tracker = Tracker(model, cfg, samples=k, seed=3, eta=eta)
     alone = {s.name: track_sequence(tracker, s, frames=25, record_crop_masks=True) for s in sequences}
     done = []
     frames = []

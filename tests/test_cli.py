@@ -168,3 +168,8 @@ def test_evaluate_refuses_more_samples_than_the_config_allows(tmp_path, capsys):
     line = _one_line(capsys)
     assert code == 2 and line.startswith("dmtrack evaluate: error: ") and "test_samples" in line and "101" in line
     assert not (tmp_path / "e").exists()
+    code = main(["evaluate", "--checkpoint", str(ckpt), "--benchmark", "synthetic_lasot", "--out",
+                 str(tmp_path / "e"), "--eta", "1.5"])  # the sampler's DDIM eta, checked against the config's range too
+    line = _one_line(capsys)
+    assert code == 2 and line.startswith("dmtrack evaluate: error: ") and "sampler_eta" in line and "1.5" in line
+    assert not (tmp_path / "e").exists()

@@ -52,6 +52,37 @@ def test_sample_timesteps_and_ddim_step_by_hand():
     assert sch.ddim_step(x_t, x0, 7, -1) is x0
 
 
+def test_eta_1_steps_are_the_exact_ddpm_posterior_between_the_chains_timesteps():
+    """docs/method.md, "The reverse step": with eta = 1 a step t -> s of any stride samples q(x_s | x_t, x0)
+    of DDPM (forward step s -> t with alpha = abar_t / abar_s), not Eq. 5's one-timestep beta_t; for a
+    stride of one timestep its variance is DDPM's beta_tilde_t. Formulas written out here, not DDIM's."""
+    sch = DiffusionSchedule(50, "linear")
+    abar, betas = sch.alphas_cumprod.double(), sch.betas.double()
+    x_t, x0, z = torch.tensor([0.3]), torch.tensor([0.8]), torch.tensor([0.5])
+    for t, s in ((7, 3), (40, 20), (7, 6)):
+        a_t, a_s = abar[t].item(), abar[s].item()
+        alpha = a_t / a_s  # the forward process from s to t: x_t | x_s ~ N(sqrt(alpha) x_s, (1 - alpha) I)
+        var = (1 - a_s) * (1 - alpha) / (1 - a_t)
+        mean = math.sqrt(a_s) * (1 - alpha) / (1 - a_t) * 0.8 + math.sqrt(alpha) * (1 - a_s) / (1 - a_t) * 0.3
+        got = sch.ddim_step(x_t, x0, t, s, eta=1.0, z=z).item()
+        assert math.isclose(got, mean + math.sqrt(var) * 0.5, rel_tol=1e-4), (t, s)
+        assert math.isclose(sch.ddim_step(x_t, x0, t, s, eta=1.0, z=torch.zeros(1)).item(), mean, rel_tol=1e-4)
+    beta_tilde = (1 - abar[6].item()) / (1 - abar[7].item()) * betas[7].item()  # Ho et al.'s posterior variance
+    step = lambda z: sch.ddim_step(x_t, x0, 7, 6, eta=1.0, z=torch.tensor([z])).item()  # noqa: E731
+    assert math.isclose(step(1.0) - step(0.0), math.sqrt(beta_tilde), rel_tol=1e-4)
+    # the chain's strides are far wider than one timestep: beta_t there would add far too little noise
+    sch = DiffusionSchedule(1000, "cosine")
+    (t, s), ab = sch.sample_timesteps(3)[1], sch.alphas_cumprod.double()
+    sigma = sch.ddim_step(torch.zeros(1), torch.zeros(1), t, s, eta=1.0, z=torch.ones(1)).item()
+    assert (t, s) == (666, 332) and math.isclose(sigma, 0.477, abs_tol=1e-3)  # docs/method.md's numbers
+    assert math.isclose(sch.betas[666].item() ** 0.5, 0.074, abs_tol=1e-3)
+    # abar_{T-1} is 2.4e-9: the first step of an eta = 1 chain keeps nothing of x_T (its weight, 7.5e-5 in
+    # exact arithmetic, rounds to 0 in float32), where eta = 0 keeps it at sqrt(1 - abar_666) = 0.868
+    first = lambda eta: sch.ddim_step(torch.ones(1), torch.zeros(1), 999, 666, eta, z=torch.zeros(1)).item()  # noqa: E731
+    assert 0 <= first(1.0) < 8e-5 and math.isclose(first(0.0), 0.868, abs_tol=1e-3)
+    assert math.isclose(ab[999].item(), 2.43e-9, rel_tol=1e-2)
+
+
 def test_sampler_ends_at_the_predicted_x0():
     """A denoiser that always predicts the same x0 makes every chain end exactly at that x0."""
     target = torch.tensor([[0.9, 0.1], [0.5, 0.02]]).view(1, 1, 2, 2)

@@ -254,6 +254,50 @@ def test_chain_reading_averages_the_x0_predictions_of_one_chain_by_hand():
     assert torch.allclose(extra2["chain"][1][:, 0], ((x_mid + 1) / 2).clamp(0, 1), atol=1e-5)
 
 
+def test_the_stochastic_sampler_draws_the_ddpm_posterior_at_each_step_by_hand():
+    """The config's default sampler (eta = 1, the paper's Eq. 5): the chain reading at k = 2 draws x_T, runs the
+    denoiser at T-1, then draws x_499 from the DDPM posterior q(x_499 | x_T, x0_hat) with the second draw z of
+    the same RNG, and averages the two predictions. eta=None is the config's, and an eta given per call
+    leaves the config alone."""
+    model = _randomised_smoke(test_average="chain")
+    assert model.cfg.sampler_eta == 1.0
+    den, sch, B, M = model.denoiser, model.schedule, 2, model.mask_size
+    cond = den.encode_cond(torch.randn(B, model.cfg.embed_dim, model.grid, model.grid)).detach()
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        p2, _ = model._test_masks(cond, B, False, samples=2)
+        torch.manual_seed(3)
+        p2_eta1, _ = model._test_masks(cond, B, False, samples=2, eta=1.0)
+        torch.manual_seed(3)
+        p2_eta0, _ = model._test_masks(cond, B, False, samples=2, eta=0.0)
+        torch.manual_seed(3)
+        x_T, z = torch.randn(B, 1, M, M), torch.randn(B, 1, M, M)  # the sampler's two draws, in its order
+        l1 = den(x_T, torch.full((B,), sch.T - 1), cond)
+        a_t, a_s = sch.alphas_cumprod[sch.T - 1].double(), sch.alphas_cumprod[499].double()
+        x0, alpha = torch.tanh(l1 / 2).double(), a_t / a_s
+        mean = a_s.sqrt() * (1 - alpha) / (1 - a_t) * x0 + alpha.sqrt() * (1 - a_s) / (1 - a_t) * x_T.double()
+        x_mid = (mean + ((1 - a_s) * (1 - alpha) / (1 - a_t)).sqrt() * z.double()).float()
+        l2 = den(x_mid, torch.full((B,), 499), cond)
+    assert torch.allclose(p2, (l1.sigmoid() + l2.sigmoid()) / 2, atol=1e-5)
+    assert torch.equal(p2, p2_eta1) and not torch.allclose(p2, p2_eta0, atol=1e-4)
+    assert model.cfg.sampler_eta == 1.0
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        model._test_masks(cond, B, False, samples=2, eta=1.5)
+
+
+def test_the_eta_a_forward_samples_with():
+    from dmtrack.model import resolve_eta
+
+    paper = load_config("smoke", "full")
+    assert (resolve_eta(paper), resolve_eta(paper, 0), resolve_eta(paper.replace(sampler_eta=0.0))) == (1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\], got 1.5"):
+        resolve_eta(paper, 1.5)
+    authors = load_config("smoke", "full", reading="authors")  # the authors' ancestral sampler has no DDIM eta
+    assert resolve_eta(authors) is None and resolve_eta(authors, 1.0) is None
+    with pytest.raises(ValueError, match="reading=authors samples with the authors' ancestral sampler"):
+        resolve_eta(authors, 0.0)
+
+
 def test_sampling_plan_of_both_readings():
     from dmtrack.model import sampling_plan
 

@@ -3,7 +3,8 @@ run the way a user runs it: `dmtrack report --profile paper` from the folder hol
 DMTRACK_DATA), with tiny overrides on the command line, scratch training (pretrained=none), the packaged
 MiniLM (--allow-minilm), one seed, --max-frames, a k sweep of the two k Table 2 runs anyway, the final
 reading only and the robustness test with its control (26 notebooks: 5 of them the language-robustness
-test on LaSOT). The LaSOT fixture lists 2 test sequences, so it runs with the custom-split opt-out (DMTRACK_LASOT_SPLIT_CHECK=0), which the report must flag."""
+test on LaSOT). The LaSOT fixture lists 2 test sequences, so it runs with the custom-split opt-out (DMTRACK_LASOT_SPLIT_CHECK=0), which the report must flag.
+The same chain runs once more under reading=authors (`--set reading=authors`), the authors' choices switched on."""
 import html as htmllib
 import json
 import os
@@ -54,8 +55,10 @@ def _text(path) -> str:
     return htmllib.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
 
 
-@pytest.mark.slow
-def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
+def _run_paper_chain(tmp_path, monkeypatch, capsys, toy: list, n_steps: int) -> tuple[dict, str]:
+    """Plan, then run, the paper profile's chain (`n_steps` steps) on the fixtures with the `toy` overrides; check what every
+    reading must give (the plan's steps and sizes, the ETA, the manifest, the report's tables and flags) and
+    return the manifest and the report's text."""
     monkeypatch.chdir(tmp_path)
     for var in [k for k in os.environ if k.startswith("DMTRACK_")]:
         monkeypatch.delenv(var)
@@ -64,12 +67,12 @@ def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
     write_datasets(tmp_path / "data")
     args = ["report", "--profile", "paper", "--seeds", "1", "--max-frames", "4", "--k-sweep", "1,5", "--steps-sweep", "2",
             "--readings", "final", "--robust-variants", "full,no_language", "--jobs", "2", "--allow-minilm",
-            "--reports", "reports", "--work", "runs"] + [w for kv in TOY for w in ("--set", kv)]
+            "--reports", "reports", "--work", "runs"] + [w for kv in toy for w in ("--set", kv)]
 
     assert main(args + ["--plan", "--json"]) == 0  # the plan first: it reads the data and runs nothing
     plan = json.loads(capsys.readouterr().out)
     assert plan["problems"] == [] and not (tmp_path / "reports").exists() and not (tmp_path / "runs").exists()
-    assert len(plan["steps"]) == 26 and plan["not_estimated"] == []  # 21 + the robustness test's 5
+    assert len(plan["steps"]) == n_steps and plan["not_estimated"] == []
     assert {b: (s["sequences"], s["frames"], s["source"]) for b, s in plan["sizes"].items()} == {
         b: (2, 8, "read from the dataset") for b in ("lasot", "lasot_ext", "otb_lang", "tnl2k")}
     train = next(s for s in plan["steps"] if s["step"] == "10_train/full_seed0")
@@ -83,7 +86,7 @@ def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
     assert manifest["data_env"]["DMTRACK_DATA"] == str(tmp_path / "data") and manifest["lasot_split_check"] is False
     assert manifest["seeds"] == [0] and manifest["settings"]["seeds"] == 1 and manifest["max_frames"] == 4
     assert manifest["weights"]["pretrained"]["setting"] == "none" and len(manifest["weights"]["text_encoder"]["sha256"]) == 64
-    assert manifest["config_changes"]["depth"] == [12, 2] and len(manifest["config_changes"]) == len(TOY)
+    assert manifest["config_changes"]["depth"] == [12, 2] and len(manifest["config_changes"]) == len(toy)
 
     text = _text(tmp_path / "reports" / "index.html")
     assert "data: the real benchmarks" in text and "SYNTHETIC STAND-IN" not in text
@@ -92,7 +95,7 @@ def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
             assert f"{title} | protocol: {protocol} | data: the real benchmarks" in text, (title, protocol)
     # the flags at the top: overrides, weights, what was scored, the unchecked split, --max-frames
     top = text[text.index("This run differs from the paper's setup"):text.index("training seeds")]
-    assert f"{len(TOY)} config override(s) of the profile paper" in top
+    assert f"{len(toy)} config override(s) of the profile paper" in top
     assert "trained from random initialisation" in top and "MiniLM" in top
     for name in ("LaSOT", "LaSOT_ext", "TNL2K", "OTB-Lang"):
         assert f"{name}: 2 of the official" in top, name
@@ -103,3 +106,31 @@ def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
     for name in ("LaSOT (lasot)", "LaSOT_ext (lasot_ext)", "TNL2K (tnl2k)", "OTB-Lang (otb_lang)"):
         assert f"Sample frames: {name}" in text, name
     assert "Fig. 7 on TNL2K: sequence" in text
+    return manifest, text
+
+
+@pytest.mark.slow
+def test_paper_chain_on_the_real_layouts(tmp_path, monkeypatch, capsys):
+    manifest, text = _run_paper_chain(tmp_path, monkeypatch, capsys, TOY, 26)  # 21 + the robustness test's 5
+    assert "paper: the chain's trainings follow the paper's text" in text  # the header names the reading
+
+
+@pytest.mark.slow
+def test_paper_chain_under_the_authors_reading(tmp_path, monkeypatch, capsys):
+    """The same chain under reading=authors (`make reproduce PROFILE=paper ARGS="--set reading=authors"`): the paper
+    profile then takes the authors' 192/384 configuration, so the toy sizes override it as a user would (one CE layer:
+    one keep ratio), and the reading's one sampling step and uncached text (its BERT dropout) stay."""
+    toy = [kv for kv in TOY if kv.split("=")[0] not in ("sampling_steps", "text_cache")] + ["ce_keep_ratios=[0.8]",
+                                                                                         "reading=authors"]
+    # one more step than the paper reading's: the steps sweep's 2 steps per chain is no longer Table 2's (1 step)
+    manifest, text = _run_paper_chain(tmp_path, monkeypatch, capsys, toy, 27)
+    assert manifest["overrides"]["reading"] == "authors" and manifest["config_changes"]["reading"] == ["paper", "authors"]
+    from dmtrack.layout import RUN_META
+    from dmtrack.model.weights import load_checkpoint
+    cfg = load_checkpoint(tmp_path / "runs" / "train" / "full" / "seed0" / "model.pth")["config"]
+    assert (cfg["reading"], cfg["test_average"], cfg["sampling_steps"], cfg["search_factor"]) == ("authors", "maps", 1, 5.0)
+    assert cfg["train_datasets"] == {"lasot": 1.0}  # the authors' y384 recipe: LaSOT alone
+    meta = json.loads((tmp_path / "runs" / "results" / "otb_lang" / "dmtrack-full" / "k5_seed0" / RUN_META).read_text())
+    assert meta["reading"] == "authors" and meta["seed"] == 0  # the chain seeds its evaluations under either reading
+    assert "authors: the chain's trainings follow the first author's released code" in text
+    assert "None of the comparisons was run" in text and "This chain trained no authors' arm" in text

@@ -54,13 +54,19 @@ def test_smoke_chain_writes_the_report(smoke):
     for v in VARIANTS:  # every variant fine-tuned from the one base tracker; the scratch arm from nothing
         assert load_checkpoint(smoke["work"] / "train" / v / "seed0" / "model.pth")["pretrained_sha256"] == file_sha256(base)
     assert load_checkpoint(smoke["work"] / "train" / "full-scratch" / "seed0" / "model.pth")["pretrained_sha256"] is None
+    for arm, scramble in (("authors", True), ("authors-noscramble", False)):  # the authors arms: from the same base tracker
+        ckpt = load_checkpoint(smoke["work"] / "train" / f"full-{arm}" / "seed0" / "model.pth")
+        assert ckpt["pretrained_sha256"] == file_sha256(base)
+        assert (ckpt["config"]["reading"], ckpt["config"]["authors_view_scramble"]) == ("authors", scramble)
     for name in names:  # every step keeps its executed notebook and its parameter stamp
         assert (runs / f"{name}.ipynb").exists() and json.loads((runs / f"{name}.json").read_text())["key"]
     assert manifest["synthetic"] is True and manifest["git"]["commit"] and manifest["packages"]["papermill"]
     text = html.read_text()
     for must in ("Table 1", "Table 2", "Section 4.3", "Fig. 7", "sampling chain", "the k samples", "drift",
                  "SYNTHETIC STAND-IN", "synthetic stand-in", "protocol: pytracking", "protocol: official",
-                 "Run durations", "inconclusive", "OtherTracker (raw results re-scored)", "Published numbers"):
+                 "Run durations", "inconclusive", "OtherTracker (raw results re-scored)", "Published numbers",
+                 "The paper, the authors' code and this study", "The paper's reading against the authors'",
+                 "the scramble under maps, k=5", "The authors' arms cost about"):
         assert must in text, must
     assert "<script" not in text and "steps.evaluate_variant" not in text  # code hidden, nothing to run
     assert not re.search(r"\w+Warning: ", text)  # no library's warning (it opened the report: TqdmWarning, IProgress)

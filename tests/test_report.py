@@ -421,6 +421,60 @@ def test_sample_frame_defaults_to_the_middle_and_names_what_is_out_of_range():
         sample_frame(seqs, "synthetic_tnl2k", "cat", None)
 
 
+def test_the_samplers_are_kept_apart_and_shown_side_by_side(tmp_path):
+    """A k5_eta0 folder (deterministic DDIM) next to k5 (the config's stochastic sampler) is another row,
+    never mixed into Table 2; the sweeps show both samplers, with the ratio of their k = 5 median spreads."""
+    from dmtrack.report import plots
+
+    root, bench, names = tmp_path / "results", "synthetic_otb_lang", ["A1", "B2"]
+    # k: (AUC, A1's per-frame spread; B2's is twice it) under eta 1 (Table 2's folders) and eta 0
+    cells = {1.0: {1: (50.0, [0.0]), 5: (54.0, [0.06, 0.08, 0.10])}, 0.0: {1: (48.0, [0.0]), 5: (49.0, [0.01, 0.02, 0.5])}}
+    for eta, by_k in cells.items():
+        for k, (auc, spread) in by_k.items():
+            tag = f"k{k}" + ("" if eta == 1.0 else "_eta0")
+            seqs = {"A1": _seq(auc), "B2": _seq(auc + 2)}
+            _write_run(root, bench, "dmtrack-full", f"{tag}_seed0", "full", k, 0, seqs,
+                       {"A1": spread, "B2": [2 * v for v in spread]}, average="final", steps=None, sampling_steps=3,
+                       sampler_eta=eta, **({} if eta == 1.0 else {"eta": eta}))
+    _write_run(root, bench, "dmtrack-full", "k1c_seed0", "full", 1, 0, {n: _seq(47.0) for n in names},
+               average="chain", steps=None, sampling_steps=1, sampler_eta=1.0)
+    _write_run(root, bench, "dmtrack-full", "k1c_eta0_seed0", "full", 1, 0, {n: _seq(47.0) for n in names},
+               average="chain", steps=None, sampling_steps=1, eta=0.0, sampler_eta=0.0)
+    res = results.Results.load(root, synthetic=True)
+    assert len(res.runs) == 6 * 2 and res.runs.eta.isna().sum() == 3 * 2  # 6 runs x 2 protocols
+    assert res.summary("dmtrack-full", bench, 5, "pytracking")["auc"] == 55.0  # the config's: not (55 + 50) / 2
+    assert res.summary("dmtrack-full", bench, 5, "pytracking", eta=0.0)["auc"] == 50.0
+    assert res.matrix("dmtrack-full", bench, 5, "pytracking", eta=0.0).loc[0].tolist() == [49.0, 51.0]
+    assert tables.table2(res, "pytracking").loc[9, ("ours, final reading (primary)", "AUC")].startswith("55.0 [")
+    # per sequence the median over frames (k = 5: A1 0.08, B2 0.16 | A1 0.02, B2 0.04), then over sequences
+    etas = sweeps.swept_etas({"settings": {"sweep_etas": [1.0, 0.0]}}, 1.0)
+    assert etas == [1.0, 0.0] and sweeps.swept_etas({}, 1.0) == [1.0] and sweeps.swept_etas({"settings": {"sweep_etas": [0, 1]}}, 1.0) == [1.0, 0.0]
+    ks = sweeps.sampler_sweeps(sweeps.k_sweep, etas, 1.0, res=res, ks=[1, 5, 10])
+    assert list(ks.sampler) == [sweeps.SAMPLERS[1.0]] * 2 + [sweeps.SAMPLERS[0.0]] * 2
+    assert ks.spread.tolist() == pytest.approx([0.0, 0.12, 0.0, 0.03]) and ks.auc.tolist() == [51.0, 55.0, 49.0, 50.0]
+    assert sweeps.SAMPLERS == {1.0: "stochastic (eta = 1, the paper's Eq. 5)", 0.0: "deterministic DDIM (eta = 0)"}
+    assert sweeps.spread_ratio(ks, k=5) == pytest.approx(4.0)
+    assert sweeps.spread_ratio_markdown(ks) == ("Median sample spread of k = 5 chains: stochastic (eta = 1, the paper's Eq. 5) "
+                                                "0.120, deterministic DDIM (eta = 0) 0.030; ratio **4.0x**.")
+    wide = sweeps.side_by_side(ks)
+    assert list(wide.index) == [1, 5] and wide.loc[5, (sweeps.SAMPLERS[0.0], "spread")] == pytest.approx(0.03)
+    assert [c[0] for c in wide.columns[::5]] == [sweeps.SAMPLERS[1.0], sweeps.SAMPLERS[0.0]]  # the config's first
+    # a config whose own sampler is deterministic: its runs are the eta None ones, the other is eta 1's override
+    swapped = sweeps.sampler_sweeps(sweeps.k_sweep, [0.0, 1.0], 0.0, res=res, ks=[5])
+    assert swapped.auc.tolist() == [55.0] and swapped.sampler.tolist() == [sweeps.SAMPLERS[0.0]]  # no k5_eta1 folders
+    st = sweeps.sampler_sweeps(sweeps.steps_sweep, etas, 1.0, res=res, steps=[1, 3], seeds=[0])
+    assert list(zip(st.eta, st.steps, st.auc)) == [(1.0, 1, 47.0), (1.0, 3, 51.0), (0.0, 1, 47.0), (0.0, 3, 49.0)]
+    sp = tables.spread_table(res, "pytracking", ("final",), sweeps.SAMPLERS[1.0], {sweeps.SAMPLERS[0.0]: 0.0})
+    assert sp.loc[("full", 5), (f"final reading, {sweeps.SAMPLERS[1.0]}", "spread")] == "0.120"
+    assert sp.loc[("full", 5), (f"final reading, {sweeps.SAMPLERS[0.0]}", "spread")] == "0.030"
+    assert sp.loc[("no_language", 5), (f"final reading, {sweeps.SAMPLERS[0.0]}", "AUC")] == "not run"
+    one = sweeps.sampler_sweeps(sweeps.k_sweep, [1.0], 1.0, res=res, ks=[5])
+    assert sweeps.spread_ratio_markdown(one).startswith("The spread ratio at k = 5 needs both samplers' k sweeps")
+    fig = plots.k_sweep_plot(ks, "t")
+    assert [ln.get_label() for ln in fig.axes[0].lines] == [f"AUC ({sweeps.SAMPLERS[e]})" for e in etas]
+    plots.plt.close(fig)
+
+
 def test_sampling_chain_gives_every_chain_and_the_spread_and_the_plots_draw_them(root, tmp_path):
     import matplotlib
 
@@ -924,8 +978,9 @@ def test_plan_of_the_demo_profile(tmp_path):
     steps = pipeline.plan("demo", paths)
     names = [s.name for s in steps]
     assert names[0] == "00_data" and names[-2:] == ["30_visualize", "40_report"]
-    # the base tracker, 6 variants x 3 seeds fine-tuned from it, and the from-scratch arm's full x 3 seeds
-    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3
+    # the base tracker, 6 variants x 3 seeds fine-tuned from it, the from-scratch arm's full x 3 seeds and the
+    # authors arms' full x 2 seeds each (tests/test_paper_vs_authors.py)
+    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3 + 2 * 2
     evals = [s for s in steps if s.name.startswith("20_evaluate/") and not s.params.get("arm")]
     otb = {(s.params["variant"], s.params["k"]) for s in evals if s.params["benchmarks"] == ["synthetic_otb_lang"]}
     assert {(r.variant, r.k) for r in paper.TABLE2} <= otb
@@ -938,9 +993,11 @@ def test_plan_of_the_demo_profile(tmp_path):
     chain = {(s.params["variant"], s.params["k"]) for s in evals if s.params["average"] == "chain"}
     assert chain == {(r.variant, r.k) for r in paper.TABLE2 if r.variant != "no_diffusion"}
     assert "20_evaluate/full_otb_lang_k5c" in names and "20_evaluate/full_otb_lang_k5" in names
-    # the steps sweep at k = 1: the demo's 3 steps is row 8 itself, 1 step is the chain reading at k = 1
-    sweep = {s.params["steps_per_chain"]: s.name for s in evals if s.params["steps_per_chain"] is not None}
-    assert sweep == {n: f"20_evaluate/full_otb_lang_k1_steps{n}" for n in (2, 5, 10)}
+    # the steps sweep at k = 1: the demo's 3 steps is row 8 itself, 1 step is the chain reading at k = 1; under
+    # the config's sampler (no eta key) in Table 2's folders, and under deterministic DDIM in its own
+    sweep = {(s.params["steps_per_chain"], s.params.get("eta")): s.name for s in evals if s.params["steps_per_chain"] is not None}
+    assert sweep == {(n, eta): f"20_evaluate/full_otb_lang_k1_steps{n}" + ("_eta0" if eta == 0 else "")
+                     for n in (2, 5, 10) for eta in (None, 0.0)}
     # the language-robustness test: four variants at k = 1 on the LaSOT stand-in (a twin in every sequence)
     # under the three sentences; the true sentence's steps keep their parameters (no `sentence` key)
     robust = {(s.params["variant"], s.params.get("sentence", "true")): s.name for s in evals
@@ -956,7 +1013,7 @@ def test_plan_of_the_demo_profile(tmp_path):
     table_rows = {(r.variant, r.k) for r in paper.TABLE2} | {("full", 1)}
     for s in evals:  # Tables 1 and 2 for every seed; the robustness test for 2; the extra k values, steps and drift for seed 0
         in_tables = (len(s.params["benchmarks"]) == 1 and (s.params["variant"], s.params["k"]) in table_rows
-                     and s.params["steps_per_chain"] is None and s.params.get("sentence") is None
+                     and s.params["steps_per_chain"] is None and s.params.get("sentence") is None and "eta" not in s.params
                      and (s.params["benchmarks"] == ["synthetic_otb_lang"] or s.params["variant"] == "full"))
         robustness = s.params["benchmarks"] == ["synthetic_lasot"] and s.params["k"] == 1 and s.params["average"] == "final"
         assert s.params["seeds"] == ([0, 1, 2] if in_tables else [0, 1] if robustness else [0]), s.name
@@ -981,7 +1038,7 @@ def test_the_demo_chain_fine_tunes_every_variant_from_one_base_tracker(tmp_path)
     assert base.deps == ["00_data"] and base.outputs == [base_file] and base.params["variant"] == "base"
     assert base.fingerprint["config"] == load_config("demo", "base", seed=0).to_dict()
     cfg = load_config("demo", "base")  # ViT + CE + centre head, trained from scratch with the scratch recipe
-    assert (cfg.use_diffusion, cfg.use_language, cfg.epochs, cfg.backbone_lr, cfg.pretrained_file) == (False, False, 12, 5e-4, None)
+    assert (cfg.use_diffusion, cfg.use_language, cfg.epochs, cfg.backbone_lr, cfg.pretrained_file) == (False, False, 36, 5e-4, None)
     for v in VARIANTS:
         for seed in range(3):
             st = steps[f"10_train/{v}_seed{seed}"]
@@ -1004,6 +1061,35 @@ def test_the_demo_chain_fine_tunes_every_variant_from_one_base_tracker(tmp_path)
     assert load_config("demo", "full", pretrained="none").epochs == 12 and load_config("demo", "full", pretrained="x").epochs == 6
 
 
+def test_the_k_and_steps_sweeps_run_under_each_sampler_of_the_chain(tmp_path):
+    """sweep_etas: the config's sampler runs in Table 2's folders with the parameters it always had (no eta key),
+    every other one in k<k>_eta<e> folders of its own; sweep_etas=[1.0] turns the second one off."""
+    import dataclasses
+
+    paths = pipeline.default_paths("smoke", tmp_path / "r", tmp_path / "w", tmp_path / "d")
+    both = {s.name: s for s in pipeline.plan("smoke", paths)}
+    # smoke: k sweep 1, 2, 5, steps 1, 2 (its config's own 2: the k = 1 run; 1 step: the chain reading at k = 1)
+    other = {n: s.params["eta"] for n, s in both.items() if "eta" in s.params}
+    assert other == {f"20_evaluate/full_otb_lang_{t}_eta0": 0.0 for t in ("k1", "k2", "k5", "k1c")}
+    assert both["20_evaluate/full_otb_lang_k5_eta0"].outputs == [
+        str(tmp_path / "w" / "results" / "synthetic_otb_lang" / "dmtrack-full" / "k5_eta0_seed0" / "scores_pytracking.json")]
+    settings = pipeline.chain_settings("smoke", pipeline.ChainOptions(chain_overrides=("sweep_etas=[1.0]",)))
+    assert settings.sweep_etas == (1.0,)
+    one = {s.name: s for s in pipeline.plan("smoke", paths, settings=settings)}
+    assert set(both) - set(one) == set(other)
+    for name, st in one.items():  # the config's sampler's steps are the steps they were: same parameters
+        assert both[name].params == st.params and both[name].outputs == st.outputs, name
+    # a config whose sampler is deterministic: eta 1 is then the other sampler
+    det = dataclasses.replace(pipeline.CHAINS["smoke"], train={"sampler_eta": 0.0})
+    flipped = {s.name: s.params.get("eta") for s in pipeline.plan("smoke", paths, settings=det) if "eta" in s.params}
+    assert flipped == {f"20_evaluate/full_otb_lang_{t}_eta1": 1.0 for t in ("k1", "k2", "k5", "k1c")}
+    authors = dataclasses.replace(pipeline.CHAINS["smoke"], train={"reading": "authors"})  # its sampler has no eta
+    assert not [s.name for s in pipeline.plan("smoke", paths, settings=authors) if "eta" in s.params]
+    for bad in ((), (1.0, 2.0)):
+        with pytest.raises(pipeline.PreflightError, match="sweep_etas must list DDIM etas in"):
+            pipeline.plan("smoke", paths, settings=dataclasses.replace(pipeline.CHAINS["smoke"], sweep_etas=bad))
+
+
 def test_results_folders_name_the_reading_and_the_steps(tmp_path):
     import dataclasses
 
@@ -1015,9 +1101,11 @@ def test_results_folders_name_the_reading_and_the_steps(tmp_path):
                 (EvalRun("full", 1, 5, "maps"), "k5m", "dmtrack-full/k5m_seed1"),  # the authors' reading
                 (EvalRun("no_ddim", 2, 1, steps=10), "k1_steps10", "dmtrack-no_ddim/k1_steps10_seed2"),
                 (EvalRun("full", 0, 1, sentence="misleading"), "k1_mislead", "dmtrack-full/k1_mislead_seed0"),
-                (EvalRun("no_language", 3, 1, sentence="uninformative"), "k1_uninf", "dmtrack-no_language/k1_uninf_seed3")]
+                (EvalRun("no_language", 3, 1, sentence="uninformative"), "k1_uninf", "dmtrack-no_language/k1_uninf_seed3"),
+                (EvalRun("full", 0, 5, eta=0.0), "k5_eta0", "dmtrack-full/k5_eta0_seed0"),
+                (EvalRun("full", 0, 1, "chain", eta=0.5), "k1c_eta0.5", "dmtrack-full/k1c_eta0.5_seed0")]
     for run, tag, folder in expected:
-        assert run.tag == tag == run_tag(run.k, run.average, run.steps, run.sentence)
+        assert run.tag == tag == run_tag(run.k, run.average, run.steps, run.sentence, run.eta)
         assert run.folder(tmp_path, "synthetic_otb_lang") == tmp_path / "results" / "synthetic_otb_lang" / folder
     assert len({EvalRun("full", 0, 5), EvalRun("full", 0, 5, "final"), EvalRun("full", 1, 5)}) == 2  # a key
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -1277,7 +1365,9 @@ def test_visualize_waits_for_training_and_the_scores_it_picks_sequences_from():
     plan = pipeline.plan("smoke", pipeline.default_paths("smoke", "/r", "/w", "/d"))
     vis = next(s for s in plan if s.name == "30_visualize")
     assert vis.params["benchmark"] == "synthetic_tnl2k"
-    assert vis.deps == [s.name for s in plan if s.name.startswith("10_train/")] + ["20_evaluate/full_tnl2k_k1"]
+    variants = [s.name for s in plan if s.name.startswith("10_train/") and s.params["variant"] in VARIANTS
+                and not s.params.get("arm")]  # Fig. 7 draws the six variants (not the base tracker, not an arm)
+    assert len(variants) == 6 and vis.deps == variants + ["20_evaluate/full_tnl2k_k1"]
 
 
 def test_plan_estimate_follows_the_cost_model():

@@ -296,6 +296,50 @@ def test_an_unseeded_config_draws_a_fresh_seed_records_it_and_resumes_with_it(ro
     assert (meta["seed"], meta["seeded"]) == (seeded.seed, True)
 
 
+@pytest.fixture(scope="module")
+def noisy_ckpt(tmp_path_factory):
+    """A smoke full model whose denoiser reads its noisy input (untrained, mask_in is 0: every chain the same)."""
+    torch.manual_seed(0)
+    cfg = load_config("smoke", "full")
+    model = build_model(cfg)
+    torch.nn.init.normal_(model.denoiser.mask_in.weight, std=0.5)
+    return save_checkpoint(tmp_path_factory.mktemp("noisy") / "noisy.pth", model, cfg)
+
+
+def test_the_samplers_eta_is_a_setting_of_the_run(root, noisy_ckpt, tmp_path):
+    """TrackSettings.eta runs the model with another DDIM eta than its config's (1, the paper's stochastic
+    step): recorded in evaluate.json as given (eta) and as used (sampler_eta), the same eta gives the same
+    files, another eta other masks, and a folder of another eta is refused (or redone with replace_stale)."""
+    seqs = load_benchmark("synthetic_lasot_ext", root=root)
+    data, execution = DataSelection(root=root, max_frames=5), Execution(progress=False)
+    run = lambda name, eta, ex=execution: evaluate(noisy_ckpt, "synthetic_lasot_ext", tmp_path / name,  # noqa: E731
+                                                   TrackSettings(samples=5, eta=eta), data, ex)
+    files = lambda name: {p.relative_to(tmp_path / name): p.read_text()  # noqa: E731
+                          for s in seqs for p in (tmp_path / name / f"{s.name}.txt", spread_path(tmp_path / name, s.name))}
+    for name, eta in (("k5", None), ("k5_eta1", 1.0), ("k5_eta0", 0.0), ("again_eta0", 0.0)):
+        run(name, eta)
+        meta = json.loads((tmp_path / name / "evaluate.json").read_text())
+        assert (meta["eta"], meta["sampler_eta"]) == (eta, 1.0 if eta is None else eta)
+    assert files("k5") == files("k5_eta1")  # the config's sampler given explicitly: the same draws
+    assert files("k5_eta0") == files("again_eta0")  # reproducible: each sequence's noise from its seed
+    spread = lambda name: np.concatenate([np.loadtxt(spread_path(tmp_path / name, s.name)) for s in seqs])  # noqa: E731
+    assert spread("k5").shape == (2 * 4,) and not np.allclose(spread("k5"), spread("k5_eta0"), atol=1e-3)
+    with pytest.raises(ValueError, match=r"other settings sampler_eta=0\.0 \(now 1\.0\)"):
+        run("k5_eta0", 1.0)
+    run("k5_eta0", 1.0, Execution(progress=False, replace_stale=True))  # the chain's way: redone
+    assert files("k5_eta0") == files("k5")
+    # a record from before the per-run eta sampled with the config's: resumed, not redone
+    meta = json.loads((tmp_path / "k5" / "evaluate.json").read_text())
+    del meta["eta"], meta["sampler_eta"]
+    (tmp_path / "k5" / "evaluate.json").write_text(json.dumps(meta))
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "k5").glob("*.txt")}
+    run("k5", None)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    with pytest.raises(ValueError, match=r"sampler_eta.*\[0, 1\]"):  # refused before anything is tracked
+        run("bad", 1.5)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bad_frames_raise_naming_the_file(root, ckpt, loaded, tmp_path):
     model, cfg = loaded
     data = tmp_path / "syn"

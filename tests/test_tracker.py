@@ -85,8 +85,8 @@ class Scripted(nn.Module):
         self.fused = True
         return self.eval()
 
-    def forward(self, template, search, text, samples=1, return_chain=False, steps=None, average=None):
-        self.calls.append((tuple(template.shape), tuple(search.shape), text, samples, search.clone()))
+    def forward(self, template, search, text, return_chain=False, samples=1, steps=None, average=None, eta=None):
+        self.calls.append((tuple(template.shape), tuple(search.shape), text, samples, search.clone(), eta))
         score = torch.full((1, 1, 4, 4), 0.1)
         score[0, 0, 0, 0], score[0, 0, 1, 2] = 1.0, 0.5
         offset = torch.full((1, 2, 4, 4), 0.5)
@@ -114,8 +114,9 @@ def test_track_applies_hann_decodes_maps_back_and_clips():
     assert out["score"] == pytest.approx(0.5 * ((5 + math.sqrt(5)) / 8) ** 2, abs=1e-6)
     assert out["mask"].shape == (150, 200) and out["mask"][25:95, 75:145].min() == 1.0 and out["mask"][:, :60].max() == 0
     assert net.fused  # the Tracker put the model in its inference form once, at construction
-    tmpl_shape, search_shape, text, k, search = net.calls[0]
+    tmpl_shape, search_shape, text, k, search, eta = net.calls[0]
     assert tmpl_shape == (1, 3, 32, 32) and search_shape == (1, 3, 64, 64) and text == ("text", 1) and k == 3
+    assert eta == cfg.sampler_eta == 1.0  # the config's sampler, passed explicitly
     # the search tensor equals the shared normalisation of the shared crop
     crop, rf, _ = crop_square(img, [100, 50, 20, 20], 4.0, 64)
     assert rf == pytest.approx(0.8)
@@ -154,6 +155,12 @@ def test_bgr_flag_and_input_checks():
         a.initialize(img.astype(np.float32), [60, 40, 30, 20], "x")
     with pytest.raises(RuntimeError, match="initialize"):
         Tracker(Scripted(), cfg).track(img)
+    deterministic = Tracker(Scripted(), cfg, eta=0.0)  # another sampler for this tracker only: the config stays
+    deterministic.initialize(img, [60, 40, 30, 20], "x")
+    deterministic.track(img)
+    assert deterministic.model.calls[0][5] == 0.0 and cfg.sampler_eta == 1.0
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        Tracker(Scripted(), cfg, eta=-0.5)
     no_mask = Tracker(Scripted(use_mask=False), cfg)
     no_mask.initialize(img, [60, 40, 30, 20], "x")
     assert no_mask.track(img)["mask"] is None

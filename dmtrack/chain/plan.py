@@ -19,7 +19,7 @@ from dmtrack.data.benchmarks import drift_benchmark, synthetic_name
 from dmtrack.data.sentences import SENTENCES
 from dmtrack.data.synthetic import GENERATOR_VERSION, PRESETS, preset_fingerprint
 from dmtrack.eval.baselines import BASELINES
-from dmtrack.layout import SCRATCH_ARM, EvalRun, model_name, model_path, results_root, scores_path, tracker_name
+from dmtrack.layout import ARMS, EvalRun, eta_override, model_name, model_path, results_root, scores_path, tracker_name
 from dmtrack.paper import TABLE2, TABLE2_BENCHMARK
 from dmtrack.provenance import cpu_cores
 
@@ -55,8 +55,8 @@ class ChainSettings:
     require_weights: bool
     gpus_per_train: int
     base_stage: bool
-    scratch_variants: tuple
-    scratch_seeds: int | None
+    arms: dict
+    arm_seeds: dict
     sweep_etas: tuple
 
 
@@ -159,8 +159,8 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
     base = base_step(profile, s, paths, common, threads)
     steps += [base] if base else []
     trained = {}
-    for arm, variants, seeds_of_arm in (("", VARIANTS, seed_list), (SCRATCH_ARM, scratch_variants(s), scratch_seeds(s, seed_list))):
-        overrides = arm_overrides(s, paths, arm)
+    for arm, variants in {"": VARIANTS, **chain_arms(s)}.items():
+        overrides, seeds_of_arm = arm_overrides(s, paths, arm), arm_seeds(s, arm, seed_list)
         configs = chain_configs(profile, overrides, seeds_of_arm, variants)  # every config validated before a step runs
         for v in variants:
             for seed in seeds_of_arm:
@@ -171,15 +171,15 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
                 if arm:  # only then: the other steps keep the keys their finished runs were stamped with
                     params["arm"] = arm
                 steps.append(Step(name, "10_train.ipynb", params, outputs=[str(model_path(paths.work, v, seed, arm))],
-                                  deps=["00_data"] + ([base.name] if base and not arm else []),
+                                  deps=["00_data"] + ([base.name] if base and "pretrained" not in ARMS[arm] else []),
                                   fingerprint={"config": configs[v, seed].to_dict()}, runtime=dict(threads=threads),
                                   devices=s.gpus_per_train))
                 trained.setdefault(model_name(v, arm), []).append(name)
-    evaluated = {}  # {(variant, benchmarks, k, average, steps, sentence): step name}
-    for (variant, benches, k, average, n_steps, sentence, arm), eval_seeds in _evaluations(profile, s, seed_list, sweep,
-                                                                                           levels, robust).items():
+    evaluated = {}  # {(variant, benchmarks, k, average, steps, sentence, arm, eta): step name}
+    for (variant, benches, k, average, n_steps, sentence, arm, eta), eval_seeds in _evaluations(
+            profile, s, seed_list, sweep, levels, robust).items():
         tag = "drift" if len(benches) > 1 else benches[0].removeprefix("synthetic_")
-        runs = [EvalRun(variant, seed, k, average, n_steps, sentence, arm=arm) for seed in eval_seeds]
+        runs = [EvalRun(variant, seed, k, average, n_steps, sentence, eta, arm) for seed in eval_seeds]
         name = f"20_evaluate/{runs[0].model}_{tag}_{runs[0].tag}"
         outs = [str(scores_path(run.folder(paths.work, b), "pytracking")) for b in benches for run in runs]
         params = dict(common, variant=variant, benchmarks=list(benches), k=k, average=average, steps_per_chain=n_steps,
@@ -190,12 +190,14 @@ def plan(profile: str, paths: ChainPaths, seeds: int | None = None, others: dict
             params["sentence"] = sentence
         if arm:
             params["arm"] = arm
+        if eta is not None:  # another sampler than the config's (sweep_etas)
+            params["eta"] = eta
         steps.append(Step(name, "20_evaluate.ipynb", params, outputs=outs,
                           deps=[f"10_train/{runs[0].model}_seed{i}" for i in eval_seeds], runtime=dict(threads=threads)))
-        evaluated[variant, benches, k, average, n_steps, sentence, arm] = name
+        evaluated[variant, benches, k, average, n_steps, sentence, arm, eta] = name
     all_train = [n for v in VARIANTS for n in trained[v]]
     fig7 = synthetic_name("tnl2k", s.synthetic)  # it reads only the full model's k=1 scores (Fig. 7's hardest sequences)
-    hard = [evaluated[key] for key in [("full", (fig7,), 1, "final", None, "true", "")] if key in evaluated]
+    hard = [evaluated[key] for key in [("full", (fig7,), 1, "final", None, "true", "", None)] if key in evaluated]
     steps.append(Step("30_visualize", "30_visualize.ipynb",
                       dict(common, benchmark=fig7, variants=list(VARIANTS), seed=seed_list[0],
                            k=5, n_sequences=s.fig7_sequences, max_frames=s.max_frames, others=others or {}),
@@ -220,8 +222,8 @@ def base_stage(s: ChainSettings) -> bool:
 
 def base_step(profile: str, s: ChainSettings, paths: ChainPaths, common: dict, threads: int) -> Step | None:
     """The base tracker's training (ViT + CE + centre head, config variant 'base', the profile's scratch
-    recipe), one for every variant and seed (every fine-tuning waits for it; the scratch arm's trainings
-    do not, and share the cores with it). None when the chain has no base stage."""
+    recipe), one for every variant and seed (every fine-tuning waits for it, the arms' too; the scratch arm's
+    trainings do not, and share the cores with it). None when the chain has no base stage."""
     if not base_stage(s):
         return None
     try:
@@ -236,59 +238,92 @@ def base_step(profile: str, s: ChainSettings, paths: ChainPaths, common: dict, t
 
 def arm_overrides(s: ChainSettings, paths: ChainPaths, arm: str = "") -> dict:
     """The config overrides of an arm's trainings: the chain's `train`, plus pretrained=<the base tracker>
-    when the chain has a base stage ('' arm), or pretrained=none (the scratch arm: today's protocol)."""
-    if arm == SCRATCH_ARM:
-        return {**s.train, "pretrained": SCRATCH}
-    if base_stage(s):
-        return {**s.train, "pretrained": str(model_path(paths.work, BASE, 0))}
-    return dict(s.train)
+    when the chain has a base stage, then the arm's own (dmtrack.layout.ARMS: the scratch arm's pretrained=none,
+    the authors arms' reading=authors, fine-tuned from the same base tracker as the chain's own trainings)."""
+    own = {**s.train, "pretrained": str(model_path(paths.work, BASE, 0))} if base_stage(s) else dict(s.train)
+    return {**own, **ARMS[arm]}
 
 
-def scratch_variants(s: ChainSettings) -> tuple:
-    """The variants of the from-scratch arm; none when the chain's own protocol is from scratch."""
-    return () if s.train.get("pretrained", "") in ("", SCRATCH) and not base_stage(s) else tuple(s.scratch_variants)
+def chain_arms(s: ChainSettings) -> dict:
+    """{arm: variants} of the arms the chain trains (`ChainSettings.arms`), less those whose overrides its own
+    trainings already have (they would train the same models twice): the scratch arm of a chain that trains
+    from scratch (pretrained=none, or no pretrained file and no base stage), the authors arm of one under
+    reading=authors. KeyError for an arm or a variant that does not exist."""
+    own = dict(s.train, pretrained=BASE if base_stage(s) else s.train.get("pretrained") or SCRATCH)
+    for arm, variants in s.arms.items():
+        if arm not in ARMS or not arm or not set(variants) <= set(VARIANTS):
+            raise KeyError(f"chain setting arms: {arm!r}: {list(variants)!r} must name an arm of "
+                           f"{', '.join(a for a in ARMS if a)} and variants of {', '.join(VARIANTS)}")
+    return {arm: tuple(v) for arm, v in s.arms.items() if v and any(own.get(k) != x for k, x in ARMS[arm].items())}
 
 
-def scratch_seeds(s: ChainSettings, seed_list: list) -> list:
-    return seed_list[: s.scratch_seeds] if s.scratch_seeds else seed_list
+def arm_seeds(s: ChainSettings, arm: str, seed_list: list) -> list:
+    """The training seeds of an arm: the first `arm_seeds[arm]` of the chain's (all when not given)."""
+    n = s.arm_seeds.get(arm) if arm else None
+    return seed_list[:n] if n else seed_list
+
+
+def arm_readings(profile: str, s: ChainSettings, arm: str, variant: str, k: int) -> tuple:
+    """The readings of "k samplings" an arm's variant is evaluated under at k: final (Table 2's primary), and
+    the reading its config tracks with (test_average; reading=authors: maps) where that runs another function:
+    at k = 1 chain and maps are one chain of one step, the final reading when a chain has one step."""
+    cfg = load_config(profile, variant, **{**s.train, **ARMS[arm]})
+    same = cfg.test_average == "final" or not cfg.use_diffusion or (k == 1 and cfg.sampling_steps == 1)
+    return ("final",) if same else ("final", cfg.test_average)
 
 
 def _evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list, robust: list) -> dict:
-    """{(variant, benchmarks, k, average, steps, sentence, arm): seeds} of every evaluation: Table 2's nine rows
-    under each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds),
-    the drift sweep (sweep seeds), the robustness test's three sentences (`robust`: its seeds) and the
-    scratch arm's Table 2 rows (its variants, its seeds). An
-    evaluation needed twice is run once, for the larger set of seeds."""
-    evals = {key + ("true", ""): seeds for key, seeds in _true_sentence_evaluations(profile, s, seed_list, sweep,
-                                                                                     levels).items()}
+    """{(variant, benchmarks, k, average, steps, sentence, arm, eta): seeds} of every evaluation: Table 2's nine
+    rows under each reading, Table 1 (full, k=1), the k and steps sweeps (full, Table 2 benchmark, sweep seeds)
+    under each sampler of sweep_etas, the drift sweep (sweep seeds), the robustness test's three sentences
+    (`robust`: its seeds) and each arm's Table 2 rows (its variants, its seeds, `arm_readings`). eta: the
+    sampler's DDIM eta override (EvalRun.eta; None = the config's sampler_eta, every evaluation but the other
+    samplers' sweeps). An evaluation needed twice is run once, for the larger set of seeds."""
+    evals = {(v, b, k, a, n, "true", "", eta): seeds
+             for (v, b, k, a, n, eta), seeds in _true_sentence_evaluations(profile, s, seed_list, sweep, levels).items()}
     bench = synthetic_name(s.robust_benchmark, s.synthetic)
     for v in s.robust_variants:
         for sentence in SENTENCES:
-            key = (v, (bench,), 1, "final", None, sentence, "")
+            key = (v, (bench,), 1, "final", None, sentence, "", None)
             evals[key] = max(evals.get(key, []), robust, key=len)
-    t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)  # the scratch arm: its variants' Table 2 rows (final reading)
-    evals.update({(r.variant, (t2,), r.k, "final", None, "true", SCRATCH_ARM): scratch_seeds(s, seed_list)
-                  for r in TABLE2 if r.variant in scratch_variants(s)})
+    t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)  # the arms: their variants' Table 2 rows
+    evals.update({(r.variant, (t2,), r.k, average, None, "true", arm, None): arm_seeds(s, arm, seed_list)
+                  for arm, variants in chain_arms(s).items() for r in TABLE2 if r.variant in variants
+                  for average in arm_readings(profile, s, arm, r.variant, r.k)})
     return evals
 
 
 def _true_sentence_evaluations(profile: str, s: ChainSettings, seed_list: list, sweep: list, levels: list) -> dict:
-    """{(variant, benchmarks, k, average, steps): seeds} of the evaluations with the true sentence."""
+    """{(variant, benchmarks, k, average, steps, eta): seeds} of the evaluations with the true sentence."""
     t2 = synthetic_name(TABLE2_BENCHMARK, s.synthetic)
-    evals = {(r.variant, (t2,), r.k, "final", None): seed_list for r in TABLE2}
-    evals.update({("full", (synthetic_name(b, s.synthetic),), 1, "final", None): seed_list for b in CHAIN_BENCHMARKS})
+    evals = {(r.variant, (t2,), r.k, "final", None, None): seed_list for r in TABLE2}
+    evals.update({("full", (synthetic_name(b, s.synthetic),), 1, "final", None, None): seed_list for b in CHAIN_BENCHMARKS})
     if "chain" in s.readings:  # no_diffusion samples nothing: its row is the same under both readings
-        evals.update({(r.variant, (t2,), r.k, "chain", None): seed_list for r in TABLE2 if r.variant != "no_diffusion"})
-    for k in s.k_sweep:
-        evals.setdefault(("full", (t2,), k, "final", None), sweep)
-    default_steps = load_config(profile, "full", **s.train).sampling_steps
-    for n in s.steps_sweep:  # at k = 1; one step is one denoiser pass, exactly the chain reading at k = 1
-        run = (1, "chain", None) if n == 1 else (1, "final", None if n == default_steps else n)
-        evals.setdefault(("full", (t2,), *run), sweep)
+        evals.update({(r.variant, (t2,), r.k, "chain", None, None): seed_list for r in TABLE2 if r.variant != "no_diffusion"})
+    cfg = load_config(profile, "full", **s.train)
+    for eta in sweep_overrides(s, cfg):  # the config's sampler (None: Table 2's folders) and the others
+        for k in s.k_sweep:
+            evals.setdefault(("full", (t2,), k, "final", None, eta), sweep)
+        for n in s.steps_sweep:  # at k = 1; one step is one denoiser pass, exactly the chain reading at k = 1
+            run = (1, "chain", None) if n == 1 else (1, "final", None if n == cfg.sampling_steps else n)
+            evals.setdefault(("full", (t2,), *run, eta), sweep)
     if levels:
-        evals.update({(v, tuple(drift_benchmark(x) for x in levels), s.drift_k, "final", None): sweep
+        evals.update({(v, tuple(drift_benchmark(x) for x in levels), s.drift_k, "final", None, None): sweep
                       for v in s.drift_variants})
     return evals
+
+
+def sweep_overrides(s: ChainSettings, cfg) -> list:
+    """The EvalRun.eta of each sampler in s.sweep_etas (layout.eta_override: None for the config's own), or a
+    PreflightError for an empty list or an eta outside [0, 1]. Under reading=authors only the config's: the
+    authors' ancestral sampler has no DDIM eta (dmtrack.model.resolve_eta); the report says one sampler ran."""
+    bad = [e for e in s.sweep_etas if type(e) not in (int, float) or not 0 <= e <= 1]
+    if not s.sweep_etas or bad:
+        raise PreflightError(f"sweep_etas must list DDIM etas in [0, 1] (the samplers of the k and steps sweeps), "
+                             f"got {list(s.sweep_etas)!r}")
+    if cfg.reading == "authors":
+        return [None]
+    return list(dict.fromkeys(eta_override(e, cfg.sampler_eta) for e in s.sweep_etas))
 
 
 

@@ -125,7 +125,7 @@ def _torchrun(cmd: list[str], data_dir, model: Path) -> Path:
 def evaluate_variant(runs, benchmarks, work, data_dir=None, max_frames: int | None = None, workers: int = 1,
                      batch: int = 1):
     """Track `benchmarks` with the trained model of each EvalRun in `runs` (dmtrack.layout: a variant's
-    seed at k samplings, its reading, steps per chain and sentence) into its results folder (batch:
+    seed at k samplings, its reading, steps per chain, sentence and sampler eta) into its results folder (batch:
     sequences tracked at once, in one process: with more tracking processes, one GPU each, every process
     tracks one), scored under both protocols; returns the overall scores (one row per benchmark, seed and
     protocol). Results of an earlier model.pth (retrained since) are redone, never resumed."""
@@ -140,14 +140,15 @@ def evaluate_variant(runs, benchmarks, work, data_dir=None, max_frames: int | No
         path = run.model_path(work)
         if not path.exists():
             raise FileNotFoundError(f"{path}: {run.model} seed {run.seed} has not been trained (run 10_train)")
-        settings = TrackSettings(samples=run.k, seed=run.seed, average=run.average, steps=run.steps, batch=batch)
+        settings = TrackSettings(samples=run.k, seed=run.seed, average=run.average, steps=run.steps, batch=batch,
+                                 eta=run.eta)
         for bench in benchmarks:
             data = DataSelection(root=data_dir if bench.startswith("synthetic") else None, max_frames=max_frames,
                                  sentence=run.sentence)
             scores = evaluate(path, bench, run.folder(work, bench), settings, data, execution)
             for protocol, sc in scores.items():
                 rows.append(dict(benchmark=bench, variant=run.variant, k=run.k, average=run.average, steps=run.steps,
-                                 sentence=run.sentence, seed=run.seed, protocol=protocol, **sc.overall()))
+                                 sentence=run.sentence, eta=run.eta, seed=run.seed, protocol=protocol, **sc.overall()))
     return pd.DataFrame(rows)
 
 

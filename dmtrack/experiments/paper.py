@@ -38,11 +38,15 @@ def get_config() -> dict:
         # (pretrained=<its model.pth>); False: the variants start from `pretrained` as given (the paper: the
         # user's OSTrack file is the base). pretrained=none in `train` trains every variant from scratch instead.
         base_stage=False,
-        # the from-scratch arm: these variants also trained from random initialisation (pretrained=none, the
-        # profile's scratch recipe) and evaluated at Table 2's k on its benchmark, so the report measures the
-        # noise budget of both protocols in one run (dmtrack.report.claims.noise_budget)
-        scratch_variants=(),
-        scratch_seeds=None,  # seeds of the from-scratch arm (None = all)
+        # the arms: {arm: variants} also trained beside the chain's own trainings, with the arm's config overrides
+        # (dmtrack.layout.ARMS), and evaluated at their Table 2 rows on its benchmark. "scratch": from random
+        # initialisation (pretrained=none, the profile's scratch recipe), so the report measures the noise budget
+        # of both protocols in one run (dmtrack.report.claims.noise_budget); "authors" / "authors-noscramble":
+        # under reading=authors with / without its scrambling `.view`, fine-tuned from the same base tracker, also
+        # under the authors' test-time averaging (maps), so the report measures the paper against the authors'
+        # reading and the scramble's effect (dmtrack.report.paper_vs_authors)
+        arms={},
+        arm_seeds={},  # {arm: n}: an arm trains the first n seeds (an arm not named: every seed)
         # the test-time samplers (DDIM eta) the k and steps sweeps run under; the first is the config's
         # sampler_eta (the primary one, Table 2's), every other one gets its own results folders (EvalRun.eta)
         sweep_etas=(1.0, 0.0),
@@ -54,4 +58,4 @@ def get_config() -> dict:
                    ce_keep_ratios=(0.8, 0.8, 0.8), ce_start_epoch=30, ce_warm_epochs=40, epochs=50, lr_drop_frac=0.9,
                    batch_size=32, lr=1e-4, backbone_lr=1e-5, train_datasets={"lasot": 1.0},
                    search_center_jitter=4.5, search_scale_jitter=0.5)
-    return dict(model=model, synthetic=None, scratch={}, readings={"authors": authors}, chain=chain)
+    return dict(model=model, synthetic=None, scratch={}, base={}, readings={"authors": authors}, chain=chain)

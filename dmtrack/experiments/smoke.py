@@ -10,6 +10,7 @@ def get_config() -> dict:
         gt_ce_start_epoch=1, epochs=2, pairs_per_epoch=16, batch_size=4, backbone_lr=1e-4, max_gap=20,
     )
     c["scratch"] = dict(backbone_lr=1e-3)
+    c["base"] = {}
     c["synthetic"] = dict(
         name="smoke", width=96, height=96, size=(11, 17), speed=(1.0, 2.0), quality=90,
         suites=dict(

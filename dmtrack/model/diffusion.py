@@ -8,7 +8,9 @@ U-shaped network f_theta(x_t, t, F_s) predicts x0 as *logits* l, with
     x0_hat = 2 p - 1 = tanh(l / 2)   (the same prediction in diffusion space)
 
 so the loss and the sampler read the one output the same way. The reverse process (Eq. 5)
-is sampled with DDIM steps (eta = 0 deterministic; eta = 1 ancestral, DDPM-like).
+is sampled with DDIM-parameterised steps over `sampling_steps` strided timesteps: eta = 1 (the
+config's default) draws each step from the exact DDPM posterior q(x_s | x_t, x0 = x0_hat) between
+the chain's two timesteps, fresh noise every step as Eq. 5's Gaussian; eta = 0 is deterministic DDIM.
 """
 from __future__ import annotations
 
@@ -66,11 +68,16 @@ class DiffusionSchedule(nn.Module):
         return list(zip(ts[:-1], ts[1:]))
 
     def ddim_step(self, x_t, x0_hat, t: int, t_next: int, eta: float = 0.0, z=None):
-        """One step of the reverse process (Eq. 5) with the DDIM parameterisation (Song et al. 2021):
+        """One step t -> n (n = t_next < t, any stride) of the reverse process (Eq. 5) with the DDIM
+        parameterisation (Song et al. 2021):
             eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)
             x_next = sqrt(abar_n) x0_hat + sqrt(1 - abar_n - s^2) eps_hat + s z,
             s = eta sqrt((1 - abar_n)/(1 - abar_t)) sqrt(1 - abar_t/abar_n).
-        eta = 0 is deterministic; eta = 1 has the DDPM posterior variance. t_next < 0 returns x0_hat.
+        eta = 0 is deterministic. eta = 1: s^2 = (1 - abar_n)(1 - abar_t/abar_n)/(1 - abar_t) is the variance
+        of the DDPM posterior q(x_n | x_t, x0) between the two timesteps (the forward step n -> t has
+        alpha = abar_t/abar_n), and the mean is that posterior's, sqrt(abar_n)(1 - abar_t/abar_n)/(1 - abar_t) x0
+        + sqrt(abar_t/abar_n)(1 - abar_n)/(1 - abar_t) x_t: the exact posterior over the chain's timesteps
+        (for n = t - 1, DDPM's beta_tilde_t; docs/method.md, "The reverse step"). t_next < 0 returns x0_hat.
         z: the step's N(0, I) noise (default: drawn from torch's global RNG)."""
         if t_next < 0:
             return x0_hat

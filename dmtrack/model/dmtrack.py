@@ -88,6 +88,22 @@ def sampling_plan(cfg: Config, samples=None, steps=None, average=None) -> tuple[
     return (1 if one_chain else k), n, average
 
 
+def resolve_eta(cfg: Config, eta: float | None = None) -> float | None:
+    """The DDIM eta a test-time forward samples with: `eta`, or cfg.sampler_eta when None (1 = the paper's
+    stochastic reverse step, Eq. 5; 0 = deterministic DDIM). None under reading=authors: the authors' own
+    ancestral sampler (authors.authors_sample) has no eta, so any other than 1 (or None) is refused, as is one
+    outside [0, 1]."""
+    if cfg.reading == "authors":
+        if eta is not None and float(eta) != 1.0:
+            raise ValueError(f"eta {eta!r}: reading=authors samples with the authors' ancestral sampler, which has no "
+                             "DDIM eta (leave it unset)")
+        return None
+    eta = float(cfg.sampler_eta if eta is None else eta)
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+    return eta
+
+
 @dataclass
 class DMTrackOutput:
     """One forward's outputs (as VisualOutput is the encoder's); a field the path taken does not
@@ -219,14 +235,15 @@ class DMTrack(nn.Module):
         return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), mask=filtered, **fields)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, template, search, text=None, gt_boxes=None, epoch=None, samples=None, return_chain=False,
-                steps=None, average=None, noise=None):
+    def forward(self, template, search, text=None, gt_boxes=None, epoch=None, return_chain=False, noise=None,
+                **sampling):
         """See the module docstring. Training path when `self.training` and gt_boxes is given
         (keep rate and GT-CE from `epoch`; epoch None = no CE, no GT-CE); otherwise the test-time
-        sampling of `sampling_plan(cfg, samples, steps, average)` (defaults: cfg.test_samples,
-        cfg.sampling_steps, cfg.test_average) runs in one batch over features computed once, from
-        `noise` when given (`sample_masks`: x_T as a (B*chains,1,M,M) tensor, crop-major as the chains, or
-        a function drawing x_T and each ancestral step's noise), else from torch's RNG."""
+        sampling runs in one batch over features computed once, as `sampling` says (`_test_masks`'s
+        keywords samples, steps, average, eta; each None = the config's test_samples, sampling_steps,
+        test_average, sampler_eta), from `noise` when given (`sample_masks`: x_T as a (B*chains,1,M,M)
+        tensor, crop-major as the chains, or a function drawing x_T and each ancestral step's noise),
+        else from torch's RNG."""
         cfg, G = self.cfg, self.grid
         train = self.training and gt_boxes is not None
         keep_rate = (keep_rate_schedule(cfg, epoch) if epoch is not None else 1.0) if train else None
@@ -252,12 +269,11 @@ class DMTrack(nn.Module):
         if cfg.reading == "authors":  # the authors' denoiser reads F_s as a map itself (no condition encoder)
             if train:
                 return self._authors_train_outputs(to_map(f_s), base, gt_boxes, epoch, keep_rate, vis.removed)
-            return self._authors_test_outputs(to_map(f_s), base, vis.removed, gt_boxes, return_chain, samples, steps,
-                                              average, noise)
+            return self._authors_test_outputs(to_map(f_s), base, vis.removed, gt_boxes, return_chain, noise, **sampling)
         cond = self.denoiser.encode_cond(to_map(f_s))  # once per frame
         if train:
             return self._train_outputs(cond, base, gt_boxes, epoch, keep_rate, vis.removed)
-        return self._test_outputs(cond, base, vis.removed, gt_boxes, return_chain, samples, steps, average, noise)
+        return self._test_outputs(cond, base, vis.removed, gt_boxes, return_chain, noise, **sampling)
 
     def _train_target(self, gt_boxes, epoch, keep_rate, removed):
         """(diffusion target, whether GT-CE shaped it): GT-CE from gt_ce_start_epoch on, while CE removes tokens."""
@@ -279,12 +295,13 @@ class DMTrack(nn.Module):
         p = {"first": probs[0], "second": probs[-1]}.get(choice)  # the very masks the loss is on
         return self._head_output(base, used.sigmoid() if p is None else p, mask_logits=[used], **known)
 
-    def _test_outputs(self, cond, base, removed, gt_boxes, return_chain, samples, steps, average, noise) -> DMTrackOutput:
+    def _test_outputs(self, cond, base, removed, gt_boxes, return_chain, noise, samples=None, steps=None, average=None,
+                      eta=None) -> DMTrackOutput:
         """Tracking: the k averaged masks (_test_masks) and the head on them; the maps reading instead runs the
         head on each step's mask and averages its score, size and offset maps along the chain (the authors':
         A:models/ostrack/ostrack.py:287-289, 322-325), the filtered masks too (for display)."""
         B = base.shape[0]
-        p, extra = self._test_masks(cond, B, return_chain, samples, steps, average, noise)
+        p, extra = self._test_masks(cond, B, return_chain, noise, samples, steps, average, eta)
         if gt_boxes is not None:
             extra["mask_target"] = self.mask_target(gt_boxes, None)
         if sampling_plan(self.cfg, samples, steps, average)[2] == "maps":
@@ -294,15 +311,17 @@ class DMTrack(nn.Module):
             return DMTrackOutput(score, offset, size, decode_boxes(score, offset, size), removed=removed, mask=filtered, **extra)
         return self._head_output(base, p, removed=removed, **extra)
 
-    def _test_masks(self, cond: torch.Tensor, B: int, return_chain: bool, samples=None, steps=None, average=None,
-                    noise=None):
+    def _test_masks(self, cond: torch.Tensor, B: int, return_chain: bool, noise=None, samples=None, steps=None,
+                    average=None, eta: float | None = None):
         """The k averaged masks of one frame (Fig. 3, test) under either reading of test_average:
         final: B*k chains in one batch, each chain's final x0 prediction; chain (and maps): B chains of k
-        steps, every step's x0 prediction. Their mask probabilities are averaged."""
+        steps, every step's x0 prediction. Their mask probabilities are averaged. eta: the sampler's DDIM eta
+        (None = cfg.sampler_eta; 1 = the paper's stochastic reverse step, 0 = deterministic DDIM)."""
         chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
+        eta = resolve_eta(self.cfg, eta)
         M = self.mask_size
         logits, chain = sample_masks(self.denoiser, self.schedule, cond if chains == 1 else cond.repeat_interleave(chains, 0),
-                                     n_steps, self.cfg.sampler_eta, return_chain, noise, every_step=average != "final")
+                                     n_steps, eta, return_chain, noise, every_step=average != "final")
         if average != "final":  # (k steps, B, 1, M, M) -> (B, k, 1, M, M)
             logits = logits.transpose(0, 1)
         logits = logits.reshape(B, -1, 1, M, M)
@@ -377,7 +396,8 @@ class DMTrack(nn.Module):
         f, p = ((feats[0] + feats[1]) / 2, used.sigmoid()) if i is None else (feats[i], probs[i])
         return self._authors_head_output(base, f, p, mask_logits=[used], **known)
 
-    def _authors_test_outputs(self, f_map, base, removed, gt_boxes, return_chain, samples, steps, average, noise) -> DMTrackOutput:
+    def _authors_test_outputs(self, f_map, base, removed, gt_boxes, return_chain, noise, samples=None, steps=None,
+                              average=None, eta=None) -> DMTrackOutput:
         """Tracking on the authors' modules: `authors_sample` under `sampling_plan(cfg, samples, steps, average)`.
         final: the k chains' last mask features averaged, one head pass; chain: one chain's k steps' features
         averaged (the paper's "we average the mask features obtained through multiple samplings"); maps: the
@@ -385,6 +405,7 @@ class DMTrack(nn.Module):
         `mask` and `samples_masks` are sigmoid(logits), what the structure loss trains (for display)."""
         B, D, G, _ = f_map.shape
         chains, n_steps, average = sampling_plan(self.cfg, samples, steps, average)
+        resolve_eta(self.cfg, eta)  # the authors' sampler has no eta: refuses one it cannot run
         f = f_map if chains == 1 else f_map.repeat_interleave(chains, 0)
         feats, logits, chain = authors_sample(lambda x, lam: self._authors_pass(x.to(f.dtype), lam, f), self.schedule,
                                               (B * chains, 1, G, G), f.device, n_steps, noise, average != "final", return_chain)

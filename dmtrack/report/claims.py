@@ -10,7 +10,7 @@ import pandas as pd
 
 from dmtrack import paper
 from dmtrack.eval import stats
-from dmtrack.layout import BASE, SCRATCH_ARM, tracker_name
+from dmtrack.layout import BASE, SCRATCH_ARM, step_arm, tracker_name
 from dmtrack.report import verdicts as vd
 from dmtrack.report.results import Results
 from dmtrack.report.tables import reading
@@ -115,14 +115,14 @@ def seeds_needed(res: Results, protocol: str = "pytracking", average: str = "fin
 
 def _protocol_step(name: str) -> bool:
     """A step of the chain's own protocol: neither the base tracker's training (once, whatever the seeds)
-    nor a step of the from-scratch arm (its models are named <variant>-scratch: dmtrack.layout.model_name)."""
-    return name != f"10_train/{BASE}" and f"-{SCRATCH_ARM}_" not in name
+    nor a step of an arm (its models are named <variant>-<arm>: dmtrack.layout.step_arm)."""
+    return name != f"10_train/{BASE}" and not step_arm(name)
 
 
 def extra_seed_minutes(manifest: dict) -> float | None:
     """Wall minutes one more training seed adds to the chain, from the manifest's step durations: its
     six trainings and its share of every evaluation that runs all seeds, at the chain's parallel jobs
-    (`_protocol_step`: the base tracker and the from-scratch arm are no part of a seed of the verdicts)."""
+    (`_protocol_step`: the base tracker and the arms are no part of a seed of the verdicts)."""
     seeds, jobs = manifest.get("seeds") or [], max(1, manifest.get("settings", {}).get("jobs", 1))
     steps = [st for st in manifest.get("steps", []) if st.get("seeds") and _protocol_step(st["step"])]
     if not seeds or not steps:
@@ -277,7 +277,7 @@ def base_stage_minutes_saved(manifest: dict) -> float | None:
     train = {st["step"].removeprefix("10_train/"): st["seconds"] for st in manifest.get("steps", [])
              if st["step"].startswith("10_train/")}
     model = lambda name: name.rpartition("_seed")[0]  # 'full_seed0' -> 'full', 'full-scratch_seed1' -> 'full-scratch'
-    tuned = [n for n in train if model(n) and not model(n).endswith(f"-{SCRATCH_ARM}")]
+    tuned = [n for n in train if model(n) and not step_arm(f"10_train/{n}")]
     pairs = [([n for n in train if model(n) == f"{model(t)}-{SCRATCH_ARM}"], [n for n in tuned if model(n) == model(t)])
              for t in {model(n): n for n in tuned}.values()]
     pairs = [(scratch, same) for scratch, same in pairs if scratch]
@@ -339,7 +339,7 @@ def noise_budget_markdown(budget: pd.DataFrame, claimed: pd.DataFrame, manifest:
         lines.append("The full model's seed variance (squared AUC points): " + "; ".join(parts)
                      + f" (goal: at least {SEED_VARIANCE_GOAL:g}x smaller: {met}).")
     else:
-        lines.append("The full model was not evaluated in both arms (chain setting `scratch_variants`): no before / after "
+        lines.append("The full model was not evaluated in both arms (chain setting `arms`, its scratch arm): no before / after "
                      "ratio of its seed variance.")
     for name in ARMS.values():
         col, how = claimed[f"{name}: resolvable"].astype(float), claimed[f"{name}: how"]

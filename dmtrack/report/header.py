@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from dmtrack import paper
-from dmtrack.config import VARIANTS, config_from_dict, load_config
+from dmtrack.config import SCRATCH, VARIANTS, config_from_dict, load_config
 from dmtrack.data import STAND_IN
 from dmtrack.data.benchmarks import OFFICIAL_SIZE
 from dmtrack.eval.results import find_result_files
-from dmtrack.layout import BASE, SCRATCH_ARM, model_name, model_path, results_root, scored_runs, scores_path, tracker_name
+from dmtrack.layout import ARMS, BASE, model_name, model_path, results_root, scored_runs, scores_path, step_arm, tracker_name
 from dmtrack.provenance import file_sha256, git_label, install_label
 from dmtrack.report.results import Results
 
@@ -94,8 +94,9 @@ def base_tracker(work, manifest: dict) -> dict | None:
     or the file is not there): its path, SHA-256, training steps (the checkpoint's global_step), its config's
     differences from the profile's `full` config as the chain fine-tunes it (its overrides, pretrained = the
     base tracker) {key: (full, base)}, and every trained checkpoint of the chain's seeds checked against it: a
-    fine-tuned variant must record the base tracker's SHA-256 as the file it started from
-    (`pretrained_sha256`), one of the from-scratch arm none. `stale` names those that do not."""
+    fine-tuned variant (the chain's own and those of an arm fine-tuned from it, dmtrack.layout.ARMS) must record
+    the base tracker's SHA-256 as the file it started from (`pretrained_sha256`), one of the from-scratch arm
+    none. `stale` names those that do not."""
     from dmtrack.model.weights import load_checkpoint  # torch, only when there is a checkpoint to read
 
     path, overrides = model_path(work, BASE, 0), manifest.get("overrides") or {}
@@ -107,12 +108,13 @@ def base_tracker(work, manifest: dict) -> dict | None:
     full = load_config(manifest["profile"], "full", **{**overrides, "pretrained": str(path)}).to_dict()
     out = dict(path=str(path), sha256=sha, steps=ckpt.get("global_step"), fine_tuned=[], scratch=[], stale=[], missing=[],
                changes={k: (v, saved.get(k)) for k, v in full.items() if k != "variant" and saved.get(k) != v})
-    for arm, want, key in (("", sha, "fine_tuned"), (SCRATCH_ARM, None, "scratch")):
+    for arm, arm_overrides in ARMS.items():
+        want, key = (None, "scratch") if arm_overrides.get("pretrained") == SCRATCH else (sha, "fine_tuned")
         for v in VARIANTS:
             for seed in manifest.get("seeds") or []:
                 name, p = f"{model_name(v, arm)} seed {seed}", model_path(work, v, seed, arm)
                 if not p.is_file():
-                    out["missing"] += [] if arm else [name]  # the from-scratch arm trains only some variants
+                    out["missing"] += [] if arm else [name]  # an arm trains only some variants, some seeds
                     continue
                 got = load_checkpoint(p).get("pretrained_sha256")
                 out[key if got == want else "stale"].append(
@@ -144,6 +146,19 @@ def _base_tracker_lines(base: dict) -> list[str]:
                     + checked + missing + "."]
 
 
+READINGS = {"paper": "the paper's text (`docs/method.md`)",
+            "authors": "the first author's released code (`docs/method.md`, \"reading = authors\")"}
+
+
+def reading_text(manifest: dict) -> str:
+    """The reading the chain's trainings follow (its overrides' `reading`; the paper's when not given) and the
+    arms trained beside them (the arms of its training steps, dmtrack.layout.ARMS) with their overrides."""
+    reading = (manifest.get("overrides") or {}).get("reading", "paper")
+    arms = sorted({step_arm(st["step"]) for st in manifest.get("steps", []) if st["step"].startswith("10_train/")} - {""})
+    beside = "; ".join(f"`{a}` (" + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in ARMS[a].items()) + ")" for a in arms)
+    return f"`{reading}`: the chain's trainings follow {READINGS[reading]}" + (f"; its arms beside them: {beside}" if arms else "")
+
+
 def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes=(), work=None) -> str:
     """The report's header: what differs from the paper's setup (flagged first), then profile, data,
     hardware, packages, seeds, git commit, the config overrides, the weights, the base tracker (given the
@@ -168,6 +183,7 @@ def provenance_markdown(manifest: dict, cover: pd.DataFrame | None = None, notes
     lines += ["| | |", "|---|---|",
               f"| profile | `{manifest['profile']}` |",
               f"| data | {manifest.get('data', '')} |"] + ([f"| data roots | {roots} |"] if roots and not manifest.get("synthetic") else []) + [
+              f"| reading | {reading_text(manifest)} |",
               f"| training seeds | {len(seeds)} per variant (seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}) |",
               f"| hardware | {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, {hw.get('ram_gib', '?')} GiB RAM, GPUs: {gpus} |",
               f"| platform | {hw.get('platform', '?')}, Python {hw.get('python', '?')} |",

@@ -169,14 +169,18 @@ SWEEP_AXES = {"k": "diffusion samplings k at test time", "steps": "DDIM steps pe
 
 
 def k_sweep_plot(df: pd.DataFrame, title: str, x: str = "k"):
-    """AUC (with its CI band) and tracking speed against k (or, x="steps", the steps per chain)."""
+    """AUC (with its CI band) and tracking speed against k (or, x="steps", the steps per chain); one pair of
+    lines per test-time sampler when `df` has a sampler column (dmtrack.report.sweeps.sampler_sweeps)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    ax.plot(df[x], df.auc, "o-", label="AUC")
-    ax.fill_between(df[x], df.auc_low, df.auc_high, alpha=0.2, label="95% CI")
-    ax.set(xlabel=SWEEP_AXES[x], ylabel="AUC (%)")
-    ax.set_xticks(list(df[x]))
     ax2 = ax.twinx()
-    ax2.plot(df[x], df.fps, "s--", color="tab:red", label="frames / s")
+    groups = df.groupby("sampler", sort=False) if "sampler" in df.columns else [("", df)]
+    for i, (sampler, d) in enumerate(groups):
+        colour, name = f"C{2 * i}", f" ({sampler})" if sampler else ""
+        ax.plot(d[x], d.auc, "o-", color=colour, label="AUC" + name)
+        ax.fill_between(d[x], d.auc_low, d.auc_high, color=colour, alpha=0.2, label="95% CI" + name)
+        ax2.plot(d[x], d.fps, "s--", color=colour if sampler else "tab:red", alpha=0.7, label="frames / s" + name)
+    ax.set(xlabel=SWEEP_AXES[x], ylabel="AUC (%)")
+    ax.set_xticks(sorted(set(df[x])))
     ax2.set_ylabel("frames / s (this machine)", color="tab:red")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="lower left")

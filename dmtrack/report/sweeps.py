@@ -1,5 +1,6 @@
-"""The sweeps (accuracy and speed against k and the DDIM steps, AUC against the language drift) and the
-language-robustness test (dmtrack.data.sentences) with its verdicts, from a chain's results.
+"""The sweeps (accuracy, speed and sample spread against k and the DDIM steps, under each test-time sampler; AUC
+against the language drift) and the language-robustness test (dmtrack.data.sentences) with its verdicts, from a
+chain's results.
 """
 from __future__ import annotations
 
@@ -10,22 +11,29 @@ from dmtrack import paper
 from dmtrack.data.benchmarks import drift_benchmark
 from dmtrack.data.sentences import SENTENCES
 from dmtrack.eval import stats
-from dmtrack.layout import tracker_name
+from dmtrack.layout import eta_override, tracker_name
 from dmtrack.report import verdicts as vd
 from dmtrack.report.results import Results
 
 ROBUST_CONTROL = "no_language"  # ignores the sentence: its drops must be zero within noise
 ROBUST_COMPARED = ("not_mask_driven", "no_diffusion")  # the variants full's drop is compared with
 OTHER_SENTENCES = ("misleading", "uninformative")
+# the test-time samplers (DDIM eta) by name; docs/method.md, "The reverse step"
+SAMPLERS = {1.0: "stochastic (eta = 1, the paper's Eq. 5)", 0.0: "deterministic DDIM (eta = 0)"}
 
 
-def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full", seeds=None) -> pd.DataFrame:
+def sampler_label(eta: float) -> str:
+    return SAMPLERS.get(float(eta), f"DDIM eta = {float(eta):g}")
+
+
+def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full", seeds=None,
+            eta: float | None = None) -> pd.DataFrame:
     """Accuracy, speed and sample spread of `variant` on the Table 2 benchmark as k grows (final
-    reading, the same seeds at every k)."""
+    reading, the same seeds at every k), under the sampler of the runs' eta override (None = the config's)."""
     bench = res.bench(paper.TABLE2_BENCHMARK)
     rows = []
     for k in ks:
-        s = res.summary(tracker_name(variant), bench, k, protocol, seeds)
+        s = res.summary(tracker_name(variant), bench, k, protocol, seeds, eta=eta)
         if s is None:
             continue
         ci = s["auc_ci"]
@@ -34,26 +42,70 @@ def k_sweep(res: Results, ks, protocol: str = "pytracking", variant: str = "full
     return pd.DataFrame(rows, columns=["k", "auc", "auc_low", "auc_high", "precision", "norm_precision", "fps", "spread", "seeds"])
 
 
-def steps_sweep(res: Results, steps, protocol: str = "pytracking", variant: str = "full", seeds=None) -> pd.DataFrame:
-    """Accuracy and speed of one chain (k = 1) against its DDIM steps. The run of each step count is
-    the one whose chains ran that many steps: the config's own, a steps override, or (one step) the
-    chain reading at k = 1, which is exactly one denoiser pass."""
+def steps_sweep(res: Results, steps, protocol: str = "pytracking", variant: str = "full", seeds=None,
+                eta: float | None = None) -> pd.DataFrame:
+    """Accuracy and speed of one chain (k = 1) against its DDIM steps, under the sampler of the runs' eta
+    override (None = the config's). The run of each step count is the one whose chains ran that many steps:
+    the config's own, a steps override, or (one step) the chain reading at k = 1, which is exactly one
+    denoiser pass (no step adds noise: the same under every eta)."""
     bench = res.bench(paper.TABLE2_BENCHMARK)
     r = res.runs[(res.runs.tracker == tracker_name(variant)) & (res.runs.benchmark == bench) & (res.runs.k == 1)
-              & (res.runs.sentence == "true")]
+                 & (res.runs.sentence == "true") & (res.runs.eta.isna() if eta is None else res.runs.eta == eta)]
     rows = []
     for n in steps:
         runs = r[r.sampling_steps == n][["average", "steps"]].drop_duplicates()
         if runs.empty:
             continue
         average, override = runs.iloc[0]
-        s = res.summary(tracker_name(variant), bench, 1, protocol, seeds, average, None if pd.isna(override) else override)
+        s = res.summary(tracker_name(variant), bench, 1, protocol, seeds, average, None if pd.isna(override) else override,
+                        eta=eta)
         if s is None:
             continue
         ci = s["auc_ci"]
         rows.append(dict(steps=n, auc=s["auc"], auc_low=ci.low, auc_high=ci.high, precision=s["precision"],
                          norm_precision=s["norm_precision"], fps=s["fps"], seeds=s["seeds"]))
     return pd.DataFrame(rows, columns=["steps", "auc", "auc_low", "auc_high", "precision", "norm_precision", "fps", "seeds"])
+
+
+def swept_etas(manifest: dict, config_eta: float) -> list[float]:
+    """The test-time samplers (DDIM eta) the chain ran its k and steps sweeps under (the settings' sweep_etas
+    in its manifest), the config's own first; just that one for a manifest without them."""
+    etas = [float(config_eta)] + [float(e) for e in (manifest.get("settings") or {}).get("sweep_etas", ())]
+    return list(dict.fromkeys(etas))
+
+
+def sampler_sweeps(sweep, etas, config_eta: float, **kw) -> pd.DataFrame:
+    """`sweep` (k_sweep or steps_sweep, called with `kw` and each sampler's eta override) under each DDIM eta of
+    `etas`, stacked in that order with the columns sampler (its label, SAMPLERS) and eta first; the eta equal to
+    config_eta reads the config's own runs (Table 2's folders, eta None)."""
+    frames = [sweep(**kw, eta=eta_override(e, config_eta)).assign(sampler=sampler_label(e), eta=float(e)) for e in etas]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["sampler", "eta"])
+    return df[["sampler", "eta"] + [c for c in df.columns if c not in ("sampler", "eta")]]
+
+
+def side_by_side(df: pd.DataFrame, x: str = "k", columns=("auc", "auc_low", "auc_high", "spread", "fps")) -> pd.DataFrame:
+    """A `sampler_sweeps` frame with one column group per sampler (in its order) and one row per `x`."""
+    cols = [c for c in columns if c in df.columns]
+    wide = df.pivot(index=x, columns="sampler", values=cols).swaplevel(axis=1)
+    return wide[[(s, c) for s in df.sampler.unique() for c in cols]]
+
+
+def spread_ratio(df: pd.DataFrame, k: int = 5, etas=(1.0, 0.0)) -> float:
+    """How many times the median sample spread at k of the first sampler of `etas` is that of the second
+    (a `sampler_sweeps` k frame); NaN when either was not run or the second's is 0."""
+    at = lambda e: df[(df.eta == e) & (df.k == k)].spread  # noqa: E731
+    a, b = at(etas[0]), at(etas[1])
+    return float(a.iloc[0] / b.iloc[0]) if len(a) and len(b) and b.iloc[0] > 0 else float("nan")
+
+
+def spread_ratio_markdown(df: pd.DataFrame, k: int = 5, etas=(1.0, 0.0)) -> str:
+    """One sentence: the median sample spread at k under the two samplers of `etas` and their ratio."""
+    at = {e: df[(df.eta == e) & (df.k == k)].spread for e in etas}
+    if any(v.empty for v in at.values()):
+        return (f"The spread ratio at k = {k} needs both samplers' k sweeps; this run has "
+                f"{', '.join(sampler_label(e) for e in df.eta.unique()) or 'neither'} (the chain setting sweep_etas).")
+    parts = ", ".join(f"{sampler_label(e)} {v.iloc[0]:.3f}" for e, v in at.items())
+    return f"Median sample spread of k = {k} chains: {parts}; ratio **{spread_ratio(df, k, etas):.1f}x**."
 
 
 def drift_sweep(res: Results, levels, variants, k: int, protocol: str = "pytracking", seeds=None) -> pd.DataFrame:

@@ -130,20 +130,25 @@ def table2(res: Results, protocol: str, readings=("final", "chain")) -> pd.DataF
     return df
 
 
-def spread_table(res: Results, protocol: str = "pytracking", readings=("final", "chain")) -> pd.DataFrame:
+def spread_table(res: Results, protocol: str = "pytracking", readings=("final", "chain"), sampler: str = "",
+                 other_samplers: dict | None = None) -> pd.DataFrame:
     """The diversity of the k averaged masks per trained variant at Table 2's k (> 1) under each reading:
     the median over sequences and seeds of each sequence's median, over frames, of the largest
-    per-pixel range of the k mask probabilities (tracker.sample_spread), with AUC next to it."""
+    per-pixel range of the k mask probabilities (tracker.sample_spread), with AUC next to it. The runs are
+    the config's sampler's (`sampler`: its name in the column heads); other_samplers {name: eta override}
+    adds the final reading under each other sampler (the k sweep runs the full model under each)."""
     bench = res.bench(paper.TABLE2_BENCHMARK)
+    groups = [(f"{a} reading" + (f", {sampler}" if sampler else ""), a, None) for a in readings]
+    groups += [(f"final reading, {name}", "final", eta) for name, eta in (other_samplers or {}).items()]
     rows = []
     for r in paper.TABLE2:
         if r.k < 2:
             continue
         row = {"variant": r.variant, "k": r.k}
-        for a in readings:
-            s = res.summary(tracker_name(r.variant), bench, r.k, protocol, average=a)
-            row[(f"{a} reading", "spread")] = "not run" if s is None else f"{s['spread']:.3f}"
-            row[(f"{a} reading", "AUC")] = fmt_ci(s)
+        for head, a, eta in groups:
+            s = res.summary(tracker_name(r.variant), bench, r.k, protocol, average=a, eta=eta)
+            row[(head, "spread")] = "not run" if s is None else f"{s['spread']:.3f}"
+            row[(head, "AUC")] = fmt_ci(s)
         rows.append(row)
     df = pd.DataFrame(rows).set_index(["variant", "k"])
     df.columns = pd.MultiIndex.from_tuples(df.columns)

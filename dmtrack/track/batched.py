@@ -9,7 +9,7 @@ per sequence and runs the network once on all of them. When a sequence ends, the
 its place. The result of each sequence is the one the Tracker gives it alone: the network treats
 the crops of a batch independently (per-sample attention, candidate elimination, norms, top-k),
 and the noise of each sequence's k samplings (x_T, and each step's z under the ancestral sampler,
-sampler_eta > 0) comes from its own generator seeded as the Tracker seeds torch at `initialize`,
+eta > 0) comes from its own generator seeded as the Tracker seeds torch at `initialize`,
 drawn in the same order (tests/test_batched.py checks the boxes under both samplers).
 
 Times: a sequence's `initialize` is its own; a batched step's wall time is shared equally by the
@@ -98,8 +98,8 @@ class BatchTracker:
             M, chains = tr.model.mask_size, sampling_plan(cfg, tr.samples, tr.steps, tr.average)[0]
             noise = lambda: torch.cat([torch.randn(chains, 1, M, M, generator=s.noise, device=tr.device) for s in active])
         with autocast(tr.precision, tr.device):
-            out = tr.model(torch.cat([s.template for s in active]), self._search[:n], text, samples=tr.samples,
-                           steps=tr.steps, average=tr.average, noise=noise)
+            out = tr.model(torch.cat([s.template for s in active]), self._search[:n], text, noise=noise,
+                           samples=tr.samples, steps=tr.steps, average=tr.average, eta=tr.eta)
         decoded = tr.decode(out)
         for j, (s, image, factor, (pred, score, spread)) in enumerate(zip(active, images, factors, decoded)):
             H, W = image.shape[:2]

@@ -31,6 +31,9 @@ def add_arguments(parser):
                         help="final: k chains, final masks averaged; chain: one chain of k steps, its x0 predictions "
                              "averaged; maps: one chain of k steps, the head's maps of each step averaged (the "
                              "authors'); default: the config's test_average (docs/method.md)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="the sampler's DDIM eta in [0, 1]: 1 = the paper's stochastic reverse step (Eq. 5), "
+                             "0 = deterministic DDIM (default: the config's sampler_eta; docs/method.md)")
     parser.add_argument("--out", required=True, help="folder for <seq>.txt, <seq>_time.txt and the score JSONs")
     parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes, one sequence each (default 1)")
     parser.add_argument("--gpus", default=None, metavar="ID,ID,...", type=gpu_list,
@@ -75,7 +78,7 @@ def run(args) -> int:
     protocols = {"both": PROTOCOLS, "none": ()}.get(args.protocol, (args.protocol,))
     names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
     settings = TrackSettings(samples=args.samples, seed=args.seed, average=args.average, steps=args.steps,
-                             precision=args.precision, device=args.device, batch=args.batch)
+                             precision=args.precision, device=args.device, batch=args.batch, eta=args.eta)
     data = DataSelection(root=args.data_root, split=args.split, sequences=names, max_frames=args.max_frames,
                          sentence=args.sentence)
     execution = Execution(workers=args.workers, gpus=worker_gpus(args.gpus, args.device, args.workers),

@@ -46,7 +46,7 @@ from ..eval.results import save_scores, write_results
 from ..io import (LOCK_NAME, atomic_open, atomic_write_text, exclusive_lock, exit_with_parent, remove_stale_temps,
                   sigterm_as_interrupt)
 from ..layout import RUN_META, read_run_meta, spread_dir, spread_path, write_run_meta
-from ..model import build_model, load_checkpoint, load_weights, sampling_plan
+from ..model import build_model, load_checkpoint, load_weights, resolve_eta, sampling_plan
 from ..precision import resolve_precision
 from ..provenance import check_gpus, cpu_cores, file_sha256, gpu_environment, resolve_device, visible_gpus
 from .tracker import Tracker, mask_to_image
@@ -197,7 +197,8 @@ class TrackSettings:
     """How the tracker runs (None = the checkpoint config's value): k samplings, the torch seed set at
     each sequence start, the reading of "k samplings" (final | chain, dmtrack.model.sampling_plan), DDIM
     steps per chain (final reading only), the autocast (dmtrack.precision; fp32 whatever the training's),
-    the device, and the sequences tracked at once in one process (dmtrack.track.batched)."""
+    the device, the sequences tracked at once in one process (dmtrack.track.batched), and the sampler's
+    DDIM eta (None = the config's sampler_eta; 1 = the paper's stochastic reverse step, 0 = deterministic)."""
     samples: int | None = None
     seed: int | None = None
     average: str | None = None
@@ -205,10 +206,11 @@ class TrackSettings:
     precision: str = "fp32"
     device: str | None = None
     batch: int = 1
+    eta: float | None = None
 
     def tracker(self, model, cfg) -> Tracker:
         return Tracker(model, cfg, device=self.device, samples=self.samples, seed=self.seed, steps=self.steps,
-                       average=self.average, precision=self.precision)
+                       average=self.average, precision=self.precision, eta=self.eta)
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,8 @@ class CheckpointTracker:
 
 
 # ----------------------------------------------------------------------------- the run
-SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant", "average", "steps", "sentence", "precision")  # what evaluate.json must share to resume
+SETTINGS = ("weights_sha256", "benchmark", "samples", "seed", "variant", "average", "steps", "sentence", "precision",
+            "sampler_eta")  # what evaluate.json must share to resume
 
 
 def _clear(out: Path) -> None:
@@ -264,8 +267,11 @@ def _check_settings(out: Path, old: dict | None, meta: dict, replace_stale: bool
     old record, or None when the folder was emptied."""
     if old is None:
         return None
-    # records from before the two readings were final-reading runs, those from before the robustness test true-sentence ones
-    old = {"average": "final", "steps": None, "sentence": "true", "precision": "fp32", **old}
+    # records from before the two readings were final-reading runs, those from before the robustness test true-sentence ones;
+    # those from before the per-run eta sampled with the config's sampler_eta, the one a run without an eta override
+    # uses now when the weights (compared too) are the same
+    config_eta = meta.get("sampler_eta") if meta.get("eta") is None else None
+    old = {"average": "final", "steps": None, "sentence": "true", "precision": "fp32", "sampler_eta": config_eta, **old}
     diff = {k: (old.get(k), meta.get(k)) for k in SETTINGS if k in meta and old.get(k) != meta[k]}
     if diff and replace_stale:
         _clear(out)
@@ -388,17 +394,20 @@ def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSet
     write them into `out` and score them under `protocols`; returns {protocol: Scores}.
 
     The settings left None take the config's: samples its test_samples, steps its sampling_steps, average
-    its test_average, seed its seed (test_seeded=false: a fresh seed, `unseeded_seed`); a plan that cannot run (steps with the chain reading, k or steps out
-    of the config's ranges) fails before any sequence is loaded. Each sentence (data.sentence) gets its own
-    `out`. execution: workers and GPUs (track_benchmark), progress; save_masks: <out>/masks/<seq>.npz
-    (diffusion models). Finished sequences are resumed only from the same weights (the checkpoint's
-    SHA-256), k, seed, reading, steps, sentence, precision and sequence inputs (`sequence_inputs`), so a
-    retrained model.pth or another data root never reuses old results; execution.replace_stale deletes
-    such results and redoes them instead of raising."""
+    its test_average, seed its seed (test_seeded=false: a fresh seed, `unseeded_seed`), eta its sampler_eta; a
+    plan that cannot run (steps with the chain reading, k, steps or eta out of the config's ranges) fails before
+    any sequence is loaded. Each sentence (data.sentence) gets its own `out`. execution: workers and GPUs
+    (track_benchmark), progress; save_masks: <out>/masks/<seq>.npz (diffusion models). Finished sequences are
+    resumed only from the same weights (the checkpoint's SHA-256), k, seed, reading, steps, sentence, precision,
+    sampler eta (evaluate.json's sampler_eta, the eta used) and sequence inputs (`sequence_inputs`), so a
+    retrained model.pth or another data root never reuses old results; execution.replace_stale deletes such
+    results and redoes them instead of raising."""
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"])
     k = int(settings.samples if settings.samples is not None else cfg.test_samples)
     steps, device = settings.steps, settings.device
-    cfg.replace(test_samples=k, sampling_steps=cfg.sampling_steps if steps is None else steps)  # the config's ranges
+    cfg.replace(test_samples=k, sampling_steps=cfg.sampling_steps if steps is None else steps,
+                sampler_eta=cfg.sampler_eta if settings.eta is None else float(settings.eta))  # the config's ranges
+    eta = resolve_eta(cfg, settings.eta)  # what the sampler runs with (None: reading=authors, the authors' sampler)
     _, n_steps, average = sampling_plan(cfg, k, steps, settings.average)  # a plan that cannot run fails here, not midway
     seeded = settings.seed is not None or cfg.test_seeded
     seed = settings.seed if settings.seed is not None else cfg.seed if seeded else unseeded_seed(out)
@@ -416,7 +425,7 @@ def evaluate(checkpoint, benchmark: str, out, settings: TrackSettings = TrackSet
             "variant": cfg.variant, "profile": cfg.profile, "reading": cfg.reading,
             "max_frames": data.max_frames, "data_root": str(data.root) if data.root else None,
             "average": average, "steps": steps, "sampling_steps": n_steps if cfg.use_diffusion else None,
-            "sentence": data.sentence,
+            "sentence": data.sentence, "eta": settings.eta, "sampler_eta": eta if cfg.use_diffusion else None,
             "precision": resolve_precision(settings.precision, device or resolve_device(cfg.device)),
             "batch": settings.batch}  # recorded, not compared on resume: the times (fps) are each sequence's share of a batched step
     with exclusive_lock(out, "dmtrack evaluate"):  # scoring too: no second run rewrites the folder meanwhile

@@ -24,7 +24,7 @@ from torch.profiler import record_function
 from ..boxes import clip_xywh, cxcywh_to_xywh
 from ..data.sequence import clean_text
 from ..data.crop import IMAGENET_MEAN, IMAGENET_STD, box_from_crop, crop_square
-from ..model import decode_boxes
+from ..model import decode_boxes, resolve_eta
 from ..precision import autocast, enable_tf32, resolve_precision
 
 CLIP_MARGIN = 10  # pixels of the box kept inside the image (OSTrack's clip_box margin)
@@ -83,20 +83,24 @@ class Tracker:
     device: torch device (default: the model's); samples: k diffusion samplings per frame
     (default `config.test_samples`); steps: DDIM steps per chain (default `config.sampling_steps`;
     final reading only); average: the reading of "k samplings", final | chain (default
-    `config.test_average`, see dmtrack.model.sampling_plan); bgr: frames come in OpenCV's BGR order;
-    seed: torch RNG seed set at every `initialize`, so a sequence's result does not depend on
-    which worker or in what order it ran (None = leave the global RNG alone);
+    `config.test_average`, see dmtrack.model.sampling_plan); eta: the sampler's DDIM eta (default
+    `config.sampler_eta`; 1 = the paper's stochastic reverse step, each step drawing fresh noise, 0 =
+    deterministic DDIM, the chains differing only in x_T); bgr: frames come in OpenCV's BGR order;
+    seed: torch RNG seed set at every `initialize`, so a sequence's result (its x_T and every step's
+    noise) does not depend on which worker or in what order it ran (None = leave the global RNG alone);
     precision: fp32 | bf16 | fp16 | auto (dmtrack.precision), the autocast of the network (the
     Hann window and the box decoding run in float32). fp32 by default whatever the config's
     `train_precision`: bf16 tracking is opt-in until it is shown to keep the
     AUC (docs/tracking.md)."""
 
     def __init__(self, model, config, device=None, samples: int | None = None, bgr: bool = False, seed: int | None = 0,
-                 steps: int | None = None, average: str | None = None, precision: str = "fp32"):
+                 steps: int | None = None, average: str | None = None, precision: str = "fp32",
+                 eta: float | None = None):
         self.cfg = config
         self.samples = int(samples if samples is not None else config.test_samples)
         if self.samples < 1:
             raise ValueError(f"samples (k) must be >= 1, got {self.samples}")
+        self.eta = resolve_eta(config, eta)  # None under reading=authors (its own sampler)
         self.steps, self.average = steps, average
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         # once, after the move (the fused constants live on the device), for the steps this tracker runs
@@ -172,8 +176,8 @@ class Tracker:
             crop, resize_factor, _ = crop_square(image, self.box, self.cfg.search_factor, S)
             search = self._load(crop, self._search)
         with record_function("track/network"), autocast(self.precision, self.device):
-            out = self.model(self._template, search, self.text, samples=self.samples, return_chain=return_chain,
-                             steps=self.steps, average=self.average)
+            out = self.model(self._template, search, self.text, return_chain=return_chain, samples=self.samples,
+                             steps=self.steps, average=self.average, eta=self.eta)
         with record_function("track/decode"):
             pred, score, spread = self.decode(out)[0]  # the one unavoidable host copy (6 numbers)
         window = crop_window(self.box, resize_factor, S)
