@@ -170,6 +170,18 @@ COMPONENTS = (
               "training: the text before its first comma (`A:test/evaluation/lasotdataset.py:46`)",
               "the whole first line, cleaned alike in training and tracking", ("dmtrack/data/files.py", "def read_description"),
               "not reproduced: a bug, not a reading", None, "sentences with commas differ. Not measured"),
+    Component(23, "heat-map peak", 'Sec. 3.3: "utilized weighted focal loss for classifcation"',
+              "the focal target peaks on the box centre rounded, OSTrack's `generate_heatmap` "
+              "(`A:utils/heapmap_utils.py:23`)",
+              "on the cell that holds the centre, the cell the box decoding reads",
+              ("dmtrack/model/losses.py", "def gaussian_heatmap"),
+              "`heatmap_peak=round`", (CFG, "    heatmap_peak: str"),
+              "one cell off for a centre in the right or lower half of its cell; the offsets learn [-0.5, 0.5)", "reading"),
+    Component(24, "crop at the image border", "not stated",
+              "one image column (row) short where the crop reaches the right (bottom) edge, a zero one padded instead "
+              "(`A:train/data/processing_utils.py:42`)",
+              "every image pixel the crop covers", ("dmtrack/data/crop.py", "def crop_square"),
+              "not reproduced: a bug, not a reading", None, "one pixel column or row of a border crop. Not measured"),
 )
 
 # the two facts about the authors' code that matter most, and how they were established (docs/authors_code.md, (a), (b))

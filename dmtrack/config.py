@@ -154,6 +154,7 @@ class Config:
     double_sample_clamp_inplace: bool = False  # True: the 2nd input is built from clamp_(l1, 0, 1), in place, so the 1st sampling's loss sees the clamped logits (authors)
     double_sample_loss: str = "mask"  # what double_sample_mode picks: mask = a sampled mask (or their mean), one head pass | full = each sampling's head pass and Eq. 6 loss (authors)
     struct_bce_weighted: bool = True  # structure loss: the BCE weighted per pixel as the IoU term (F3Net) | False: a plain mean BCE (authors)
+    heatmap_peak: str = "floor"  # focal-loss heat-map peak: floor = the cell holding the box centre (the cell decode_boxes reads) | round = the rounded centre (OSTrack's; authors)
     ce_keep_ratios: tuple = ()  # tracking: each CE layer's keep ratio (one per ce_layers entry); () = ce_keep_ratio at each. Training decays to ce_keep_ratio at every layer
     ce_test_template_range: str = "same"  # tracking's CE scores from the template tokens of: same = ce_template_range | ctr_point | all (authors: all)
     text_dropout: bool = False  # True: a frozen BERT is left in train mode while the tracker trains, dropout on (authors); needs text_cache = 0
@@ -252,6 +253,7 @@ CHOICES: dict[str, tuple] = {
     "head_features": ("visual", "fused"), "test_average": ("final", "chain", "maps"), "train_precision": PRECISIONS,
     "reading": ("paper", "authors"), "gt_mask": ("soft", "floored"), "double_sample_first_input": ("noise", "empty_mask"),
     "double_sample_loss": ("mask", "full"), "ce_test_template_range": ("same", "ctr_point", "all"),
+    "heatmap_peak": ("floor", "round"),
 }
 # Former key names: a saved config's old name loads as the new one, an override with it is an error naming the new one.
 RENAMED = {"precision": "train_precision"}  # named apart from the tracker's own precision (fp32 unless asked)
@@ -307,6 +309,7 @@ _READINGS: dict[str, dict] = {
         double_sample_mode="random", double_sample_loss="full",  # [13] A:train/actors/ostrack.py:37-66
         head_features="fused", pretrained_head=True,  # [14] ostrack.py:240; [2] ostrack.py:377-379
         struct_kernel=31, struct_bce_weighted=False,  # [15] actor:158-167
+        heatmap_peak="round",  # [23] A:utils/heapmap_utils.py:23, OSTrack's generate_heatmap (actor:121)
         ce_test_template_range="all",  # [17] ostrack.py:317 calls forward without ce_template_mask
         text_dropout=True, text_cache=0,  # [3] nothing puts the frozen BERT in eval mode
         test_average="maps", test_seeded=False,  # [19] ostrack.py:287-289, 322-325; [20] nothing under A:test/ seeds

@@ -11,8 +11,9 @@ import torch.nn as nn
 from dmtrack import build_model, experiments, load_config
 from dmtrack.config import _READINGS, BASE, PROFILES, VARIANTS, Config, ConfigError, config_from_dict
 from dmtrack.model import box_mask
-from dmtrack.model.dmtrack import floored_box_mask
-from dmtrack.model.losses import structure_loss
+from dmtrack.model.dmtrack import DMTrackOutput, floored_box_mask
+from dmtrack.model.head import decode_boxes
+from dmtrack.model.losses import focal_loss, gaussian_heatmap, structure_loss
 from dmtrack.model.vit import VisualEncoder
 from dmtrack.track import Tracker
 from dmtrack.train.loop import train_step
@@ -67,7 +68,7 @@ def test_the_new_keys_are_checked():
     with pytest.raises(ConfigError, match="'text_cache' = 4096 is out of range; allowed: 0 with text_dropout"):
         load_config("demo", text_dropout=True)  # dropout makes BERT's output differ per call: no cache
     for key, bad in (("gt_mask", "hard"), ("double_sample_first_input", "zeros"), ("double_sample_loss", "box"),
-                     ("ce_test_template_range", "centre"), ("test_average", "mean")):
+                     ("ce_test_template_range", "centre"), ("test_average", "mean"), ("heatmap_peak", "ceil")):
         with pytest.raises(ConfigError, match=f"'{key}' = '{bad}' is out of range"):
             load_config("smoke", **{key: bad})
 
@@ -241,6 +242,30 @@ def test_unweighted_bce_on_a_3x3_example_by_hand():
         ((w31 * nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")).sum() / w31.sum()
          + 1 - ((w31 * logits.sigmoid() * target).sum() + 1)
          / ((w31 * (logits.sigmoid() + target)).sum() - (w31 * logits.sigmoid() * target).sum() + 1)).item(), rel=1e-6)
+
+
+def test_heatmap_peak_round_puts_the_peak_on_the_rounded_centre():
+    # 16x16 grid, a 4 x 4-cell box centred at (8.48, 7.52) cells: radius 1, sigma 3/6
+    box = torch.tensor([[0.53, 0.47, 0.25, 0.25]])
+    floor, rounded = (gaussian_heatmap(box, 16, peak=p)[0, 0] for p in ("floor", "round"))
+    assert floor[7, 8] == 1 and rounded[8, 8] == 1 and floor.max() == rounded.max() == 1  # row 7.52 -> 7 or 8
+    assert rounded[8, 9].item() == pytest.approx(math.exp(-1 / (2 * 0.5 ** 2)), rel=1e-6)  # one cell away
+    assert rounded[9, 9].item() == pytest.approx(math.exp(-2 / (2 * 0.5 ** 2)), rel=1e-6)  # one diagonal step
+    assert rounded[8, 10] == 0 and rounded[6, 8] == 0  # outside the 3 x 3 window around (8, 8)
+    # a centre in the upper left half of its cell, (8.16, 7.2): both give the same map
+    low = torch.tensor([[0.51, 0.45, 0.25, 0.25]])
+    assert torch.equal(gaussian_heatmap(low, 16, peak="round"), gaussian_heatmap(low, 16))
+    # the model's focal loss reads the config's peak (reading=authors: round)
+    cfg = load_config("smoke", "no_language", reading="authors")
+    assert cfg.heatmap_peak == "round" and load_config("smoke").heatmap_peak == "floor"
+    model = build_model(cfg)
+    G, g = model.grid, torch.Generator().manual_seed(0)
+    score = torch.rand(1, 1, G, G, generator=g).clamp(1e-4, 1 - 1e-4)
+    offset, size = torch.rand(1, 2, G, G, generator=g), torch.rand(1, 2, G, G, generator=g)
+    out = DMTrackOutput(score, offset, size, decode_boxes(score, offset, size))
+    gt = torch.tensor([[0.53, 0.47, 0.25, 0.25]])  # centre (2.12, 1.88) on the smoke grid of 4: rounding moves the row
+    assert G == 4 and not torch.equal(gaussian_heatmap(gt, G, peak="round"), gaussian_heatmap(gt, G))
+    assert model.loss(out, gt)["focal"] == focal_loss(score, gaussian_heatmap(gt, G, peak="round"))
 
 
 # ----------------------------------------------------------------------------- candidate elimination

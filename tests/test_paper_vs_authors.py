@@ -23,7 +23,7 @@ def test_every_component_row_names_a_file_and_line_of_both_codebases():
                    "head inputs", "structure loss", "initialisation", "sizes", "CE", "recipe", "test-time averaging",
                    "seeding", "text reading"):  # issue 21's list
         assert wanted in names, wanted
-    assert [c.no for c in ar.COMPONENTS] == list(range(1, 23))  # docs/authors_code.md's rows, in order
+    assert [c.no for c in ar.COMPONENTS] == list(range(1, 25))  # docs/authors_code.md's rows, in order
     lines = ar.table_markdown().splitlines()[2:]
     assert len(lines) == len(ar.COMPONENTS)
     for c, line in zip(ar.COMPONENTS, lines):
@@ -188,7 +188,7 @@ def test_the_paper_against_the_authors_reading_paired_on_seeds_and_sequences(tmp
     assert cells["reading"].startswith("authors - paper (every switch together, not this one alone): -7.0 [")
     assert cells["averaging"] == "maps - final on the authors' models (test_average): +3.0 [+3.0, +3.0] AUC (the authors' averaging, k=5, below)"
     section = paper_vs_authors.section_markdown(t)
-    assert cells["scramble"] in section and section.count(cells["reading"]) == 13  # the switch rows, measured together
+    assert cells["scramble"] in section and section.count(cells["reading"]) == 14  # the switch rows, measured together
     shown = paper_vs_authors.shown(t)
     assert "_diff" not in shown and "A - B [99.3% CI]" in shown  # 1 - 0.05 / 7
     assert "7 of 7 comparisons run; each CI at 99.3% (Bonferroni over the 7)." in paper_vs_authors.summary_markdown(t)

@@ -489,7 +489,7 @@ class DMTrack(nn.Module):
             terms = [self.loss(p, gt_boxes) for p in picked]
             return {k: torch.stack([t[k] for t in terms]).mean() for k in terms[0]}
         cfg = self.cfg
-        focal = focal_loss(out.score_map, gaussian_heatmap(gt_boxes, self.grid))
+        focal = focal_loss(out.score_map, gaussian_heatmap(gt_boxes, self.grid, peak=cfg.heatmap_peak))
         giou, l1, iou = box_losses(out.pred_boxes, gt_boxes)
         if cfg.use_diffusion and out.mask_target is not None:
             struct = torch.stack([structure_loss(l, out.mask_target, self.struct_kernel, cfg.struct_bce_weighted)

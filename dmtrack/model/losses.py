@@ -30,17 +30,23 @@ def gaussian_radius(h, w, min_overlap: float = 0.7) -> torch.Tensor:
     return torch.minimum(torch.minimum(r1, r2), r3)
 
 
-def gaussian_heatmap(boxes: torch.Tensor, grid: int, min_overlap: float = 0.7) -> torch.Tensor:
+def gaussian_heatmap(boxes: torch.Tensor, grid: int, min_overlap: float = 0.7, peak: str = "floor") -> torch.Tensor:
     """(B,4) cxcywh normalised -> (B,1,G,G) heat-map: a Gaussian with sigma = (2r+1)/6 inside a
-    (2r+1)^2 window around the cell that contains the box centre (exactly 1 there). Tensor ops
+    (2r+1)^2 window around the peak cell (exactly 1 there). peak (Config.heatmap_peak): floor = the cell
+    that contains the box centre, the one decode_boxes reads; round = the centre in grid units rounded,
+    OSTrack's generate_heatmap and so the authors' (A:utils/heapmap_utils.py:23), one cell further right
+    or down for a centre in the right or lower half of its cell. Either is clamped into the grid. Tensor ops
     only, so building the target never waits for the device; the radius in float64 (float32 on
     MPS, which has no float64), the window's integer radius truncated from it."""
+    if peak not in ("floor", "round"):
+        raise ValueError(f"peak must be floor or round, got {peak!r}")
     b = boxes.detach().float() * grid
     cx, cy, w, h = b.unbind(1)
     wide = torch.float32 if b.device.type == "mps" else torch.float64
     r = gaussian_radius(h.to(wide), w.to(wide), min_overlap).trunc().clamp(min=0).float()[:, None, None]
-    ci = cx.floor().clamp(0, grid - 1)[:, None, None]  # the cell the centre falls in, as decode_boxes reads it
-    cj = cy.floor().clamp(0, grid - 1)[:, None, None]
+    cell = torch.floor if peak == "floor" else torch.round
+    ci = cell(cx).clamp(0, grid - 1)[:, None, None]
+    cj = cell(cy).clamp(0, grid - 1)[:, None, None]
     cells = torch.arange(grid, device=b.device, dtype=torch.float32)
     dx, dy = cells[None, None, :] - ci, cells[None, :, None] - cj
     sigma = (2 * r + 1) / 6
