@@ -17,6 +17,7 @@ from dmtrack.model.losses import focal_loss, gaussian_heatmap, structure_loss
 from dmtrack.model.vit import VisualEncoder
 from dmtrack.track import Tracker
 from dmtrack.train.loop import train_step
+from test_model_encoders import mlp_token_counts
 
 torch.set_num_threads(1)  # shared CPU: tiny ops only wait on each other with more threads
 GT = torch.tensor([[0.30, 0.35, 0.30, 0.40], [0.65, 0.60, 0.25, 0.20]])
@@ -269,31 +270,21 @@ def test_heatmap_peak_round_puts_the_peak_on_the_rounded_centre():
 
 
 # ----------------------------------------------------------------------------- candidate elimination
-def _mlp_tokens(enc, z, x, keep_rate=None):
-    counts = []
-    hooks = [b.mlp.register_forward_hook(lambda m, i, o: counts.append(i[0].shape[1])) for b in enc.blocks]
-    with torch.no_grad():
-        out = enc(z, x, keep_rate)
-    for h in hooks:
-        h.remove()
-    return counts, out
-
-
 def test_per_layer_keep_ratios_at_test_and_the_first_ratio_at_every_layer_in_training():
     # the y256 ratios at the demo size: 16 template + 64 search tokens, CE at blocks 0, 1, 2
     cfg = load_config("demo", depth=3, ce_layers=(0, 1, 2), ce_keep_ratio=0.6, ce_keep_ratios=(0.6, 0.4, 0.2))
     enc = VisualEncoder(cfg).eval()
     z, x = _inputs(cfg)
-    counts, out = _mlp_tokens(enc, z, x)  # tracking: 64 -> ceil(38.4) = 39 -> ceil(15.6) = 16 -> ceil(3.2) = 4
+    counts, out = mlp_token_counts(enc, z, x)  # tracking: 64 -> ceil(38.4) = 39 -> ceil(15.6) = 16 -> ceil(3.2) = 4
     assert counts == [16 + 39, 16 + 16, 16 + 4] and (out.removed.sum(1) == 60).all()
-    counts, out = _mlp_tokens(enc.train(), z, x, keep_rate=0.6)  # training: 64 -> 39 -> ceil(23.4) = 24 -> ceil(14.4) = 15
+    counts, out = mlp_token_counts(enc.train(), z, x, keep_rate=0.6)  # training: 64 -> 39 -> ceil(23.4) = 24 -> ceil(14.4) = 15
     assert counts == [16 + 39, 16 + 24, 16 + 15] and (out.removed.sum(1) == 49).all()
     # y384 at the paper profile under authors (narrow, to stay cheap): 576 -> 461 -> 369 -> 296, the first ratio in training
     cfg = load_config("paper", reading="authors", embed_dim=32, num_heads=2, fusion_heads=2)
     enc = VisualEncoder(cfg).eval()
     assert enc.grid == 24 and enc.num_z == 144
     z, x = _inputs(cfg, 1)
-    counts, out = _mlp_tokens(enc, z, x)
+    counts, out = mlp_token_counts(enc, z, x)
     assert [c - 144 for c in counts] == [576] * 5 + [461] * 3 + [369] * 3 + [296] and out.removed.sum() == 280
 
 
