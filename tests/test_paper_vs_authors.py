@@ -83,7 +83,7 @@ def test_the_demo_chain_trains_full_under_the_authors_reading_beside_the_paper_r
     # the paper reading's steps keep their parameters (no arm, no reading)
     assert "arm" not in steps["10_train/full_seed0"].params and steps["10_train/full_seed0"].params["overrides"] == {"pretrained": base_file}
     assert steps["10_train/full-scratch_seed2"].params["overrides"] == {"pretrained": "none"}  # the scratch arm: 3 seeds
-    assert sum(n.startswith("10_train/") for n in steps) == 1 + 6 * 3 + 3 + 2 * 2
+    assert sum(n.startswith("10_train/") for n in steps) == 1 + 6 * 4 + 3 + 2 * 2
 
 
 def test_an_arm_the_chains_own_trainings_already_are_is_not_trained_twice(tmp_path):

@@ -475,6 +475,21 @@ def test_the_samplers_are_kept_apart_and_shown_side_by_side(tmp_path):
     plots.plt.close(fig)
 
 
+def test_the_spread_by_training_compares_single_sample_train_with_full(tmp_path):
+    """The k = 5 spread of single_sample_train against full's, per sequence the median over frames, then the
+    median over sequences: single (A1 0.30, B2 0.50 -> 0.40) / full (A1 0.01, B2 0.03 -> 0.02) = 20x."""
+    root, bench = tmp_path / "results", "synthetic_otb_lang"
+    for variant, spreads in (("full", ([0.0, 0.01, 0.02], [0.03])), ("single_sample_train", ([0.3], [0.5, 0.5, 0.9]))):
+        _write_run(root, bench, f"dmtrack-{variant}", "k5_seed0", variant, 5, 0, {"A1": _seq(50.0), "B2": _seq(40.0)},
+                   {"A1": spreads[0], "B2": spreads[1]}, average="final", steps=None, sampling_steps=3, sampler_eta=1.0)
+    res = results.Results.load(root, synthetic=True)
+    text = sweeps.training_spread_markdown(res)
+    assert "single_sample_train (the usual recipe, x_t noised from the ground truth) 0.400" in text
+    assert "full (double sampling, x_t noised from its own first estimate) 0.020; ratio **20.0x**" in text
+    assert sweeps.training_spread_markdown(res, k=1) == ("The spread by training needs full and single_sample_train "
+                                                         "at k = 1; this run lacks one.")
+
+
 def test_sampling_chain_gives_every_chain_and_the_spread_and_the_plots_draw_them(root, tmp_path):
     import matplotlib
 
@@ -978,9 +993,9 @@ def test_plan_of_the_demo_profile(tmp_path):
     steps = pipeline.plan("demo", paths)
     names = [s.name for s in steps]
     assert names[0] == "00_data" and names[-2:] == ["30_visualize", "40_report"]
-    # the base tracker, 6 variants x 3 seeds fine-tuned from it, the from-scratch arm's full x 3 seeds and the
+    # the base tracker, 6 variants x 4 seeds fine-tuned from it, the from-scratch arm's full x 3 seeds and the
     # authors arms' full x 2 seeds each (tests/test_paper_vs_authors.py)
-    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 3 + 3 + 2 * 2
+    assert sum(n.startswith("10_train/") for n in names) == 1 + 6 * 4 + 3 + 2 * 2
     evals = [s for s in steps if s.name.startswith("20_evaluate/") and not s.params.get("arm")]
     otb = {(s.params["variant"], s.params["k"]) for s in evals if s.params["benchmarks"] == ["synthetic_otb_lang"]}
     assert {(r.variant, r.k) for r in paper.TABLE2} <= otb
@@ -1016,7 +1031,7 @@ def test_plan_of_the_demo_profile(tmp_path):
                      and s.params["steps_per_chain"] is None and s.params.get("sentence") is None and "eta" not in s.params
                      and (s.params["benchmarks"] == ["synthetic_otb_lang"] or s.params["variant"] == "full"))
         robustness = s.params["benchmarks"] == ["synthetic_lasot"] and s.params["k"] == 1 and s.params["average"] == "final"
-        assert s.params["seeds"] == ([0, 1, 2] if in_tables else [0, 1] if robustness else [0]), s.name
+        assert s.params["seeds"] == ([0, 1, 2, 3] if in_tables else [0, 1] if robustness else [0]), s.name
         assert set(s.deps) == {f"10_train/{s.params['variant']}_seed{i}" for i in s.params["seeds"]}
     assert len(steps[-1].deps) == len(steps) - 1
     # a training step is keyed by its resolved config: a changed profile definition retrains
@@ -1040,7 +1055,7 @@ def test_the_demo_chain_fine_tunes_every_variant_from_one_base_tracker(tmp_path)
     cfg = load_config("demo", "base")  # ViT + CE + centre head, trained from scratch with the scratch recipe
     assert (cfg.use_diffusion, cfg.use_language, cfg.epochs, cfg.backbone_lr, cfg.pretrained_file) == (False, False, 36, 5e-4, None)
     for v in VARIANTS:
-        for seed in range(3):
+        for seed in range(4):
             st = steps[f"10_train/{v}_seed{seed}"]
             assert st.deps == ["00_data", "10_train/base"] and st.params["overrides"] == {"pretrained": base_file}
             assert "arm" not in st.params  # the steps of the chain's protocol keep their parameters
@@ -1049,6 +1064,7 @@ def test_the_demo_chain_fine_tunes_every_variant_from_one_base_tracker(tmp_path)
         st = steps[f"10_train/full-scratch_seed{seed}"]
         assert st.deps == ["00_data"] and st.params["overrides"] == {"pretrained": "none"} and st.params["arm"] == "scratch"
         assert st.outputs == [str(tmp_path / "runs" / "train" / "full-scratch" / f"seed{seed}" / "model.pth")]
+    assert "10_train/full-scratch_seed3" not in steps  # the arm keeps 3 seeds (arm_seeds) while the chain trains 4
     arm = sorted(n for n, st in steps.items() if st.params.get("arm") == "scratch" and n.startswith("20_evaluate/"))
     assert arm == ["20_evaluate/full-scratch_otb_lang_k1", "20_evaluate/full-scratch_otb_lang_k5"]
     assert steps[arm[1]].outputs[0].endswith("synthetic_otb_lang/dmtrack-full-scratch/k5_seed0/scores_pytracking.json")

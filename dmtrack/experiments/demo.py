@@ -39,10 +39,12 @@ def get_config() -> dict:
     )
     # 18 trainings, one thread each, two at a time, then 47 evaluations tracking 8 sequences at once (one at a
     # time the chain took 67 min on 2 idle cores; README). The report says how many seeds its verdicts would need.
+    # 4 seeds per variant: the minutes the base tracker saved went to a 4th seed, which the noise budget of a
+    # 3-seed run predicted to narrow the claims' CIs most per minute (docs/training.md, "Where the minutes go").
     # the arms: full from scratch (3 seeds: the noise budget's seed variance), and under the authors' reading with
     # and without the scramble (2 seeds each, the fewest a paired CI needs: 4 fine-tunes and 12 evaluations more)
     c["chain"].update(synthetic=True, preset="demo", drift=True, base_stage=True, sweep_seeds=1, jobs=2, budget_minutes=60.0,
-                      arms={"scratch": ("full",), "authors": ("full",), "authors-noscramble": ("full",)},
-                      arm_seeds={"authors": 2, "authors-noscramble": 2},
+                      seeds=4, arms={"scratch": ("full",), "authors": ("full",), "authors-noscramble": ("full",)},
+                      arm_seeds={"scratch": 3, "authors": 2, "authors-noscramble": 2},
                       track_batch=8, robust_seeds=2, fig7_sequences=2, require_weights=False)
     return c
