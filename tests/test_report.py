@@ -188,6 +188,7 @@ def test_tables_keep_readings_and_steps_apart_and_judge_claims(tmp_path):
     assert v.loc["Diffusion helps (k=1)", "verdict"] == "not run"
     need = claims.seeds_needed(res)
     assert need.loc[row, "seeds now"] == "3 / 3" and need.loc[row, "seeds to resolve"].isdigit()
+    assert " of the difference's variance (more " in need.loc[row, "why"]  # the largest part names itself
     assert need.loc["Diffusion helps (k=1)", "why"].startswith("needs both rows")
     # one more seed: its 3 trainings (120 s each) and its share of the all-seed evaluation (300 s / 3), 2 at a
     # time: (120 + 100) / 2 / 60 = 1.83 min; 12 min of steps so far / 2 jobs = 6 min, budget 10: 3 + 2 seeds

@@ -51,6 +51,7 @@ def test_variance_components_and_seeds_needed_by_hand():
     assert comp.seed == pytest.approx((2.0, 0.0)) and comp.residual == pytest.approx((0.0, 0.0))
     assert comp.interaction == pytest.approx(0.0) and comp.seeds == (2, 2) and comp.sequences == 3
     assert comp.variance() == pytest.approx(1.0) and comp.df() == pytest.approx(1.0)
+    assert comp.parts() == pytest.approx({"seed-to-seed": 1.0, "seed-by-sequence": 0.0, "sequence-by-variant": 0.0})
     assert comp.half_width(0.95) == pytest.approx(stats.t.ppf(0.975, 1))  # 12.706
     # with s seeds: variance 2 / s, s - 1 degrees of freedom; t(s-1) sqrt(2/s): 12.71, 3.51, 2.25 for s = 2, 3, 4
     assert comp.half_width(0.95, seeds=4) == pytest.approx(stats.t.ppf(0.975, 3) * math.sqrt(0.5))
@@ -75,6 +76,14 @@ def test_residual_and_interaction_are_separated():
     comp = eval_stats.variance_components(e + g, np.zeros((2, 4)))
     assert comp.residual == pytest.approx((8 / 3, 0.0)) and comp.seed == pytest.approx((0.0, 0.0))
     assert comp.interaction == pytest.approx(4.0)
+    # 2 seeds, 4 sequences: seed-by-sequence 2 (8/3) / (4 * 2) = 2/3, sequence-by-variant 4 / 4 = 1; the parts
+    # sum to the variance, and the claim's table names the largest with its share, 1 / (5/3) = 60%
+    parts = comp.parts()
+    assert parts == pytest.approx({"seed-to-seed": 0.0, "seed-by-sequence": 2 / 3, "sequence-by-variant": 1.0})
+    assert sum(parts.values()) == pytest.approx(comp.variance())
+    assert comp.parts(seeds=4, sequences=8)["seed-by-sequence"] == pytest.approx(2 * (8 / 3) / 32)
+    from dmtrack.report.claims import _largest_part
+    assert _largest_part(comp) == "sequence-by-variant: 60% of the difference's variance (more sequences shrink it)"
 
 
 def test_row_components_split_one_rows_variance_by_hand():

@@ -174,6 +174,17 @@ class Components:
     def variance(self, seeds=None, sequences: int | None = None) -> float:
         return sum(v for v, _ in self.terms(seeds, sequences))
 
+    def parts(self, seeds=None, sequences: int | None = None) -> dict[str, float]:
+        """`variance(seeds, sequences)` split by source, the same sum regrouped: seed-to-seed sum_r u_r / s_r;
+        seed-by-sequence 2 sum_r e_r / (q s_r) (the residual enters the seed means and the sequence means:
+        `terms`); sequence-by-variant g / q. Which part to shrink: more seeds shrink the first two, more
+        sequences the last two."""
+        q = sequences or self.sequences
+        seeds_of = list(seeds) if isinstance(seeds, tuple) else [seeds or s for s in self.seeds]
+        return {"seed-to-seed": sum(u / s for u, s in zip(self.seed, seeds_of)),
+                "seed-by-sequence": 2 * sum(e / (q * s) for e, s in zip(self.residual, seeds_of)),
+                "sequence-by-variant": self.interaction / q}
+
     def df(self, seeds=None, sequences: int | None = None) -> float:
         """Welch-Satterthwaite degrees of freedom of `variance(seeds, sequences)` (q - 1 when it is 0)."""
         terms = self.terms(seeds, sequences)

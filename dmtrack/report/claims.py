@@ -109,8 +109,19 @@ def seeds_needed(res: Results, protocol: str = "pytracking", average: str = "fin
                      "sequence x variant sd": f"{np.sqrt(comp.interaction):.1f}",
                      "resolvable now (predicted)": f"{comp.half_width(level):.1f}",
                      "seeds to resolve": show(need(None)), f"seeds for {vd.POWER:.0%} power": show(need(vd.POWER)),
-                     "why": ""})
+                     "why": _largest_part(comp)})
     return pd.DataFrame(rows).set_index("claim")
+
+
+def _largest_part(comp: stats.Components) -> str:
+    """Which source of the difference's variance holds its CI wide now (`stats.Components.parts`), and its share."""
+    parts = comp.parts()
+    total = sum(parts.values())
+    if not total > 0:
+        return ""
+    name = max(parts, key=parts.get)
+    cure = "more sequences" if name == "sequence-by-variant" else "more seeds"
+    return f"{name}: {parts[name] / total:.0%} of the difference's variance ({cure} shrink it)"
 
 
 def _protocol_step(name: str) -> bool:
