@@ -37,8 +37,9 @@ def get_config() -> dict:
         ),
         sweep_levels=(0.0, 0.25, 0.5, 0.75, 1.0), sweep=suite(10, (150, 150), (1, 2), (1, 1), (0, 1)),
     )
-    # 18 trainings, one thread each, two at a time, then 47 evaluations tracking 8 sequences at once (one at a
-    # time the chain took 67 min on 2 idle cores; README). The report says how many seeds its verdicts would need.
+    # the base tracker, then 24 fine-tunes and the arms' 7 trainings, one thread each, two at a time, and 67
+    # evaluations tracking 8 sequences at once: 59.1 min from a fresh clone on 2 idle cores (README). The report
+    # says how many seeds its verdicts would need.
     # 4 seeds per variant: the minutes the base tracker saved went to a 4th seed, which the noise budget of a
     # 3-seed run predicted to narrow the claims' CIs most per minute (docs/training.md, "Where the minutes go").
     # the arms: full from scratch (3 seeds: the noise budget's seed variance), and under the authors' reading with
