@@ -166,10 +166,13 @@ class Components:
         means (s - 1), then the sequences' paired differences (q - 1). As in the paired bootstrap, whose
         variance this is, the residual enters both (the seed means and the sequence means each carry it),
         which errs on the wide side."""
-        q = sequences or self.sequences
-        seeds_of = list(seeds) if isinstance(seeds, tuple) else [seeds or s for s in self.seeds]
+        q, seeds_of = sequences or self.sequences, self._seeds_of(seeds)
         out = [((u + e / q) / s, s - 1) for u, e, s in zip(self.seed, self.residual, seeds_of)]
         return out + [((self.interaction + sum(e / s for e, s in zip(self.residual, seeds_of))) / q, q - 1)]
+
+    def _seeds_of(self, seeds) -> list:
+        """Seeds per row: a tuple per row, an int for both, or None for as measured."""
+        return list(seeds) if isinstance(seeds, tuple) else [seeds or s for s in self.seeds]
 
     def variance(self, seeds=None, sequences: int | None = None) -> float:
         return sum(v for v, _ in self.terms(seeds, sequences))
@@ -179,8 +182,7 @@ class Components:
         seed-by-sequence 2 sum_r e_r / (q s_r) (the residual enters the seed means and the sequence means:
         `terms`); sequence-by-variant g / q. Which part to shrink: more seeds shrink the first two, more
         sequences the last two."""
-        q = sequences or self.sequences
-        seeds_of = list(seeds) if isinstance(seeds, tuple) else [seeds or s for s in self.seeds]
+        q, seeds_of = sequences or self.sequences, self._seeds_of(seeds)
         return {"seed-to-seed": sum(u / s for u, s in zip(self.seed, seeds_of)),
                 "seed-by-sequence": 2 * sum(e / (q * s) for e, s in zip(self.residual, seeds_of)),
                 "sequence-by-variant": self.interaction / q}
