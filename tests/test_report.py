@@ -486,7 +486,10 @@ def test_the_spread_by_training_compares_single_sample_train_with_full(tmp_path)
     res = results.Results.load(root, synthetic=True)
     text = sweeps.training_spread_markdown(res)
     assert "single_sample_train (the usual recipe, x_t noised from the ground truth) 0.400" in text
-    assert "full (double sampling, x_t noised from its own first estimate) 0.020; ratio **20.0x**" in text
+    assert "full (double sampling, x_t noised from its own first estimate) 0.020; ratio **20.0x**. The diversity comes" in text
+    res.runs.loc[res.runs.tracker == "dmtrack-full", "spread"] = 0.3  # as diverse as single_sample_train: no such claim
+    assert sweeps.training_spread_markdown(res).endswith("ratio **1.3x**. The two trainings' chains are about as "
+                                                        "diverse: here the training does not set the spread.")
     assert sweeps.training_spread_markdown(res, k=1) == ("The spread by training needs full and single_sample_train "
                                                          "at k = 1; this run lacks one.")
 
